@@ -1,0 +1,79 @@
+"""Read the tensors and values an autograd node saved for its backward pass."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["read_saved", "saved_attribute_names", "plain_value"]
+
+_ATTR_CACHE: dict[type, tuple[str, ...]] = {}
+
+
+def saved_attribute_names(fn: Any) -> tuple[str, ...]:
+    """Return the ``_saved_*`` attribute names of a node's class, cached per class.
+
+    Parameters
+    ----------
+    fn : torch.autograd.graph.Node
+        An autograd node (a ``grad_fn``).
+    """
+    cls = type(fn)
+    names = _ATTR_CACHE.get(cls)
+    if names is None:
+        names = tuple(a for a in dir(fn) if a.startswith("_saved_"))
+        _ATTR_CACHE[cls] = names
+    return names
+
+
+def plain_value(value: Any) -> Any:
+    """Turn a saved non-tensor value into plain Python (ints, floats, bools, str, tuples, None).
+
+    SymInts become ints, ``torch.Size`` and lists become tuples, dtypes and layouts become strings.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+        return {torch.SymInt: int, torch.SymFloat: float, torch.SymBool: bool}[type(value)](value)
+    if isinstance(value, (tuple, list, torch.Size)):
+        return tuple(plain_value(v) for v in value)
+    if isinstance(value, (torch.dtype, torch.layout, torch.device, torch.memory_format)):
+        return str(value)
+    if isinstance(value, complex):
+        return value
+    return repr(value)
+
+
+def read_saved(fn: Any) -> dict[str, Any]:
+    """Return what a node saved for backward, keyed by name without the ``_saved_`` prefix.
+
+    Tensors stay tensors (detached); every other value becomes plain Python (see `plain_value`).
+    A custom ``torch.autograd.Function`` node's ``ctx.save_for_backward`` tensors come back as
+    ``saved_tensors[0]``, ``saved_tensors[1]``, ... Reading must happen before backward frees them.
+
+    Raises
+    ------
+    RuntimeError
+        Torch's own error when a saved tensor was modified in place after it was saved.
+    """
+    out: dict[str, Any] = {}
+    for attr in saved_attribute_names(fn):
+        try:
+            value = getattr(fn, attr)
+        except RuntimeError as exc:
+            if "modified by an inplace operation" in str(exc):
+                raise
+            continue
+        key = attr[len("_saved_"):]
+        if isinstance(value, torch.Tensor):
+            out[key] = value.detach()
+        elif isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value):
+            for i, v in enumerate(value):
+                out[f"{key}[{i}]"] = v.detach()
+        else:
+            out[key] = plain_value(value)
+    if hasattr(fn, "_forward_cls") and hasattr(fn, "saved_tensors"):
+        for i, t in enumerate(fn.saved_tensors):
+            if t is not None:
+                out[f"saved_tensors[{i}]"] = t.detach()
+    return out

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Set up everything gradviz needs on a fresh Debian 12 machine (Python 3.11, root, no display):
+# system packages (fonts, Xvfb, Graphviz for the benchmark anchor), a virtual environment in .venv,
+# the CPU build of torch, and gradviz itself with its gui and test extras.
+# Safe to run again: every step checks first and does nothing when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=${GRADVIZ_VENV:-$ROOT/.venv}
+PY=${PYTHON:-python3}
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# System packages: fonts (Qt draws empty boxes without them, CJK for Chinese), Xvfb for a real window,
+# the X/GL libraries PySide6 loads, Graphviz's dot for the torchviz anchor in benchmarks.
+APT_PKGS=(fonts-dejavu-core fontconfig fonts-wqy-microhei xvfb xauth libxcb-icccm4 libxcb-keysyms1
+          libxcb-image0 libxcb-render-util0 libxcb-xkb1 libxcb-randr0 libxcb-shape0 libxcb-xinerama0
+          libxcb-cursor0 libxkbcommon0 libxkbcommon-x11-0 libegl1 libgl1 libglib2.0-0 libdbus-1-3
+          libfontconfig1 graphviz ninja-build)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq </dev/null >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+  else
+    log "warning: missing system packages (install them as root): ${missing[*]}"
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtual environment $VENV"
+  "$PY" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+stamp="$VENV/.gradviz-setup"
+want="$(sha1sum pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VPY" -c 'import gradviz, torch' 2>/dev/null; then
+  exit 0
+fi
+"$VPY" -m pip install -q --upgrade pip setuptools wheel </dev/null
+# torch first, the CPU build, so nothing below pulls the multi-GB CUDA wheels.
+if ! "$VPY" -c 'import torch' 2>/dev/null; then
+  log "installing torch (CPU build)"
+  "$VPY" -m pip install -q "torch==2.13.0" </dev/null
+fi
+log "installing gradviz with the gui, test and bench extras"
+"$VPY" -m pip install -q --no-build-isolation -e ".[gui,test,bench]" --config-settings editable_mode=compat </dev/null
+echo "$want" > "$stamp"
+log "ready: $VENV"

@@ -111,8 +111,15 @@ def get_backend(name: str) -> BackendInfo:
     return _BACKENDS[name]()
 
 
+_LOADED = False
+
+
 def _load_compiled() -> None:
-    # the compiled backends register themselves when their loader module is imported
+    # the compiled backends register themselves when their loader module is imported (once)
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
     try:
         import gradviz.core.extension  # noqa: F401
     except ImportError:

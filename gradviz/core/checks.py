@@ -1,0 +1,438 @@
+"""Check every gradient of a recording against manual calculation.
+
+Rows of the check table, each with a reference, the largest absolute and relative errors, the
+tolerance and a status:
+
+- ``manual``: each leaf's ``.grad`` against the model's own numpy / closed-form calculation;
+- ``finite-diff``: each leaf's ``.grad`` against central finite differences, the model re-run in
+  float64 (as ``gradcheck`` does), or in its own dtype with a looser, stated tolerance;
+- ``gradcheck``: every custom Function node, ``torch.autograd.gradcheck`` at its recorded inputs;
+- ``local-rule``: every backward node against a numpy re-implementation of its local rule, from its
+  saved tensors and incoming gradients;
+- ``accumulation``: each leaf's recorded contributions (plus its starting ``.grad``) sum to its ``.grad``.
+
+A node with no local rule is listed as ``no rule``: never a pass, a failure only with ``strict``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .recording import Recording
+from .tensors import TensorData
+
+__all__ = ["Check", "CheckTable", "run_checks", "Tolerance", "compare"]
+
+PASS, FAIL, NO_RULE, SKIPPED = "pass", "fail", "no rule", "skipped"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Elementwise ``|actual - reference| <= atol + rtol * |reference|``."""
+
+    atol: float
+    rtol: float
+
+    def __str__(self) -> str:
+        return f"atol={self.atol:.0e} rtol={self.rtol:.0e}"
+
+
+def _tolerance_for(dtype: str, kind: str, scale: float) -> Tolerance:
+    # float64 work is checked tightly; float32 (about 7 digits) gets room for rounding in sums
+    s = max(1.0, scale)
+    if kind == "finite-diff":
+        if dtype == "float64":
+            return Tolerance(1e-6 * s, 1e-5)
+        return Tolerance(1e-4 * s, 1e-3)
+    if dtype == "float64":
+        return Tolerance(1e-10 * s, 1e-8)
+    if dtype in ("float16", "bfloat16"):
+        return Tolerance(1e-2 * s, 1e-2)
+    return Tolerance(1e-5 * s, 1e-4)
+
+
+@dataclass
+class Check:
+    """One row of the check table."""
+
+    kind: str
+    what: str
+    reference: str
+    status: str
+    max_abs: float | None = None
+    max_rel: float | None = None
+    tolerance: str = ""
+    node: int | None = None
+    leaf: str | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in self.__dict__.items()}
+
+
+@dataclass
+class CheckTable:
+    """All checks of one recording."""
+
+    rows: list = field(default_factory=list)
+    strict: bool = False
+
+    @property
+    def failed(self) -> list[Check]:
+        return [r for r in self.rows if r.status == FAIL or (self.strict and r.status == NO_RULE)]
+
+    @property
+    def ok(self) -> bool:
+        """True when no row fails (with `strict`, no row lacks a rule either)."""
+        return not self.failed
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "strict": self.strict, "counts": self.counts(),
+                "checks": [r.to_json() for r in self.rows]}
+
+    def format(self, width: int = 120) -> str:
+        """The table as aligned text, one row per check, and a summary line."""
+        head = ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result")
+        lines = [head]
+        for r in self.rows:
+            status = r.status.upper() if r.status == FAIL else r.status
+            if self.strict and r.status == NO_RULE:
+                status = "FAIL (no rule)"
+            lines.append((r.kind, r.what, r.reference, _fmt(r.max_abs), _fmt(r.max_rel), r.tolerance, status))
+        widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
+        widths[1] = min(widths[1], 44)
+        widths[2] = min(widths[2], 34)
+        out = []
+        for j, row in enumerate(lines):
+            cells = [str(c)[:widths[i]].ljust(widths[i]) for i, c in enumerate(row)]
+            out.append("  ".join(cells).rstrip())
+            if j == 0:
+                out.append("  ".join("-" * w for w in widths))
+        c = self.counts()
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(c.items()))
+        out.append("")
+        out.append(f"{len(self.rows)} checks: {summary} -> {'OK' if self.ok else 'FAILED'}")
+        return "\n".join(out)
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.2e}"
+
+
+def compare(actual: np.ndarray, reference: np.ndarray, tol: Tolerance) -> tuple[float, float, bool]:
+    """Return ``(max abs error, max rel error, within tolerance)`` of two arrays of one shape."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        if a.size == b.size:
+            a = a.reshape(b.shape)
+        else:
+            return math.inf, math.inf, False
+    if a.size == 0:
+        return 0.0, 0.0, True
+    err = np.abs(a - b)
+    if not np.isfinite(err).all():
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        if not same.all():
+            return math.inf, math.inf, False
+        err = np.where(same, 0.0, err)
+    rel = err / np.maximum(np.abs(b), np.finfo(np.float64).tiny)
+    rel = np.where(err == 0, 0.0, rel)
+    ok = bool((err <= tol.atol + tol.rtol * np.abs(b)).all())
+    return float(err.max()), float(rel.max()), ok
+
+
+def _value(t: TensorData | None) -> np.ndarray | None:
+    return None if t is None else t.value
+
+
+def run_checks(rec: Recording, *, strict: bool = False, manual: bool = True, finite_diff: bool = True,
+               gradcheck: bool = True, rules: bool = True, accumulation: bool = True,
+               fd_max_elements: int = 64, progress: Callable[[float, str], None] | None = None) -> CheckTable:
+    """Run every check on `rec` and return the table.
+
+    Parameters
+    ----------
+    rec : Recording
+    strict : bool
+        Count nodes with no local rule as failures.
+    fd_max_elements : int
+        Finite differences perturb at most this many elements per leaf (a fixed random sample
+        beyond that, stated in the row).
+    """
+    table = CheckTable(strict=strict)
+    progress = progress or (lambda f, m: None)
+    if manual:
+        progress(0.0, "manual calculation")
+        table.rows += _manual_checks(rec)
+    if finite_diff:
+        progress(0.1, "finite differences")
+        table.rows += _fd_checks(rec, fd_max_elements)
+    if gradcheck:
+        progress(0.4, "gradcheck of custom Functions")
+        table.rows += _gradcheck_checks(rec)
+    if rules:
+        progress(0.6, "local rules")
+        table.rows += _rule_checks(rec)
+    if accumulation:
+        progress(0.9, "accumulation")
+        table.rows += _accumulation_checks(rec)
+    progress(1.0, "done")
+    return table
+
+
+def _scale(ref: np.ndarray) -> float:
+    return float(np.abs(ref).max()) if ref.size else 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+def _manual_checks(rec: Recording) -> list[Check]:
+    rows = []
+    if rec.manual is None:
+        return rows
+    for name, expected in rec.manual.items():
+        info = rec.leaves.get(name)
+        if info is None:
+            rows.append(Check("manual", f"{name}.grad", "manual calculation", FAIL,
+                              detail=f"the manual calculation names {name!r}, which the recording does not have"))
+            continue
+        got = _value(info.grad)
+        if expected is None:
+            ok = info.grad is None
+            rows.append(Check("manual", f"{name}.grad", "manual: None (no gradient)", PASS if ok else FAIL,
+                              leaf=name, node=info.node,
+                              detail="" if ok else "the manual calculation expects no gradient, but .grad is set"))
+            continue
+        if info.grad is None or got is None:
+            status = FAIL if info.grad is None else SKIPPED
+            rows.append(Check("manual", f"{name}.grad", "manual calculation", status, leaf=name, node=info.node,
+                              detail=".grad is None" if info.grad is None else "values were not kept"))
+            continue
+        expected = np.asarray(expected, dtype=np.float64)
+        tol = _tolerance_for(info.grad.dtype, "manual", _scale(expected))
+        ea, er, ok = compare(got, expected, tol)
+        rows.append(Check("manual", f"{name}.grad", "manual calculation (numpy)", PASS if ok else FAIL,
+                          ea, er, str(tol), info.node, name))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+def _fd_checks(rec: Recording, max_elements: int) -> list[Check]:
+    from .recorder import leaf_first_use_order
+
+    rows: list[Check] = []
+    runner = rec.runner
+    targets = [n for n, info in rec.leaves.items()
+               if info.requires_grad and info.grad is not None and info.grad.value is not None]
+    if not targets:
+        return rows
+    if runner is None:
+        return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
+                      detail="the recording was opened from a file: the model is not here to re-run")
+                for n in targets]
+    order = {name: i for i, name in enumerate(rec.leaf_order)}
+
+    sources = rec.source_values
+
+    def loss_with(leaf_index: int | None, flat_index: int, delta: float, dtype):
+        state = {}
+
+        def on_leaf(t, idx):
+            with torch.no_grad():
+                # evaluate at exactly the recorded point: a float64 re-run may draw other random values
+                data = sources[idx] if idx < len(sources) else None
+                if data is not None and data.value is not None and tuple(t.shape) == tuple(data.shape):
+                    t.copy_(torch.from_numpy(np.asarray(data.value)))
+                if idx == leaf_index:
+                    t.view(-1)[flat_index] += delta
+                    state["dtype"] = t.dtype
+
+        out = leaf_first_use_order(runner, on_leaf, dtype=dtype)
+        built = runner.normalise(out)
+        return float(built.loss.detach().to(torch.float64).cpu()), state.get("dtype")
+
+    # does the model run in float64 when the default dtype is float64?
+    try:
+        _, probe_dtype = loss_with(0 if targets else None, 0, 0.0, torch.float64)
+    except Exception as exc:  # noqa: BLE001 - reported in the rows
+        return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
+                      detail=f"re-running the model failed: {exc}") for n in targets]
+    in64 = probe_dtype == torch.float64
+    run_dtype = torch.float64 if in64 else None
+    for name in targets:
+        info = rec.leaves[name]
+        if name not in order:
+            rows.append(Check("finite-diff", f"{name}.grad", "finite differences", SKIPPED, leaf=name,
+                              node=info.node, detail="the leaf was not used by a recorded op"))
+            continue
+        grad = info.grad.value.astype(np.float64)
+        n = grad.size
+        if n > max_elements:
+            idx = np.sort(np.random.default_rng(0).choice(n, size=max_elements, replace=False))
+            note = f"{max_elements} of {n} elements (fixed random sample)"
+        else:
+            idx = np.arange(n)
+            note = ""
+        values = info.tensor.value.reshape(-1).astype(np.float64) if info.tensor.value is not None else None
+        fd = np.empty(len(idx))
+        for j, flat in enumerate(idx):
+            x = abs(values[flat]) if values is not None else 1.0
+            # central differences: error O(h^2); h scaled to the value, sized for the dtype's precision
+            h = (1e-6 if in64 else 1e-2) * max(1.0, x)
+            up, _ = loss_with(order[name], int(flat), h, run_dtype)
+            down, _ = loss_with(order[name], int(flat), -h, run_dtype)
+            fd[j] = (up - down) / (2 * h)
+        ref = fd
+        got = grad.reshape(-1)[idx]
+        if in64:
+            tol = _tolerance_for(info.grad.dtype if info.grad.dtype == "float64" else "float32", "finite-diff",
+                                 _scale(ref))
+            reference = "central differences, float64"
+        else:
+            tol = Tolerance(5e-2 * max(1.0, _scale(ref)), 5e-2)
+            reference = f"central differences, {info.grad.dtype} (model does not run in float64)"
+        ea, er, ok = compare(got, ref, tol)
+        rows.append(Check("finite-diff", f"{name}.grad", reference, PASS if ok else FAIL, ea, er, str(tol),
+                          info.node, name, note))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+def _to64(obj, requires):
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to(torch.float64) if obj.is_floating_point() else obj.detach()
+        return t.requires_grad_(bool(requires.get(id(obj), False))) if t.is_floating_point() else t
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to64(o, requires) for o in obj)
+    return obj
+
+
+def _gradcheck_checks(rec: Recording) -> list[Check]:
+    rows = []
+    for node in rec.nodes:
+        if node.kind != "custom":
+            continue
+        replay = rec.replays.get(node.id)
+        what = f"node {node.id} {node.name}" + (f" [{node.backend}]" if node.backend else "")
+        if replay is None or replay[0] is None:
+            rows.append(Check("gradcheck", what, "torch.autograd.gradcheck, float64", SKIPPED, node=node.id,
+                              detail="the recording was opened from a file: the Function is not here to run"))
+            continue
+        (fn, args, kwargs), _cls = replay
+        requires = {id(a): a.requires_grad for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)}
+        args64 = _to64(args, requires)
+        kwargs64 = {k: _to64(v, requires) for k, v in kwargs.items()}
+        tensors = [a for a in args64 if isinstance(a, torch.Tensor) and a.requires_grad]
+        positions = [i for i, a in enumerate(args64) if isinstance(a, torch.Tensor) and a.requires_grad]
+
+        def f(*ts):
+            full = list(args64)
+            for p, t in zip(positions, ts):
+                full[p] = t
+            return fn(*full, **kwargs64)
+
+        try:
+            ok = torch.autograd.gradcheck(f, tuple(tensors), eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True)
+            rows.append(Check("gradcheck", what, "torch.autograd.gradcheck, float64", PASS if ok else FAIL,
+                              tolerance="atol=1e-05 rtol=1e-03", node=node.id))
+        except Exception as exc:  # noqa: BLE001 - a failed gradcheck is a failed row
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            rows.append(Check("gradcheck", what, "torch.autograd.gradcheck, float64", FAIL,
+                              tolerance="atol=1e-05 rtol=1e-03", node=node.id, detail=first))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+def _rule_checks(rec: Recording) -> list[Check]:
+    try:
+        from . import rules as _rules
+    except ImportError:
+        _rules = None
+    rows = []
+    for ev in rec.backward:
+        node = rec.nodes[ev.node]
+        if node.kind == "leaf":
+            continue
+        what = f"node {node.id} {node.name}" + (f" [{node.backend}]" if node.backend else "")
+        if _rules is None or not _rules.has_rule(node.torch_name):
+            rows.append(Check("local-rule", what, "no manual rule", NO_RULE, node=node.id,
+                              detail=f"no numpy rule for {node.torch_name}"))
+            continue
+        saved = {}
+        missing = False
+        for k, v in node.saved.items():
+            if isinstance(v, TensorData):
+                if v.value is None:
+                    missing = True
+                saved[k] = v.value
+            else:
+                saved[k] = v
+        gout = [None if g is None else g.value for g in ev.grad_outputs]
+        if missing or any(g is None and d is not None for g, d in zip(gout, ev.grad_outputs)):
+            rows.append(Check("local-rule", what, f"numpy rule for {node.torch_name}", SKIPPED, node=node.id,
+                              detail="values were not kept"))
+            continue
+        meta = [None if g is None else (tuple(g.shape), g.dtype) for g in ev.grad_inputs]
+        inp = _rules.RuleInput(node.torch_name, saved, gout, meta)
+        try:
+            expected = _rules.apply_rule(inp)
+        except Exception as exc:  # noqa: BLE001 - a rule that cannot run is reported, not raised
+            rows.append(Check("local-rule", what, f"numpy rule for {node.torch_name}", FAIL, node=node.id,
+                              detail=f"the rule raised {type(exc).__name__}: {exc}"))
+            continue
+        worst_a = worst_r = 0.0
+        ok = True
+        compared = 0
+        tol_text = ""
+        for slot, (g, e) in enumerate(zip(ev.grad_inputs, expected or [])):
+            if g is None or e is None or g.value is None:
+                continue
+            tol = _tolerance_for(g.dtype, "rule", _scale(np.asarray(e)))
+            tol_text = str(tol)
+            ea, er, good = compare(g.value, e, tol)
+            worst_a, worst_r = max(worst_a, ea), max(worst_r, er)
+            ok = ok and good
+            compared += 1
+        if compared == 0:
+            rows.append(Check("local-rule", what, f"numpy rule for {node.torch_name}", NO_RULE, node=node.id,
+                              detail="the rule computes none of this node's gradients"))
+            continue
+        rows.append(Check("local-rule", what, f"numpy rule for {node.torch_name}", PASS if ok else FAIL,
+                          worst_a, worst_r, tol_text, node.id))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+def _accumulation_checks(rec: Recording) -> list[Check]:
+    rows = []
+    for name, info in rec.leaves.items():
+        if info.node is None or info.grad is None:
+            continue
+        what = f"{name}.grad = " + " + ".join(
+            ([".grad before"] if info.initial_grad is not None else [])
+            + [f"node {c.producer}" for c in info.contributions])
+        if info.grad.value is None or any(c.value is None or c.value.value is None for c in info.contributions):
+            rows.append(Check("accumulation", what, "sum of contributions", SKIPPED, node=info.node, leaf=name,
+                              detail="values were not kept"))
+            continue
+        if not info.contributions:
+            rows.append(Check("accumulation", what, "sum of contributions", FAIL, node=info.node, leaf=name,
+                              detail="no contribution was recorded for a leaf whose .grad is set"))
+            continue
+        total = info.contributions[-1].running_sum.value
+        tol = _tolerance_for(info.grad.dtype, "rule", _scale(total))
+        ea, er, ok = compare(info.grad.value, total, tol)
+        rows.append(Check("accumulation", what, f"sum of {len(info.contributions)} contributions",
+                          PASS if ok else FAIL, ea, er, str(tol), info.node, name))
+    return rows

@@ -1,0 +1,763 @@
+"""Record one forward and backward pass exactly: ops, the unrolled graph, backward order, accumulation.
+
+`record` runs a model once under a torch function mode (the forward ops, with their module, use and
+source line), walks the autograd graph iteratively from the loss (stable ids, every next_functions
+slot kept as its own edge), snapshots what each node saved, then runs backward with a post-hook on
+every node, so the backward events come in the order PyTorch's engine really ran them.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+
+from . import backends as _backends
+from .errors import GradvizError, GraphTooLarge, InplaceModifiedError, NonFiniteError
+from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording
+from .saved import read_saved
+from .tensors import DEFAULT_BUDGET_BYTES, TensorData, TensorStore
+
+__all__ = ["record", "BuildResult", "Cancelled", "DEFAULT_MAX_NODES", "leaf_first_use_order"]
+
+DEFAULT_MAX_NODES = 200_000
+_LOCK = threading.RLock()
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_INTERNAL_FILES = {os.path.join(_HERE, f) for f in ("recorder.py", "backends.py", "extension.py", "checks.py")}
+_INPLACE_DUNDERS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow__", "__iand__", "__ior__",
+                    "__ixor__", "__imatmul__", "__ifloordiv__", "__imod__"}
+_SKIP_FUNCS = {"__get__", "__set__", "__repr__", "__format__", "__bool__", "__len__", "__hash__"}
+
+
+class Cancelled(Exception):
+    """Recording was cancelled by the caller."""
+
+
+@dataclass
+class BuildResult:
+    """What a model's build function gave back, normalised.
+
+    Attributes
+    ----------
+    loss : torch.Tensor
+    leaves : dict of str to torch.Tensor
+        Named tensors (leaves that need grad, and inputs that do not).
+    module : torch.nn.Module or None
+        A module whose ``named_parameters()`` and ``named_modules()`` name leaves and module paths.
+    """
+
+    loss: Any
+    leaves: dict
+    module: Any = None
+
+
+# ---------------------------------------------------------------------------------------------
+# forward capture
+
+class _ForwardCapture(TorchFunctionMode):
+    """A torch function mode that logs every op that takes part in autograd.
+
+    Also follows modules (global forward hooks: which module, which call of it) and custom
+    ``torch.autograd.Function.apply`` calls, which torch function modes do not see.
+    """
+
+    def __init__(self, store: TensorStore | None, on_leaf: Callable | None = None,
+                 cancel: Callable | None = None):
+        super().__init__()
+        self.store = store
+        self.on_leaf = on_leaf
+        self.cancel = cancel
+        self.events: list[ForwardEvent] = []
+        self.event_tensors: list[tuple[list, list]] = []  # (input tensors, output tensors) per event
+        self.grad_fn_event: dict[Any, int] = {}
+        self.replays: dict[Any, tuple] = {}
+        self.module_stack: list[tuple[Any, int]] = []
+        self.module_uses: dict[Any, int] = {}
+        self.module_order: list[Any] = []
+        self.event_module: list[tuple[Any, int] | None] = []
+        self.leaf_seen: dict[Any, int] = {}
+        self.source_data: list[TensorData] = []
+        self._depth = 0
+        self._src_cache: dict[str, bool] = {}
+        self._handles: list = []
+        self._orig_apply = None
+
+    # --- context ---------------------------------------------------------------------------
+    def __enter__(self):
+        self._handles.append(torch.nn.modules.module.register_module_forward_pre_hook(self._on_module_pre))
+        self._handles.append(torch.nn.modules.module.register_module_forward_hook(self._on_module_post))
+        self._patch_apply()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            for h in self._handles:
+                h.remove()
+            self._handles.clear()
+            self._unpatch_apply()
+
+    def _patch_apply(self):
+        fn_cls = torch.autograd.Function
+        self._orig_apply = fn_cls.__dict__["apply"]
+        orig = self._orig_apply.__func__
+        cap = self
+
+        def apply(cls, *args, **kwargs):
+            if cap._depth:
+                return orig(cls, *args, **kwargs)
+            if torch.is_grad_enabled():
+                cap._scan_leaves(args, kwargs)
+            cap._depth += 1
+            try:
+                out = orig(cls, *args, **kwargs)
+            finally:
+                cap._depth -= 1
+            cap._log(cls.__name__, args, kwargs, out, replay=(cls.apply, args, kwargs), custom=cls)
+            return out
+
+        fn_cls.apply = classmethod(apply)
+
+    def _unpatch_apply(self):
+        if self._orig_apply is not None:
+            torch.autograd.Function.apply = self._orig_apply
+            self._orig_apply = None
+
+    # --- modules ---------------------------------------------------------------------------
+    def _on_module_pre(self, module, args):
+        use = self.module_uses.get(module, 0) + 1
+        if use == 1:
+            self.module_order.append(module)
+        self.module_uses[module] = use
+        self.module_stack.append((module, use))
+
+    def _on_module_post(self, module, args, output):
+        # pop back to this module (a module that raised may have left frames behind)
+        while self.module_stack:
+            m, _ = self.module_stack.pop()
+            if m is module:
+                break
+
+    # --- ops -------------------------------------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self._depth:
+            return out
+        name = getattr(func, "__name__", None) or str(func)
+        if name in _SKIP_FUNCS:
+            return out
+        if torch.is_grad_enabled() and any(t.grad_fn is not None for t in _tensors_in(out)):
+            # a real use in the graph: number the source tensors it is the first to use
+            if self._scan_leaves(args, kwargs) and self.on_leaf is not None:
+                # finite differences changed a source in place: run the op again on the new values
+                out = func(*args, **kwargs)
+        replay = None
+        if isinstance(func, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+            replay = (func, args, kwargs)
+        self._log(name, args, kwargs, out, replay=replay)
+        return out
+
+    def _log(self, name, args, kwargs, out, replay=None, custom=None):
+        # our own tensor calls below must not be logged as the user's ops
+        self._depth += 1
+        try:
+            self._log_op(name, args, kwargs, out, replay, custom)
+        finally:
+            self._depth -= 1
+
+    def _log_op(self, name, args, kwargs, out, replay, custom):
+        if custom is None and not torch.is_grad_enabled():
+            return
+        outs = _tensors_in(out)
+        if not outs:
+            return
+        ins = _tensors_in(args) + _tensors_in(kwargs)
+        # only ops that take part in autograd become events
+        if custom is None and not any(t.grad_fn is not None for t in outs):
+            return
+        if self.cancel is not None and self.cancel():
+            raise Cancelled()
+        if self.store is None:
+            return
+        inplace = name in _INPLACE_DUNDERS or (name.endswith("_") and not name.endswith("__"))
+        op = name[2:-2] if name.startswith("__") and name.endswith("__") else name
+        if op.startswith("i") and name in _INPLACE_DUNDERS:
+            op = op[1:] + "_"
+        index = len(self.events)
+        capture = self.store.capture
+        ev = ForwardEvent(index=index, op=op,
+                          inputs=[capture(t, True) for t in ins],
+                          outputs=[capture(t, True) for t in outs],
+                          source=self._source(), inplace=inplace)
+        self.events.append(ev)
+        self.event_tensors.append((ins, outs))
+        self.event_module.append(self.module_stack[-1] if self.module_stack else None)
+        for t in outs:
+            fn = t.grad_fn
+            if fn is not None and fn not in self.grad_fn_event:
+                self.grad_fn_event[fn] = index
+                if replay is not None or custom is not None:
+                    self.replays[fn] = (replay, custom)
+
+    def _scan_leaves(self, args, kwargs) -> bool:
+        """Number each source tensor (made by no op of this run) that this op is the first to use.
+
+        Sources are leaves and inputs that need no grad; the numbering (order of first use in an op
+        that joins the graph) is the same in every run of a model, so finite differences find each
+        source again through ``on_leaf(tensor, index)``. Returns whether any was new.
+        """
+        new = False
+        self._depth += 1
+        try:
+            for t in _tensors_in(args) + _tensors_in(kwargs):
+                if t.grad_fn is None and t not in self.leaf_seen:
+                    self.leaf_seen[t] = len(self.leaf_seen)
+                    new = True
+                    if self.store is not None:
+                        self.source_data.append(self.store.capture(t, True))
+                    if self.on_leaf is not None:
+                        self.on_leaf(t, len(self.leaf_seen) - 1)
+        finally:
+            self._depth -= 1
+        return new
+
+    def _source(self) -> str | None:
+        f = sys._getframe(4)
+        cache = self._src_cache
+        while f is not None:
+            fname = f.f_code.co_filename
+            internal = cache.get(fname)
+            if internal is None:
+                internal = (fname.startswith(_TORCH_DIR) or fname in _INTERNAL_FILES
+                            or fname.startswith("<frozen") or fname.endswith(("contextlib.py", "functools.py")))
+                cache[fname] = internal
+            if not internal:
+                return f"{fname}:{f.f_lineno}"
+            f = f.f_back
+        return None
+
+
+def _tensors_in(obj) -> list:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        out = []
+        for o in obj:
+            if isinstance(o, torch.Tensor):
+                out.append(o)
+            elif isinstance(o, (tuple, list, dict)):
+                out.extend(_tensors_in(o))
+        return out
+    if isinstance(obj, dict):
+        return _tensors_in(list(obj.values()))
+    return []
+
+
+class _NoStdin:
+    """Stands in for standard input while a model runs: a model must not wait for a person."""
+
+    def _refuse(self, *a, **k):
+        raise GradvizError("the model script reads standard input, which gradviz does not provide",
+                           hint="give the values in the script, or read them from a file or environment variable")
+
+    read = readline = readlines = __iter__ = __next__ = _refuse
+
+    def fileno(self):
+        self._refuse()
+
+    def isatty(self):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# the public entry point
+
+def record(target: Any, *, params: dict | None = None, keep_values: bool = True,
+           budget_bytes: int = DEFAULT_BUDGET_BYTES, max_nodes: int = DEFAULT_MAX_NODES,
+           check_finite: bool = True, progress: Callable[[float, str], None] | None = None,
+           cancel: Callable[[], bool] | None = None) -> Recording:
+    """Record one forward and backward pass of `target`.
+
+    Parameters
+    ----------
+    target : str or callable
+        A built-in model name (``"repeated-layer"``), a model script ``"path/to/file.py[:function]"``,
+        or a callable taking no arguments that returns the loss, ``(loss, leaves_dict)`` or
+        ``(loss, module)``.
+    params : dict, optional
+        Model parameters (``{"k": 3, "seed": 1}``) for built-in models.
+    keep_values : bool
+        Keep tensor values (True) or only shapes and dtypes.
+    budget_bytes : int
+        Memory budget for kept values; past it tensors keep shape, dtype and statistics.
+    max_nodes : int
+        Refuse graphs with more nodes than this.
+    check_finite : bool
+        Stop with a `NonFiniteError` naming the first op or node that produced NaN or Inf.
+    progress : callable, optional
+        ``progress(fraction, message)``, called as recording advances.
+    cancel : callable, optional
+        Polled while recording; returning True stops it with `Cancelled`.
+
+    Returns
+    -------
+    Recording
+    """
+    from .targets import resolve_target
+
+    runner = resolve_target(target, params)
+    with _LOCK:
+        # tens of thousands of small objects are made; the cycle collector would only slow that down
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
+                           progress or (lambda f, m: None), cancel)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+
+def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress, cancel) -> Recording:
+    t_start = time.perf_counter()
+    store = TensorStore(keep_values, budget_bytes)
+    cap = _ForwardCapture(store, cancel=cancel)
+    progress(0.0, "running the forward pass")
+    old_stdin = sys.stdin
+    sys.stdin = _NoStdin()
+    try:
+        with cap:
+            result = runner.call()
+    finally:
+        sys.stdin = old_stdin
+    built = runner.normalise(result)
+    loss = built.loss
+    t_forward = time.perf_counter()
+
+    names = _name_tensors(built, cap)
+    progress(0.3, "walking the autograd graph")
+    nodes, fn_ids, edges, fns = _walk_graph(loss.grad_fn, max_nodes, cancel)
+    _annotate_nodes(nodes, fns, edges, cap, names)
+    input_edges = _input_nodes(nodes, fns, fn_ids, cap, names, store)
+    leaf_node_of = {n.leaf: n.id for n in nodes if n.kind == "leaf" and n.leaf}
+
+    progress(0.45, "reading saved tensors")
+    for node, fn in zip(nodes, fns):
+        if fn is None or node.kind == "leaf":
+            continue
+        try:
+            saved = read_saved(fn)
+        except RuntimeError as exc:
+            raise _inplace_error(exc, node, nodes, cap) from None
+        node.saved = {k: (store.capture(v, True) if isinstance(v, torch.Tensor) else v) for k, v in saved.items()}
+
+    # leaves: tensors named by the user, modules, or order of first use
+    leaf_tensors = {names[t]: t for t in names if t.requires_grad and t.grad_fn is None}
+    for name, t in built.leaves.items():
+        if isinstance(t, torch.Tensor):
+            leaf_tensors.setdefault(name, t)
+    initial = {name: (t.grad.detach().clone() if t.grad is not None else None) for name, t in leaf_tensors.items()}
+
+    progress(0.55, "running the backward pass")
+    # the hooks only keep the gradients; snapshots are taken after backward (holding the
+    # tensors also stops the engine from accumulating into them in place, so values stay as sent)
+    raw: list[tuple[int, tuple, tuple]] = []
+    handles = []
+
+    def make_hook(node_id):
+        def hook(grad_inputs, grad_outputs):
+            raw.append((node_id, grad_inputs, grad_outputs))
+            if cancel is not None and (len(raw) & 255) == 0 and cancel():
+                raise Cancelled()
+        return hook
+
+    for node, fn in zip(nodes, fns):
+        if fn is not None:
+            handles.append(fn.register_hook(make_hook(node.id)))
+    try:
+        torch.autograd.backward(loss)
+    except RuntimeError as exc:
+        if "modified by an inplace operation" in str(exc):
+            raise _inplace_error(exc, None, nodes, cap) from None
+        raise
+    finally:
+        for h in handles:
+            h.remove()
+    t_backward = time.perf_counter()
+    capture = store.capture
+    backward = [BackwardEvent(i, node_id, [capture(g) for g in gout], [capture(g) for g in gin])
+                for i, (node_id, gin, gout) in enumerate(raw)]
+    raw.clear()
+    if check_finite:
+        _check_finite(cap.events, backward, nodes)
+
+    progress(0.85, "collecting contributions")
+    leaves = _collect_leaves(leaf_tensors, initial, leaf_node_of, nodes, edges, backward, store)
+    loss_data = store.capture(loss.detach())
+    manual = None
+    if keep_values:
+        leaf_values = {k: v.tensor.value for k, v in leaves.items() if v.tensor is not None}
+        manual = runner.manual(leaf_values)
+
+    replays = {}
+    for node, fn in zip(nodes, fns):
+        if fn is not None and fn in cap.replays:
+            replays[node.id] = cap.replays[fn]
+    store.release()
+    rec = Recording(
+        target=runner.name, params=dict(runner.params), forward=cap.events, nodes=nodes, edges=edges,
+        input_edges=input_edges, backward=backward, leaves=leaves, loss=loss_data, root=0,
+        keep_values=keep_values, budget_bytes=budget_bytes,
+        dropped={"tensors": store.dropped_count, "bytes": store.dropped_bytes},
+        meta={"torch": torch.__version__, "seconds": {"forward": t_forward - t_start,
+                                                       "backward": t_backward - t_forward,
+                                                       "total": time.perf_counter() - t_start}},
+        manual=manual, leaf_order=[names.get(t, f"source{i}") for i, t in enumerate(cap.leaf_seen)],
+        source_values=cap.source_data,
+        runner=runner, replays=replays)
+    progress(1.0, "done")
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# naming
+
+def _module_names(built: BuildResult, cap: _ForwardCapture) -> dict:
+    names: dict = {}
+    if built.module is not None:
+        for path, m in built.module.named_modules():
+            names.setdefault(m, path or type(m).__name__)
+    # modules outside the returned one: class name, numbered when several share a class
+    by_class: dict[str, list] = {}
+    for m in cap.module_order:
+        if m not in names:
+            by_class.setdefault(type(m).__name__, []).append(m)
+    for cls_name, ms in by_class.items():
+        for i, m in enumerate(ms):
+            names[m] = cls_name if len(ms) == 1 else f"{cls_name}{i + 1}"
+    return names
+
+
+def _name_tensors(built: BuildResult, cap: _ForwardCapture) -> dict:
+    """Name every leaf and input tensor: the user's names, then module parameters, then inputN."""
+    names: dict = {}
+    for name, t in built.leaves.items():
+        if isinstance(t, torch.Tensor) and t not in names:
+            names[t] = name
+    mod_names = _module_names(built, cap)
+    cap.module_names = mod_names
+    if built.module is not None:
+        for pname, p in built.module.named_parameters():
+            names.setdefault(p, pname)
+    for m in cap.module_order:
+        for pname, p in m.named_parameters(recurse=False):
+            names.setdefault(p, f"{mod_names[m]}.{pname}")
+    counter = 0
+    views: dict = {}
+    for ins, _ in cap.event_tensors:
+        for t in ins:
+            if t in names or t.grad_fn is not None:
+                continue
+            base = t._base
+            if base is not None and base in names:
+                # a view of a named tensor (xs[t]): name it after its base, numbered by first use
+                k = views.get(base, 0)
+                views[base] = k + 1
+                names[t] = f"{names[base]}[{k}]"
+            else:
+                names[t] = f"input{counter}"
+                counter += 1
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# graph
+
+def _walk_graph(root_fn, max_nodes: int, cancel) -> tuple:
+    """Breadth-first walk from the loss's node: ids in discovery order, one edge per slot."""
+    if root_fn is None:
+        raise GradvizError("the loss has no autograd graph", hint="make sure some tensor has requires_grad=True")
+    fn_ids: dict[Any, int] = {root_fn: 0}
+    fns = [root_fn]
+    edges: list[tuple[int, int, int]] = []
+    queue = deque([root_fn])
+    while queue:
+        fn = queue.popleft()
+        src = fn_ids[fn]
+        for slot, (nxt, _) in enumerate(fn.next_functions):
+            if nxt is None:
+                continue
+            dst = fn_ids.get(nxt)
+            if dst is None:
+                dst = len(fns)
+                if dst >= max_nodes:
+                    raise GraphTooLarge(f"the autograd graph has more than {max_nodes:,} nodes (the limit)",
+                                        hint="raise the limit with --max-nodes N (record(..., max_nodes=N)), "
+                                             "or record a smaller model")
+                fn_ids[nxt] = dst
+                fns.append(nxt)
+                queue.append(nxt)
+            edges.append((src, dst, slot))
+        if cancel is not None and (len(fns) & 1023) == 0 and cancel():
+            raise Cancelled()
+    nodes = []
+    for i, fn in enumerate(fns):
+        raw = fn.name()
+        torch_name = raw.rsplit("::", 1)[-1]
+        kind = "leaf" if torch_name == "AccumulateGrad" else "op"
+        nodes.append(GraphNode(id=i, name=torch_name, kind=kind, torch_name=torch_name))
+    return nodes, fn_ids, edges, fns
+
+
+def topological_order(n: int, edges) -> list[int]:
+    """Node ids with every sender before its receivers (Kahn's algorithm, ties by id)."""
+    indeg = [0] * n
+    out: list[list[int]] = [[] for _ in range(n)]
+    for s, d, _ in edges:
+        indeg[d] += 1
+        out[s].append(d)
+    import heapq
+
+    ready = [i for i in range(n) if indeg[i] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for d in out[i]:
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                heapq.heappush(ready, d)
+    return order
+
+
+def _annotate_nodes(nodes, fns, edges, cap: _ForwardCapture, names: dict) -> None:
+    """Give nodes their forward event, module use, source, custom Function and backend."""
+    mod_names = getattr(cap, "module_names", {})
+    uses = cap.module_uses
+    id_of = {fn: n.id for n, fn in zip(nodes, fns)}
+    for node, fn in zip(nodes, fns):
+        ev_index = cap.grad_fn_event.get(fn)
+        if node.kind == "leaf":
+            var = fn.variable
+            node.leaf = names.get(var)
+            node.tensor = None
+            node.device = str(var.device)
+            node.source = None
+            continue
+        if ev_index is not None:
+            node.forward_event = ev_index
+        if hasattr(fn, "_forward_cls"):
+            node.kind = "custom"
+            node.function = fn._forward_cls.__qualname__
+            node.name = fn._forward_cls.__name__
+    own_event = {n.id for n in nodes if n.forward_event is not None}
+    # nodes made inside a composite op (no event of their own) belong to the earliest op that
+    # consumed them; a topological order (every consumer before its inputs) settles that in one pass
+    for nid in topological_order(len(nodes), edges):
+        ev = nodes[nid].forward_event
+        if ev is None or nodes[nid].kind == "leaf":
+            continue
+        for nxt, _ in fns[nid].next_functions:
+            if nxt is None:
+                continue
+            child = nodes[id_of[nxt]]
+            if child.kind != "leaf" and child.id not in own_event and (
+                    child.forward_event is None or ev < child.forward_event):
+                child.forward_event = ev
+    for node in nodes:
+        ev_index = node.forward_event
+        if ev_index is None or node.kind == "leaf":
+            continue
+        ev = cap.events[ev_index]
+        node.source = ev.source
+        mod = cap.event_module[ev_index]
+        if mod is not None:
+            m, use = mod
+            node.module = mod_names.get(m, type(m).__name__)
+            node.use = use
+            node.uses = uses.get(m)
+            ev.module, ev.use = node.module, use
+        if ev.outputs:
+            node.device = ev.outputs[0].device
+        if node.id in own_event:
+            # the op's own output; nodes made inside a composite op have no tensor of their own
+            if ev.outputs:
+                node.tensor = ev.outputs[0]
+            if ev.node is None:
+                ev.node = node.id
+    for node in nodes:
+        alias = _backends.describe_node(node.torch_name, node.device or "cpu")
+        if alias is not None:
+            node.name, node.backend = alias
+            node.kind = "custom"
+            if node.function is None:
+                node.function = alias[0]
+
+
+def _input_nodes(nodes, fns, fn_ids, cap: _ForwardCapture, names: dict, store: TensorStore) -> list:
+    """Add a node for every tensor that needs no grad but fed an op of the graph."""
+    input_edges: list[tuple[int, int, int]] = []
+    input_ids: dict = {}
+    leaf_ids = {fns[n.id].variable: n.id for n in nodes if n.kind == "leaf"}
+    for ev, (ins, outs) in zip(cap.events, cap.event_tensors):
+        fn = next((t.grad_fn for t in outs if t.grad_fn is not None), None)
+        op_id = fn_ids.get(fn) if fn is not None else None
+        ev.input_nodes = []
+        for pos, t in enumerate(ins):
+            if t.grad_fn is not None:
+                ev.input_nodes.append(fn_ids.get(t.grad_fn))
+                continue
+            if t.requires_grad:
+                ev.input_nodes.append(leaf_ids.get(t))
+                continue
+            if op_id is None:
+                ev.input_nodes.append(None)
+                continue
+            nid = input_ids.get(t)
+            if nid is None:
+                nid = len(nodes)
+                input_ids[t] = nid
+                data = ev.inputs[pos]
+                nodes.append(GraphNode(id=nid, name=names.get(t, f"input{nid}"), kind="input", torch_name="",
+                                       leaf=names.get(t), tensor=data, device=str(t.device),
+                                       source=ev.source, forward_event=ev.index))
+            ev.input_nodes.append(nid)
+            input_edges.append((op_id, nid, pos))
+    return input_edges
+
+
+def _finite(data: TensorData | None) -> bool:
+    v = None if data is None else data.value
+    return v is None or v.dtype.kind not in "fc" or bool(np.isfinite(v).all())
+
+
+def _check_finite(events, backward, nodes) -> None:
+    """Name the first forward op, then the first backward node, that produced NaN or Inf."""
+    for ev in events:
+        if not all(_finite(o) for o in ev.outputs):
+            if not all(_finite(i) for i in ev.inputs):
+                raise NonFiniteError(f"an input of {ev.op} (at {ev.source}) already holds NaN or Inf",
+                                     hint="check the values the model starts from")
+            raise NonFiniteError(f"NaN or Inf first appears in the forward pass at {ev.op} (at {ev.source})",
+                                 hint="look at that op's inputs: log of a non-positive number, division by "
+                                      "zero, overflow")
+    for ev in backward:
+        if not all(_finite(g) for g in ev.grad_inputs):
+            n = nodes[ev.node]
+            where = f" (made at {n.source})" if n.source else ""
+            raise NonFiniteError(f"NaN or Inf first appears in the backward pass at node {n.id} {n.name}{where}",
+                                 hint="look at that node's inputs and saved tensors; a forward value at a "
+                                      "singularity (sqrt(0), log(0), 0/0) makes an infinite local gradient")
+
+
+def _inplace_error(exc: RuntimeError, reader: GraphNode | None, nodes, cap: _ForwardCapture) -> GradvizError:
+    """Turn torch's "modified by an inplace operation" error into one that names the op and tensor."""
+    import re
+
+    text = str(exc)
+    m = re.search(r"\[(\S+) \[([\d, ]*)\]\], which is output (\d+) of (\w+)", text)
+    producer_name = m.group(4) if m else None
+    shape = m.group(2) if m else "?"
+    producer = None
+    if producer_name is not None:
+        producer = next((n for n in nodes if n.torch_name == producer_name and n.forward_event is not None), None)
+    made = ""
+    target = None
+    if producer is not None:
+        ev = cap.events[producer.forward_event]
+        made = f"the output of {ev.op} (at {ev.source}), shape ({shape})"
+        target_tensors = cap.event_tensors[producer.forward_event][1]
+        for later, (ins, _) in zip(cap.events[producer.forward_event + 1:],
+                                   cap.event_tensors[producer.forward_event + 1:]):
+            if later.inplace and ins and any(ins[0] is t or ins[0].data_ptr() == t.data_ptr()
+                                             for t in target_tensors):
+                target = later
+                break
+    elif m:
+        made = f"a tensor of shape ({shape}) made by {producer_name}"
+    else:
+        made = "a tensor"
+    who = f" by {reader.name}" if reader is not None else ""
+    how = f" by {target.op} at {target.source}" if target is not None else ""
+    return InplaceModifiedError(
+        f"{made} was saved{who} for backward and then modified by an inplace operation{how}",
+        hint="use an out-of-place op (y = y + 1 instead of y += 1 or y.add_(1)), or .clone() the tensor "
+             "before modifying it")
+
+
+# ---------------------------------------------------------------------------------------------
+# leaves and accumulation
+
+def _collect_leaves(leaf_tensors, initial, leaf_node_of, nodes, edges, backward, store) -> dict:
+    """Per leaf: the gradient on each incoming edge in the order its producer ran, with running sums."""
+    out_edges: dict[int, list[tuple[int, int]]] = {}
+    for src, dst, slot in edges:
+        out_edges.setdefault(src, []).append((slot, dst))
+    arrivals: dict[int, list[tuple[int, int, int, Any]]] = {}
+    leaf_ids = set(leaf_node_of.values())
+    for ev in backward:
+        for slot, dst in out_edges.get(ev.node, ()):
+            if dst in leaf_ids and slot < len(ev.grad_inputs):
+                arrivals.setdefault(dst, []).append((ev.node, slot, ev.index, ev.grad_inputs[slot]))
+    leaves: dict[str, LeafInfo] = {}
+    for name, t in leaf_tensors.items():
+        nid = leaf_node_of.get(name)
+        init = initial.get(name)
+        info = LeafInfo(name=name, node=nid, tensor=store.capture(t.detach()), requires_grad=bool(t.requires_grad),
+                        initial_grad=store.capture(init) if init is not None else None)
+        info.tensor.requires_grad = bool(t.requires_grad)
+        info.grad = store.capture(t.grad.detach()) if t.grad is not None else None
+        if nid is not None:
+            shape = tuple(t.shape)
+            for producer, slot, bindex, g in arrivals.get(nid, []):
+                if g is None:
+                    continue
+                reduced_from = None
+                if tuple(g.shape) != shape:
+                    # the engine sums a broadcast gradient down to the leaf's shape before it arrives
+                    reduced_from = tuple(g.shape)
+                    g = TensorData(shape, g.dtype, g.device,
+                                   None if g.value is None else sum_to(g.value, shape))
+                info.contributions.append(Contribution(producer, slot, g, bindex, info, reduced_from=reduced_from))
+        leaves[name] = info
+    return leaves
+
+
+def sum_to(value: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a broadcast array down to `shape`, as autograd's ``sum_to`` does."""
+    lead = value.ndim - len(shape)
+    if lead > 0:
+        value = value.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and value.shape[i] != 1)
+    if axes:
+        value = value.sum(axis=axes, keepdims=True)
+    return value.reshape(shape)
+
+
+def leaf_first_use_order(runner, on_leaf: Callable, dtype=None):
+    """Run `runner` once, calling ``on_leaf(tensor, index)`` when each source tensor is first used.
+
+    Source tensors are the ones no op of the run made: leaves and inputs that need no grad. The index
+    is the tensor's position in order of first use, the order `record` keeps in
+    ``Recording.leaf_order``; finite-difference checks use it to find a tensor again in a fresh run.
+    """
+    cap = _ForwardCapture(None, on_leaf=on_leaf)
+    old_stdin = sys.stdin
+    sys.stdin = _NoStdin()
+    try:
+        with _LOCK, cap:
+            return runner.call(dtype=dtype)
+    finally:
+        sys.stdin = old_stdin

@@ -1,0 +1,240 @@
+"""Resolve a TARGET (built-in model name, model script, or callable) into something that runs it."""
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Any, Callable
+
+import torch
+
+from .errors import GradvizError, ScriptError
+from .recorder import BuildResult, Cancelled
+
+__all__ = ["resolve_target", "Runner", "ScriptRunner", "BuiltinRunner", "CallableRunner", "parse_params"]
+
+
+class Runner:
+    """Runs a model's build function and checks what it returns.
+
+    Attributes
+    ----------
+    name : str
+        How the target is shown (``"repeated-layer"``, ``"model.py:build"``).
+    params : dict
+        The parameters it runs with.
+    """
+
+    name = "<model>"
+    params: dict = {}
+
+    def _build(self, dtype):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def call(self, dtype: torch.dtype | None = None) -> Any:
+        """Run the build function once (with `dtype` as the default dtype when given) and return its result."""
+        old = torch.get_default_dtype()
+        if dtype is not None:
+            torch.set_default_dtype(dtype)
+        try:
+            return self._build(dtype)
+        except (GradvizError, Cancelled):
+            raise
+        except Exception as exc:  # the user's code raised: report it in their terms
+            raise self._user_error(exc) from None
+        finally:
+            torch.set_default_dtype(old)
+
+    def _user_error(self, exc: BaseException) -> GradvizError:
+        return ScriptError(f"{self.name} raised {type(exc).__name__}: {exc}")
+
+    def manual(self, leaf_values: dict) -> dict | None:
+        """The model's manual gradient calculation, or None when it has none."""
+        return None
+
+    def normalise(self, result: Any) -> BuildResult:
+        """Check the build function's return value and turn it into a `BuildResult`."""
+        what = f"{self.name} returned"
+        if isinstance(result, BuildResult):
+            built = result
+        elif isinstance(result, torch.Tensor):
+            built = BuildResult(result, {}, None)
+        elif isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.Tensor):
+            loss, extra = result
+            if isinstance(extra, dict):
+                bad = [k for k, v in extra.items() if not isinstance(v, torch.Tensor)]
+                if bad:
+                    raise ScriptError(f"{what} a leaves dict whose entries {bad} are not tensors",
+                                      hint="the dict must map names to tensors: {'x': x, 'w': w}")
+                built = BuildResult(loss, dict(extra), None)
+            elif isinstance(extra, torch.nn.Module):
+                built = BuildResult(loss, {}, extra)
+            else:
+                raise ScriptError(f"{what} (loss, {type(extra).__name__}); the second item must be a dict "
+                                  "of named tensors or an nn.Module",
+                                  hint="return loss, return (loss, {'w': w}), or return (loss, model)")
+        else:
+            raise ScriptError(f"{what} {_describe(result)}, not a loss tensor",
+                              hint="return the scalar loss tensor, (loss, {'name': tensor}), or (loss, module)")
+        loss = built.loss
+        if loss.numel() != 1:
+            raise ScriptError(f"the loss must be a scalar, but {self.name} returned a tensor of shape "
+                              f"{tuple(loss.shape)}", hint="reduce it to one number, for example loss.sum() or loss.mean()")
+        if not loss.requires_grad or loss.grad_fn is None:
+            raise ScriptError(f"nothing in {self.name} requires grad, so the loss has no autograd graph",
+                              hint="create the tensors to differentiate with requires_grad=True, or use nn.Parameters")
+        return built
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, tuple):
+        return f"a tuple of {len(obj)} ({', '.join(type(o).__name__ for o in obj)})"
+    return "None" if obj is None else f"a {type(obj).__name__}"
+
+
+class CallableRunner(Runner):
+    """Runs a Python callable that takes no arguments."""
+
+    def __init__(self, fn: Callable, name: str | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "<callable>")
+        self.params = {}
+
+    def _build(self, dtype):
+        torch.manual_seed(0)
+        return self.fn()
+
+    def _user_error(self, exc):
+        return ScriptError(f"{self.name} raised {type(exc).__name__}: {exc}",
+                           details=_user_frames(exc, None))
+
+
+class ScriptRunner(Runner):
+    """Runs ``build()`` (or a named function) of a model script."""
+
+    def __init__(self, path: str, function: str = "build"):
+        self.path = os.path.abspath(path)
+        self.function = function
+        self.name = f"{path}:{function}" if function != "build" else path
+        self.params = {}
+        self._namespace = None
+        self._load()
+
+    def _load(self) -> None:
+        path = self.path
+        if not os.path.exists(path):
+            raise ScriptError(f"no such file: {path}", hint="check the path; gradviz list shows the built-in models")
+        if os.path.isdir(path):
+            raise ScriptError(f"{path} is a folder, not a Python file", hint="name the model script itself")
+        if not path.endswith(".py"):
+            raise ScriptError(f"{path} is not a Python file (.py)",
+                              hint="give a model script ending in .py that defines build()")
+        try:
+            with open(path, "rb") as f:
+                source = f.read()
+            code = compile(source, path, "exec")
+        except SyntaxError as exc:
+            raise ScriptError(f"syntax error in {exc.filename}:{exc.lineno}: {exc.msg}",
+                              details=(exc.text or "").rstrip() and f"    {exc.text.strip()}",
+                              hint="fix the line above and run again") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ScriptError(f"cannot read {path}: {exc}") from None
+        namespace = {"__name__": "__gradviz_model__", "__file__": path, "__builtins__": __builtins__}
+        try:
+            exec(code, namespace)
+        except (GradvizError, Cancelled):
+            raise
+        except Exception as exc:
+            raise ScriptError(f"{path} raised {type(exc).__name__} while loading: {exc}",
+                              details=_user_frames(exc, path)) from None
+        fn = namespace.get(self.function)
+        if fn is None or not callable(fn):
+            defined = sorted(k for k, v in namespace.items() if callable(v) and not k.startswith("_")
+                             and getattr(v, "__module__", None) == "__gradviz_model__")
+            raise ScriptError(f"{path} defines no function {self.function}()",
+                              hint=f"add def {self.function}(): ... that returns the loss"
+                                   + (f", or name one of: {', '.join(defined)} (file.py:name)" if defined else ""))
+        self._namespace = namespace
+        self._fn = fn
+
+    def _build(self, dtype):
+        torch.manual_seed(0)
+        return self._fn()
+
+    def _user_error(self, exc):
+        frames = traceback.extract_tb(exc.__traceback__)
+        mine = [f for f in frames if os.path.abspath(f.filename) == self.path]
+        where = f" at {mine[-1].filename}:{mine[-1].lineno}" if mine else ""
+        return ScriptError(f"{self.function}() raised {type(exc).__name__}{where}: {exc}",
+                           details=_user_frames(exc, self.path))
+
+
+def _user_frames(exc: BaseException, path: str | None) -> str:
+    """The traceback lines that belong to the user's code: never gradviz's or torch's own frames."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    torch_dir = os.path.dirname(torch.__file__)
+    lines = []
+    for f in traceback.extract_tb(exc.__traceback__):
+        fname = os.path.abspath(f.filename)
+        if fname.startswith(here) or fname.startswith(torch_dir) or f.filename.startswith("<frozen"):
+            continue
+        lines.append(f"  {f.filename}:{f.lineno} in {f.name}")
+        if f.line:
+            lines.append(f"    {f.line.strip()}")
+    return "\n".join(lines)
+
+
+class BuiltinRunner(Runner):
+    """Runs a built-in model with its parameters."""
+
+    def __init__(self, spec, params: dict | None):
+        self.spec = spec
+        self.name = spec.name
+        self.params = spec.resolve_params(params or {})
+
+    def _build(self, dtype):
+        return self.spec.build(dtype=dtype or torch.float32, **self.params)
+
+    def manual(self, leaf_values):
+        if self.spec.manual is None:
+            return None
+        return self.spec.manual(leaf_values, **self.params)
+
+
+def parse_params(items: list[str] | None) -> dict:
+    """Parse ``["k=3", "tanh=true"]`` into ``{"k": "3", "tanh": "true"}`` (typed later by the model)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise GradvizError(f"bad --param {item!r}: expected NAME=VALUE", hint="for example --param k=3")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def resolve_target(target: Any, params: dict | None = None) -> Runner:
+    """Return a `Runner` for a built-in model name, a script ``path.py[:function]`` or a callable."""
+    from .models import MODELS
+
+    if isinstance(target, Runner):
+        return target
+    if callable(target):
+        if params:
+            raise GradvizError("parameters apply to built-in models only",
+                               hint="give the callable its values directly (functools.partial)")
+        return CallableRunner(target)
+    if not isinstance(target, str) or not target:
+        raise GradvizError(f"cannot record {target!r}", hint="give a built-in model name, a script path, or a callable")
+    if target in MODELS:
+        return BuiltinRunner(MODELS[target], params)
+    path, function = target, "build"
+    head, sep, tail = target.rpartition(":")
+    if sep and tail.isidentifier() and head:
+        path, function = head, tail
+    if params:
+        raise GradvizError("--param applies to built-in models only",
+                           hint="a model script sets its own values")
+    if not os.path.exists(path) and not path.endswith(".py") and os.sep not in path:
+        known = ", ".join(MODELS)
+        raise GradvizError(f"unknown model {target!r}: not a built-in model and no such file",
+                           hint=f"built-in models: {known}; or give a path to a .py model script")
+    return ScriptRunner(path, function)

@@ -1,0 +1,306 @@
+"""The ``gradviz`` command line: the same core as the app, headless.
+
+Exit codes: 0 success, 1 a check failed, 2 bad input (a clear message on stderr, no stack trace
+unless ``--debug``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable
+
+__all__ = ["main", "build_parser", "command", "DEFAULT_MODEL"]
+
+DEFAULT_MODEL = "repeated-layer"
+_COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
+
+
+def command(name: str, help: str):
+    """Register a subcommand: decorate ``run(args) -> int``; its ``.arguments(parser)`` adds options."""
+
+    def deco(run):
+        def arguments(fn):
+            _COMMANDS[name] = (run, fn, help)
+            return fn
+
+        run.arguments = arguments
+        _COMMANDS[name] = (run, lambda p: None, help)
+        return run
+
+    return deco
+
+
+def _target_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    if default is None:
+        p.add_argument("target", help="a built-in model (gradviz list) or a model script path/to/file.py[:function]")
+    else:
+        p.add_argument("target", nargs="?", default=default,
+                       help=f"a built-in model (gradviz list) or a model script path/to/file.py[:function] "
+                            f"(default: {default})")
+    p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE",
+                   help="a built-in model's parameter, repeatable (--param k=3 --param tanh=true)")
+    p.add_argument("--max-nodes", type=int, default=None, help="refuse graphs larger than this (default 200,000)")
+    p.add_argument("--budget-mb", type=float, default=None,
+                   help="memory for kept tensor values in MiB (default 256); past it tensors keep statistics")
+
+
+def _record(args, keep_values: bool = True):
+    from .core.recorder import DEFAULT_MAX_NODES, record
+    from .core.targets import parse_params
+    from .core.tensors import DEFAULT_BUDGET_BYTES
+
+    budget = DEFAULT_BUDGET_BYTES if args.budget_mb is None else int(args.budget_mb * 2**20)
+    return record(args.target, params=parse_params(args.param) or None, keep_values=keep_values,
+                  budget_bytes=budget, max_nodes=args.max_nodes or DEFAULT_MAX_NODES)
+
+
+# ---------------------------------------------------------------------------------------------
+@command("list", "list the built-in models and their parameters")
+def _cmd_list(args) -> int:
+    from .core.models import MODELS
+
+    if args.json:
+        print(json.dumps({name: {"description": m.description, "params": m.defaults}
+                          for name, m in MODELS.items()}, indent=2))
+        return 0
+    print("Built-in models (gradviz check NAME --param KEY=VALUE):")
+    for name, m in MODELS.items():
+        print(f"  {name:16s} {m.description}")
+        params = ", ".join(f"{k}={v}" for k, v in m.defaults.items())
+        print(f"  {'':16s} params: {params}")
+    return 0
+
+
+@_cmd_list.arguments
+def _(p):
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("inspect", "record a target and print the recording (nodes, edges, backward order, leaves)")
+def _cmd_inspect(args) -> int:
+    from .core.serialize import recording_to_json
+
+    rec = _record(args, keep_values=not args.no_values)
+    if args.json:
+        json.dump(recording_to_json(rec, values=not args.no_values), sys.stdout, indent=None if args.compact else 1)
+        print()
+        return 0
+    print(rec.summary())
+    print("\nnodes (id, name, kind, module/use, source):")
+    for n in rec.nodes:
+        mod = f"{n.module} use {n.use}/{n.uses}" if n.module and n.use else ""
+        extra = f"[{n.backend}]" if n.backend else ""
+        leaf = f"leaf {n.leaf}" if n.leaf else ""
+        print(f"  {n.id:5d}  {n.name:28s} {n.kind:6s} {extra:8s} {mod:18s} {leaf:16s} {_short(n.source)}")
+    print("\nbackward order:", " ".join(str(i) for i in rec.backward_order))
+    print("\nleaves:")
+    for name, info in rec.leaves.items():
+        grad = "None" if info.grad is None else info.grad.summary()
+        print(f"  {name}: shape {tuple(info.tensor.shape) if info.tensor else '?'}, grad {grad}, "
+              f"{len(info.contributions)} contribution(s)")
+        for c in info.contributions:
+            print(f"      from node {c.producer} slot {c.slot}: {c.value.summary() if c.value else '?'}"
+                  f" (running sum {c.running_sum.summary() if c.running_sum else '?'})")
+    return 0
+
+
+@_cmd_inspect.arguments
+def _(p):
+    _target_args(p)
+    p.add_argument("--json", action="store_true", help="print the recording as JSON")
+    p.add_argument("--no-values", action="store_true", help="keep shapes and dtypes only")
+    p.add_argument("--compact", action="store_true", help="JSON on one line")
+
+
+def _short(source: str | None) -> str:
+    if not source:
+        return ""
+    path, _, line = source.rpartition(":")
+    try:
+        rel = os.path.relpath(path)
+        path = rel if not rel.startswith("..") else path
+    except ValueError:
+        pass
+    return f"{path}:{line}"
+
+
+@command("check", "check every gradient against manual calculation; exit 1 if any check fails")
+def _cmd_check(args) -> int:
+    from .core.checks import run_checks
+
+    rec = _record(args)
+    table = run_checks(rec, strict=args.strict, finite_diff=not args.no_fd, fd_max_elements=args.fd_elements)
+    if args.json:
+        print(json.dumps(table.to_json(), indent=1))
+    else:
+        print(f"{rec.summary()}\n")
+        print(table.format())
+    return 0 if table.ok else 1
+
+
+@_cmd_check.arguments
+def _(p):
+    _target_args(p)
+    p.add_argument("--json", action="store_true", help="print the check table as JSON")
+    p.add_argument("--strict", action="store_true", help="a node with no manual rule is a failure")
+    p.add_argument("--no-fd", action="store_true", help="skip the finite-difference checks")
+    p.add_argument("--fd-elements", type=int, default=64, metavar="N",
+                   help="finite differences on at most N elements per leaf (a fixed sample beyond)")
+
+
+@command("steps", "print the timeline: every forward and backward step, with what it changes")
+def _cmd_steps(args) -> int:
+    rec = _record(args)
+    print(format_steps(rec))
+    return 0
+
+
+@_cmd_steps.arguments
+def _(p):
+    _target_args(p, DEFAULT_MODEL)
+
+
+def format_steps(rec) -> str:
+    """The timeline as text: each step's caption, the gradients it sends, the leaves it touches."""
+    from .core.timeline import Timeline
+
+    tl = Timeline(rec)
+    lines = [rec.summary(), ""]
+    for step in tl.steps:
+        lines.append(f"[{step.index:3d}] {step.describe(rec)}")
+        if step.phase == "forward":
+            ev = rec.forward[step.event]
+            if ev.outputs:
+                lines.append(f"        output {ev.outputs[0].summary()}" + (f"   ({_short(ev.source)})" if ev.source else ""))
+        elif step.phase == "backward":
+            state = tl.state_at(step.index)
+            ev = rec.backward[step.event]
+            node = rec.nodes[step.node]
+            if ev.grad_outputs:
+                lines.append("        in:  " + ", ".join(g.summary() if g else "None" for g in ev.grad_outputs))
+            for src, dst, slot, g in state.flowing:
+                waits = int(state.pending[dst])
+                lines.append(f"        out[{slot}] -> node {dst} {rec.nodes[dst].label.splitlines()[0]}: "
+                             f"{g.summary() if g else 'None'}  (it waits for {waits} more)")
+            if node.kind == "leaf" and node.leaf:
+                info = rec.leaves[node.leaf]
+                parts = [c.value.summary() for c in info.contributions if c.value]
+                lines.append(f"        {node.leaf}.grad = " + " + ".join(parts) +
+                             f" = {info.grad.summary() if info.grad else 'None'}")
+    return "\n".join(lines)
+
+
+@command("backends", "report which backends of the linear op can run here, and why not")
+def _cmd_backends(args) -> int:
+    try:
+        from .core.extension import format_backend_report
+    except ImportError:
+        from .core.backends import backend_names, get_backend
+
+        for name in backend_names():
+            info = get_backend(name)
+            print(f"{name:6s} {'yes' if info.available else 'no ':3s} {info.reason}")
+        return 0
+    print(format_backend_report())
+    return 0
+
+
+@command("app", "open the desktop app on a target (built-in model, model script)")
+def _cmd_app(args) -> int:
+    try:
+        from .qt.app import run_app
+    except ImportError as exc:
+        from .core.errors import GradvizError
+
+        raise GradvizError(f"the desktop app cannot start: {exc}",
+                           hint="install the gui extra: pip install 'gradviz[gui]'") from None
+    return run_app(args.target, params=args.param)
+
+
+@_cmd_app.arguments
+def _(p):
+    _target_args(p, DEFAULT_MODEL)
+
+
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="gradviz", description="See PyTorch autograd at work: record, step through and check every gradient. "
+                                    "With no command: open the app, or with no display, print the default "
+                                    "model's steps and checks.")
+    parser.add_argument("--debug", action="store_true", help="show full stack traces")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (run, arguments, help) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help, description=help)
+        arguments(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"gradviz {__version__}"
+
+
+def _has_display() -> bool:
+    if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"):
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def _default(args) -> int:
+    """No command: the app where a display and Qt are there, else the default model's steps and checks."""
+    if _has_display():
+        try:
+            from .qt.app import run_app
+        except ImportError:
+            run_app = None
+        if run_app is not None:
+            return run_app(None)
+    from .core.checks import run_checks
+    from .core.recorder import record
+
+    rec = record(DEFAULT_MODEL)
+    print("No display: printing the default model's steps and checks (gradviz --help lists commands).\n")
+    print(format_steps(rec))
+    print()
+    table = run_checks(rec)
+    print(table.format())
+    return 0 if table.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    from .core.errors import GradvizError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "run", None) is None:
+            return _default(args)
+        return args.run(args)
+    except GradvizError as exc:
+        if args.debug:
+            raise
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one clear line, exit 2
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc}\nhint: run again with --debug for the full trace, "
+              "and report it if it is gradviz's fault", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -18,6 +18,9 @@ Slots a rule cannot compute from what the node saved return ``None`` (shown as "
 * ``IndexBackward0`` when the indices list holds ``None`` (a ``:`` between advanced indices): the
   saved reader turns such a list into strings, so the index tensors are lost.
 * ``EmbeddingBackward0`` with ``sparse=True`` (torch's gradient is a sparse tensor).
+* ``CatBackward0`` for an input whose offset along ``dim`` depends on the sizes of two or more
+  inputs that get no gradient: the node saves only ``dim``, and sizes are known only from
+  ``input_meta`` (one missing size is inferred from the total).
 """
 from __future__ import annotations
 

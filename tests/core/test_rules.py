@@ -161,8 +161,12 @@ CASES = [
     ("tanh", "TanhBackward0", lambda: r(3, 4).tanh()),
     ("sigmoid", "SigmoidBackward0", lambda: torch.sigmoid(r(3, 4))),
     ("relu", "ReluBackward0", lambda: F.relu(r(3, 4))),
+    ("relu_at_zero", "ReluBackward0", lambda: F.relu((r(4, 5) * 2).round().detach().requires_grad_())),
     ("relu_module_inplace", "ReluBackward0", lambda: torch.nn.ReLU(inplace=True)(nl(r(3, 4)))),
     ("threshold", "ThresholdBackward0", lambda: F.threshold(r(3, 4), 0.1, 2.0)),
+    ("threshold_at_value", "ThresholdBackward0", lambda: F.threshold((r(4, 5) * 2).round().detach().requires_grad_(), 1.0, 0.0)),
+    ("clamp_min_fn_at_bound", "ClampMinBackward0", lambda: torch.clamp_min((r(4, 5) * 2).round().detach().requires_grad_(), 0.0)),
+    ("abs_at_zero", "AbsBackward0", lambda: (r(4, 5) * 2).round().detach().requires_grad_().abs()),
     ("hardtanh", "HardtanhBackward0", lambda: F.hardtanh(r(3, 4) * 2)),
     ("relu6", "HardtanhBackward0", lambda: F.relu6(r(3, 4) * 8)),
     ("leaky_relu", "LeakyReluBackward0", lambda: F.leaky_relu(r(3, 4), 0.1)),
@@ -172,6 +176,7 @@ CASES = [
     ("gelu", "GeluBackward0", lambda: F.gelu(r(3, 4))),
     ("gelu_tanh", "GeluBackward0", lambda: F.gelu(r(3, 4), approximate="tanh")),
     ("clamp", "ClampBackward1", lambda: r(3, 4).clamp(-0.5, 0.5)),
+    ("clamp_at_bounds", "ClampBackward1", lambda: (r(4, 5) * 2).round().detach().requires_grad_().clamp(-1.0, 1.0)),
     ("clamp_min_only", "ClampBackward1", lambda: r(3, 4).clamp(min=0.0)),
     ("clamp_max_only", "ClampBackward1", lambda: r(3, 4).clamp(max=0.2)),
     ("clamp_min_fn", "ClampMinBackward0", lambda: torch.clamp_min(r(3, 4), 0.1)),
@@ -257,6 +262,8 @@ CASES = [
     ("cat", "CatBackward0", lambda: torch.cat([r(3, 4), r(3, 2)], 1)),
     ("cat_neg_nograd", "CatBackward0", lambda: torch.cat([r(2, 3, 5), r(2, 3, 2, grad=False), r(2, 3, 1)], -1)),
     ("cat_three", "CatBackward0", lambda: torch.cat([r(1, 4), r(2, 4), r(3, 4)])),
+    ("cat_ends_around_two_nograd", "CatBackward0",
+     lambda: torch.cat([r(2, 3), r(1, 3, grad=False), r(2, 3, grad=False), r(3, 3)])),
     ("stack", "StackBackward0", lambda: torch.stack([r(3, 4), r(3, 4)], 1)),
     ("stack_neg_nograd", "StackBackward0", lambda: torch.stack([r(3, 4), r(3, 4, grad=False), r(3, 4)], -1)),
     ("gather", "GatherBackward0", lambda: r(3, 4).gather(1, torch.tensor([[0, 0], [1, 3], [2, 2]]))),
@@ -317,7 +324,21 @@ CASES = [
 NONE_CASES = [
     ("index_none_in_list", "IndexBackward0", lambda: r(2, 3, 5)[:, torch.tensor([0, 2])], (0,)),
     ("embedding_sparse", "EmbeddingBackward0", lambda: F.embedding(tgt(0, 2), r(3, 4), sparse=True), (0,)),
+    ("cat_middle_between_nograd", "CatBackward0",
+     lambda: torch.cat([r(2, grad=False), r(3), r(1, grad=False)]), (1,)),
 ]
+
+
+def test_index_with_none_entries_in_list_form():
+    """If the saved reader keeps ``indices[i] = None`` entries (a ``:``), the rule uses them."""
+    torch.manual_seed(0)
+    x = r(2, 3, 5)
+    i0, i2 = torch.tensor([0, 1, 1]), torch.tensor([4, 2, 4])
+    caps = run_graph(x[i0, :, i2])
+    (cap,) = caps.values()
+    cap.inp.saved.pop("indices", None)
+    cap.inp.saved.update({"indices[0]": i0.numpy(), "indices[1]": None, "indices[2]": i2.numpy()})
+    compare(cap)
 
 
 @pytest.mark.parametrize("name,build", [pytest.param(n, b, id=i) for i, n, b in CASES])

@@ -422,6 +422,11 @@ def test_required_node_names_have_rules():
     assert not has_rule("AccumulateGrad")
 
 
+def test_every_rule_has_a_torch_case():
+    covered = {name for _, name, _ in CASES}
+    assert sorted(set(rule_names()) - covered) == []
+
+
 def test_unknown_node_gives_none():
     assert apply_rule(RuleInput("NoSuchBackward0", {}, [np.ones(2)], [((2,), "torch.float64")])) is None
 

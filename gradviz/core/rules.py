@@ -992,3 +992,11 @@ def _convolution(inp):
             dx += np.einsum("ngop,gco->ngcp", gs, wg[(slice(None),) * 3 + k]).reshape(x.shape)
     # bias: db[o] = sum over batch and space of g
     return _slots(inp, lambda: dx, lambda: dw, lambda: g.sum(axis=(0,) + tuple(range(2, g.ndim))))
+
+
+@rule("LinearFunctionBackward")
+def _linear_function(inp):
+    # output = x @ W^T + b: d/dx = g @ W ; d/dW = g^T @ x ; d/db = sum of g over the batch rows
+    g = _g(inp)
+    x, w = _s(inp, "saved_tensors[0]"), _s(inp, "saved_tensors[1]")
+    return _slots(inp, lambda: g @ w, lambda: g.T @ x, lambda: g.sum(0))

@@ -31,6 +31,9 @@ def plain_value(value: Any) -> Any:
 
     SymInts become ints, ``torch.Size`` and lists become tuples, dtypes and layouts become strings.
     """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 2**63:
+        # torch hands saved int64 values such as dim=-1 back as unsigned 64-bit numbers
+        return value - 2**64
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
@@ -67,9 +70,12 @@ def read_saved(fn: Any) -> dict[str, Any]:
         key = attr[len("_saved_"):]
         if isinstance(value, torch.Tensor):
             out[key] = value.detach()
-        elif isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value):
+        elif isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) or v is None
+                                                                for v in value) and any(
+                isinstance(v, torch.Tensor) for v in value):
+            # a list of tensors (cat inputs, index lists with None for ':'): one entry per item
             for i, v in enumerate(value):
-                out[f"{key}[{i}]"] = v.detach()
+                out[f"{key}[{i}]"] = None if v is None else v.detach()
         else:
             out[key] = plain_value(value)
     if hasattr(fn, "_forward_cls") and hasattr(fn, "saved_tensors"):

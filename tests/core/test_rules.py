@@ -323,11 +323,19 @@ CASES = [
 
 # slots a rule returns None for on purpose (documented in rules.py)
 NONE_CASES = [
-    ("index_none_in_list", "IndexBackward0", lambda: r(2, 3, 5)[:, torch.tensor([0, 2])], (0,)),
     ("embedding_sparse", "EmbeddingBackward0", lambda: F.embedding(tgt(0, 2), r(3, 4), sparse=True), (0,)),
     ("cat_middle_between_nograd", "CatBackward0",
      lambda: torch.cat([r(2, grad=False), r(3), r(1, grad=False)]), (1,)),
 ]
+
+
+def test_index_with_a_colon_reads_and_matches_torch():
+    """read_saved keeps ``indices[0] = None`` for a ``:``; the rule then matches torch."""
+    torch.manual_seed(0)
+    cap = capture_target(lambda: r(2, 3, 5)[:, torch.tensor([0, 2])])
+    assert cap.name == "IndexBackward0"
+    assert cap.inp.saved["indices[0]"] is None
+    compare(cap)
 
 
 def test_index_with_none_entries_in_list_form():

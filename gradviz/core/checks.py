@@ -200,6 +200,9 @@ def _scale(ref: np.ndarray) -> float:
 def _manual_checks(rec: Recording) -> list[Check]:
     rows = []
     if rec.manual is None:
+        note = rec.meta.get("manual_note")
+        if note:
+            rows.append(Check("manual", "leaf gradients", "manual calculation", SKIPPED, detail=note))
         return rows
     for name, expected in rec.manual.items():
         info = rec.leaves.get(name)

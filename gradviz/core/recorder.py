@@ -7,6 +7,7 @@ every node, so the backward events come in the order PyTorch's engine really ran
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -280,6 +281,20 @@ class _NoStdin:
         return False
 
 
+@contextlib.contextmanager
+def _no_stdin():
+    """While a model runs, reading standard input (input(), sys.stdin) fails with a clear message."""
+    import builtins
+
+    old_stdin, old_input = sys.stdin, builtins.input
+    sys.stdin = _NoStdin()
+    builtins.input = lambda *a, **k: sys.stdin.readline()
+    try:
+        yield
+    finally:
+        sys.stdin, builtins.input = old_stdin, old_input
+
+
 # ---------------------------------------------------------------------------------------------
 # the public entry point
 
@@ -334,13 +349,8 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     store = TensorStore(keep_values, budget_bytes)
     cap = _ForwardCapture(store, cancel=cancel)
     progress(0.0, "running the forward pass")
-    old_stdin = sys.stdin
-    sys.stdin = _NoStdin()
-    try:
-        with cap:
-            result = runner.call()
-    finally:
-        sys.stdin = old_stdin
+    with _no_stdin(), cap:
+        result = runner.call()
     built = runner.normalise(result)
     loss = built.loss
     t_forward = time.perf_counter()
@@ -406,9 +416,12 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     leaves = _collect_leaves(leaf_tensors, initial, leaf_node_of, nodes, edges, backward, store)
     loss_data = store.capture(loss.detach())
     manual = None
-    if keep_values:
-        leaf_values = {k: v.tensor.value for k, v in leaves.items() if v.tensor is not None}
+    leaf_values = {k: (v.tensor.value if v.tensor is not None else None) for k, v in leaves.items()}
+    manual_note = ""
+    if all(v is not None for v in leaf_values.values()):
         manual = runner.manual(leaf_values)
+    else:
+        manual_note = "leaf values were not kept (--no-values or the memory budget)"
 
     replays = {}
     for node, fn in zip(nodes, fns):
@@ -420,7 +433,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
         input_edges=input_edges, backward=backward, leaves=leaves, loss=loss_data, root=0,
         keep_values=keep_values, budget_bytes=budget_bytes,
         dropped={"tensors": store.dropped_count, "bytes": store.dropped_bytes},
-        meta={"torch": torch.__version__, "seconds": {"forward": t_forward - t_start,
+        meta={"torch": torch.__version__, "manual_note": manual_note, "seconds": {"forward": t_forward - t_start,
                                                        "backward": t_backward - t_forward,
                                                        "total": time.perf_counter() - t_start}},
         manual=manual, leaf_order=[names.get(t, f"source{i}") for i, t in enumerate(cap.leaf_seen)],
@@ -672,7 +685,10 @@ def _inplace_error(exc: RuntimeError, reader: GraphNode | None, nodes, cap: _For
     shape = m.group(2) if m else "?"
     producer = None
     if producer_name is not None:
-        producer = next((n for n in nodes if n.torch_name == producer_name and n.forward_event is not None), None)
+        # torch names the producer by its node class, with or without the "Backward<N>" suffix
+        producer = next((n for n in nodes if n.forward_event is not None and (
+            n.torch_name == producer_name or re.fullmatch(re.escape(producer_name) + r"Backward\d*", n.torch_name))),
+            None)
     made = ""
     target = None
     if producer is not None:
@@ -690,9 +706,9 @@ def _inplace_error(exc: RuntimeError, reader: GraphNode | None, nodes, cap: _For
     else:
         made = "a tensor"
     who = f" by {reader.name}" if reader is not None else ""
-    how = f" by {target.op} at {target.source}" if target is not None else ""
+    how = f": {target.op} at {target.source}" if target is not None else ""
     return InplaceModifiedError(
-        f"{made} was saved{who} for backward and then modified by an inplace operation{how}",
+        f"{made} was saved{who} for backward, then modified by an inplace operation{how}",
         hint="use an out-of-place op (y = y + 1 instead of y += 1 or y.add_(1)), or .clone() the tensor "
              "before modifying it")
 
@@ -754,10 +770,5 @@ def leaf_first_use_order(runner, on_leaf: Callable, dtype=None):
     ``Recording.leaf_order``; finite-difference checks use it to find a tensor again in a fresh run.
     """
     cap = _ForwardCapture(None, on_leaf=on_leaf)
-    old_stdin = sys.stdin
-    sys.stdin = _NoStdin()
-    try:
-        with _LOCK, cap:
-            return runner.call(dtype=dtype)
-    finally:
-        sys.stdin = old_stdin
+    with _LOCK, _no_stdin(), cap:
+        return runner.call(dtype=dtype)

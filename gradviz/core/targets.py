@@ -165,7 +165,8 @@ class ScriptRunner(Runner):
         mine = [f for f in frames if os.path.abspath(f.filename) == self.path]
         where = f" at {mine[-1].filename}:{mine[-1].lineno}" if mine else ""
         return ScriptError(f"{self.function}() raised {type(exc).__name__}{where}: {exc}",
-                           details=_user_frames(exc, self.path))
+                           details=_user_frames(exc, self.path),
+                           hint="the frames above are your script's; fix the error there and run again")
 
 
 def _user_frames(exc: BaseException, path: str | None) -> str:

@@ -141,12 +141,16 @@ def compare(actual: np.ndarray, reference: np.ndarray, tol: Tolerance) -> tuple[
             return math.inf, math.inf, False
     if a.size == 0:
         return 0.0, 0.0, True
-    err = np.abs(a - b)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(a - b)
+    same = None
     if not np.isfinite(err).all():
+        # NaN against NaN and inf against the same inf agree; anything else non-finite does not
         same = (a == b) | (np.isnan(a) & np.isnan(b))
-        if not same.all():
+        if not (same | np.isfinite(err)).all():
             return math.inf, math.inf, False
         err = np.where(same, 0.0, err)
+        b = np.where(same, 0.0, b)
     rel = err / np.maximum(np.abs(b), np.finfo(np.float64).tiny)
     rel = np.where(err == 0, 0.0, rel)
     ok = bool((err <= tol.atol + tol.rtol * np.abs(b)).all())

@@ -1,0 +1,123 @@
+"""The check table: each kind of check passes on right gradients and fails on wrong ones."""
+import numpy as np
+import torch
+
+from gradviz.core import record, run_checks
+from gradviz.core.checks import Tolerance, compare
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * g * x
+
+
+class WrongSquare(Square):
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * x  # missing the factor 2
+
+
+def _build(fn):
+    def build():
+        x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+        return fn.apply(x).sum(), {"x": x}
+    return build
+
+
+def _rows(table, kind):
+    return [r for r in table.rows if r.kind == kind]
+
+
+def test_right_custom_function_passes_gradcheck_and_finite_differences():
+    table = run_checks(record(_build(Square)))
+    assert [r.status for r in _rows(table, "gradcheck")] == ["pass"]
+    assert [r.status for r in _rows(table, "finite-diff")] == ["pass"]
+    assert table.ok
+
+
+def test_wrong_custom_function_fails_and_no_rule_is_never_a_pass():
+    table = run_checks(record(_build(WrongSquare)))
+    assert [r.status for r in _rows(table, "gradcheck")] == ["fail"]
+    fd = _rows(table, "finite-diff")[0]
+    assert fd.status == "fail" and fd.max_abs > 1.0
+    rule = next(r for r in _rows(table, "local-rule") if "WrongSquare" in r.what)
+    assert rule.status == "no rule"
+    assert not table.ok
+
+
+def test_no_rule_fails_only_when_strict():
+    rec = record(_build(Square))
+    assert run_checks(rec).ok
+    strict = run_checks(rec, strict=True)
+    assert not strict.ok and all(r.status == "no rule" for r in strict.failed)
+
+
+def test_a_tampered_gradient_fails_its_local_rule_and_the_accumulation():
+    rec = record("sum-xy-plus-z")
+    mul = next(e for e in rec.backward if rec.nodes[e.node].name == "MulBackward0")
+    mul.grad_inputs[0].value[0, 0] += 0.5
+    rec.leaves["x"].grad.value[1, 1] += 0.25
+    table = run_checks(rec, finite_diff=False)
+    rule = next(r for r in _rows(table, "local-rule") if r.node == mul.node)
+    assert rule.status == "fail" and rule.max_abs == np.float32(0.5)
+    acc = next(r for r in _rows(table, "accumulation") if r.leaf == "x")
+    assert acc.status == "fail"
+    manual = next(r for r in _rows(table, "manual") if r.leaf == "x")
+    assert manual.status == "fail" and abs(manual.max_abs - 0.25) < 1e-6
+
+
+def test_model_that_cannot_run_in_float64_uses_its_own_dtype_with_a_stated_tolerance():
+    def build():
+        w = torch.tensor([0.5, -1.5, 2.0], dtype=torch.float32, requires_grad=True)
+        return (torch.tanh(w) * w).sum(), {"w": w}
+
+    table = run_checks(record(build))
+    (fd,) = _rows(table, "finite-diff")
+    assert "does not run in float64" in fd.reference and fd.status == "pass"
+    assert fd.tolerance == str(Tolerance(5e-2 * 1.0, 5e-2)) or "rtol=5e-02" in fd.tolerance
+
+
+def test_finite_differences_sample_large_leaves():
+    def build():
+        w = torch.randn(20, 10, dtype=torch.float64, requires_grad=True)
+        return (w.sin() * w).sum(), {"w": w}
+
+    table = run_checks(record(build), fd_max_elements=16)
+    (fd,) = _rows(table, "finite-diff")
+    assert fd.status == "pass" and "16 of 200 elements" in fd.detail
+
+
+def test_float64_model_is_checked_tightly():
+    def build():
+        w = torch.randn(4, dtype=torch.float64, requires_grad=True)
+        return (w.exp() * w).sum(), {"w": w}
+
+    table = run_checks(record(build))
+    assert table.ok
+    fd = _rows(table, "finite-diff")[0]
+    assert fd.max_abs < 1e-8
+
+
+def test_compare():
+    a = np.array([1.0, 2.0])
+    assert compare(a, a, Tolerance(0, 0)) == (0.0, 0.0, True)
+    err, rel, ok = compare(a + 1e-3, a, Tolerance(1e-4, 1e-4))
+    assert not ok and abs(err - 1e-3) < 1e-12 and abs(rel - 1e-3) < 1e-9
+    assert compare(np.ones(3), np.ones(2), Tolerance(1, 1))[2] is False
+    assert compare(np.array([np.nan]), np.array([np.nan]), Tolerance(0, 0))[2] is True
+
+
+def test_table_format_and_json():
+    table = run_checks(record("repeated-layer"))
+    text = table.format()
+    assert "max abs err" in text and text.rstrip().endswith("-> OK")
+    data = table.to_json()
+    assert data["ok"] and data["counts"]["pass"] == len(table.rows)

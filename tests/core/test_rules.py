@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+
+from gradviz.core.backends import LinearFunction
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st, HealthCheck
 
@@ -122,6 +124,9 @@ tgt = lambda *v: torch.tensor(v)  # noqa: E731
 
 # (id, expected node name, builder, slots expected None)
 CASES = [
+    ("linear_function", "LinearFunctionBackward", lambda: LinearFunction.apply(r(2, 3), r(4, 3), r(4))),
+    ("linear_function_no_input_grad", "LinearFunctionBackward",
+     lambda: LinearFunction.apply(r(2, 3, grad=False), r(4, 3), r(4))),
     ("add", "AddBackward0", lambda: r(3, 4) + r(3, 4)),
     ("add_bcast_alpha", "AddBackward0", lambda: torch.add(r(3, 1), r(4), alpha=2.5)),
     ("add_scalar", "AddBackward0", lambda: r(3, 4) + 2.0),

@@ -1,0 +1,134 @@
+"""Recording speed: RNNCell(32, 64), batch 8, unrolled over T steps (about 6 nodes a step).
+
+Prints, side by side: a plain forward+backward, gradviz's record() with values and without,
+timeline random access, and torchviz's make_dot on the same graph (and Graphviz dot laying it out,
+with a time limit). Targets (issue 4): with values under 2 s and at most 6x plain; --no-values at
+most 4x; state_at under 5 ms.
+
+    .venv/bin/python benchmarks/record.py [--steps 1700] [--repeat 3] [--dot-timeout 120]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from gradviz.core import Timeline, record  # noqa: E402
+
+
+def make_build(steps: int):
+    def build():
+        torch.manual_seed(0)
+        cell = torch.nn.RNNCell(32, 64)
+        xs = torch.randn(steps, 8, 32)
+        h = torch.zeros(8, 64)
+        for t in range(steps):
+            h = cell(xs[t], h)
+        return h.pow(2).mean(), cell
+    return build
+
+
+def best(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), statistics.median(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=1700)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dot-timeout", type=float, default=120.0)
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    build = make_build(args.steps)
+
+    def plain():
+        loss, _ = build()
+        loss.backward()
+
+    t_plain, m_plain, _ = best(plain, args.repeat)
+    t_rec, m_rec, rec = best(lambda: record(build), args.repeat)
+    t_nov, m_nov, _ = best(lambda: record(build, keep_values=False), args.repeat)
+    n = len(rec.nodes)
+
+    tl = Timeline(rec)
+    import random
+    rnd = random.Random(0)
+    idx = [rnd.randrange(len(tl)) for _ in range(200)]
+    t = time.perf_counter()
+    for i in idx:
+        tl.state_at(i)
+    t_access = (time.perf_counter() - t) / len(idx)
+
+    # the anchor: torchviz builds a Graphviz graph by recursing per node
+    try:
+        import torchviz
+    except ImportError:
+        torchviz = None
+    t_dot_build = t_dot_layout = None
+    dot_note = ""
+    if torchviz is not None:
+        sys.setrecursionlimit(max(100000, sys.getrecursionlimit()))
+        loss, cell = build()
+        t = time.perf_counter()
+        g = torchviz.make_dot(loss, params=dict(cell.named_parameters()))
+        t_dot_build = time.perf_counter() - t
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "g.dot")
+            with open(src, "w") as f:
+                f.write(g.source)
+            t = time.perf_counter()
+            try:
+                subprocess.run(["dot", "-Tsvg", src, "-o", os.path.join(d, "g.svg")], check=True,
+                               timeout=args.dot_timeout, capture_output=True)
+                t_dot_layout = time.perf_counter() - t
+            except subprocess.TimeoutExpired:
+                dot_note = f"dot did not finish in {args.dot_timeout:.0f} s"
+            except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+                dot_note = f"dot failed: {exc}"
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"machine: {os.cpu_count()} cores, {cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"graph: RNNCell(32, 64), batch 8, {args.steps} steps -> {n} nodes, {len(rec.edges)} edges, "
+          f"{len(rec.backward)} backward steps; best of {args.repeat}")
+    print(f"{'what':44s} {'seconds':>9s} {'x plain':>8s}")
+    rows = [("plain forward + backward", t_plain),
+            ("gradviz record (values kept)", t_rec),
+            ("gradviz record --no-values", t_nov)]
+    if t_dot_build is not None:
+        rows.append(("torchviz make_dot (graph source only)", t_dot_build))
+        rows.append(("torchviz make_dot + Graphviz dot -Tsvg", t_dot_build + t_dot_layout if t_dot_layout else None))
+    for name, sec in rows:
+        if sec is None:
+            print(f"{name:44s} {'-':>9s} {'':>8s}  {dot_note}")
+        else:
+            print(f"{name:44s} {sec:9.3f} {sec / t_plain:8.2f}")
+    print(f"{'timeline state_at (random step, mean)':44s} {t_access * 1000:8.2f} ms")
+    print()
+    print(f"targets: values < 2 s: {'yes' if t_rec < 2 else 'NO'} ({t_rec:.2f} s); "
+          f"values <= 6x: {'yes' if t_rec <= 6 * t_plain else 'NO'} ({t_rec / t_plain:.1f}x); "
+          f"no-values <= 4x: {'yes' if t_nov <= 4 * t_plain else 'NO'} ({t_nov / t_plain:.1f}x); "
+          f"state_at < 5 ms: {'yes' if t_access < 0.005 else 'NO'} ({t_access * 1000:.2f} ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -117,14 +117,16 @@ class _ForwardCapture(TorchFunctionMode):
         def apply(cls, *args, **kwargs):
             if cap._depth:
                 return orig(cls, *args, **kwargs)
+            ins = _tensors_in(args) + _tensors_in(kwargs)
             if torch.is_grad_enabled():
-                cap._scan_leaves(args, kwargs)
+                cap._scan_leaves(ins)
             cap._depth += 1
             try:
                 out = orig(cls, *args, **kwargs)
             finally:
                 cap._depth -= 1
-            cap._log(cls.__name__, args, kwargs, out, replay=(cls.apply, args, kwargs), custom=cls)
+            if cap.store is not None:
+                cap._log(cls.__name__, ins, _tensors_in(out), replay=(cls.apply, args, kwargs), custom=cls)
             return out
 
         fn_cls.apply = classmethod(apply)
@@ -153,44 +155,42 @@ class _ForwardCapture(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self._depth:
+        # only ops under grad mode whose result joins the graph are events
+        if self._depth or not torch.is_grad_enabled():
+            return out
+        outs = _tensors_in(out)
+        if not any(t.grad_fn is not None for t in outs):
             return out
         name = getattr(func, "__name__", None) or str(func)
         if name in _SKIP_FUNCS:
             return out
-        if torch.is_grad_enabled() and any(t.grad_fn is not None for t in _tensors_in(out)):
-            # a real use in the graph: number the source tensors it is the first to use
-            if self._scan_leaves(args, kwargs) and self.on_leaf is not None:
-                # finite differences changed a source in place: run the op again on the new values
-                out = func(*args, **kwargs)
-        replay = None
-        if isinstance(func, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
-            replay = (func, args, kwargs)
-        self._log(name, args, kwargs, out, replay=replay)
+        ins = _tensors_in(args)
+        if kwargs:
+            ins += _tensors_in(kwargs)
+        # a real use in the graph: number the source tensors it is the first to use
+        if self._scan_leaves(ins) and self.on_leaf is not None:
+            # finite differences changed a source in place: run the op again on the new values
+            out = func(*args, **kwargs)
+            outs = _tensors_in(out)
+        if self.store is not None:
+            replay = (func, args, kwargs) if isinstance(func, (torch._ops.OpOverload,
+                                                               torch._ops.OpOverloadPacket)) else None
+            self._log(name, ins, outs, replay=replay)
         return out
 
-    def _log(self, name, args, kwargs, out, replay=None, custom=None):
+    def _log(self, name, ins, outs, replay=None, custom=None):
         # our own tensor calls below must not be logged as the user's ops
         self._depth += 1
         try:
-            self._log_op(name, args, kwargs, out, replay, custom)
+            self._log_op(name, ins, outs, replay, custom)
         finally:
             self._depth -= 1
 
-    def _log_op(self, name, args, kwargs, out, replay, custom):
-        if custom is None and not torch.is_grad_enabled():
-            return
-        outs = _tensors_in(out)
+    def _log_op(self, name, ins, outs, replay, custom):
         if not outs:
-            return
-        ins = _tensors_in(args) + _tensors_in(kwargs)
-        # only ops that take part in autograd become events
-        if custom is None and not any(t.grad_fn is not None for t in outs):
             return
         if self.cancel is not None and self.cancel():
             raise Cancelled()
-        if self.store is None:
-            return
         inplace = name in _INPLACE_DUNDERS or (name.endswith("_") and not name.endswith("__"))
         op = name[2:-2] if name.startswith("__") and name.endswith("__") else name
         if op.startswith("i") and name in _INPLACE_DUNDERS:
@@ -211,7 +211,7 @@ class _ForwardCapture(TorchFunctionMode):
                 if replay is not None or custom is not None:
                     self.replays[fn] = (replay, custom)
 
-    def _scan_leaves(self, args, kwargs) -> bool:
+    def _scan_leaves(self, ins) -> bool:
         """Number each source tensor (made by no op of this run) that this op is the first to use.
 
         Sources are leaves and inputs that need no grad; the numbering (order of first use in an op
@@ -221,7 +221,7 @@ class _ForwardCapture(TorchFunctionMode):
         new = False
         self._depth += 1
         try:
-            for t in _tensors_in(args) + _tensors_in(kwargs):
+            for t in ins:
                 if t.grad_fn is None and t not in self.leaf_seen:
                     self.leaf_seen[t] = len(self.leaf_seen)
                     new = True

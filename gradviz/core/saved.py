@@ -8,6 +8,7 @@ import torch
 __all__ = ["read_saved", "saved_attribute_names", "plain_value"]
 
 _ATTR_CACHE: dict[type, tuple[str, ...]] = {}
+_INT64_WRAP = 2**63
 
 
 def saved_attribute_names(fn: Any) -> tuple[str, ...]:
@@ -31,7 +32,9 @@ def plain_value(value: Any) -> Any:
 
     SymInts become ints, ``torch.Size`` and lists become tuples, dtypes and layouts become strings.
     """
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 2**63:
+    if type(value) is tuple and all(type(v) is int and v < _INT64_WRAP for v in value):
+        return value  # the common case: sizes, strides, dims
+    if isinstance(value, int) and not isinstance(value, bool) and value >= _INT64_WRAP:
         # torch hands saved int64 values such as dim=-1 back as unsigned 64-bit numbers
         return value - 2**64
     if value is None or isinstance(value, (bool, int, float, str)):

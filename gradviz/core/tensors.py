@@ -149,7 +149,7 @@ class TensorStore:
             self.dropped_count += 1
             self.dropped_bytes += nbytes
             stats = _stats(t) if t.layout == torch.strided and not t.is_meta else None
-        data = TensorData(tuple(t.shape), _dtype_name(t.dtype), str(t.device), value, stats,
+        data = TensorData(tuple(t.shape), _dtype_name(t.dtype), _device_name(t), value, stats,
                           t.requires_grad, self._count)
         self._seen[key] = (data, t)
         if skey is not None:
@@ -162,6 +162,10 @@ class TensorStore:
 
 
 _DTYPE_NAMES: dict = {}
+
+
+def _device_name(t: torch.Tensor) -> str:
+    return "cpu" if t.is_cpu else str(t.device)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

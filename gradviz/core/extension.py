@@ -56,7 +56,7 @@ KERNELS_DIR = Path(os.environ.get("GRADVIZ_KERNELS_DIR",
                                   Path(__file__).resolve().parents[2] / "kernels"))
 CPU_SOURCES = ("linear.cpp", "gemm_cpu.cpp", "gemm_avx512.cpp", "gemm_avx2.cpp", "gemm_portable.cpp")
 CUDA_SOURCES = ("linear_cuda.cpp", "linear_cuda.cu")
-_SOURCE_SUFFIXES = (".cpp", ".h", ".inl", ".cu", ".cuh")
+_HEADER_SUFFIXES = (".h", ".inl", ".cuh")
 # -fopenmp: at::parallel_for is inline OpenMP code; libgomp itself comes from torch's process
 _CFLAGS = ["-O3", "-fopenmp", "-Wall"]
 _CUDA_CFLAGS = ["-O3", "-lineinfo"]
@@ -108,9 +108,11 @@ def cache_dir() -> Path:
 
 
 def _source_hash(with_cuda: bool) -> str:
+    # the compiled sources and every header (headers are cheap to over-include)
+    compiled = set(CPU_SOURCES + (CUDA_SOURCES if with_cuda else ()))
     h = hashlib.sha256()
     for path in sorted(KERNELS_DIR.iterdir()):
-        if path.suffix in _SOURCE_SUFFIXES:
+        if path.name in compiled or path.suffix in _HEADER_SUFFIXES:
             h.update(path.name.encode())
             h.update(path.read_bytes())
     h.update(f"torch={torch.__version__} cuda={torch.version.cuda} with_cuda={with_cuda}".encode())

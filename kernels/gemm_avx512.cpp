@@ -46,16 +46,30 @@ using KernelF64 = Blocked<VecF64, 12, 2>;
 
 #pragma GCC pop_options
 
+// Cache blocking; overridable with -D at build time for tuning experiments.
+#ifndef GV_F32_MC
+#define GV_F32_MC 240
+#endif
+#ifndef GV_F32_KC
+#define GV_F32_KC 256
+#endif
+#ifndef GV_F64_MC
+#define GV_F64_MC 120
+#endif
+#ifndef GV_F64_KC
+#define GV_F64_KC 256
+#endif
+
 namespace gradviz {
 
 const GemmKernel<float>* gemm_kernel_f32_avx512() {
   // B panel 256 x 32 floats = 32 KiB (L1), A block 240 x 256 floats = 240 KiB (L2)
-  static const GemmKernel<float> k = KernelF32::table("avx512", 240, 256, 4096);
+  static const GemmKernel<float> k = KernelF32::table("avx512", GV_F32_MC, GV_F32_KC, 4096);
   return &k;
 }
 
 const GemmKernel<double>* gemm_kernel_f64_avx512() {
-  static const GemmKernel<double> k = KernelF64::table("avx512", 120, 256, 2048);
+  static const GemmKernel<double> k = KernelF64::table("avx512", GV_F64_MC, GV_F64_KC, 2048);
   return &k;
 }
 

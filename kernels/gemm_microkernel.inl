@@ -66,12 +66,18 @@ struct Blocked {
   // fused multiply-adds -- a rank-1 update of the tile.
   static inline void micro(int64_t kc, const T* __restrict a, const T* __restrict b, T* c,
                            int64_t ldc, int64_t m, int64_t n, bool accumulate, const T* bias) {
+    // fetch the C tile towards L1 now; it is read (accumulate) or written only after the k loop
+    for (int r = 0; r < MR; ++r)
+      for (int64_t j = 0; j < NR; j += 64 / static_cast<int64_t>(sizeof(T)))
+        __builtin_prefetch(c + r * ldc + j, 1, 3);
+
     V acc[MR][NV];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = Vec::zero();
 
+#pragma GCC unroll 4
     for (int64_t k = 0; k < kc; ++k) {
       V bv[NV];
 #pragma GCC unroll 8

@@ -1,10 +1,11 @@
 // CPU GEMM driver: GotoBLAS-style cache blocking around the ISA-specific micro-kernels.
 //
-// Loop nest (C = A . B, sizes M x N x K):
-//   for each column block of C (nc wide)          -- B block lives in L3
+// C is split between the threads along its longer side (at::parallel_for, one region per
+// product); each thread then runs this loop nest (C = A . B, sizes M x N x K) on its slice:
+//   for each column block of C (nc wide)          -- B block lives in L2/L3
 //     for each depth slice (kc deep)              -- packed panels are kc deep
-//       pack B[slice, block] into nr-wide panels  (parallel over panels)
-//       for each row block of C (mc tall)         (parallel over row blocks x column slices)
+//       pack B[slice, block] into nr-wide panels
+//       for each row block of C (mc tall)
 //         pack A[rows, slice] into mr-tall panels -- A block lives in L2
 //         macro-kernel: every mr x nr tile of C += A panel . B panel, in registers
 // The first depth slice overwrites C (adding the bias), later slices accumulate into it.
@@ -99,6 +100,32 @@ std::unique_ptr<T, FreeDeleter> aligned_buffer(int64_t count) {
 
 std::string cpu_isa() { return isa_name(selected_isa()); }
 
+namespace {
+
+// The serial blocked GEMM on one thread's share of C, with that thread's packing buffers.
+template <typename T>
+void gemm_serial(const GemmKernel<T>& kern, int64_t M, int64_t N, int64_t K, const T* a,
+                 int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, int64_t b_cs, T* c,
+                 int64_t ldc, const T* bias, T* pa, T* pb) {
+  for (int64_t jc = 0; jc < N; jc += kern.nc) {
+    const int64_t nc = lesser(kern.nc, N - jc);
+    for (int64_t pc = 0; pc < K; pc += kern.kc) {
+      const int64_t kc = lesser(kern.kc, K - pc);
+      kern.pack_b(b + pc * b_rs + jc * b_cs, b_rs, b_cs, kc, nc, pb);
+      // the first depth slice stores (plus the bias), later slices accumulate
+      const bool accumulate = pc > 0;
+      const T* block_bias = (!accumulate && bias) ? bias + jc : nullptr;
+      for (int64_t ic = 0; ic < M; ic += kern.mc) {
+        const int64_t mc = lesser(kern.mc, M - ic);
+        kern.pack_a(a + ic * a_rs + pc * a_cs, a_rs, a_cs, mc, kc, pa);
+        kern.macro(mc, nc, kc, pa, pb, c + ic * ldc + jc, ldc, accumulate, block_bias);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
           int64_t b_rs, int64_t b_cs, T* c, int64_t ldc, const T* bias) {
@@ -110,55 +137,37 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* a, int64_t a_rs, int64_t a_c
     return;
   }
   const GemmKernel<T>& kern = *kernel_for<T>(selected_isa());
-  const int64_t mr = kern.mr, nr = kern.nr;
-  const int64_t threads = lesser(at::get_num_threads(), 1 << 16);
 
-  // Row blocks: at most kern.mc tall, and a multiple of the thread count in number (when there
-  // are enough row panels) so that every thread gets the same amount of work.
-  int64_t n_ic = ceil_div(M, kern.mc);
-  n_ic = lesser(round_up(n_ic, threads), ceil_div(M, mr));
-  const int64_t mc = round_up(ceil_div(M, n_ic), mr);
-  n_ic = ceil_div(M, mc);
-  // Too few row blocks to busy every thread (a short batch): also split the columns.
-  const int64_t n_jt = n_ic >= threads ? 1 : ceil_div(threads, n_ic);
+  // Split C between the threads along its longer side, in whole register tiles: each thread
+  // packs its own panels and runs the blocked GEMM on its slice, so one parallel region with
+  // no barrier inside does the whole product. (The other operand is packed by every thread;
+  // that costs as much wall time as sharing its packing would, without the barriers.)
+  const bool split_cols = N >= M;
+  const int64_t unit = split_cols ? kern.nr : kern.mr;
+  const int64_t units = ceil_div(split_cols ? N : M, unit);
+  const bool tiny = M * N * K < (int64_t(1) << 18);  // below ~64^3 threads cost more than they give
+  const int64_t parts = tiny ? 1 : lesser(lesser(at::get_num_threads(), units), 1 << 12);
+  const int64_t per = ceil_div(units, parts) * unit;
 
   const int64_t kc_max = lesser(kern.kc, K);
-  const int64_t nc_max = lesser(kern.nc, N);
-  auto bbuf = aligned_buffer<T>(round_up(nc_max, nr) * kc_max);
-  T* pb = bbuf.get();
-
-  for (int64_t jc = 0; jc < N; jc += nc_max) {
-    const int64_t nc = lesser(nc_max, N - jc);
-    const int64_t n_panels = ceil_div(nc, nr);
-    for (int64_t pc = 0; pc < K; pc += kc_max) {
-      const int64_t kc = lesser(kc_max, K - pc);
-      at::parallel_for(0, n_panels, 1, [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
-          const int64_t j0 = p * nr;
-          kern.pack_b(b + pc * b_rs + (jc + j0) * b_cs, b_rs, b_cs, kc, lesser(nr, nc - j0),
-                      pb + j0 * kc);
-        }
-      });
-      const bool accumulate = pc > 0;
-      const T* block_bias = (!accumulate && bias) ? bias + jc : nullptr;
-      const int64_t panels_per_slice = ceil_div(n_panels, n_jt);
-      at::parallel_for(0, n_ic * n_jt, 1, [&](int64_t t0, int64_t t1) {
-        auto abuf = aligned_buffer<T>(mc * kc);
-        for (int64_t t = t0; t < t1; ++t) {
-          const int64_t i0 = (t / n_jt) * mc;
-          const int64_t m = lesser(mc, M - i0);
-          const int64_t q0 = (t % n_jt) * panels_per_slice;
-          const int64_t q1 = lesser(n_panels, q0 + panels_per_slice);
-          if (q0 >= q1) continue;
-          const int64_t j0 = q0 * nr;
-          const int64_t n = lesser(nc, q1 * nr) - j0;
-          kern.pack_a(a + i0 * a_rs + pc * a_cs, a_rs, a_cs, m, kc, abuf.get());
-          kern.macro(m, n, kc, abuf.get(), pb + j0 * kc, c + i0 * ldc + jc + j0, ldc, accumulate,
-                     block_bias ? block_bias + j0 : nullptr);
-        }
-      });
+  const int64_t mc_max = lesser(kern.mc, split_cols ? M : per);
+  const int64_t nc_max = lesser(kern.nc, split_cols ? per : N);
+  at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+    auto abuf = aligned_buffer<T>(round_up(mc_max, kern.mr) * kc_max);
+    auto bbuf = aligned_buffer<T>(round_up(nc_max, kern.nr) * kc_max);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t lo = t * per;
+      const int64_t hi = lesser(split_cols ? N : M, lo + per);
+      if (lo >= hi) continue;
+      if (split_cols) {
+        gemm_serial<T>(kern, M, hi - lo, K, a, a_rs, a_cs, b + lo * b_cs, b_rs, b_cs, c + lo, ldc,
+                       bias ? bias + lo : nullptr, abuf.get(), bbuf.get());
+      } else {
+        gemm_serial<T>(kern, hi - lo, N, K, a + lo * a_rs, a_rs, a_cs, b, b_rs, b_cs,
+                       c + lo * ldc, ldc, bias, abuf.get(), bbuf.get());
+      }
     }
-  }
+  });
 }
 
 template <typename T>

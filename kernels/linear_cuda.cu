@@ -16,6 +16,13 @@
 //   grad_weight  grad_weight = grad_output^T . input   A_T: grad_output,    B = input
 #include "linear_cuda.h"
 
+// Kernel launch. The host emulation the tests compile this file with
+// (tests/kernels/cuda_emulation/) defines its own, running each block's threads on CPU threads.
+#ifndef GV_LAUNCH
+#define GV_LAUNCH(kernel, grid, block, stream, ...) \
+  kernel<<<grid, block, 0, stream>>>(__VA_ARGS__)
+#endif
+
 namespace {
 
 constexpr int BM = 128;  // rows of C per block
@@ -214,6 +221,7 @@ __global__ void column_sum_kernel(const float* __restrict__ G, float* __restrict
   }
 }
 
+// float4 access is safe when the base is 16-byte aligned and every row starts 16-byte aligned
 bool vec_ok(const void* p, int64_t ld) {
   return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && ld % 4 == 0;
 }
@@ -223,8 +231,9 @@ cudaError_t launch_gemm(const float* A, const float* B, const float* bias, float
                         int64_t N, int64_t K, bool vec_a, bool vec_b, cudaStream_t stream) {
   if (M == 0 || N == 0) return cudaSuccess;
   const dim3 grid(static_cast<unsigned>((N + BN - 1) / BN), static_cast<unsigned>((M + BM - 1) / BM));
-  gemm_kernel<A_T, B_T><<<grid, THREADS, 0, stream>>>(A, B, bias, C, M, N, K, vec_a, vec_b,
-                                                      vec_ok(C, N));
+  void (*kernel)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, bool,
+                 bool, bool) = gemm_kernel<A_T, B_T>;
+  GV_LAUNCH(kernel, grid, THREADS, stream, A, B, bias, C, M, N, K, vec_a, vec_b, vec_ok(C, N));
   return cudaGetLastError();
 }
 
@@ -260,6 +269,6 @@ extern "C" cudaError_t gradviz_linear_grad_bias_f32(const float* grad_output, fl
   if (N == 0) return cudaSuccess;
   const dim3 block(32, 8);
   const dim3 grid(static_cast<unsigned>((N + 31) / 32));
-  column_sum_kernel<<<grid, block, 0, stream>>>(grad_output, grad_bias, M, N);
+  GV_LAUNCH(column_sum_kernel, grid, block, stream, grad_output, grad_bias, M, N);
   return cudaGetLastError();
 }

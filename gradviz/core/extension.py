@@ -209,6 +209,8 @@ def build_state() -> BuildState:
             state.cuda_reason = _compiler_problem(with_cuda=True)
             want_cuda = not state.cuda_reason
         problem = _compiler_problem(with_cuda=False)
+        if not hasattr(torch.library, "register_autograd"):
+            problem = f"torch >= 2.4 needed (torch.library.register_autograd); have {torch.__version__}"
         if problem:
             state.cpu_reason = problem
             state.cuda_reason = state.cuda_reason or problem

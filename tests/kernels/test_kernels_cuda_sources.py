@@ -1,8 +1,9 @@
-"""Compile checks of the CUDA sources, which this machine cannot run.
+"""Checks of the CUDA sources on machines without a GPU: compile them, and run them emulated.
 
 Every ``.cu`` file is compiled with ``nvcc -c`` for sm_80 (A100) and sm_90 (H100/H200) with
 warnings as errors; the torch-side binding (``linear_cuda.cpp``) gets a syntax check against
-torch's headers. Skipped, with the reason, where nvcc or the CUDA headers are absent.
+torch's headers. Skipped, with the reason, where nvcc or the CUDA headers are absent. The kernels
+themselves also run under a host emulation (cuda_emulation/) against a float64 reference.
 """
 from __future__ import annotations
 
@@ -74,3 +75,34 @@ def test_cuda_binding_compiles_against_torch_headers(tmp_path):
     args += ["-idirafter", str(tmp_path), str(KERNELS_DIR / "linear_cuda.cpp")]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+EMULATION = Path(__file__).parent / "cuda_emulation"
+# (M, K, N[, misaligned]): one element, K = 0, ragged in every direction against the 128 x 128
+# x 8 tiles, float4 paths on and off (leading dimensions multiples of 4 or not), misaligned
+# buffers (scalar paths everywhere), several blocks in both grid directions
+EMULATED_CASES = ["1,1,1", "4,0,3", "1,5,7", "6,1,3", "13,19,17", "7,300,45", "3,5,260",
+                  "130,129,131", "128,128,128", "129,9,4,misaligned", "130,129,131,misaligned",
+                  "256,64,256"]
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")
+def test_cuda_kernels_under_host_emulation(tmp_path):
+    # the real launchers and kernels of linear_cuda.cu, each block's threads run as CPU threads
+    exe = tmp_path / "harness"
+    build = subprocess.run(
+        ["g++", "-std=c++20", "-O2", "-Wall", "-Wno-unknown-pragmas", "-Werror", "-pthread",
+         "-I", str(EMULATION), "-I", str(KERNELS_DIR), str(EMULATION / "harness.cpp"), "-o",
+         str(exe)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-4000:]
+    run = subprocess.run([str(exe), *EMULATED_CASES], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert sum(line.startswith("ok ") for line in lines) == len(EMULATED_CASES), run.stdout
+    # one launch per product with a non-empty output (forward, grad_input, grad_weight,
+    # grad_bias): none is skipped by mistake
+    expected = 0
+    for case in EMULATED_CASES:
+        M, K, N = map(int, case.split(",")[:3])
+        expected += (M * N > 0) + (M * K > 0) + (N * K > 0) + (N > 0)
+    assert lines[-1] == f"launches {expected}"

@@ -2,11 +2,12 @@
 // column-sum reduction for grad_bias. Plain CUDA, no torch headers; see linear_cuda.h.
 //
 // GEMM: C (M x N) = op(A) (M x K) . op(B) (K x N) [+ bias], float32, any shape.
-//   Each 256-thread block computes a 128 x 128 tile of C, walking K in slices of 8. A slice of
-//   op(A) (128 x 8) and of op(B) (8 x 128) is staged in shared memory, double-buffered: the next
-//   slice is fetched from global memory into registers while the current one is multiplied.
-//   Each thread accumulates an 8 x 8 sub-tile in registers (rows {4ty..4ty+3, 64+4ty..}, columns
-//   {4tx..4tx+3, 64+4tx..}, so a warp's shared-memory reads are conflict-free float4s).
+//   Each 256-thread block computes a 128 x 128 tile of C, walking K in slices of 8 (or, when
+//   there would be fewer such tiles than SMs, a 64 x 64 tile in slices of 16). A slice of op(A)
+//   and of op(B) is staged in shared memory, double-buffered: the next slice is fetched from
+//   global memory into registers while the current one is multiplied. Each thread accumulates
+//   an 8 x 8 (4 x 4) sub-tile in registers (rows {4ty..4ty+3, 64+4ty..}, columns {4tx..4tx+3,
+//   64+4tx..}, so a warp's shared-memory reads are conflict-free float4s).
 //   Global loads and stores are float4 when the leading dimension allows it and scalar,
 //   bounds-checked ones on the ragged edges. The bias is added in the epilogue.
 // Layouts (row-major storage): A_T = false: A is M x K; A_T = true: A is K x M.
@@ -25,152 +26,167 @@
 
 namespace {
 
-constexpr int BM = 128;  // rows of C per block
-constexpr int BN = 128;  // columns of C per block
-constexpr int BK = 8;    // depth of one shared-memory slice
-constexpr int THREADS = 256;
-static_assert(BM * BK == 4 * THREADS && BN * BK == 4 * THREADS, "each thread stages 4 + 4 values");
+constexpr int THREADS = 256;  // 16 x 16 threads per block
+
+// Block tile: H = 2 gives a 128 x 128 tile of C walked in slices 8 deep, each thread owning an
+// 8 x 8 register tile (large products); H = 1 gives 64 x 64 tiles, 16 deep, 4 x 4 per thread:
+// four times as many blocks, for products too small to fill the GPU with 128 x 128 tiles.
+// Either way a slice of op(A) and one of op(B) hold 1024 values: 4 per thread to stage.
+template <int H>
+struct Tile {
+  static constexpr int BM = 64 * H;  // rows of C per block
+  static constexpr int BN = 64 * H;  // columns of C per block
+  static constexpr int BK = 16 / H;  // depth of one shared-memory slice
+  static constexpr int TM = 4 * H;   // rows (and columns) of C per thread
+  static_assert(BM * BK == 4 * THREADS && BN * BK == 4 * THREADS, "4 + 4 values per thread");
+};
 
 struct Frag {
   float v[4];
 };
 
-// Fetch this thread's 4 values of the op(A) slice [m0, m0+BM) x [k0, k0+BK) into registers.
-template <bool A_T>
+__device__ __forceinline__ void load4(const float* p, bool vector, bool in0, bool in1, bool in2,
+                                      bool in3, Frag& f) {
+  if (vector) {
+    const float4 x = *reinterpret_cast<const float4*>(p);
+    f.v[0] = x.x; f.v[1] = x.y; f.v[2] = x.z; f.v[3] = x.w;
+  } else {
+    f.v[0] = in0 ? p[0] : 0.f;
+    f.v[1] = in1 ? p[1] : 0.f;
+    f.v[2] = in2 ? p[2] : 0.f;
+    f.v[3] = in3 ? p[3] : 0.f;
+  }
+}
+
+// Fetch this thread's 4 values of the op(A) slice [m0, m0+BM) x [k0, k0+BK) into registers:
+// 4 consecutive values along whichever dimension is contiguous in memory.
+template <int H, bool A_T>
 __device__ __forceinline__ void fetch_a(const float* __restrict__ A, int64_t M, int64_t K,
                                         int64_t m0, int64_t k0, bool vec, Frag& f) {
+  using S = Tile<H>;
   const int t = threadIdx.x;
   if (!A_T) {
-    // A is M x K: thread t takes row t/2, depths 4*(t%2) .. +3 (contiguous in memory)
-    const int64_t m = m0 + t / 2, k = k0 + (t % 2) * 4;
-    const float* p = A + m * K + k;
-    if (vec && m < M && k + 3 < K) {
-      const float4 x = *reinterpret_cast<const float4*>(p);
-      f.v[0] = x.x; f.v[1] = x.y; f.v[2] = x.z; f.v[3] = x.w;
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) f.v[i] = (m < M && k + i < K) ? p[i] : 0.f;
-    }
+    // A is M x K, rows contiguous: thread t takes row t/(BK/4), depths 4*(t%(BK/4)) .. +3
+    const int64_t m = m0 + t / (S::BK / 4), k = k0 + (t % (S::BK / 4)) * 4;
+    const bool row = m < M;
+    load4(A + m * K + k, vec && row && k + 3 < K, row && k < K, row && k + 1 < K,
+          row && k + 2 < K, row && k + 3 < K, f);
   } else {
-    // A is K x M: thread t takes depth t/32, rows 4*(t%32) .. +3 (contiguous in memory)
-    const int64_t k = k0 + t / 32, m = m0 + (t % 32) * 4;
-    const float* p = A + k * M + m;
-    if (vec && k < K && m + 3 < M) {
-      const float4 x = *reinterpret_cast<const float4*>(p);
-      f.v[0] = x.x; f.v[1] = x.y; f.v[2] = x.z; f.v[3] = x.w;
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) f.v[i] = (k < K && m + i < M) ? p[i] : 0.f;
-    }
+    // A is K x M, columns of op(A) contiguous: thread t takes depth t/(BM/4), rows 4*(...) .. +3
+    const int64_t k = k0 + t / (S::BM / 4), m = m0 + (t % (S::BM / 4)) * 4;
+    const bool row = k < K;
+    load4(A + k * M + m, vec && row && m + 3 < M, row && m < M, row && m + 1 < M,
+          row && m + 2 < M, row && m + 3 < M, f);
   }
 }
 
 // Fetch this thread's 4 values of the op(B) slice [k0, k0+BK) x [n0, n0+BN) into registers.
-template <bool B_T>
+template <int H, bool B_T>
 __device__ __forceinline__ void fetch_b(const float* __restrict__ B, int64_t N, int64_t K,
                                         int64_t n0, int64_t k0, bool vec, Frag& f) {
+  using S = Tile<H>;
   const int t = threadIdx.x;
   if (!B_T) {
-    // B is K x N: thread t takes depth t/32, columns 4*(t%32) .. +3
-    const int64_t k = k0 + t / 32, n = n0 + (t % 32) * 4;
-    const float* p = B + k * N + n;
-    if (vec && k < K && n + 3 < N) {
-      const float4 x = *reinterpret_cast<const float4*>(p);
-      f.v[0] = x.x; f.v[1] = x.y; f.v[2] = x.z; f.v[3] = x.w;
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) f.v[i] = (k < K && n + i < N) ? p[i] : 0.f;
-    }
+    // B is K x N, rows contiguous: thread t takes depth t/(BN/4), columns 4*(t%(BN/4)) .. +3
+    const int64_t k = k0 + t / (S::BN / 4), n = n0 + (t % (S::BN / 4)) * 4;
+    const bool row = k < K;
+    load4(B + k * N + n, vec && row && n + 3 < N, row && n < N, row && n + 1 < N,
+          row && n + 2 < N, row && n + 3 < N, f);
   } else {
-    // B is N x K: thread t takes column t/2, depths 4*(t%2) .. +3
-    const int64_t n = n0 + t / 2, k = k0 + (t % 2) * 4;
-    const float* p = B + n * K + k;
-    if (vec && n < N && k + 3 < K) {
-      const float4 x = *reinterpret_cast<const float4*>(p);
-      f.v[0] = x.x; f.v[1] = x.y; f.v[2] = x.z; f.v[3] = x.w;
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) f.v[i] = (n < N && k + i < K) ? p[i] : 0.f;
-    }
+    // B is N x K: thread t takes column t/(BK/4), depths 4*(t%(BK/4)) .. +3
+    const int64_t n = n0 + t / (S::BK / 4), k = k0 + (t % (S::BK / 4)) * 4;
+    const bool row = n < N;
+    load4(B + n * K + k, vec && row && k + 3 < K, row && k < K, row && k + 1 < K,
+          row && k + 2 < K, row && k + 3 < K, f);
   }
 }
 
 // Write the fetched values into shared memory, laid out depth-major: As[k][m], Bs[k][n].
-template <bool A_T>
-__device__ __forceinline__ void stage_a(float (*As)[BM], const Frag& f) {
+template <int H, bool A_T>
+__device__ __forceinline__ void stage_a(float (*As)[Tile<H>::BM], const Frag& f) {
+  using S = Tile<H>;
   const int t = threadIdx.x;
   if (!A_T) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) As[(t % 2) * 4 + i][t / 2] = f.v[i];  // transpose on the way in
+    for (int i = 0; i < 4; ++i)  // transpose on the way in
+      As[(t % (S::BK / 4)) * 4 + i][t / (S::BK / 4)] = f.v[i];
   } else {
-    *reinterpret_cast<float4*>(&As[t / 32][(t % 32) * 4]) =
+    *reinterpret_cast<float4*>(&As[t / (S::BM / 4)][(t % (S::BM / 4)) * 4]) =
         make_float4(f.v[0], f.v[1], f.v[2], f.v[3]);
   }
 }
 
-template <bool B_T>
-__device__ __forceinline__ void stage_b(float (*Bs)[BN], const Frag& f) {
+template <int H, bool B_T>
+__device__ __forceinline__ void stage_b(float (*Bs)[Tile<H>::BN], const Frag& f) {
+  using S = Tile<H>;
   const int t = threadIdx.x;
   if (!B_T) {
-    *reinterpret_cast<float4*>(&Bs[t / 32][(t % 32) * 4]) =
+    *reinterpret_cast<float4*>(&Bs[t / (S::BN / 4)][(t % (S::BN / 4)) * 4]) =
         make_float4(f.v[0], f.v[1], f.v[2], f.v[3]);
   } else {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) Bs[(t % 2) * 4 + i][t / 2] = f.v[i];  // transpose on the way in
+    for (int i = 0; i < 4; ++i)  // transpose on the way in
+      Bs[(t % (S::BK / 4)) * 4 + i][t / (S::BK / 4)] = f.v[i];
   }
 }
 
-template <bool A_T, bool B_T>
+// C = op(A) . op(B) [+ bias] for one block tile. Thread (tx, ty) owns rows
+// {h*64 + 4*ty + r} and columns {h*64 + 4*tx + c} (h < H, r, c < 4) of the tile.
+template <int H, bool A_T, bool B_T>
 __global__ void __launch_bounds__(THREADS, 2)  // <= 128 registers: two blocks per SM
 gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
             const float* __restrict__ bias, float* __restrict__ C, int64_t M, int64_t N, int64_t K,
             bool vec_a, bool vec_b, bool vec_c) {
-  __shared__ __align__(16) float As[2][BK][BM];
-  __shared__ __align__(16) float Bs[2][BK][BN];
+  using S = Tile<H>;
+  constexpr int TM = S::TM;
+  __shared__ __align__(16) float As[2][S::BK][S::BM];
+  __shared__ __align__(16) float Bs[2][S::BK][S::BN];
 
-  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * BM;
-  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * S::BM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * S::BN;
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
 
-  float acc[8][8];
+  float acc[TM][TM];
 #pragma unroll
-  for (int i = 0; i < 8; ++i)
+  for (int i = 0; i < TM; ++i)
 #pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+    for (int j = 0; j < TM; ++j) acc[i][j] = 0.f;
 
   Frag fa, fb;
-  fetch_a<A_T>(A, M, K, m0, 0, vec_a, fa);
-  fetch_b<B_T>(B, N, K, n0, 0, vec_b, fb);
-  stage_a<A_T>(As[0], fa);
-  stage_b<B_T>(Bs[0], fb);
+  fetch_a<H, A_T>(A, M, K, m0, 0, vec_a, fa);
+  fetch_b<H, B_T>(B, N, K, n0, 0, vec_b, fb);
+  stage_a<H, A_T>(As[0], fa);
+  stage_b<H, B_T>(Bs[0], fb);
   __syncthreads();
 
   int buf = 0;
-  for (int64_t k0 = 0; k0 < K; k0 += BK) {
-    const bool more = k0 + BK < K;
+  for (int64_t k0 = 0; k0 < K; k0 += S::BK) {
+    const bool more = k0 + S::BK < K;
     if (more) {
       // issue the next slice's global loads now; they land while this slice is multiplied
-      fetch_a<A_T>(A, M, K, m0, k0 + BK, vec_a, fa);
-      fetch_b<B_T>(B, N, K, n0, k0 + BK, vec_b, fb);
+      fetch_a<H, A_T>(A, M, K, m0, k0 + S::BK, vec_a, fa);
+      fetch_b<H, B_T>(B, N, K, n0, k0 + S::BK, vec_b, fb);
     }
 #pragma unroll
-    for (int k = 0; k < BK; ++k) {
-      // rank-1 update of the 8 x 8 register tile with a column of A and a row of B
-      const float4 a0 = *reinterpret_cast<const float4*>(&As[buf][k][ty * 4]);
-      const float4 a1 = *reinterpret_cast<const float4*>(&As[buf][k][64 + ty * 4]);
-      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[buf][k][tx * 4]);
-      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[buf][k][64 + tx * 4]);
-      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+    for (int k = 0; k < S::BK; ++k) {
+      // rank-1 update of the register tile with a column of op(A) and a row of op(B)
+      float a[TM], b[TM];
 #pragma unroll
-      for (int i = 0; i < 8; ++i)
+      for (int h = 0; h < H; ++h) {
+        const float4 av = *reinterpret_cast<const float4*>(&As[buf][k][h * 64 + ty * 4]);
+        const float4 bv = *reinterpret_cast<const float4*>(&Bs[buf][k][h * 64 + tx * 4]);
+        a[4 * h] = av.x; a[4 * h + 1] = av.y; a[4 * h + 2] = av.z; a[4 * h + 3] = av.w;
+        b[4 * h] = bv.x; b[4 * h + 1] = bv.y; b[4 * h + 2] = bv.z; b[4 * h + 3] = bv.w;
+      }
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TM; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
     if (more) {
       // the other buffer was last read before the previous barrier, so it is free to overwrite
-      stage_a<A_T>(As[buf ^ 1], fa);
-      stage_b<B_T>(Bs[buf ^ 1], fb);
+      stage_a<H, A_T>(As[buf ^ 1], fa);
+      stage_b<H, B_T>(Bs[buf ^ 1], fb);
     }
     __syncthreads();
     buf ^= 1;
@@ -178,11 +194,11 @@ gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
 
   // epilogue: add the bias and store, float4 where the row allows it
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int64_t m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4));
+  for (int i = 0; i < TM; ++i) {
+    const int64_t m = m0 + (i / 4) * 64 + ty * 4 + (i % 4);
     if (m >= M) continue;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < H; ++h) {
       const int64_t n = n0 + h * 64 + tx * 4;
       float out[4];
 #pragma unroll
@@ -226,14 +242,38 @@ bool vec_ok(const void* p, int64_t ld) {
   return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && ld % 4 == 0;
 }
 
+// Streaming multiprocessors of the current device (0 if it cannot be asked).
+int sm_count() {
+  int device = 0, count = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    cudaGetLastError();  // clear the error so that it is not blamed on the next launch
+    return 0;
+  }
+  return count;
+}
+
+template <int H, bool A_T, bool B_T>
+void launch_tiles(const float* A, const float* B, const float* bias, float* C, int64_t M,
+                  int64_t N, int64_t K, bool vec_a, bool vec_b, cudaStream_t stream) {
+  using S = Tile<H>;
+  const dim3 grid(static_cast<unsigned>((N + S::BN - 1) / S::BN),
+                  static_cast<unsigned>((M + S::BM - 1) / S::BM));
+  void (*kernel)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, bool,
+                 bool, bool) = gemm_kernel<H, A_T, B_T>;
+  GV_LAUNCH(kernel, grid, THREADS, stream, A, B, bias, C, M, N, K, vec_a, vec_b, vec_ok(C, N));
+}
+
 template <bool A_T, bool B_T>
 cudaError_t launch_gemm(const float* A, const float* B, const float* bias, float* C, int64_t M,
                         int64_t N, int64_t K, bool vec_a, bool vec_b, cudaStream_t stream) {
   if (M == 0 || N == 0) return cudaSuccess;
-  const dim3 grid(static_cast<unsigned>((N + BN - 1) / BN), static_cast<unsigned>((M + BM - 1) / BM));
-  void (*kernel)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, bool,
-                 bool, bool) = gemm_kernel<A_T, B_T>;
-  GV_LAUNCH(kernel, grid, THREADS, stream, A, B, bias, C, M, N, K, vec_a, vec_b, vec_ok(C, N));
+  // 128 x 128 tiles when there are at least as many of them as SMs, else 64 x 64 tiles
+  const int64_t big_tiles = ((M + 127) / 128) * ((N + 127) / 128);
+  if (big_tiles >= sm_count())
+    launch_tiles<2, A_T, B_T>(A, B, bias, C, M, N, K, vec_a, vec_b, stream);
+  else
+    launch_tiles<1, A_T, B_T>(A, B, bias, C, M, N, K, vec_a, vec_b, stream);
   return cudaGetLastError();
 }
 

@@ -87,7 +87,8 @@ EMULATED_CASES = ["1,1,1", "4,0,3", "1,5,7", "6,1,3", "13,19,17", "7,300,45", "3
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")
-def test_cuda_kernels_under_host_emulation(tmp_path):
+@pytest.mark.parametrize("tiles,sms", [("128x128", "0"), ("64x64", "1000000")])
+def test_cuda_kernels_under_host_emulation(tmp_path, tiles, sms):
     # the real launchers and kernels of linear_cuda.cu, each block's threads run as CPU threads
     exe = tmp_path / "harness"
     build = subprocess.run(
@@ -95,7 +96,9 @@ def test_cuda_kernels_under_host_emulation(tmp_path):
          "-I", str(EMULATION), "-I", str(KERNELS_DIR), str(EMULATION / "harness.cpp"), "-o",
          str(exe)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-4000:]
-    run = subprocess.run([str(exe), *EMULATED_CASES], capture_output=True, text=True, timeout=300)
+    # the launchers use 128 x 128 tiles when there are at least as many as SMs
+    run = subprocess.run([str(exe), *EMULATED_CASES], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "EMU_SMS": sms})
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     assert sum(line.startswith("ok ") for line in lines) == len(EMULATED_CASES), run.stdout

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
@@ -38,6 +39,18 @@ typedef int cudaError_t;
 constexpr cudaError_t cudaSuccess = 0;
 typedef struct emulated_stream* cudaStream_t;
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+// The emulated device has $EMU_SMS multiprocessors (default 132, an H100/H200): the launchers'
+// choice of tile size depends on it, so the tests run once with 0 and once with a huge count.
+inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr, int) {
+  const char* env = std::getenv("EMU_SMS");
+  *value = env ? std::atoi(env) : 132;
+  return cudaSuccess;
+}
 inline const char* cudaGetErrorString(cudaError_t) { return "emulated"; }
 
 inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;

@@ -2,6 +2,7 @@
 // (cuda_runtime.h in this directory) and compares every result with a double-precision
 // reference. Usage: harness M,K,N[,misaligned] ...   Prints one line per case; exit 1 on a
 // mismatch. "misaligned" offsets every buffer by one float, forcing the scalar load paths.
+// EMU_SMS=0 makes the launchers pick 128 x 128 tiles, a huge EMU_SMS 64 x 64 tiles.
 #include "../../../kernels/linear_cuda.cu"
 
 #include <algorithm>

@@ -21,6 +21,7 @@ ISAS = ["avx512", "avx2", "portable"]
 
 # (batch M, in_features K, out_features N). Tiles are 12x32 / 6x16 / 4x8 (float32) with depth
 # slices of 256 and column blocks of 4096 (float32) / 2048 (float64); row blocks of <= 240.
+# Products of at least 64^3 are split between the threads along the longer side of C.
 SHAPES = [
     (1, 1, 1),       # single element
     (1, 5, 7),       # one row
@@ -29,7 +30,8 @@ SHAPES = [
     (12, 256, 32),   # exactly one avx512 float32 tile and one depth slice
     (13, 19, 17),    # ragged in every direction
     (7, 300, 45),    # two depth slices, the second ragged
-    (250, 33, 70),   # several row blocks (more than one per thread)
+    (250, 33, 70),   # two threads split the rows (M > N), the second share ragged
+    (40, 100, 333),  # two threads split the columns (N >= M), the second share ragged
     (3, 5, 4100),    # several column blocks, the last one narrow
     (4, 0, 3),       # no input features: output is the bias
 ]

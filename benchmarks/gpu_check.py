@@ -8,7 +8,8 @@ Builds the ``cuda`` backend through the same loader as everything else
 3. compares output and all gradients with ``F.linear`` + autograd on ragged shapes (1 row,
    1 column, non-multiples of the 128 x 128 tile, K = 0, non-contiguous operands, no bias);
 4. times forward+backward against torch (cuBLAS, TF32 off) at n = 256 .. 8192 and prints the
-   ratio torch_time / cuda_time and the fraction of the FP32 peak (H200: ~67 TFLOP/s).
+   ratio torch_time / cuda_time and the fraction of the FP32 peak (H200: ~67 TFLOP/s);
+5. runs the CUDA-parametrized tests of tests/kernels (skip with ``--no-pytest``).
 
 Exit status 0 only if every check passed. Command (repository root; see docs/kernels.md)::
 
@@ -162,11 +163,22 @@ def check_speed(sizes: list[int]) -> list[dict]:
     return rows
 
 
+def run_cuda_tests() -> int:
+    """Run the tests of tests/kernels that have a CUDA variant; return pytest's exit status."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "pytest", "tests/kernels", "-q", "-p", "no:cacheprovider",
+           "-k", "cuda and not binding and not emulation and not nvcc"]
+    print("$", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, timeout=240).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every check; print a summary; return the exit status."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096, 8192])
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--no-pytest", action="store_true", help="skip the CUDA tests of tests/kernels")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                    help="cpu: dry-run the script on the cpp backend (tests the script itself)")
     args = p.parse_args(argv)
@@ -198,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         result["correctness_failures"] = failures
         status = status or (1 if failures else 0)
         result["speed"] = check_speed(args.sizes)
+    if "build" in result and not args.no_pytest and DEVICE == "cuda":
+        result["pytest_status"] = run_cuda_tests()
+        status = status or (1 if result["pytest_status"] else 0)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)

@@ -12,6 +12,9 @@ struct Blocked {
   static constexpr int W = Vec::W;
   static constexpr int NR = NV * W;
 
+  static constexpr int64_t kLine = 64 / sizeof(T);  // elements per cache line
+  static constexpr int64_t kAhead = 8;               // prefetch distance, in rows of a panel
+
   static inline int64_t lesser(int64_t a, int64_t b) { return a < b ? a : b; }
 
   static void pack_a(const T* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, T* dst) {
@@ -20,13 +23,19 @@ struct Blocked {
       const int64_t m = lesser(MR, mc - i0);
       const T* src = a + i0 * rs;
       if (cs == 1 && m == MR) {
-        // rows are contiguous: walk each row once, scattering into the panel's stride-MR slots
+        // rows are contiguous: walk each row once, scattering into the panel's stride-MR slots;
+        // meanwhile ask for the next panel's rows, which the hardware prefetcher cannot guess
+        if (i0 + 2 * MR <= mc)
+          for (int i = 0; i < MR; ++i)
+            for (int64_t k = 0; k < kc; k += kLine) __builtin_prefetch(src + (MR + i) * rs + k);
         for (int i = 0; i < MR; ++i) {
           const T* row = src + i * rs;
           for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = row[k];
         }
       } else {
         for (int64_t k = 0; k < kc; ++k) {
+          // with rs == 1 each k reads a new row of the stored matrix: fetch a few ahead
+          if (k + kAhead < kc) __builtin_prefetch(src + (k + kAhead) * cs);
           for (int i = 0; i < MR; ++i) dst[k * MR + i] = i < m ? src[i * rs + k * cs] : T(0);
         }
       }
@@ -40,13 +49,20 @@ struct Blocked {
       const int64_t n = lesser(NR, nc - j0);
       const T* src = b + j0 * cs;
       if (cs == 1 && n == NR) {
-        // rows of B are contiguous: each panel row is one straight copy
+        // rows of B are contiguous: each panel row is one straight copy; rows lie a page or
+        // more apart, beyond the hardware prefetcher, so fetch a few rows ahead
         for (int64_t k = 0; k < kc; ++k) {
           const T* row = src + k * rs;
+          if (k + kAhead < kc)
+            for (int j = 0; j < NR; j += kLine) __builtin_prefetch(row + kAhead * rs + j);
           for (int j = 0; j < NR; ++j) dst[k * NR + j] = row[j];
         }
       } else if (rs == 1 && n == NR) {
-        // columns of B are contiguous (B is a transposed row-major matrix): walk each column once
+        // columns of B are contiguous (B is a transposed row-major matrix): walk each column
+        // once, and ask for the next panel's columns meanwhile
+        if (j0 + 2 * NR <= nc)
+          for (int j = 0; j < NR; ++j)
+            for (int64_t k = 0; k < kc; k += kLine) __builtin_prefetch(src + (NR + j) * cs + k);
         for (int j = 0; j < NR; ++j) {
           const T* col = src + j * cs;
           for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = col[k];

@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sizes", type=int, nargs="+")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (CPU); default: torch's")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False  # compare like with like: full FP32
     dtype = getattr(torch, args.dtype)

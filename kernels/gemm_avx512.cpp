@@ -1,4 +1,5 @@
-// AVX-512 micro-kernels of the CPU GEMM: 12 x 32 (float32) and 12 x 16 (float64) register tiles.
+// AVX-512 micro-kernels of the CPU GEMM: 12 x 32 (float32) and 12 x 16 (float64) register tiles,
+// and, for float32, packing routines that transpose 16 x 16 blocks in registers.
 //
 // 24 zmm accumulators + 2 B vectors + 1 broadcast fit the 32 zmm registers. The whole unit is
 // compiled for AVX-512 with `#pragma GCC target`, not with -mavx512f, so the rest of the
@@ -10,6 +11,10 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx2,fma")
+// GCC 12's AVX-512 unpack intrinsics pass _mm512_undefined_ps() as their merge source, which
+// -Wmaybe-uninitialized reports as "'__Y' may be used uninitialized" inside the header.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace {
 
@@ -42,8 +47,88 @@ struct VecF64 {
 using KernelF32 = Blocked<VecF32, 12, 2>;
 using KernelF64 = Blocked<VecF64, 12, 2>;
 
+// In-register transpose of a 16 x 16 float block: r[i] holds row i on entry, column i on exit.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {  // interleave pairs of rows: 2 x 2 blocks
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // 4 x 4 blocks
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+    const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int i = 0; i < 4; ++i) {  // 128-bit lanes: 8 x 8 blocks
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 8; ++i) {  // 256-bit halves: the whole block
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+// pack_a for float32 with rows contiguous (A = input or grad_output): 16 depths of the 12 rows
+// at a time are transposed in registers and stored as 16 runs of 12, instead of 192 scalar
+// stores. Other layouts and the ragged tail go to the generic routine.
+void pack_a_f32(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, float* dst) {
+  constexpr int MR = 12;
+  if (cs != 1) return KernelF32::pack_a(a, rs, cs, mc, kc, dst);
+  const int64_t full = mc / MR * MR;
+  for (int64_t i0 = 0; i0 < full; i0 += MR, dst += MR * kc) {
+    const float* src = a + i0 * rs;
+    if (i0 + 2 * MR <= mc)  // the next panel's rows, which the hardware prefetcher cannot guess
+      for (int i = 0; i < MR; ++i)
+        for (int64_t k = 0; k < kc; k += 16) __builtin_prefetch(src + (MR + i) * rs + k);
+    int64_t k0 = 0;
+    for (; k0 + 16 <= kc; k0 += 16) {
+      __m512 r[16];  // the 12 rows, and 4 rows of zeros to make the block square
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < MR ? _mm512_loadu_ps(src + i * rs + k0) : _mm512_setzero_ps();
+      transpose16(r);
+      for (int kk = 0; kk < 16; ++kk) _mm512_mask_storeu_ps(dst + (k0 + kk) * MR, 0x0FFF, r[kk]);
+    }
+    for (; k0 < kc; ++k0)
+      for (int i = 0; i < MR; ++i) dst[k0 * MR + i] = src[i * rs + k0];
+  }
+  if (full < mc) KernelF32::pack_a(a + full * rs, rs, cs, mc - full, kc, dst);
+}
+
+// pack_b for float32 with columns contiguous (B = weight^T in the forward): 16 depths of 16
+// columns at a time are transposed in registers into two 16-wide halves of the 32-wide rows.
+void pack_b_f32(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, float* dst) {
+  constexpr int NR = 32;
+  if (rs != 1) return KernelF32::pack_b(b, rs, cs, kc, nc, dst);
+  const int64_t full = nc / NR * NR;
+  for (int64_t j0 = 0; j0 < full; j0 += NR, dst += NR * kc) {
+    const float* src = b + j0 * cs;
+    if (j0 + 2 * NR <= nc)
+      for (int j = 0; j < NR; ++j)
+        for (int64_t k = 0; k < kc; k += 16) __builtin_prefetch(src + (NR + j) * cs + k);
+    int64_t k0 = 0;
+    for (; k0 + 16 <= kc; k0 += 16) {
+      for (int half = 0; half < 2; ++half) {
+        __m512 r[16];
+        for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(src + (half * 16 + j) * cs + k0);
+        transpose16(r);
+        for (int kk = 0; kk < 16; ++kk) _mm512_storeu_ps(dst + (k0 + kk) * NR + half * 16, r[kk]);
+      }
+    }
+    for (; k0 < kc; ++k0)
+      for (int j = 0; j < NR; ++j) dst[k0 * NR + j] = src[j * cs + k0];
+  }
+  if (full < nc) KernelF32::pack_b(b + full * cs, rs, cs, kc, nc - full, dst);
+}
+
 }  // namespace
 
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 // Cache blocking; overridable with -D at build time for tuning experiments.
@@ -64,7 +149,12 @@ namespace gradviz {
 
 const GemmKernel<float>* gemm_kernel_f32_avx512() {
   // B panel 256 x 32 floats = 32 KiB (L1), A block 240 x 256 floats = 240 KiB (L2)
-  static const GemmKernel<float> k = KernelF32::table("avx512", GV_F32_MC, GV_F32_KC, 4096);
+  static const GemmKernel<float> k = [] {
+    GemmKernel<float> t = KernelF32::table("avx512", GV_F32_MC, GV_F32_KC, 4096);
+    t.pack_a = &pack_a_f32;  // transposing packs in registers
+    t.pack_b = &pack_b_f32;
+    return t;
+  }();
   return &k;
 }
 

@@ -1,5 +1,5 @@
 // AVX-512 micro-kernels of the CPU GEMM: 12 x 32 (float32) and 12 x 16 (float64) register tiles,
-// and, for float32, packing routines that transpose 16 x 16 blocks in registers.
+// and packing routines that transpose 16 x 16 (float32) or 8 x 8 (float64) blocks in registers.
 //
 // 24 zmm accumulators + 2 B vectors + 1 broadcast fit the 32 zmm registers. The whole unit is
 // compiled for AVX-512 with `#pragma GCC target`, not with -mavx512f, so the rest of the
@@ -72,6 +72,81 @@ inline void transpose16(__m512 r[16]) {
     r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
     r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
   }
+}
+
+// In-register transpose of an 8 x 8 double block: r[i] holds row i on entry, column i on exit.
+inline void transpose8(__m512d r[8]) {
+  __m512d t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {  // interleave pairs of rows: 2 x 2 blocks
+    t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {  // 128-bit lanes: 4 x 4 blocks
+    u[i] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0x88);
+    u[i + 1] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0x88);
+    u[i + 2] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0xdd);
+    u[i + 3] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {  // the whole block
+    r[i] = _mm512_shuffle_f64x2(u[i], u[i + 4], 0x88);
+    r[i + 4] = _mm512_shuffle_f64x2(u[i], u[i + 4], 0xdd);
+  }
+}
+
+// pack_a for float64 with rows contiguous: 8 depths of the 12 rows at a time, as an 8 x 8 and
+// an (8 x 4, zero-padded) transpose in registers.
+void pack_a_f64(const double* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, double* dst) {
+  constexpr int MR = 12;
+  if (cs != 1) return KernelF64::pack_a(a, rs, cs, mc, kc, dst);
+  const int64_t full = mc / MR * MR;
+  for (int64_t i0 = 0; i0 < full; i0 += MR, dst += MR * kc) {
+    const double* src = a + i0 * rs;
+    if (i0 + 2 * MR <= mc)
+      for (int i = 0; i < MR; ++i)
+        for (int64_t k = 0; k < kc; k += 8) __builtin_prefetch(src + (MR + i) * rs + k);
+    int64_t k0 = 0;
+    for (; k0 + 8 <= kc; k0 += 8) {
+      __m512d lo[8], hi[8];  // rows 0-7, and rows 8-11 padded with zeros
+      for (int i = 0; i < 8; ++i) {
+        lo[i] = _mm512_loadu_pd(src + i * rs + k0);
+        hi[i] = i < MR - 8 ? _mm512_loadu_pd(src + (8 + i) * rs + k0) : _mm512_setzero_pd();
+      }
+      transpose8(lo);
+      transpose8(hi);
+      for (int kk = 0; kk < 8; ++kk) {
+        _mm512_storeu_pd(dst + (k0 + kk) * MR, lo[kk]);
+        _mm512_mask_storeu_pd(dst + (k0 + kk) * MR + 8, 0x0F, hi[kk]);
+      }
+    }
+    for (; k0 < kc; ++k0)
+      for (int i = 0; i < MR; ++i) dst[k0 * MR + i] = src[i * rs + k0];
+  }
+  if (full < mc) KernelF64::pack_a(a + full * rs, rs, cs, mc - full, kc, dst);
+}
+
+// pack_b for float64 with columns contiguous: 8 depths of 8 columns at a time.
+void pack_b_f64(const double* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, double* dst) {
+  constexpr int NR = 16;
+  if (rs != 1) return KernelF64::pack_b(b, rs, cs, kc, nc, dst);
+  const int64_t full = nc / NR * NR;
+  for (int64_t j0 = 0; j0 < full; j0 += NR, dst += NR * kc) {
+    const double* src = b + j0 * cs;
+    if (j0 + 2 * NR <= nc)
+      for (int j = 0; j < NR; ++j)
+        for (int64_t k = 0; k < kc; k += 8) __builtin_prefetch(src + (NR + j) * cs + k);
+    int64_t k0 = 0;
+    for (; k0 + 8 <= kc; k0 += 8) {
+      for (int half = 0; half < 2; ++half) {
+        __m512d r[8];
+        for (int j = 0; j < 8; ++j) r[j] = _mm512_loadu_pd(src + (half * 8 + j) * cs + k0);
+        transpose8(r);
+        for (int kk = 0; kk < 8; ++kk) _mm512_storeu_pd(dst + (k0 + kk) * NR + half * 8, r[kk]);
+      }
+    }
+    for (; k0 < kc; ++k0)
+      for (int j = 0; j < NR; ++j) dst[k0 * NR + j] = src[j * cs + k0];
+  }
+  if (full < nc) KernelF64::pack_b(b + full * cs, rs, cs, kc, nc - full, dst);
 }
 
 // pack_a for float32 with rows contiguous (A = input or grad_output): 16 depths of the 12 rows
@@ -159,7 +234,12 @@ const GemmKernel<float>* gemm_kernel_f32_avx512() {
 }
 
 const GemmKernel<double>* gemm_kernel_f64_avx512() {
-  static const GemmKernel<double> k = KernelF64::table("avx512", GV_F64_MC, GV_F64_KC, 2048);
+  static const GemmKernel<double> k = [] {
+    GemmKernel<double> t = KernelF64::table("avx512", GV_F64_MC, GV_F64_KC, 2048);
+    t.pack_a = &pack_a_f64;  // transposing packs in registers
+    t.pack_b = &pack_b_f64;
+    return t;
+  }();
   return &k;
 }
 

@@ -57,8 +57,9 @@ KERNELS_DIR = Path(os.environ.get("GRADVIZ_KERNELS_DIR",
 CPU_SOURCES = ("linear.cpp", "gemm_cpu.cpp", "gemm_avx512.cpp", "gemm_avx2.cpp", "gemm_portable.cpp")
 CUDA_SOURCES = ("linear_cuda.cpp", "linear_cuda.cu")
 _HEADER_SUFFIXES = (".h", ".inl", ".cuh")
-# -fopenmp: at::parallel_for is inline OpenMP code; libgomp itself comes from torch's process
-_CFLAGS = ["-O3", "-fopenmp", "-Wall"]
+# -fopenmp: at::parallel_for is inline OpenMP code; libgomp itself comes from torch's process.
+# -Wfatal-errors: a broken source fails in a second, at its first error, not after all of torch
+_CFLAGS = ["-O3", "-fopenmp", "-Wall", "-Wfatal-errors"]
 _CUDA_CFLAGS = ["-O3", "-lineinfo"]
 
 # The autograd node torch creates for an op with register_autograd is named after the op.

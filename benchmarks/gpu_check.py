@@ -1,0 +1,224 @@
+"""One prepared check of the CUDA backend, for a session that has a GPU (written for an H200).
+
+Builds the ``cuda`` backend through the same loader as everything else
+(`gradviz.core.extension`), then, in about 5 minutes at most:
+
+1. prints the backend report;
+2. runs ``torch.library.opcheck`` on every op on CUDA;
+3. compares output and all gradients with ``F.linear`` + autograd on ragged shapes (1 row,
+   1 column, non-multiples of the 128 x 128 tile, K = 0, non-contiguous operands, no bias);
+4. times forward+backward against torch (cuBLAS, TF32 off) at n = 256 .. 8192 and prints the
+   ratio torch_time / cuda_time and the fraction of the FP32 peak (H200: ~67 TFLOP/s);
+5. runs the CUDA-parametrized tests of tests/kernels (skip with ``--no-pytest``).
+
+Exit status 0 only if every check passed. Command (repository root; see docs/kernels.md)::
+
+    PYTHONPATH=. TORCH_CUDA_ARCH_LIST=9.0 timeout 300 python benchmarks/gpu_check.py --json $OUT/gpu_check.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+import torch
+import torch.nn.functional as F
+
+FP32_PEAK_TFLOPS = 67.0  # H200 SXM, non-tensor-core FP32
+
+
+DEVICE = "cuda"  # --device cpu runs the same script on the cpp backend, to test the script
+
+
+def check_build() -> dict:
+    """Build the extension (timed) and print the backend report."""
+    from gradviz.core import extension
+
+    start = time.perf_counter()
+    state = extension.build_state()
+    print(f"build: {time.perf_counter() - start:.1f} s, dir {state.build_dir}")
+    print(extension.format_backend_report())
+    if DEVICE == "cuda" and not state.cuda_ok:
+        raise SystemExit(f"FAIL: the cuda backend is not available: {state.cuda_reason}")
+    return {"build_s": state.seconds, "build_dir": str(state.build_dir)}
+
+
+def check_opcheck() -> None:
+    """torch.library.opcheck of every op on CUDA tensors."""
+    from torch.library import opcheck
+
+    ops = torch.ops.gradviz
+    torch.manual_seed(0)
+    for M, K, N in [(5, 3, 4), (33, 130, 7)]:
+        kw = dict(device=DEVICE, dtype=torch.float32, requires_grad=True)
+        x, w, b = torch.randn(M, K, **kw), torch.randn(N, K, **kw), torch.randn(N, **kw)
+        g = torch.randn(M, N, **kw)
+        opcheck(ops.linear.default, (x, w, b))
+        opcheck(ops.linear.default, (x, w, None))
+        opcheck(ops.linear_grad_input.default, (g, w))
+        opcheck(ops.linear_grad_weight.default, (g, x))
+        opcheck(ops.linear_grad_bias.default, (g,))
+    print("opcheck: ok")
+
+
+SHAPES = [(1, 1, 1), (1, 5, 7), (6, 1, 3), (4, 3, 1), (4, 0, 3), (128, 128, 128), (129, 127, 131),
+          (7, 300, 45), (250, 33, 70), (3, 5, 4100), (1000, 999, 1001), (64, 4096, 12),
+          (2048, 17, 2048), (513, 1025, 257)]
+
+
+def check_correctness() -> list[str]:
+    """Output and gradients vs F.linear computed in float64; returns the failures."""
+    failures = []
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    for M, K, N in SHAPES:
+        for variant in ("plain", "no-bias", "strided"):
+            def rnd(*s):
+                return torch.randn(*s, generator=gen).to(DEVICE)
+            x, w, b, g = rnd(M, K), rnd(N, K), rnd(N), rnd(M, N)
+            if variant == "strided":
+                x = rnd(M, 2 * K)[:, ::2] if K else x      # column stride 2
+                w = rnd(K, N).t()                          # transposed storage
+                g = rnd(N, M).t()                          # transposed grad_output
+            bias = None if variant == "no-bias" else b
+            leaves = [t.detach().clone().requires_grad_() for t in (x, w)]
+            bl = None if bias is None else bias.detach().clone().requires_grad_()
+            y = torch.ops.gradviz.linear(leaves[0], leaves[1], bl)
+            y.backward(g)
+            refs = [t.detach().double().requires_grad_() for t in (x, w)]
+            br = None if bias is None else bias.detach().double().requires_grad_()
+            yr = F.linear(refs[0], refs[1], br)
+            yr.backward(g.double())
+            # float32 sums of up to `depth` unit-variance products: error grows with depth
+            depth = max(M, N, K)
+            tol = dict(rtol=1e-4, atol=1e-5 + 1e-6 * depth)
+            pairs = [("output", y, yr), ("grad_input", leaves[0].grad, refs[0].grad),
+                     ("grad_weight", leaves[1].grad, refs[1].grad)]
+            if bias is not None:
+                pairs.append(("grad_bias", bl.grad, br.grad))
+            for name, got, want in pairs:
+                try:
+                    torch.testing.assert_close(got.double(), want, **tol)
+                except AssertionError as exc:
+                    failures.append(f"{(M, K, N)} {variant} {name}: {str(exc).splitlines()[1:3]}")
+    print(f"correctness: {len(SHAPES) * 3} cases, {len(failures)} failures")
+    for f in failures:
+        print("  FAIL", f)
+    return failures
+
+
+def time_step(fn, n: int, repeats: int) -> float:
+    """Best seconds of one forward+backward at size n (CUDA events on CUDA)."""
+    x = torch.randn(n, n, device=DEVICE, requires_grad=True)
+    w = torch.randn(n, n, device=DEVICE, requires_grad=True)
+    b = torch.randn(n, device=DEVICE, requires_grad=True)
+    g = torch.randn(n, n, device=DEVICE)
+
+    def step():
+        x.grad = w.grad = b.grad = None
+        fn(x, w, b).backward(g)
+
+    for _ in range(3):
+        step()
+    best = float("inf")
+    if DEVICE == "cpu":
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            best = min(best, time.perf_counter() - start)
+        return best
+    torch.cuda.synchronize()
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    return best
+
+
+def check_speed(sizes: list[int]) -> list[dict]:
+    """Forward+backward of the cuda backend vs F.linear (cuBLAS, TF32 off)."""
+    from gradviz.core import backends
+
+    torch.backends.cuda.matmul.allow_tf32 = False  # full FP32 in cuBLAS: compare like with like
+    torch.backends.cudnn.allow_tf32 = False
+    ours = backends.get_backend("cuda" if DEVICE == "cuda" else "cpp").fn
+    rows = []
+    print(f"{'n':>5} {'torch ms':>9} {'ours ms':>9} {'ratio':>6} {'TFLOP/s':>8} {'of peak':>8}")
+    for n in sizes:
+        repeats = 20 if n <= 2048 else 5
+        t_torch = time_step(F.linear, n, repeats)
+        t_ours = time_step(ours, n, repeats)
+        tflops = 6 * n**3 / t_ours / 1e12
+        row = dict(n=n, torch_ms=1e3 * t_torch, cuda_ms=1e3 * t_ours, ratio=t_torch / t_ours,
+                   tflops=tflops, peak_fraction=tflops / FP32_PEAK_TFLOPS,
+                   torch_tflops=6 * n**3 / t_torch / 1e12)
+        rows.append(row)
+        print(f"{n:>5} {row['torch_ms']:>9.3f} {row['cuda_ms']:>9.3f} {row['ratio']:>6.2f} "
+              f"{tflops:>8.2f} {row['peak_fraction']:>8.1%}", flush=True)
+    return rows
+
+
+def run_cuda_tests() -> int:
+    """Run the tests of tests/kernels that have a CUDA variant; return pytest's exit status."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "pytest", "tests/kernels", "-q", "-p", "no:cacheprovider",
+           "-k", "cuda and not binding and not emulation and not nvcc"]
+    print("$", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, timeout=240).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every check; print a summary; return the exit status."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096, 8192])
+    p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--no-pytest", action="store_true", help="skip the CUDA tests of tests/kernels")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                   help="cpu: dry-run the script on the cpp backend (tests the script itself)")
+    args = p.parse_args(argv)
+    global DEVICE
+    DEVICE = args.device
+    if DEVICE == "cpu":
+        print(f"DRY RUN on the cpp backend; torch {torch.__version__}")
+    elif not torch.cuda.is_available():
+        print("FAIL: no CUDA device")
+        return 2
+    else:
+        print(f"{torch.cuda.get_device_name()}; torch {torch.__version__} (CUDA {torch.version.cuda}); "
+          f"python {sys.version.split()[0]}; TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST')}")
+    result: dict = {"device": DEVICE if DEVICE == "cpu" else torch.cuda.get_device_name(),
+                    "torch": torch.__version__}
+    status = 0
+    try:
+        result["build"] = check_build()
+        check_opcheck()
+        result["opcheck"] = "ok"
+    except SystemExit:
+        raise
+    except Exception:
+        traceback.print_exc()
+        result["opcheck"] = "failed"
+        status = 1
+    if "build" in result:
+        failures = check_correctness()
+        result["correctness_failures"] = failures
+        status = status or (1 if failures else 0)
+        result["speed"] = check_speed(args.sizes)
+    if "build" in result and not args.no_pytest and DEVICE == "cuda":
+        result["pytest_status"] = run_cuda_tests()
+        status = status or (1 if result["pytest_status"] else 0)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+    print("PASS" if status == 0 else "FAIL")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

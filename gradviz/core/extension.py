@@ -1,0 +1,461 @@
+"""Build and register the compiled backends (``cpp``, ``cuda``) of the linear op.
+
+The sources live in ``kernels/`` at the repository root (``GRADVIZ_KERNELS_DIR`` overrides it).
+They are compiled on first use with `torch.utils.cpp_extension.load` into a build directory
+under ``~/.cache/gradviz/ext/`` (``GRADVIZ_CACHE_DIR`` overrides ``~/.cache/gradviz``) named by a
+hash of the sources, the torch version and the build flags, so later runs load the cached
+library in a fraction of a second. No ``-march=native``: the CPU micro-kernels pick AVX-512,
+AVX2 or portable code at run time, so a cached library stays valid on another x86-64 machine.
+
+Importing this module is cheap and builds nothing; the first ``get_backend("cpp")`` (or
+``"cuda"``) builds. ``GRADVIZ_NO_BUILD=1`` turns building off: both compiled backends then
+report ``build disabled by GRADVIZ_NO_BUILD`` and `gradviz.core.backends.linear` falls back
+to the ``torch`` backend.
+
+The library defines the ops ``torch.ops.gradviz.linear``, ``linear_grad_input``,
+``linear_grad_weight`` and ``linear_grad_bias`` in C++; this module adds their autograd
+formulas (`torch.library.register_autograd`) and fake kernels (`torch.library.register_fake`)
+so they also run under ``torch.compile``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gradviz.core.backends import (
+    BackendInfo,
+    backend_names,
+    get_backend,
+    register_backend,
+    register_node_alias,
+)
+
+__all__ = [
+    "KERNELS_DIR",
+    "CPU_SOURCES",
+    "CUDA_SOURCES",
+    "NODE_NAME",
+    "BuildState",
+    "build_state",
+    "cache_dir",
+    "first_error_line",
+    "backend_report",
+    "format_backend_report",
+]
+
+KERNELS_DIR = Path(os.environ.get("GRADVIZ_KERNELS_DIR",
+                                  Path(__file__).resolve().parents[2] / "kernels"))
+CPU_SOURCES = ("linear.cpp", "gemm_cpu.cpp", "gemm_avx512.cpp", "gemm_avx2.cpp", "gemm_portable.cpp")
+CUDA_SOURCES = ("linear_cuda.cpp", "linear_cuda.cu")
+_HEADER_SUFFIXES = (".h", ".inl", ".cuh")
+# -fopenmp: at::parallel_for is inline OpenMP code; libgomp itself comes from torch's process.
+# -Wfatal-errors: a broken source fails in a second, at its first error, not after all of torch
+_CFLAGS = ["-O3", "-fopenmp", "-Wall", "-Wfatal-errors"]
+_CUDA_CFLAGS = ["-O3", "-lineinfo"]
+
+# The autograd node torch creates for an op with register_autograd is named after the op.
+NODE_NAME = "GeneratedBackwardFor_gradviz_linear_defaultBackward"
+
+
+def _backend_of_device(device: str) -> str:
+    return "cuda" if str(device).startswith("cuda") else "cpp"
+
+
+register_node_alias(NODE_NAME, "LinearFunction", _backend_of_device)
+
+
+@dataclass
+class BuildState:
+    """Outcome of building (or not building) the extension in this process.
+
+    Attributes
+    ----------
+    cpu_ok, cuda_ok : bool
+        Whether the CPU / CUDA implementations of the ops are loaded.
+    cpu_reason, cuda_reason : str
+        Why not, when they are not.
+    build_dir : pathlib.Path or None
+        Where the loaded library was built.
+    seconds : float
+        Time spent building and loading.
+    """
+
+    cpu_ok: bool = False
+    cpu_reason: str = ""
+    cuda_ok: bool = False
+    cuda_reason: str = ""
+    build_dir: Path | None = None
+    seconds: float = 0.0
+
+
+_lock = threading.Lock()
+_state: BuildState | None = None
+_python_parts_registered = False
+
+
+def cache_dir() -> Path:
+    """Return the root of gradviz's build cache (``~/.cache/gradviz`` or ``$GRADVIZ_CACHE_DIR``)."""
+    root = os.environ.get("GRADVIZ_CACHE_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "gradviz"
+
+
+def _source_hash(with_cuda: bool) -> str:
+    # the compiled sources and every header (headers are cheap to over-include)
+    compiled = set(CPU_SOURCES + (CUDA_SOURCES if with_cuda else ()))
+    h = hashlib.sha256()
+    for path in sorted(KERNELS_DIR.iterdir()):
+        if path.name in compiled or path.suffix in _HEADER_SUFFIXES:
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    h.update(f"torch={torch.__version__} cuda={torch.version.cuda} with_cuda={with_cuda}".encode())
+    h.update(" ".join(_CFLAGS + _CUDA_CFLAGS).encode())
+    return h.hexdigest()[:16]
+
+
+_ERROR_RE = re.compile(r"(fatal error|error)\s*:|\): error|error [A-Z]+\d+:|undefined reference|"
+                       r"undefined symbol", re.IGNORECASE)
+
+
+def first_error_line(output: str) -> str:
+    """Return the first line of compiler or linker output that reports an error.
+
+    Paths are shortened to the file name (``/abs/kernels/linear.cpp:3:1: error: ...`` becomes
+    ``linear.cpp:3:1: error: ...``). Falls back to the first non-empty line.
+
+    Parameters
+    ----------
+    output : str
+        Everything the build printed (torch puts it in the message of its RuntimeError).
+    """
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for ln in lines:
+        # ninja's own summary lines mention "error" too but say nothing about the source
+        if ln.startswith(("FAILED:", "ninja:")):
+            continue
+        if _ERROR_RE.search(ln):
+            return re.sub(r"(?:[\w.+-]*/)+([\w.+-]+\.(?:cpp|cu|h|cuh|inl|o|so))", r"\1", ln)
+    return lines[0] if lines else "build failed"
+
+
+def _compiler_problem(with_cuda: bool) -> str:
+    """Say what is missing to build, or return ``""``."""
+    from torch.utils import cpp_extension
+
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        return f"compiler missing ({cxx} not found on PATH)"
+    if not cpp_extension.is_ninja_available():
+        return "compiler missing (ninja not found; pip install ninja)"
+    if with_cuda and cpp_extension.CUDA_HOME is None:
+        return "compiler missing (nvcc not found; set CUDA_HOME)"
+    return ""
+
+
+def _load(with_cuda: bool) -> Path:
+    """Build (or reuse) and load the library; raise on failure."""
+    from torch.utils import cpp_extension
+
+    key = _source_hash(with_cuda)
+    build_dir = cache_dir() / "ext" / key
+    build_dir.mkdir(parents=True, exist_ok=True)
+    names = CPU_SOURCES + (CUDA_SOURCES if with_cuda else ())
+    cached = any(build_dir.glob("*.so"))
+    if not cached:
+        what = "cpp and cuda backends" if with_cuda else "cpp backend"
+        print(f"gradviz: building the {what} of the linear op (first use, about a minute) "
+              f"in {build_dir} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    cpp_extension.load(
+        name=f"gradviz_kernels_{key}",
+        sources=[str(KERNELS_DIR / n) for n in names],
+        extra_cflags=_CFLAGS,
+        extra_cuda_cflags=_CUDA_CFLAGS,
+        extra_include_paths=[str(KERNELS_DIR)],
+        build_directory=str(build_dir),
+        is_python_module=False,
+        verbose=False,
+    )
+    if not cached:
+        print(f"gradviz: built in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    return build_dir
+
+
+def build_state() -> BuildState:
+    """Build and load the extension once per process (unless disabled) and say how it went."""
+    global _state
+    with _lock:
+        if _state is not None:
+            return _state
+        if os.environ.get("GRADVIZ_NO_BUILD", "") not in ("", "0"):
+            # not cached: clearing the variable later in the process allows a build
+            reason = "build disabled by GRADVIZ_NO_BUILD"
+            return BuildState(cpu_reason=reason, cuda_reason=reason)
+        state = BuildState()
+        start = time.perf_counter()
+        want_cuda = False
+        if torch.version.cuda is None:
+            state.cuda_reason = f"torch {torch.__version__} is built without CUDA"
+        elif not torch.cuda.is_available():
+            state.cuda_reason = "no CUDA device"
+        else:
+            state.cuda_reason = _compiler_problem(with_cuda=True)
+            want_cuda = not state.cuda_reason
+        problem = _compiler_problem(with_cuda=False)
+        if not hasattr(torch.library, "register_autograd"):
+            problem = f"torch >= 2.4 needed (torch.library.register_autograd); have {torch.__version__}"
+        if problem:
+            state.cpu_reason = problem
+            state.cuda_reason = state.cuda_reason or problem
+        else:
+            attempts = [True, False] if want_cuda else [False]
+            for with_cuda in attempts:
+                try:
+                    state.build_dir = _load(with_cuda)
+                except Exception as exc:  # compiler, linker and loader errors all end up here
+                    line = first_error_line(str(exc))
+                    if with_cuda:
+                        state.cuda_reason = line  # try again without the CUDA sources
+                    else:
+                        state.cpu_reason = line
+                    continue
+                state.cpu_ok = True
+                state.cuda_ok = with_cuda
+                _register_python_parts()
+                break
+        if not state.cpu_ok:
+            print(f"gradviz: the cpp backend is not available ({state.cpu_reason}); "
+                  "the torch backend will be used", file=sys.stderr, flush=True)
+        state.seconds = time.perf_counter() - start
+        _state = state
+        return state
+
+
+# --------------------------------------------------------------------------------------------
+# Python halves of the ops: argument checks of the fake kernels, autograd formulas
+# --------------------------------------------------------------------------------------------
+
+def _shape(t: torch.Tensor) -> str:
+    return str(tuple(t.shape))
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _check_like(op: str, ref_name: str, ref: torch.Tensor, name: str, t: torch.Tensor) -> None:
+    if t.device != ref.device:
+        raise RuntimeError(f"gradviz::{op}: {ref_name} is on {ref.device} but {name} is on "
+                           f"{t.device}; all tensors must be on one device")
+    if t.dtype != ref.dtype:
+        raise RuntimeError(f"gradviz::{op}: {ref_name} is {_dtype(ref)} but {name} is {_dtype(t)}; "
+                           "all tensors must share one dtype")
+
+
+def _check_dim(op: str, name: str, t: torch.Tensor, want: int, meaning: str) -> None:
+    if t.dim() != want:
+        raise RuntimeError(f"gradviz::{op}: {name} must be {want}-D {meaning}, got shape {_shape(t)}")
+
+
+def _check_dtype_supported(op: str, t: torch.Tensor) -> None:
+    # mirrors check_dtype_supported in kernels/linear_checks.h; meta tensors follow the CPU rule
+    cuda = t.device.type == "cuda"
+    if t.dtype == torch.float32 or (not cuda and t.dtype == torch.float64):
+        return
+    where = "CUDA (float32 only)" if cuda else "CPU (float32 or float64)"
+    raise RuntimeError(f"gradviz::{op}: dtype {_dtype(t)} is not supported on {where}")
+
+
+def _check_linear(input, weight, bias) -> None:
+    op = "linear"
+    _check_dim(op, "input", input, 2, "(batch, in_features)")
+    _check_dim(op, "weight", weight, 2, "(out_features, in_features)")
+    _check_like(op, "input", input, "weight", weight)
+    if input.shape[1] != weight.shape[1]:
+        raise RuntimeError(f"gradviz::linear: input {_shape(input)} and weight {_shape(weight)} "
+                           f"disagree on in_features ({input.shape[1]} vs {weight.shape[1]})")
+    if bias is not None:
+        _check_dim(op, "bias", bias, 1, "(out_features,)")
+        _check_like(op, "input", input, "bias", bias)
+        if bias.shape[0] != weight.shape[0]:
+            raise RuntimeError(f"gradviz::linear: bias {_shape(bias)} and weight {_shape(weight)} "
+                               f"disagree on out_features ({bias.shape[0]} vs {weight.shape[0]})")
+    _check_dtype_supported(op, input)
+
+
+def _linear_fake(input, weight, bias):
+    _check_linear(input, weight, bias)
+    return input.new_empty((input.shape[0], weight.shape[0]))
+
+
+def _grad_input_fake(grad_output, weight):
+    op = "linear_grad_input"
+    _check_dim(op, "grad_output", grad_output, 2, "(batch, out_features)")
+    _check_dim(op, "weight", weight, 2, "(out_features, in_features)")
+    _check_like(op, "grad_output", grad_output, "weight", weight)
+    if grad_output.shape[1] != weight.shape[0]:
+        raise RuntimeError(f"gradviz::linear_grad_input: grad_output {_shape(grad_output)} and "
+                           f"weight {_shape(weight)} disagree on out_features "
+                           f"({grad_output.shape[1]} vs {weight.shape[0]})")
+    _check_dtype_supported(op, grad_output)
+    return grad_output.new_empty((grad_output.shape[0], weight.shape[1]))
+
+
+def _grad_weight_fake(grad_output, input):
+    op = "linear_grad_weight"
+    _check_dim(op, "grad_output", grad_output, 2, "(batch, out_features)")
+    _check_dim(op, "input", input, 2, "(batch, in_features)")
+    _check_like(op, "grad_output", grad_output, "input", input)
+    if grad_output.shape[0] != input.shape[0]:
+        raise RuntimeError(f"gradviz::linear_grad_weight: grad_output {_shape(grad_output)} and "
+                           f"input {_shape(input)} disagree on batch "
+                           f"({grad_output.shape[0]} vs {input.shape[0]})")
+    _check_dtype_supported(op, grad_output)
+    return grad_output.new_empty((grad_output.shape[1], input.shape[1]))
+
+
+def _grad_bias_fake(grad_output):
+    _check_dim("linear_grad_bias", "grad_output", grad_output, 2, "(batch, out_features)")
+    _check_dtype_supported("linear_grad_bias", grad_output)
+    return grad_output.new_empty((grad_output.shape[1],))
+
+
+def _linear_setup(ctx, inputs, output):
+    input, weight, bias = inputs
+    # keep only what the requested gradients read: grad_input needs weight, grad_weight needs input
+    need_input, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    ctx.save_for_backward(input if need_weight else None, weight if need_input else None)
+
+
+def _linear_backward(ctx, grad_output):
+    input, weight = ctx.saved_tensors
+    ops = torch.ops.gradviz
+    grad_input = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_input = ops.linear_grad_input(grad_output, weight)  # grad_output @ weight
+    if ctx.needs_input_grad[1]:
+        grad_weight = ops.linear_grad_weight(grad_output, input)  # grad_output.T @ input
+    if ctx.needs_input_grad[2]:
+        grad_bias = ops.linear_grad_bias(grad_output)  # grad_output.sum(0)
+    return grad_input, grad_weight, grad_bias
+
+
+# The gradient ops are products too, so their own gradients are more of the same ops; this makes
+# double backward (gradgradcheck, Hessian-vector products) work through the compiled backends.
+
+def _pair_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _grad_input_backward(ctx, grad):
+    # grad_input = grad_output @ weight
+    grad_output, weight = ctx.saved_tensors
+    ops = torch.ops.gradviz
+    d_grad_output = ops.linear(grad, weight, None) if ctx.needs_input_grad[0] else None  # grad @ W.T
+    d_weight = ops.linear_grad_weight(grad_output, grad) if ctx.needs_input_grad[1] else None
+    return d_grad_output, d_weight
+
+
+def _grad_weight_backward(ctx, grad):
+    # grad_weight = grad_output.T @ input
+    grad_output, input = ctx.saved_tensors
+    ops = torch.ops.gradviz
+    d_grad_output = ops.linear(input, grad, None) if ctx.needs_input_grad[0] else None  # in @ g.T
+    d_input = ops.linear_grad_input(grad_output, grad) if ctx.needs_input_grad[1] else None
+    return d_grad_output, d_input
+
+
+def _grad_bias_setup(ctx, inputs, output):
+    ctx.rows = inputs[0].shape[0]
+
+
+def _grad_bias_backward(ctx, grad):
+    # grad_bias = grad_output.sum(0): every row receives the whole incoming gradient
+    return grad.unsqueeze(0).expand(ctx.rows, grad.shape[0])
+
+
+def _register_python_parts() -> None:
+    global _python_parts_registered
+    if _python_parts_registered:
+        return
+    lib = torch.library
+    lib.register_fake("gradviz::linear")(_linear_fake)
+    lib.register_fake("gradviz::linear_grad_input")(_grad_input_fake)
+    lib.register_fake("gradviz::linear_grad_weight")(_grad_weight_fake)
+    lib.register_fake("gradviz::linear_grad_bias")(_grad_bias_fake)
+    lib.register_autograd("gradviz::linear", _linear_backward, setup_context=_linear_setup)
+    lib.register_autograd("gradviz::linear_grad_input", _grad_input_backward,
+                          setup_context=_pair_setup)
+    lib.register_autograd("gradviz::linear_grad_weight", _grad_weight_backward,
+                          setup_context=_pair_setup)
+    lib.register_autograd("gradviz::linear_grad_bias", _grad_bias_backward,
+                          setup_context=_grad_bias_setup)
+    _python_parts_registered = True
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------
+
+def _make_fn(name: str, device_type: str):
+    def fn(input, weight, bias=None):
+        for what, t in (("input", input), ("weight", weight), ("bias", bias)):
+            if t is not None and t.device.type != device_type:
+                raise RuntimeError(f"the {name} backend runs on {device_type} tensors, "
+                                   f"but {what} is on {t.device}")
+        return torch.ops.gradviz.linear(input, weight, bias)
+
+    fn.__name__ = f"gradviz_linear_{name}"
+    fn.__doc__ = f"``input @ weight.T + bias`` through ``torch.ops.gradviz.linear`` on {device_type}."
+    return fn
+
+
+@register_backend("cpp")
+def _cpp_backend() -> BackendInfo:
+    state = build_state()
+    if not state.cpu_ok:
+        return BackendInfo("cpp", False, state.cpu_reason)
+    return BackendInfo("cpp", True, "", _make_fn("cpp", "cpu"))
+
+
+@register_backend("cuda")
+def _cuda_backend() -> BackendInfo:
+    state = build_state()
+    if not state.cuda_ok:
+        return BackendInfo("cuda", False, state.cuda_reason)
+    return BackendInfo("cuda", True, "", _make_fn("cuda", "cuda"))
+
+
+def backend_report() -> list[BackendInfo]:
+    """Return the `BackendInfo` of every backend (building the compiled ones if needed)."""
+    return [get_backend(name) for name in backend_names()]
+
+
+def format_backend_report() -> str:
+    """Return a table of the backends: name, available yes/no, and the reason or the build dir."""
+    infos = backend_report()
+    rows = []
+    for info in infos:
+        if not info.available:
+            detail = info.reason
+        elif info.name == "torch":
+            detail = "hand-written torch.autograd.Function (always available)"
+        else:
+            state = build_state()
+            detail = str(state.build_dir)
+            if info.name == "cpp":
+                detail += f" (cpu micro-kernel: {torch.ops.gradviz.cpu_isa()})"
+        rows.append((info.name, "yes" if info.available else "no", detail))
+    header = ("backend", "available", "reason / build dir")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(2)]
+    lines = [f"{header[0]:<{widths[0]}}  {header[1]:<{widths[1]}}  {header[2]}"]
+    lines += [f"{n:<{widths[0]}}  {a:<{widths[1]}}  {d}" for n, a, d in rows]
+    return "\n".join(lines)

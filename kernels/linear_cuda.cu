@@ -1,0 +1,314 @@
+// CUDA kernels of the linear op: one tiled shared-memory GEMM for the three products and a
+// column-sum reduction for grad_bias. Plain CUDA, no torch headers; see linear_cuda.h.
+//
+// GEMM: C (M x N) = op(A) (M x K) . op(B) (K x N) [+ bias], float32, any shape.
+//   Each 256-thread block computes a 128 x 128 tile of C, walking K in slices of 8 (or, when
+//   there would be fewer such tiles than SMs, a 64 x 64 tile in slices of 16). A slice of op(A)
+//   and of op(B) is staged in shared memory, double-buffered: the next slice is fetched from
+//   global memory into registers while the current one is multiplied. Each thread accumulates
+//   an 8 x 8 (4 x 4) sub-tile in registers (rows {4ty..4ty+3, 64+4ty..}, columns {4tx..4tx+3,
+//   64+4tx..}, so a warp's shared-memory reads are conflict-free float4s).
+//   Global loads and stores are float4 when the leading dimension allows it and scalar,
+//   bounds-checked ones on the ragged edges. The bias is added in the epilogue.
+// Layouts (row-major storage): A_T = false: A is M x K; A_T = true: A is K x M.
+//                              B_T = false: B is K x N; B_T = true: B is N x K.
+//   forward      output      = input . weight^T        A = input (M x K),   B_T: weight (N x K)
+//   grad_input   grad_input  = grad_output . weight    A = grad_output,     B = weight
+//   grad_weight  grad_weight = grad_output^T . input   A_T: grad_output,    B = input
+#include "linear_cuda.h"
+
+// Kernel launch. The host emulation the tests compile this file with
+// (tests/kernels/cuda_emulation/) defines its own, running each block's threads on CPU threads.
+#ifndef GV_LAUNCH
+#define GV_LAUNCH(kernel, grid, block, stream, ...) \
+  kernel<<<grid, block, 0, stream>>>(__VA_ARGS__)
+#endif
+
+namespace {
+
+constexpr int THREADS = 256;  // 16 x 16 threads per block
+
+// Block tile: H = 2 gives a 128 x 128 tile of C walked in slices 8 deep, each thread owning an
+// 8 x 8 register tile (large products); H = 1 gives 64 x 64 tiles, 16 deep, 4 x 4 per thread:
+// four times as many blocks, for products too small to fill the GPU with 128 x 128 tiles.
+// Either way a slice of op(A) and one of op(B) hold 1024 values: 4 per thread to stage.
+template <int H>
+struct Tile {
+  static constexpr int BM = 64 * H;  // rows of C per block
+  static constexpr int BN = 64 * H;  // columns of C per block
+  static constexpr int BK = 16 / H;  // depth of one shared-memory slice
+  static constexpr int TM = 4 * H;   // rows (and columns) of C per thread
+  static_assert(BM * BK == 4 * THREADS && BN * BK == 4 * THREADS, "4 + 4 values per thread");
+};
+
+struct Frag {
+  float v[4];
+};
+
+__device__ __forceinline__ void load4(const float* p, bool vector, bool in0, bool in1, bool in2,
+                                      bool in3, Frag& f) {
+  if (vector) {
+    const float4 x = *reinterpret_cast<const float4*>(p);
+    f.v[0] = x.x; f.v[1] = x.y; f.v[2] = x.z; f.v[3] = x.w;
+  } else {
+    f.v[0] = in0 ? p[0] : 0.f;
+    f.v[1] = in1 ? p[1] : 0.f;
+    f.v[2] = in2 ? p[2] : 0.f;
+    f.v[3] = in3 ? p[3] : 0.f;
+  }
+}
+
+// Fetch this thread's 4 values of the op(A) slice [m0, m0+BM) x [k0, k0+BK) into registers:
+// 4 consecutive values along whichever dimension is contiguous in memory.
+template <int H, bool A_T>
+__device__ __forceinline__ void fetch_a(const float* __restrict__ A, int64_t M, int64_t K,
+                                        int64_t m0, int64_t k0, bool vec, Frag& f) {
+  using S = Tile<H>;
+  const int t = threadIdx.x;
+  if (!A_T) {
+    // A is M x K, rows contiguous: thread t takes row t/(BK/4), depths 4*(t%(BK/4)) .. +3
+    const int64_t m = m0 + t / (S::BK / 4), k = k0 + (t % (S::BK / 4)) * 4;
+    const bool row = m < M;
+    load4(A + m * K + k, vec && row && k + 3 < K, row && k < K, row && k + 1 < K,
+          row && k + 2 < K, row && k + 3 < K, f);
+  } else {
+    // A is K x M, columns of op(A) contiguous: thread t takes depth t/(BM/4), rows 4*(...) .. +3
+    const int64_t k = k0 + t / (S::BM / 4), m = m0 + (t % (S::BM / 4)) * 4;
+    const bool row = k < K;
+    load4(A + k * M + m, vec && row && m + 3 < M, row && m < M, row && m + 1 < M,
+          row && m + 2 < M, row && m + 3 < M, f);
+  }
+}
+
+// Fetch this thread's 4 values of the op(B) slice [k0, k0+BK) x [n0, n0+BN) into registers.
+template <int H, bool B_T>
+__device__ __forceinline__ void fetch_b(const float* __restrict__ B, int64_t N, int64_t K,
+                                        int64_t n0, int64_t k0, bool vec, Frag& f) {
+  using S = Tile<H>;
+  const int t = threadIdx.x;
+  if (!B_T) {
+    // B is K x N, rows contiguous: thread t takes depth t/(BN/4), columns 4*(t%(BN/4)) .. +3
+    const int64_t k = k0 + t / (S::BN / 4), n = n0 + (t % (S::BN / 4)) * 4;
+    const bool row = k < K;
+    load4(B + k * N + n, vec && row && n + 3 < N, row && n < N, row && n + 1 < N,
+          row && n + 2 < N, row && n + 3 < N, f);
+  } else {
+    // B is N x K: thread t takes column t/(BK/4), depths 4*(t%(BK/4)) .. +3
+    const int64_t n = n0 + t / (S::BK / 4), k = k0 + (t % (S::BK / 4)) * 4;
+    const bool row = n < N;
+    load4(B + n * K + k, vec && row && k + 3 < K, row && k < K, row && k + 1 < K,
+          row && k + 2 < K, row && k + 3 < K, f);
+  }
+}
+
+// Write the fetched values into shared memory, laid out depth-major: As[k][m], Bs[k][n].
+template <int H, bool A_T>
+__device__ __forceinline__ void stage_a(float (*As)[Tile<H>::BM], const Frag& f) {
+  using S = Tile<H>;
+  const int t = threadIdx.x;
+  if (!A_T) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)  // transpose on the way in
+      As[(t % (S::BK / 4)) * 4 + i][t / (S::BK / 4)] = f.v[i];
+  } else {
+    *reinterpret_cast<float4*>(&As[t / (S::BM / 4)][(t % (S::BM / 4)) * 4]) =
+        make_float4(f.v[0], f.v[1], f.v[2], f.v[3]);
+  }
+}
+
+template <int H, bool B_T>
+__device__ __forceinline__ void stage_b(float (*Bs)[Tile<H>::BN], const Frag& f) {
+  using S = Tile<H>;
+  const int t = threadIdx.x;
+  if (!B_T) {
+    *reinterpret_cast<float4*>(&Bs[t / (S::BN / 4)][(t % (S::BN / 4)) * 4]) =
+        make_float4(f.v[0], f.v[1], f.v[2], f.v[3]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)  // transpose on the way in
+      Bs[(t % (S::BK / 4)) * 4 + i][t / (S::BK / 4)] = f.v[i];
+  }
+}
+
+// C = op(A) . op(B) [+ bias] for one block tile. Thread (tx, ty) owns rows
+// {h*64 + 4*ty + r} and columns {h*64 + 4*tx + c} (h < H, r, c < 4) of the tile.
+template <int H, bool A_T, bool B_T>
+__global__ void __launch_bounds__(THREADS, 2)  // <= 128 registers: two blocks per SM
+gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
+            const float* __restrict__ bias, float* __restrict__ C, int64_t M, int64_t N, int64_t K,
+            bool vec_a, bool vec_b, bool vec_c) {
+  using S = Tile<H>;
+  constexpr int TM = S::TM;
+  __shared__ __align__(16) float As[2][S::BK][S::BM];
+  __shared__ __align__(16) float Bs[2][S::BK][S::BN];
+
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * S::BM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * S::BN;
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+
+  float acc[TM][TM];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TM; ++j) acc[i][j] = 0.f;
+
+  Frag fa, fb;
+  fetch_a<H, A_T>(A, M, K, m0, 0, vec_a, fa);
+  fetch_b<H, B_T>(B, N, K, n0, 0, vec_b, fb);
+  stage_a<H, A_T>(As[0], fa);
+  stage_b<H, B_T>(Bs[0], fb);
+  __syncthreads();
+
+  int buf = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += S::BK) {
+    const bool more = k0 + S::BK < K;
+    if (more) {
+      // issue the next slice's global loads now; they land while this slice is multiplied
+      fetch_a<H, A_T>(A, M, K, m0, k0 + S::BK, vec_a, fa);
+      fetch_b<H, B_T>(B, N, K, n0, k0 + S::BK, vec_b, fb);
+    }
+#pragma unroll
+    for (int k = 0; k < S::BK; ++k) {
+      // rank-1 update of the register tile with a column of op(A) and a row of op(B)
+      float a[TM], b[TM];
+#pragma unroll
+      for (int h = 0; h < H; ++h) {
+        const float4 av = *reinterpret_cast<const float4*>(&As[buf][k][h * 64 + ty * 4]);
+        const float4 bv = *reinterpret_cast<const float4*>(&Bs[buf][k][h * 64 + tx * 4]);
+        a[4 * h] = av.x; a[4 * h + 1] = av.y; a[4 * h + 2] = av.z; a[4 * h + 3] = av.w;
+        b[4 * h] = bv.x; b[4 * h + 1] = bv.y; b[4 * h + 2] = bv.z; b[4 * h + 3] = bv.w;
+      }
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TM; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    if (more) {
+      // the other buffer was last read before the previous barrier, so it is free to overwrite
+      stage_a<H, A_T>(As[buf ^ 1], fa);
+      stage_b<H, B_T>(Bs[buf ^ 1], fb);
+    }
+    __syncthreads();
+    buf ^= 1;
+  }
+
+  // epilogue: add the bias and store, float4 where the row allows it
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int64_t m = m0 + (i / 4) * 64 + ty * 4 + (i % 4);
+    if (m >= M) continue;
+#pragma unroll
+    for (int h = 0; h < H; ++h) {
+      const int64_t n = n0 + h * 64 + tx * 4;
+      float out[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float add = (bias != nullptr && n + j < N) ? bias[n + j] : 0.f;
+        out[j] = acc[i][h * 4 + j] + add;
+      }
+      float* p = C + m * N + n;
+      if (vec_c && n + 3 < N) {
+        *reinterpret_cast<float4*>(p) = make_float4(out[0], out[1], out[2], out[3]);
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (n + j < N) p[j] = out[j];
+      }
+    }
+  }
+}
+
+// out[j] = sum_i G[i, j]: 32 columns per block, 8 row-strided partial sums per column,
+// accumulated in double and combined in shared memory.
+__global__ void column_sum_kernel(const float* __restrict__ G, float* __restrict__ out, int64_t M,
+                                  int64_t N) {
+  __shared__ double part[8][33];
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
+  double s = 0.0;
+  if (col < N)
+    for (int64_t i = threadIdx.y; i < M; i += 8) s += G[i * N + col];
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < N) {
+    double t = 0.0;
+#pragma unroll
+    for (int y = 0; y < 8; ++y) t += part[y][threadIdx.x];
+    out[col] = static_cast<float>(t);
+  }
+}
+
+// float4 access is safe when the base is 16-byte aligned and every row starts 16-byte aligned
+bool vec_ok(const void* p, int64_t ld) {
+  return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && ld % 4 == 0;
+}
+
+// Streaming multiprocessors of the current device (0 if it cannot be asked).
+int sm_count() {
+  int device = 0, count = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    cudaGetLastError();  // clear the error so that it is not blamed on the next launch
+    return 0;
+  }
+  return count;
+}
+
+template <int H, bool A_T, bool B_T>
+void launch_tiles(const float* A, const float* B, const float* bias, float* C, int64_t M,
+                  int64_t N, int64_t K, bool vec_a, bool vec_b, cudaStream_t stream) {
+  using S = Tile<H>;
+  const dim3 grid(static_cast<unsigned>((N + S::BN - 1) / S::BN),
+                  static_cast<unsigned>((M + S::BM - 1) / S::BM));
+  void (*kernel)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, bool,
+                 bool, bool) = gemm_kernel<H, A_T, B_T>;
+  GV_LAUNCH(kernel, grid, THREADS, stream, A, B, bias, C, M, N, K, vec_a, vec_b, vec_ok(C, N));
+}
+
+template <bool A_T, bool B_T>
+cudaError_t launch_gemm(const float* A, const float* B, const float* bias, float* C, int64_t M,
+                        int64_t N, int64_t K, bool vec_a, bool vec_b, cudaStream_t stream) {
+  if (M == 0 || N == 0) return cudaSuccess;
+  // 128 x 128 tiles when there are at least as many of them as SMs, else 64 x 64 tiles
+  const int64_t big_tiles = ((M + 127) / 128) * ((N + 127) / 128);
+  if (big_tiles >= sm_count())
+    launch_tiles<2, A_T, B_T>(A, B, bias, C, M, N, K, vec_a, vec_b, stream);
+  else
+    launch_tiles<1, A_T, B_T>(A, B, bias, C, M, N, K, vec_a, vec_b, stream);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+extern "C" cudaError_t gradviz_linear_forward_f32(const float* input, const float* weight,
+                                                  const float* bias, float* output, int64_t M,
+                                                  int64_t N, int64_t K, cudaStream_t stream) {
+  // A = input (M x K, rows of length K), B^T = weight (N x K, rows of length K)
+  return launch_gemm<false, true>(input, weight, bias, output, M, N, K, vec_ok(input, K),
+                                  vec_ok(weight, K), stream);
+}
+
+extern "C" cudaError_t gradviz_linear_grad_input_f32(const float* grad_output, const float* weight,
+                                                     float* grad_input, int64_t M, int64_t N,
+                                                     int64_t K, cudaStream_t stream) {
+  // C (M x K) = grad_output (M x N) . weight (N x K): the GEMM's depth is N, its width K
+  return launch_gemm<false, false>(grad_output, weight, nullptr, grad_input, M, K, N,
+                                   vec_ok(grad_output, N), vec_ok(weight, K), stream);
+}
+
+extern "C" cudaError_t gradviz_linear_grad_weight_f32(const float* grad_output, const float* input,
+                                                      float* grad_weight, int64_t M, int64_t N,
+                                                      int64_t K, cudaStream_t stream) {
+  // C (N x K) = grad_output^T (N x M) . input (M x K): the GEMM's depth is the batch M;
+  // grad_output is stored M x N, i.e. as the transpose of the GEMM's left operand
+  return launch_gemm<true, false>(grad_output, input, nullptr, grad_weight, N, K, M,
+                                  vec_ok(grad_output, N), vec_ok(input, K), stream);
+}
+
+extern "C" cudaError_t gradviz_linear_grad_bias_f32(const float* grad_output, float* grad_bias,
+                                                    int64_t M, int64_t N, cudaStream_t stream) {
+  if (N == 0) return cudaSuccess;
+  const dim3 block(32, 8);
+  const dim3 grid(static_cast<unsigned>((N + 31) / 32));
+  GV_LAUNCH(column_sum_kernel, grid, block, stream, grad_output, grad_bias, M, N);
+  return cudaGetLastError();
+}

@@ -1,0 +1,155 @@
+"""The loader of the compiled backends: report, GRADVIZ_NO_BUILD, build errors, cheap import."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from gradviz.core import backends, extension
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run_python(code: str, **env) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    full_env.pop("GRADVIZ_CPU_ISA", None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=full_env, timeout=300)
+
+
+def test_report_lists_every_backend_with_its_reason(build):
+    infos = {i.name: i for i in extension.backend_report()}
+    assert list(infos) == ["torch", "cpp", "cuda"]
+    assert infos["torch"].available and infos["cpp"].available
+    assert infos["cpp"].fn is not None
+    if torch.version.cuda is None:
+        assert infos["cuda"].reason == f"torch {torch.__version__} is built without CUDA"
+    elif not torch.cuda.is_available():
+        assert infos["cuda"].reason == "no CUDA device"
+    assert infos["cuda"].available == build.cuda_ok
+    assert infos["cuda"].available or infos["cuda"].reason
+
+    table = extension.format_backend_report().splitlines()
+    assert table[0].split()[:2] == ["backend", "available"]
+    rows = {line.split()[0]: line for line in table[1:]}
+    assert rows["cpp"].split()[1] == "yes" and str(build.build_dir) in rows["cpp"]
+    assert f"cpu micro-kernel: {torch.ops.gradviz.cpu_isa()}" in rows["cpp"]
+    if not infos["cuda"].available:
+        assert rows["cuda"].split()[1] == "no" and infos["cuda"].reason in rows["cuda"]
+
+
+def test_build_dir_is_keyed_by_sources_and_torch(build):
+    assert build.build_dir.parent == extension.cache_dir() / "ext"
+    assert build.build_dir.name == extension._source_hash(with_cuda=build.cuda_ok)
+    assert any(build.build_dir.glob("*.so"))
+
+
+def test_importing_the_loader_builds_nothing(tmp_path):
+    proc = _run_python("""
+        import time
+        start = time.perf_counter()
+        import gradviz.core.extension as e
+        assert e._state is None, e._state
+        print(time.perf_counter() - start)
+    """, GRADVIZ_CACHE_DIR=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "ext").exists()
+    assert "building" not in proc.stderr
+
+
+def test_no_build_env_var_reports_and_falls_back(tmp_path):
+    proc = _run_python("""
+        import warnings, torch
+        from gradviz.core import backends, extension
+        print(extension.format_backend_report())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out, ran = backends.linear(torch.ones(2, 3), torch.ones(4, 3), None, backend="cpp")
+        print("ran", ran, out.shape == (2, 4))
+        print("warning", caught[0].message)
+    """, GRADVIZ_NO_BUILD="1", GRADVIZ_CACHE_DIR=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:4]}
+    for name in ("cpp", "cuda"):
+        assert rows[name].split()[1] == "no"
+        assert rows[name].endswith("build disabled by GRADVIZ_NO_BUILD")
+    assert "ran torch True" in lines
+    assert ("warning backend 'cpp' is not available (build disabled by GRADVIZ_NO_BUILD); "
+            "using the torch backend") in lines
+    assert not (tmp_path / "ext").exists()
+
+
+GCC_BROKEN = "int main() {\n  int x = 1\n  return x;\n}\n"
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")
+def test_first_error_line_of_real_compiler_output(tmp_path):
+    src = tmp_path / "deep" / "dir" / "broken.cpp"
+    src.parent.mkdir(parents=True)
+    src.write_text(GCC_BROKEN)
+    proc = subprocess.run(["g++", "-c", str(src), "-o", str(tmp_path / "b.o")],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    # the way torch's RuntimeError wraps ninja's output
+    message = (f"Error building extension 'gradviz_kernels': [1/2] c++ -c {src}\n"
+               f"FAILED: broken.o\nc++ -MMD -c {src} -o broken.o\n{proc.stderr}"
+               "ninja: build stopped: subcommand failed.\n")
+    line = extension.first_error_line(message)
+    assert line.startswith("broken.cpp:3:")  # g++ notices the missing ";" at "return"
+    assert "error: expected" in line
+
+
+@pytest.mark.parametrize("output,expected", [
+    ('/w/kernels/linear_cuda.cu(41): error: identifier "foo" is undefined\n1 error detected',
+     'linear_cuda.cu(41): error: identifier "foo" is undefined'),
+    ("ld: /tmp/x/linear.o: in function `f':\nlinear.cpp:(.text+0x1): undefined reference to `g'",
+     "linear.cpp:(.text+0x1): undefined reference to `g'"),
+    ("OSError: /c/ext/gradviz_kernels.so: undefined symbol: _ZN3fooEv",
+     "OSError: gradviz_kernels.so: undefined symbol: _ZN3fooEv"),
+    ("\nsomething else went wrong\nmore", "something else went wrong"),
+    ("", "build failed"),
+])
+def test_first_error_line_formats(output, expected):
+    assert extension.first_error_line(output) == expected
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
+def test_broken_source_reports_the_compiler_error_and_falls_back(tmp_path):
+    kernels = tmp_path / "kernels"
+    shutil.copytree(extension.KERNELS_DIR, kernels)
+    # the error comes before the torch includes, so the compiler stops within a second
+    text = (kernels / "linear.cpp").read_text()
+    (kernels / "linear.cpp").write_text("int oops = ;\n" + text)
+    proc = _run_python("""
+        import warnings, torch
+        from gradviz.core import backends
+        info = backends.get_backend("cpp")
+        print("available", info.available)
+        print("reason", info.reason)
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            print("ran", backends.linear(torch.ones(1, 2), torch.ones(3, 2), backend="cpp")[1])
+    """, GRADVIZ_KERNELS_DIR=str(kernels), GRADVIZ_CACHE_DIR=str(tmp_path / "cache"),
+        MAX_JOBS="1")  # linear.cpp is the first source: with one job the build stops right there
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert "available False" in out and "ran torch" in out
+    reason = next(line for line in out if line.startswith("reason "))
+    assert reason.startswith("reason linear.cpp:1:") and "error: expected primary-expression" in reason
+    assert "the cpp backend is not available" in proc.stderr
+
+
+def test_cuda_backend_refuses_cpu_tensors_or_is_unavailable(build):
+    info = backends.get_backend("cuda")
+    if not info.available:
+        assert info.reason
+        pytest.skip(f"cuda backend unavailable: {info.reason}")
+    with pytest.raises(RuntimeError, match="the cuda backend runs on cuda tensors"):
+        info.fn(torch.ones(1, 2), torch.ones(3, 2))

@@ -48,6 +48,6 @@ if ! "$VPY" -c 'import torch' 2>/dev/null; then
   "$VPY" -m pip install -q "torch==2.13.0" </dev/null
 fi
 log "installing gradviz with the gui, test and bench extras"
-"$VPY" -m pip install -q --no-build-isolation -e ".[gui,test,bench]" --config-settings editable_mode=compat </dev/null
+"$VPY" -m pip install -q --no-build-isolation -e ".[gui,test,bench,kernels]" --config-settings editable_mode=compat </dev/null
 echo "$want" > "$stamp"
 log "ready: $VENV"

@@ -1,0 +1,1 @@
+"""The desktop app: Qt views of the core's recording and stepper. The only package that imports Qt."""

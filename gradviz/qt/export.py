@@ -16,11 +16,12 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QMarginsF, QObject, QRectF, QSize, QSizeF, QThread, Signal
-from PySide6.QtGui import QColor, QGuiApplication, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter
+from PySide6.QtCore import QCoreApplication, QMarginsF, QObject, QRectF, QSize, QSizeF, Qt, QThread, Signal, Slot
+from PySide6.QtGui import (QColor, QGuiApplication, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter,
+                           QPicture)
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox,
@@ -28,6 +29,8 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBo
 
 from ..core.errors import GradvizError
 from ..core.exporters import LAYOUTS, THEMES, ExportOptions, export, exporter, exporters
+from .pyside_fix import protect_none
+from .theme import get_theme
 from ..core.recording import Recording
 from ..core.timeline import Stepper
 
@@ -72,14 +75,113 @@ def ensure_app() -> QGuiApplication:
         _APP = app = QApplication(sys.argv[:1] or ["gradviz"])
     elif not isinstance(app, QGuiApplication):
         raise GradvizError("image export needs a QGuiApplication, but a QCoreApplication is running")
+    protect_none()
+    global _CALLER
+    if _CALLER is None and _on_main_thread():
+        _CALLER = _MainThreadCaller()
     return app
 
 
-def make_renderer(rec: Recording, options: ExportOptions):
-    """The object that paints the graph at the options' step: ``graph_rect()`` and ``render_to(...)``."""
-    from .graph_paint import GraphPainter
+class _MainThreadCaller(QObject):
+    """Runs a function on the GUI thread for a worker thread, which waits for the result."""
 
-    return GraphPainter(rec, Stepper(options.timeline, options.step), layout=options.layout, theme=options.theme)
+    request = Signal(object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.request.connect(self._run, Qt.ConnectionType.BlockingQueuedConnection)
+
+    @Slot(object)
+    def _run(self, job: Callable[[], None]) -> None:
+        job()
+
+
+_CALLER: _MainThreadCaller | None = None
+
+
+def _on_main_thread() -> bool:
+    app = QCoreApplication.instance()
+    return app is not None and QThread.currentThread() is app.thread()
+
+
+def call_in_main_thread(fn: Callable[[], Any]) -> Any:
+    """Return ``fn()``, run on the GUI thread (directly when already there; the caller waits otherwise)."""
+    if _on_main_thread():
+        return fn()
+    if _CALLER is None:
+        raise GradvizError("image export from a worker thread needs ensure_app() called on the GUI thread first")
+    box: dict[str, Any] = {}
+
+    def job() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the worker
+            box["error"] = exc
+
+    _CALLER.request.emit(job)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class _ViewRenderer:
+    """The app's `QtGraphView`, made and painted on the GUI thread, at one step of a private stepper.
+
+    On the GUI thread it paints straight onto the export's painter. From a worker thread each frame
+    is recorded as a QPicture on the GUI thread (fast: commands, not pixels) and replayed onto the
+    export's device in the worker, so rasterising, SVG and PDF writing stay off the GUI thread.
+    """
+
+    def __init__(self, rec: Recording, options: ExportOptions):
+        from .graph_view import QtGraphView
+
+        def make():
+            stepper = Stepper(options.timeline, options.step)
+            view = QtGraphView(rec, stepper, layout=options.layout, theme=options.theme)
+            return view, stepper, QRectF(view.graph_rect())
+
+        self.view, self.stepper, self._rect = call_in_main_thread(make)
+        self.background = QColor(get_theme(options.theme)["background"])
+
+    def graph_rect(self) -> QRectF:
+        return QRectF(self._rect)
+
+    def caption(self) -> str:
+        state = self.stepper.state
+        return state.step.describe(self.view.recording)
+
+    def render_to(self, painter: QPainter, target: QRectF, source: QRectF, step: int | None = None,
+                  full_detail: bool = False) -> None:
+        def paint(p: QPainter) -> None:
+            if step is not None:
+                self.stepper.set_step(step)
+            self.view.render_to(p, target, source, full_detail=full_detail)
+
+        if _on_main_thread():
+            paint(painter)
+            return
+
+        def record() -> QPicture:
+            picture = QPicture()
+            p = QPainter(picture)
+            try:
+                paint(p)
+            finally:
+                p.end()
+            return picture
+
+        painter.drawPicture(0, 0, call_in_main_thread(record))
+
+    def close(self) -> None:
+        view = self.view
+        self.view = None
+        if view is not None:
+            call_in_main_thread(view.deleteLater)
+
+
+def make_renderer(rec: Recording, options: ExportOptions) -> _ViewRenderer:
+    """The app's graph view at the options' step, ready to paint onto any device."""
+    return _ViewRenderer(rec, options)
 
 
 def _source(renderer, options: ExportOptions) -> QRectF:
@@ -119,7 +221,7 @@ def _export_png(rec: Recording, path: Path, options: ExportOptions) -> None:
     image = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
     if image.isNull():
         raise GradvizError(f"cannot make a {width} x {height} image: not enough memory", hint="use a smaller --scale")
-    image.fill(QColor(THEMES[options.theme]["background"]))
+    image.fill(renderer.background)
     dpm = round(96 / 0.0254 * scale)
     image.setDotsPerMeterX(dpm)
     image.setDotsPerMeterY(dpm)
@@ -129,6 +231,7 @@ def _export_png(rec: Recording, path: Path, options: ExportOptions) -> None:
         renderer.render_to(painter, QRectF(0, 0, width, height), source)
     finally:
         painter.end()
+        renderer.close()
     options.report(0.8, "writing PNG")
     if not image.save(str(path), "PNG"):
         raise OSError(f"Qt could not write the PNG file {path}")
@@ -146,15 +249,16 @@ def _export_svg(rec: Recording, path: Path, options: ExportOptions) -> None:
     gen.setViewBox(QRectF(0, 0, width, height))
     gen.setResolution(96)
     gen.setTitle(f"gradviz: {rec.target}")
-    gen.setDescription(renderer.caption(renderer.stepper.state))
+    gen.setDescription(f"step {options.step}: {renderer.caption()}")
     options.report(0.2, "drawing")
     painter = QPainter()
     if not painter.begin(gen):
         raise OSError(f"Qt could not write the SVG file {path}")
     try:
-        renderer.render_to(painter, QRectF(0, 0, width, height), source)
+        renderer.render_to(painter, QRectF(0, 0, width, height), source, full_detail=True)
     finally:
         painter.end()
+        renderer.close()
 
 
 @exporter(".pdf", "the graph as a one-page vector PDF at the chosen step (labels stay text)")
@@ -182,9 +286,10 @@ def _export_pdf(rec: Recording, path: Path, options: ExportOptions) -> None:
     if not painter.begin(writer):
         raise OSError(f"Qt could not write the PDF file {path}")
     try:
-        renderer.render_to(painter, QRectF(0, 0, writer.width(), writer.height()), source)
+        renderer.render_to(painter, QRectF(0, 0, writer.width(), writer.height()), source, full_detail=True)
     finally:
         painter.end()
+        renderer.close()
 
 
 def gif_steps(options: ExportOptions, max_frames: int) -> tuple[list[int], int]:
@@ -202,8 +307,6 @@ def gif_steps(options: ExportOptions, max_frames: int) -> tuple[list[int], int]:
 
 @exporter(".gif", "the backward pass animated, one frame per step (at most 300 frames, 1600 px)")
 def _export_gif(rec: Recording, path: Path, options: ExportOptions) -> None:
-    from PIL import Image
-
     ensure_app()
     max_frames = int(options.extra.get("max_frames", MAX_GIF_FRAMES))
     if max_frames < 1:
@@ -222,25 +325,31 @@ def _export_gif(rec: Recording, path: Path, options: ExportOptions) -> None:
     width, height = max(1, math.ceil(source.width() * scale)), max(1, math.ceil(source.height() * scale))
     frames = []
     image = QImage(width, height, QImage.Format.Format_RGB32)
-    background = QColor(THEMES[options.theme]["background"])
-    tl = options.timeline
-    for k, step in enumerate(steps):
-        options.report(0.9 * k / len(steps), f"frame {k + 1}/{len(steps)}")
-        image.fill(background)
-        painter = QPainter(image)
-        try:
-            renderer.render_to(painter, QRectF(0, 0, width, height), source, state=tl.state_at(step))
-        finally:
-            painter.end()
-        rgb = image.convertToFormat(QImage.Format.Format_RGB888)
-        frame = Image.frombuffer("RGB", (width, height), bytes(rgb.constBits()), "raw", "RGB",
-                                 rgb.bytesPerLine(), 1)
-        frames.append(frame.quantize(colors=255, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE))
+    try:
+        for k, step in enumerate(steps):
+            options.report(0.9 * k / len(steps), f"frame {k + 1}/{len(steps)}")
+            frames.append(_gif_frame(renderer, image, width, height, source, step))
+    finally:
+        renderer.close()
     options.report(0.92, "writing GIF")
     durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_LAST_FRAME_MS]
     with open(path, "wb") as fh:
         frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
                        optimize=False, disposal=1)
+
+
+def _gif_frame(renderer: _ViewRenderer, image: QImage, width: int, height: int, source: QRectF, step: int):
+    from PIL import Image
+
+    image.fill(renderer.background)
+    painter = QPainter(image)
+    try:
+        renderer.render_to(painter, QRectF(0, 0, width, height), source, step=step)
+    finally:
+        painter.end()
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    frame = Image.frombuffer("RGB", (width, height), bytes(rgb.constBits()), "raw", "RGB", rgb.bytesPerLine(), 1)
+    return frame.quantize(colors=255, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class _GraphItem(QGraphicsObject):
         self.labels: list[list[str] | None] = []
         self._rect = QRectF()
         self._colors: dict = {}
+        self.full_detail = False  # exports to vector files: every label, whatever the zoom
 
     # -- data ---------------------------------------------------------------------------------
     def set_data(self, pos: np.ndarray, adj: np.ndarray, kind: np.ndarray, is_input_edge: np.ndarray) -> None:
@@ -170,6 +171,8 @@ class _GraphItem(QGraphicsObject):
         c = self._colors
         r = option.exposedRect if option is not None and not option.exposedRect.isEmpty() else self._rect
         lod = QStyleOptionGraphicsItem.levelOfDetailFromTransform(painter.worldTransform())
+        if self.full_detail:
+            lod = max(lod, 1.0)
         x0, y0, x1, y1 = r.left(), r.top(), r.right(), r.bottom()
         # edges whose box meets the exposed rectangle
         eb = self._ebox
@@ -187,7 +190,7 @@ class _GraphItem(QGraphicsObject):
               & (p[:, 1] + NODE_H / 2 >= y0) & (p[:, 1] - NODE_H / 2 <= y1))
         nodes = np.flatnonzero(nm)
         self._paint_flow(painter, lod, heads=False)
-        coarse = lod < 0.22 or len(nodes) > 4000
+        coarse = lod < 0.22 or (len(nodes) > 4000 and not self.full_detail)
         if coarse:
             self._paint_coarse(painter, nodes)
         else:
@@ -612,7 +615,8 @@ class QtGraphView(QGraphicsView):
         """The part of the scene the viewport shows now."""
         return self.mapToScene(self.viewport().rect()).boundingRect()
 
-    def render_to(self, painter: QPainter, target: QRectF, source: QRectF | None = None) -> None:
+    def render_to(self, painter: QPainter, target: QRectF, source: QRectF | None = None,
+                  full_detail: bool = False) -> None:
         """Paint the graph as shown (highlights, labels, flowing gradients) into `target` of `painter`.
 
         Parameters
@@ -623,11 +627,17 @@ class QtGraphView(QGraphicsView):
             Where to paint on the device.
         source : QRectF, optional
             The scene rectangle to paint; the whole graph by default.
+        full_detail : bool
+            Draw every label and shape whatever the scale (vector exports keep all text).
         """
         src = QRectF(source) if source is not None else self.graph_rect()
         painter.save()
         painter.fillRect(target, QColor(get_theme(self.theme_name)["background"]))
-        self._scene.render(painter, target, src, Qt.AspectRatioMode.KeepAspectRatio)
+        self._item.full_detail = full_detail
+        try:
+            self._scene.render(painter, target, src, Qt.AspectRatioMode.KeepAspectRatio)
+        finally:
+            self._item.full_detail = False
         painter.restore()
 
     def fit(self) -> None:

@@ -156,11 +156,12 @@ class QtInspector(QScrollArea):
             self.setWidget(body)
             return
         node = rec.nodes[node_id]
+        info = rec.leaves.get(node.leaf) if node.leaf else None
         title = QLabel(f"<b>{node.name}</b> <span style='color:gray'>#{node.id}</span>")
         title.setTextFormat(Qt.TextFormat.RichText)
         lay.addWidget(title)
         form = QFormLayout()
-        t = node.tensor
+        t = node.tensor if node.tensor is not None or info is None else info.tensor
         fields = {
             "kind": node.kind,
             "op": (node.torch_name or node.name) if node.kind not in ("leaf", "input") else (node.leaf or node.name),
@@ -192,6 +193,10 @@ class QtInspector(QScrollArea):
 
         if t is not None:
             add("value", tr("forward value"), t)
+        if info is not None and node.kind == "leaf":
+            ls = state.leaf(info.name) if state is not None else None
+            grad = info.grad if ls is None else (ls.buffer if ls.arrived else ls.grad)
+            add("grad", f"{info.name}.grad ({ls.arrived}/{ls.total})" if ls else f"{info.name}.grad", grad)
         ev = None
         if timeline is not None:
             step = timeline.step_of(node_id, "backward")

@@ -14,7 +14,7 @@ from typing import Callable
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QFont, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit,
-                               QMainWindow, QMessageBox, QPushButton, QStyle, QVBoxLayout, QWidget)
+                               QMainWindow, QMessageBox, QPushButton, QScrollArea, QStyle, QVBoxLayout, QWidget)
 
 from gradviz.core.layout import layered_layout
 from gradviz.core.timeline import Stepper, Timeline
@@ -83,6 +83,8 @@ class QtMainWindow(QMainWindow):
         self._shown_leaf_arrived = None
         self.setWindowTitle("gradviz")
         self.setObjectName("gradvizMainWindow")
+        # before any dock exists: a style sheet set later makes Qt leave a stale dock tab bar on screen
+        self.setStyleSheet(_stylesheet(self.theme))
 
         # centre: error banner, search bar, graph, transport
         self.graph = QtGraphView(theme=self.theme,
@@ -137,21 +139,23 @@ class QtMainWindow(QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
                                Qt.DockWidgetArea.BottomDockWidgetArea)
-        self._dock("model", "Model", self.model_panel, left)
+        model_scroll = QScrollArea()
+        model_scroll.setWidgetResizable(True)
+        model_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        model_scroll.setWidget(self.model_panel)
+        self._dock("model", "Model", model_scroll, left)
         self._dock("events", "Events", self.events, left)
         self._dock("inspector", "Inspector", self.inspector, right)
         self._dock("accumulation", "Accumulation", self.accumulation, right)
         self._dock("checks", "Checks", self.checks, bottom)
         self._dock("flow", "Gradient flow", self.flow, bottom)
         self.tabifyDockWidget(self.docks["inspector"], self.docks["accumulation"])
-        self.tabifyDockWidget(self.docks["checks"], self.docks["flow"])
-        self.docks["inspector"].raise_()
-        self.docks["checks"].raise_()
+        # checks and gradient flow side by side (tabifying a second group leaves a stale tab bar on screen)
+        self.splitDockWidget(self.docks["checks"], self.docks["flow"], Qt.Orientation.Horizontal)
         self._make_menus()
         self.play_timer = QTimer(self)
         self.play_timer.timeout.connect(self._on_play_tick)
         self.statusBar().showMessage(tr("Ready"))
-        self.setStyleSheet(_stylesheet(self.theme))
         self.resize(1440, 900)
         self._sized = False
         geo = self.settings.value("geometry")
@@ -174,11 +178,17 @@ class QtMainWindow(QMainWindow):
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().showEvent(event)
         if not self._sized:
-            # first start: a large graph, side panels of a useful width
             self._sized = True
-            self.resizeDocks([self.docks["model"], self.docks["inspector"]], [260, 360], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.docks["checks"]], [190], Qt.Orientation.Vertical)
-            self.resizeDocks([self.docks["model"], self.docks["events"]], [400, 300], Qt.Orientation.Vertical)
+            QTimer.singleShot(0, self._default_dock_sizes)
+
+    def _default_dock_sizes(self) -> None:
+        """First start: a large graph, side panels of a useful width."""
+        self.docks["inspector"].raise_()
+        self.resizeDocks([self.docks["model"], self.docks["inspector"]], [250, 340], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["checks"], self.docks["flow"]], [900, 600], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["checks"]], [190], Qt.Orientation.Vertical)
+        # (no vertical resizeDocks of the left column: Qt then leaves a stale tab bar of the bottom docks on screen)
+        self.graph.fit()
 
     # -- construction helpers -----------------------------------------------------------------
     def _text(self, setter: Callable[[str], None], english: str) -> None:
@@ -526,7 +536,6 @@ class QtMainWindow(QMainWindow):
         task = QtTask(lambda progress, cancelled: run_checks(rec, progress=progress), self, name="checks")
         self._checks_task = task
         self.checks.set_running(True)
-        self.docks["checks"].raise_()
 
         def done(table):
             self._checks_task = None

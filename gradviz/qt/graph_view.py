@@ -23,7 +23,7 @@ from .theme import get_theme
 
 __all__ = ["QtGraphView", "format_tensor", "NODE_W", "NODE_H"]
 
-NODE_W = 144.0
+NODE_W = 150.0
 NODE_H = 66.0
 _KINDS = ("op", "custom", "leaf", "input")
 SMALL = 4  # tensors with at most this many elements show their values in labels

@@ -49,7 +49,7 @@ def _plot_widget(theme: str) -> pg.PlotWidget:
     for ax in ("left", "bottom"):
         w.getAxis(ax).setPen(pg.mkPen(th["plot_fg"]))
         w.getAxis(ax).setTextPen(pg.mkPen(th["plot_fg"]))
-    w.setMinimumHeight(140)
+    w.setMinimumHeight(90)
     return w
 
 
@@ -156,11 +156,12 @@ class QtInspector(QScrollArea):
             self.setWidget(body)
             return
         node = rec.nodes[node_id]
+        info = rec.leaves.get(node.leaf) if node.leaf else None
         title = QLabel(f"<b>{node.name}</b> <span style='color:gray'>#{node.id}</span>")
         title.setTextFormat(Qt.TextFormat.RichText)
         lay.addWidget(title)
         form = QFormLayout()
-        t = node.tensor
+        t = node.tensor if node.tensor is not None or info is None else info.tensor
         fields = {
             "kind": node.kind,
             "op": (node.torch_name or node.name) if node.kind not in ("leaf", "input") else (node.leaf or node.name),
@@ -192,6 +193,10 @@ class QtInspector(QScrollArea):
 
         if t is not None:
             add("value", tr("forward value"), t)
+        if info is not None and node.kind == "leaf":
+            ls = state.leaf(info.name) if state is not None else None
+            grad = info.grad if ls is None else (ls.buffer if ls.arrived else ls.grad)
+            add("grad", f"{info.name}.grad ({ls.arrived}/{ls.total})" if ls else f"{info.name}.grad", grad)
         ev = None
         if timeline is not None:
             step = timeline.step_of(node_id, "backward")
@@ -302,6 +307,7 @@ class QtAccumulation(QWidget):
 
     def _refresh(self) -> None:
         rec, name = self._rec, self.leaf_combo.currentText()
+        self.table.clearSpans()
         self.table.setRowCount(0)
         self.plot.clear()
         if rec is None or not name or name not in rec.leaves:
@@ -325,7 +331,8 @@ class QtAccumulation(QWidget):
         bold = QFont(total.font())
         bold.setBold(True)
         total.setFont(bold)
-        self.table.setItem(len(contribs), 1, total)
+        self.table.setItem(len(contribs), 0, total)
+        self.table.setSpan(len(contribs), 0, 1, 3)
         done = arrived == len(contribs) and contribs
         g = QTableWidgetItem(format_tensor(info.grad) if done else "…")
         g.setFont(bold)
@@ -348,6 +355,7 @@ class QtAccumulation(QWidget):
             self.plot.plot(xs[:arrived], run[:arrived], pen=pg.mkPen(th["plot_line"], width=2.5),
                            symbol="o", symbolBrush=th["plot_line"])
             self.plot.setXRange(0.4, len(xs) + 0.6)
+            self.plot.getAxis("bottom").setTicks([[(int(x), str(int(x))) for x in xs]])
             self.plot.setLabel("left", tr("running sum") if scalar else f"{tr('norm')} ({tr('running sum')})")
 
 
@@ -359,14 +367,14 @@ class QtGradientFlow(QWidget):
     def __init__(self, parent=None, theme: str = "light"):
         super().__init__(parent)
         self.theme = theme
-        lay = QVBoxLayout(self)
+        lay = QHBoxLayout(self)
         self.plot = _plot_widget(theme)
-        self.plot.setTitle(tr("gradient norm per node (backward order)"))
+        self.plot.setTitle(tr("gradient norm per node (backward order)"), size="9pt")
         self.plot.setLabel("bottom", tr("backward step"))
         self.plot.setLabel("left", tr("norm"))
         lay.addWidget(self.plot, 1)
         self.use_plot = _plot_widget(theme)
-        self.use_plot.setTitle(tr("gradient norm per time step (module use)"))
+        self.use_plot.setTitle(tr("gradient norm per time step (module use)"), size="9pt")
         self.use_plot.setLabel("bottom", tr("module use"))
         lay.addWidget(self.use_plot, 1)
         self.nodes = np.zeros(0, dtype=np.int64)
@@ -411,6 +419,8 @@ class QtGradientFlow(QWidget):
             us = pg.ScatterPlotItem(x=xs, y=self.use_norms, data=self.use_nodes, size=8,
                                     brush=pg.mkBrush(th["plot_line2"]), pen=None, hoverable=True)
             us.sigClicked.connect(self._on_clicked)
+            if len(xs) <= 20:
+                self.use_plot.getAxis("bottom").setTicks([[(x, str(int(x))) for x in sorted(set(xs.tolist()))]])
             self.use_plot.addItem(us)
         self.use_plot.setVisible(bool(len(keys)))
 

@@ -233,7 +233,9 @@ def export(rec: Recording, path: str | os.PathLike, step: int | None = None, pha
     cancel : callable, optional
         Polled while exporting; returning True stops with `Cancelled`, leaving no file.
     **extra
-        Options for some exporters (``region`` for images, ``max_frames`` for GIF).
+        Options for some exporters: images take ``region`` (a QRectF of the drawing), ``rolled`` (fold
+        the uses of a reused module, as the app can) and ``precomputed`` (a layout to reuse); GIF takes
+        ``max_frames``. Exporters ignore options they do not know.
 
     Returns
     -------

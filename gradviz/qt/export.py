@@ -135,9 +135,15 @@ class _ViewRenderer:
     def __init__(self, rec: Recording, options: ExportOptions):
         from .graph_view import QtGraphView
 
+        rolled = bool(options.extra.get("rolled", False))
+        precomputed = options.extra.get("precomputed")
+        if precomputed is not None and (precomputed.direction != options.layout or precomputed.rolled != rolled):
+            precomputed = None
+
         def make():
             stepper = Stepper(options.timeline, options.step)
-            view = QtGraphView(rec, stepper, layout=options.layout, theme=options.theme)
+            view = QtGraphView(rec, stepper, layout=options.layout, theme=options.theme, rolled=rolled,
+                               precomputed=precomputed)
             return view, stepper, QRectF(view.graph_rect())
 
         self.view, self.stepper, self._rect = call_in_main_thread(make)
@@ -438,12 +444,12 @@ class QtExportDialog(QDialog):
         self.step_spin.setValue(stepper.index if stepper is not None else self._steps - 1)
         self.layout_combo = QComboBox()
         self.layout_combo.addItems(LAYOUTS)
-        layout = getattr(graph_view, "layout_name", None) or getattr(graph_view, "layout", None)
+        layout = getattr(graph_view, "direction", None)
         if isinstance(layout, str) and layout in LAYOUTS:
             self.layout_combo.setCurrentText(layout)
         self.theme_combo = QComboBox()
         self.theme_combo.addItems(list(THEMES))
-        theme = getattr(graph_view, "theme", None)
+        theme = getattr(graph_view, "theme_name", None)
         if isinstance(theme, str) and theme in THEMES:
             self.theme_combo.setCurrentText(theme)
         self.scale_spin = QDoubleSpinBox()
@@ -516,8 +522,14 @@ class QtExportDialog(QDialog):
             out["phase"] = when.split()[-1]
         else:
             out["phase"] = "end"
-        if self.region_combo.currentText() == "visible part" and self.graph_view is not None:
-            out["region"] = QRectF(self.graph_view.visible_rect())
+        view = self.graph_view
+        if view is not None:
+            if self.region_combo.currentText() == "visible part":
+                out["region"] = QRectF(view.visible_rect())
+            # drawn as the app shows it: folded uses when the view folds them, its layout reused
+            out["rolled"] = bool(getattr(view, "rolled", False))
+            if getattr(view, "layout_", None) is not None:
+                out["precomputed"] = view.layout_
         return out
 
     @property

@@ -221,6 +221,29 @@ def test_dialog_visible_part_uses_the_view(rec, qtbot, tmp_path):
     assert img.height() == pytest.approx(visible.height(), abs=1)
 
 
+def test_dialog_follows_a_rolled_dark_view(qtbot, tmp_path):
+    from gradviz.qt.graph_view import QtGraphView
+
+    rolled_rec = gradviz.record("repeated-layer", params={"k": 4})
+    tl = Timeline(rolled_rec)
+    view = QtGraphView(rolled_rec, Stepper(tl, 0), layout="tb", theme="dark", rolled=True)
+    qtbot.addWidget(view)
+    dialog = qexport.QtExportDialog(rolled_rec, view.stepper, view)
+    qtbot.addWidget(dialog)
+    assert dialog.layout_combo.currentText() == "tb" and dialog.theme_combo.currentText() == "dark"
+    options = dialog.export_options()
+    assert options["rolled"] is True and options["precomputed"] is view.layout_
+    dialog.path_edit.setText(str(tmp_path / "r.png"))
+    with qtbot.waitSignal(dialog.export_finished, timeout=30000):
+        dialog.start_export()
+    img = QImage(str(tmp_path / "r.png"))
+    r = view.graph_rect()
+    assert (img.width(), img.height()) == (pytest.approx(r.width(), abs=1), pytest.approx(r.height(), abs=1))
+    unrolled = QtGraphView(rolled_rec, Stepper(tl, 0), layout="tb")
+    qtbot.addWidget(unrolled)
+    assert unrolled.graph_rect().height() != r.height()
+
+
 def test_dialog_cancel_leaves_no_file(qtbot, tmp_path):
     big = gradviz.record("rnn-unrolled", params={"T": 120}, keep_values=False)
     dialog = qexport.QtExportDialog(big, None)

@@ -43,6 +43,7 @@ MAX_PDF_POINTS = 14400.0  # 200 inches, the largest page PDF readers accept
 MAX_GIF_SIDE = 1600
 MAX_GIF_FRAMES = 300
 GIF_FRAME_MS, GIF_LAST_FRAME_MS = 250, 1500
+READABLE_SCALE = 0.45  # the app's own zoom below which it drops text
 _APP: Any = None
 
 
@@ -234,7 +235,8 @@ def _export_png(rec: Recording, path: Path, options: ExportOptions) -> None:
     options.report(0.2, "drawing")
     painter = QPainter(image)
     try:
-        renderer.render_to(painter, QRectF(0, 0, width, height), source)
+        # labels wherever they are legible, however many nodes; below that the app's level of detail
+        renderer.render_to(painter, QRectF(0, 0, width, height), source, full_detail=scale >= READABLE_SCALE)
     finally:
         painter.end()
         renderer.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from PySide6.QtCore import QRectF
-from PySide6.QtGui import QImage
+from PySide6.QtGui import QColor, QImage
 
 import gradviz
 from gradviz.cli import main
@@ -265,3 +265,30 @@ def test_dialog_shows_failures(rec, qtbot, tmp_path):
         dialog.start_export()
     assert "does not exist" in sig.args[0] and "does not exist" in dialog.status.text()
     assert not any(p.name.startswith(TEMP_PREFIX) for p in tmp_path.iterdir())
+
+
+def test_png_of_a_big_graph_at_readable_scale_has_labels(qapp, tmp_path):
+    import torch
+
+    def parallel_chains():
+        x = torch.randn(70, requires_grad=True)
+        cols = list(x.unbind())
+        for _ in range(60):
+            cols = [c.tanh() for c in cols]
+        return torch.stack(cols).sum(), {"x": x}
+
+    big = gradviz.record(parallel_chains, keep_values=False)
+    assert len(big.nodes) > 4000  # past the app's own zoomed-out drawing threshold
+    notes = []
+    out = ex.export(big, tmp_path / "big.png", scale=0.5, progress=lambda f, m: notes.append(m) if f < 0 else None)
+    assert notes == []
+    img = QImage(str(out)).convertToFormat(QImage.Format.Format_Grayscale8)
+    # text makes many small dark runs inside node boxes; the zoomed-out drawing has flat boxes only
+    changes = 0
+    for row in range(0, img.height(), max(1, img.height() // 40)):
+        prev = None
+        for x in range(0, img.width(), 1):
+            dark = QColor(img.pixel(x, row)).lightness() < 100
+            changes += prev is not None and dark != prev
+            prev = dark
+    assert changes > 1000

@@ -292,3 +292,15 @@ def test_png_of_a_big_graph_at_readable_scale_has_labels(qapp, tmp_path):
             changes += prev is not None and dark != prev
             prev = dark
     assert changes > 1000
+
+
+def test_none_refcount_guard_holds_through_many_qt_calls(qapp):
+    import gradviz.qt  # noqa: F401 - installs the guard
+    from PySide6.QtGui import QPainterPath
+
+    from gradviz.qt.pyside_fix import protect_none
+
+    path = QPainterPath()
+    for _ in range(200_000):  # far more than None's own count: without the guard Python aborts here
+        path.moveTo(0.0, 0.0)
+    assert protect_none() in (True, False)

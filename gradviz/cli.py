@@ -50,8 +50,12 @@ def _target_args(p: argparse.ArgumentParser, default: str | None = None) -> None
 def _record(args, keep_values: bool = True):
     if str(args.target).lower().endswith(".gradviz"):
         # a saved recording: opened as data, the model is not run again
+        from .core.errors import GradvizError
         from .core.storage import load_recording
 
+        if args.param:
+            raise GradvizError(f"--param does not apply to a saved recording ({args.target})",
+                               hint="parameters are fixed when recording: gradviz record MODEL --param ... -o FILE")
         return load_recording(args.target)
     from .core.recorder import DEFAULT_MAX_NODES, record
     from .core.targets import parse_params

@@ -287,6 +287,10 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert "no exporter" in capsys.readouterr().err
     assert main(["export", "mlp", "-o", str(tmp_path / "x.dot"), "--step", "999"]) == 2
     assert "outside" in capsys.readouterr().err
+    assert main(["record", "mlp", "-o", str(tmp_path / "ok.gradviz")]) == 0
+    assert main(["inspect", str(tmp_path / "ok.gradviz"), "--param", "k=3"]) == 2
+    assert "--param does not apply" in capsys.readouterr().err
+    (tmp_path / "ok.gradviz").unlink()
     assert main(["record", "mlp", "-o", str(tmp_path / "nodir" / "x.gradviz")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not any(p.name.startswith(TEMP_PREFIX) for p in tmp_path.iterdir())

@@ -117,6 +117,17 @@ def test_stored_checks_round_trip(recs, tmp_path):
     assert any("opened from a file" in r.detail for r in fresh.rows if r.status == "skipped")
 
 
+def test_saving_an_opened_recording_again_keeps_everything(recs, tmp_path):
+    rec = recs["rnn-unrolled"]
+    table = run_checks(rec)
+    save_recording(rec, tmp_path / "a.gradviz", checks=table)
+    once = load_recording(tmp_path / "a.gradviz")
+    once.save(tmp_path / "b.gradviz")  # its stored checks go with it
+    twice = load_recording(tmp_path / "b.gradviz")
+    _same(rec, twice)
+    assert twice.stored_checks.to_json() == table.to_json()
+
+
 def test_recording_save_method(recs, tmp_path):
     out = recs["mlp"].save(tmp_path / "m.gradviz")
     assert out.exists()

@@ -286,16 +286,25 @@ def export(rec: Recording, path: str | os.PathLike, step: int | None = None, pha
     return target.absolute()
 
 
+REPR_MAX_NODES = 3000
+
+
 def repr_svg(rec: Recording) -> str:
-    """The recording's graph as SVG text (a short SVG note when no SVG exporter is installed)."""
+    """The recording's graph as SVG text (a short SVG note when no SVG exporter is installed or the graph
+    has more than `REPR_MAX_NODES` nodes, too big to show inline)."""
     found = exporters().get(".svg")
+    if found is not None and len(rec.nodes) > REPR_MAX_NODES:
+        found = None
+        why = f"{len(rec.nodes)} nodes, too many to show inline: rec.export('graph.svg') writes the graph"
+    else:
+        why = "install gradviz[gui] to see the graph here"
     if found is not None:
         with tempfile.TemporaryDirectory(prefix="gradviz-") as folder:
             out = export(rec, Path(folder) / "graph.svg")
             return out.read_text(encoding="utf-8")
     from xml.sax.saxutils import escape
 
-    note = escape(f"{rec.summary()} (install gradviz[gui] to see the graph here)")
+    note = escape(f"{rec.summary()} ({why})")
     return ('<svg xmlns="http://www.w3.org/2000/svg" width="720" height="24">'
             f'<text x="4" y="16" font-family="sans-serif" font-size="12">{note}</text></svg>')
 

@@ -606,8 +606,9 @@ class QtExportDialog(QDialog):
         self.status.setText("cancelled: no file was written")
         self.export_cancelled.emit()
 
-    def reject(self) -> None:  # noqa: D102 - closing while an export runs cancels it first
+    def reject(self) -> None:  # noqa: D102 - closing while an export runs cancels it
         if self._worker is not None:
+            # never wait here: the worker may be waiting for this (GUI) thread to draw a frame. It stops
+            # at its next check, and its `cancelled` signal cleans up.
             self._worker.cancel_event.set()
-            self._finish()
         super().reject()

@@ -257,6 +257,27 @@ def test_dialog_cancel_leaves_no_file(qtbot, tmp_path):
     assert "cancelled" in dialog.status.text()
 
 
+def test_closing_the_dialog_during_an_export_cancels_it(qtbot, tmp_path):
+    big = gradviz.record("rnn-unrolled", params={"T": 120}, keep_values=False)
+    dialog = qexport.QtExportDialog(big, None)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.path_edit.setText(str(tmp_path / "c.gif"))
+    with qtbot.waitSignal(dialog.export_cancelled, timeout=60000):
+        dialog.start_export()
+        qtbot.wait(50)  # let the worker start asking the GUI thread for frames
+        dialog.reject()  # must not deadlock with a worker waiting for the GUI thread
+    assert not dialog.running and not dialog.isVisible()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_repr_svg_of_a_huge_graph_is_a_note(qapp):
+    big = gradviz.record("rnn-unrolled", params={"T": 700}, keep_values=False)
+    text = big._repr_svg_()
+    assert len(text) < 2000 and "too many to show inline" in text
+    ET.fromstring(text)
+
+
 def test_dialog_shows_failures(rec, qtbot, tmp_path):
     dialog = qexport.QtExportDialog(rec, None)
     qtbot.addWidget(dialog)

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBo
 
 from ..core.errors import GradvizError
 from ..core.exporters import LAYOUTS, THEMES, ExportOptions, export, exporter, exporters
+from .i18n import tr
 from .pyside_fix import protect_none
 from .theme import get_theme
 from ..core.recording import Recording
@@ -420,11 +421,14 @@ class QtExportDialog(QDialog):
     export_cancelled = Signal()
 
     WHEN = ("current step", "step", "start of forward", "start of backward", "end")
+    TEXTS = WHEN + ("Export", "Browse…", "File", "Format", "Show", "Step", "Layout", "Theme", "Scale", "Region",
+                    "whole graph", "visible part", "exporting…", "cancelling…", "wrote",
+                    "cancelled: no file was written")  # for the translation table
 
     def __init__(self, recording: Recording, stepper: Stepper | None = None, graph_view: Any = None,
                  parent: QWidget | None = None):
         super().__init__(parent)
-        self.setWindowTitle("Export")
+        self.setWindowTitle(tr("Export"))
         self.rec, self.stepper, self.graph_view = recording, stepper, graph_view
         self._thread: QThread | None = None
         self._worker: _ExportWorker | None = None
@@ -433,14 +437,15 @@ class QtExportDialog(QDialog):
         self._steps = len(stepper.timeline) if stepper is not None else len(Timeline(recording))
 
         self.path_edit = QLineEdit(os.path.join(os.getcwd(), "graph.png"))
-        browse = QPushButton("Browse…")
+        browse = QPushButton(tr("Browse…"))
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
         row.addWidget(self.path_edit, 1)
         row.addWidget(browse)
         self.format_label = QLabel()
         self.when_combo = QComboBox()
-        self.when_combo.addItems(self.WHEN if stepper is not None else self.WHEN[1:])
+        for key in (self.WHEN if stepper is not None else self.WHEN[1:]):
+            self.when_combo.addItem(tr(key), key)
         self.step_spin = QSpinBox()
         self.step_spin.setRange(0, self._steps - 1)
         self.step_spin.setValue(stepper.index if stepper is not None else self._steps - 1)
@@ -459,9 +464,9 @@ class QtExportDialog(QDialog):
         self.scale_spin.setSingleStep(0.5)
         self.scale_spin.setValue(1.0)
         self.region_combo = QComboBox()
-        self.region_combo.addItem("whole graph")
+        self.region_combo.addItem(tr("whole graph"), "whole")
         if graph_view is not None and hasattr(graph_view, "visible_rect"):
-            self.region_combo.addItem("visible part")
+            self.region_combo.addItem(tr("visible part"), "visible")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
@@ -469,16 +474,12 @@ class QtExportDialog(QDialog):
         self.status.setWordWrap(True)
 
         form = QFormLayout()
-        form.addRow("File", row)
-        form.addRow("Format", self.format_label)
-        form.addRow("Show", self.when_combo)
-        form.addRow("Step", self.step_spin)
-        form.addRow("Layout", self.layout_combo)
-        form.addRow("Theme", self.theme_combo)
-        form.addRow("Scale", self.scale_spin)
-        form.addRow("Region", self.region_combo)
+        for label, field in (("File", row), ("Format", self.format_label), ("Show", self.when_combo),
+                             ("Step", self.step_spin), ("Layout", self.layout_combo), ("Theme", self.theme_combo),
+                             ("Scale", self.scale_spin), ("Region", self.region_combo)):
+            form.addRow(tr(label), field)
         self.buttons = QDialogButtonBox()
-        self.export_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.export_button = self.buttons.addButton(tr("Export"), QDialogButtonBox.ButtonRole.AcceptRole)
         self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
         self.export_button.clicked.connect(self.start_export)
         self.cancel_button.clicked.connect(self.cancel)
@@ -488,7 +489,7 @@ class QtExportDialog(QDialog):
         box.addWidget(self.status)
         box.addWidget(self.buttons)
         self.path_edit.textChanged.connect(self._update)
-        self.when_combo.currentTextChanged.connect(self._update)
+        self.when_combo.currentIndexChanged.connect(self._update)
         self._update()
 
     # -- state ---------------------------------------------------------------------------------
@@ -499,7 +500,7 @@ class QtExportDialog(QDialog):
                                   f"no exporter for {suffix or 'a name without extension'!r} "
                                   f"(use {', '.join(exporters())})")
         self.export_button.setEnabled(found is not None and self._thread is None)
-        self.step_spin.setEnabled(self.when_combo.currentText() == "step")
+        self.step_spin.setEnabled(self.when_combo.currentData() == "step")
         is_image = suffix in (".png", ".svg", ".pdf", ".gif")
         for w in (self.layout_combo, self.theme_combo, self.region_combo):
             w.setEnabled(is_image or (w is not self.region_combo and suffix in (".dot",)))
@@ -507,13 +508,13 @@ class QtExportDialog(QDialog):
 
     def _browse(self) -> None:
         filters = ";;".join(f"{e.description} (*{s})" for s, e in exporters().items())
-        path, _ = QFileDialog.getSaveFileName(self, "Export", self.path_edit.text(), filters)
+        path, _ = QFileDialog.getSaveFileName(self, tr("Export"), self.path_edit.text(), filters)
         if path:
             self.path_edit.setText(path)
 
     def export_options(self) -> dict:
         """The options the dialog's fields give, as keyword arguments of `export`."""
-        when = self.when_combo.currentText()
+        when = self.when_combo.currentData()
         out: dict[str, Any] = {"layout": self.layout_combo.currentText(), "theme": self.theme_combo.currentText(),
                                "scale": self.scale_spin.value()}
         if when == "current step" and self.stepper is not None:
@@ -526,7 +527,7 @@ class QtExportDialog(QDialog):
             out["phase"] = "end"
         view = self.graph_view
         if view is not None:
-            if self.region_combo.currentText() == "visible part":
+            if self.region_combo.currentData() == "visible":
                 out["region"] = QRectF(view.visible_rect())
             # drawn as the app shows it: folded uses when the view folds them, its layout reused
             out["rolled"] = bool(getattr(view, "rolled", False))
@@ -552,7 +553,7 @@ class QtExportDialog(QDialog):
             return
         self._notes: list[str] = []
         self.progress.setValue(0)
-        self.status.setText("exporting…")
+        self.status.setText(tr("exporting…"))
         self._thread = QThread(self)
         self._worker = _ExportWorker(self.rec, path, options)
         self._worker.moveToThread(self._thread)
@@ -568,7 +569,7 @@ class QtExportDialog(QDialog):
         """Cancel the running export, or close the dialog when none runs."""
         if self._worker is not None and self._thread is not None:
             self._worker.cancel_event.set()
-            self.status.setText("cancelling…")
+            self.status.setText(tr("cancelling…"))
         else:
             self.reject()
 
@@ -592,7 +593,7 @@ class QtExportDialog(QDialog):
     def _done(self, path: str) -> None:
         self._finish()
         self.progress.setValue(1000)
-        self.status.setText("\n".join(self._notes + [f"wrote {path}"]))
+        self.status.setText("\n".join(self._notes + [f"{tr('wrote')} {path}"]))
         self.export_finished.emit(path)
 
     def _failed(self, message: str) -> None:
@@ -603,7 +604,7 @@ class QtExportDialog(QDialog):
     def _cancelled(self) -> None:
         self._finish()
         self.progress.setValue(0)
-        self.status.setText("cancelled: no file was written")
+        self.status.setText(tr("cancelled: no file was written"))
         self.export_cancelled.emit()
 
     def reject(self) -> None:  # noqa: D102 - closing while an export runs cancels it

@@ -192,7 +192,7 @@ def test_dialog_exports_in_a_worker(rec, qtbot, tmp_path):
 
     dialog.path_edit.setText(str(tmp_path / "d.nope"))
     assert not dialog.export_button.isEnabled() and "no exporter" in dialog.format_label.text()
-    dialog.when_combo.setCurrentText("start of forward")
+    dialog.when_combo.setCurrentIndex(dialog.when_combo.findData("start of forward"))
     assert dialog.export_options()["phase"] == "forward"
 
 
@@ -209,7 +209,7 @@ def test_dialog_visible_part_uses_the_view(rec, qtbot, tmp_path):
     dialog = qexport.QtExportDialog(rec, stepper, view)
     qtbot.addWidget(dialog)
     dialog.path_edit.setText(str(tmp_path / "v.png"))
-    dialog.region_combo.setCurrentText("visible part")
+    dialog.region_combo.setCurrentIndex(dialog.region_combo.findData("visible"))
     part = dialog.export_options()["region"]
     with qtbot.waitSignal(dialog.export_finished, timeout=30000):
         dialog.start_export()

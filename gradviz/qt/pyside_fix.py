@@ -20,7 +20,10 @@ _done = False
 
 
 def _bug_present() -> bool:
-    from PySide6.QtGui import QPainterPath
+    try:
+        from PySide6.QtGui import QPainterPath
+    except ImportError:  # no Qt here: nothing to guard (the Qt-free parts of this package still import)
+        return False
 
     path = QPainterPath()
     before = sys.getrefcount(None)

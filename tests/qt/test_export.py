@@ -325,3 +325,16 @@ def test_none_refcount_guard_holds_through_many_qt_calls(qapp):
     for _ in range(200_000):  # far more than None's own count: without the guard Python aborts here
         path.moveTo(0.0, 0.0)
     assert protect_none() in (True, False)
+
+
+def test_export_with_no_display_and_no_app_makes_an_offscreen_one(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["PYTHONPATH"] = str(Path(gradviz.__file__).parents[1])
+    code = ("import sys, gradviz.qt.export; from gradviz.cli import main; "
+            f"rc = main(['export', 'sum-xy-plus-z', '-o', {str(tmp_path / 'g.svg')!r}]); "
+            "import os; print(rc, os.environ.get('QT_QPA_PLATFORM'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.split()[-2:] == ["0", "offscreen"], out.stderr
+    assert ET.parse(tmp_path / "g.svg").getroot().tag.endswith("svg")

@@ -102,8 +102,12 @@ _CALLER: _MainThreadCaller | None = None
 
 
 def _on_main_thread() -> bool:
+    """Whether this is the GUI thread (a blocking call to it from itself would deadlock)."""
     app = QCoreApplication.instance()
-    return app is not None and QThread.currentThread() is app.thread()
+    if app is None:
+        return threading.current_thread() is threading.main_thread()
+    # the QApplication is made in Python's main thread (ensure_app insists); Qt's own answer for the rest
+    return threading.current_thread() is threading.main_thread() or QThread.currentThread() is app.thread()
 
 
 def call_in_main_thread(fn: Callable[[], Any]) -> Any:

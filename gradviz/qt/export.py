@@ -85,13 +85,13 @@ def ensure_app() -> QGuiApplication:
 
 
 class _MainThreadCaller(QObject):
-    """Runs a function on the GUI thread for a worker thread, which waits for the result."""
+    """Runs functions on the GUI thread for worker threads (queued: the worker waits on an event)."""
 
     request = Signal(object)
 
     def __init__(self) -> None:
         super().__init__()
-        self.request.connect(self._run, Qt.ConnectionType.BlockingQueuedConnection)
+        self.request.connect(self._run, Qt.ConnectionType.QueuedConnection)
 
     @Slot(object)
     def _run(self, job: Callable[[], None]) -> None:
@@ -99,6 +99,7 @@ class _MainThreadCaller(QObject):
 
 
 _CALLER: _MainThreadCaller | None = None
+MAIN_THREAD_TIMEOUT_S = 120.0
 
 
 def _on_main_thread() -> bool:
@@ -110,21 +111,35 @@ def _on_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread() or QThread.currentThread() is app.thread()
 
 
-def call_in_main_thread(fn: Callable[[], Any]) -> Any:
-    """Return ``fn()``, run on the GUI thread (directly when already there; the caller waits otherwise)."""
+def call_in_main_thread(fn: Callable[[], Any], timeout: float | None = None) -> Any:
+    """Return ``fn()``, run on the GUI thread (directly when already there; the caller waits otherwise).
+
+    A worker waits at most `timeout` seconds (default `MAIN_THREAD_TIMEOUT_S`) for the GUI thread to
+    run it, so a GUI thread that is blocked (waiting for this very worker) gives an error, not a hang.
+    """
     if _on_main_thread():
         return fn()
     if _CALLER is None:
         raise GradvizError("image export from a worker thread needs ensure_app() called on the GUI thread first")
+    done = threading.Event()
     box: dict[str, Any] = {}
 
     def job() -> None:
+        if box.get("abandoned"):
+            return
         try:
             box["value"] = fn()
         except BaseException as exc:  # noqa: BLE001 - handed back to the worker
             box["error"] = exc
+        finally:
+            done.set()
 
     _CALLER.request.emit(job)
+    limit = MAIN_THREAD_TIMEOUT_S if timeout is None else timeout
+    if not done.wait(limit):
+        box["abandoned"] = True
+        raise GradvizError(f"the GUI thread did not draw the graph within {limit:g} s",
+                           hint="the app is busy or blocked; try the export again")
     if "error" in box:
         raise box["error"]
     return box.get("value")

@@ -338,3 +338,30 @@ def test_export_with_no_display_and_no_app_makes_an_offscreen_one(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.split()[-2:] == ["0", "offscreen"], out.stderr
     assert ET.parse(tmp_path / "g.svg").getroot().tag.endswith("svg")
+
+
+def test_gui_thread_bridge_answers_and_never_hangs(qtbot):
+    import threading
+
+    qexport.ensure_app()
+    results = {}
+
+    def worker(key, timeout):
+        try:
+            results[key] = qexport.call_in_main_thread(lambda: threading.current_thread().name, timeout=timeout)
+        except gradviz.GradvizError as exc:
+            results[key] = exc
+
+    # the GUI thread runs its event loop: the worker gets the answer, computed on the GUI thread
+    t = threading.Thread(target=worker, args=("served", 30))
+    t.start()
+    qtbot.waitUntil(lambda: "served" in results, timeout=10000)
+    t.join()
+    assert results["served"] == threading.main_thread().name
+    # the GUI thread is blocked (here: joining the worker): the worker gets an error, not a deadlock
+    t = threading.Thread(target=worker, args=("blocked", 0.3))
+    t.start()
+    t.join(10)
+    assert not t.is_alive()
+    assert "did not draw the graph" in str(results["blocked"])
+    qtbot.wait(50)  # the abandoned request is then skipped

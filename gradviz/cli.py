@@ -34,11 +34,12 @@ def command(name: str, help: str):
 
 def _target_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
     if default is None:
-        p.add_argument("target", help="a built-in model (gradviz list) or a model script path/to/file.py[:function]")
+        p.add_argument("target", help="a built-in model (gradviz list), a model script path/to/file.py[:function] "
+                                      "or a saved recording run.gradviz")
     else:
         p.add_argument("target", nargs="?", default=default,
-                       help=f"a built-in model (gradviz list) or a model script path/to/file.py[:function] "
-                            f"(default: {default})")
+                       help=f"a built-in model (gradviz list), a model script path/to/file.py[:function] "
+                            f"or a saved recording run.gradviz (default: {default})")
     p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE",
                    help="a built-in model's parameter, repeatable (--param k=3 --param tanh=true)")
     p.add_argument("--max-nodes", type=int, default=None, help="refuse graphs larger than this (default 200,000)")
@@ -47,6 +48,15 @@ def _target_args(p: argparse.ArgumentParser, default: str | None = None) -> None
 
 
 def _record(args, keep_values: bool = True):
+    if str(args.target).lower().endswith(".gradviz"):
+        # a saved recording: opened as data, the model is not run again
+        from .core.errors import GradvizError
+        from .core.storage import load_recording
+
+        if args.param:
+            raise GradvizError(f"--param does not apply to a saved recording ({args.target})",
+                               hint="parameters are fixed when recording: gradviz record MODEL --param ... -o FILE")
+        return load_recording(args.target)
     from .core.recorder import DEFAULT_MAX_NODES, record
     from .core.targets import parse_params
     from .core.tensors import DEFAULT_BUDGET_BYTES
@@ -131,7 +141,12 @@ def _cmd_check(args) -> int:
     from .core.checks import run_checks
 
     rec = _record(args)
-    table = run_checks(rec, strict=args.strict, finite_diff=not args.no_fd, fd_max_elements=args.fd_elements)
+    table = rec.stored_checks if rec.runner is None else None
+    if table is not None:
+        # the checks stored at record time, when the model could still run
+        table.strict = args.strict
+    else:
+        table = run_checks(rec, strict=args.strict, finite_diff=not args.no_fd, fd_max_elements=args.fd_elements)
     if args.json:
         print(json.dumps(table.to_json(), indent=1))
     else:
@@ -190,6 +205,68 @@ def format_steps(rec) -> str:
                 lines.append(f"        {node.leaf}.grad = " + " + ".join(parts) +
                              f" = {info.grad.summary() if info.grad else 'None'}")
     return "\n".join(lines)
+
+
+@command("record", "record a target, run its checks, and save both to a .gradviz file")
+def _cmd_record(args) -> int:
+    from .core.checks import run_checks
+    from .core.storage import SUFFIX, save_recording
+
+    if not args.output.lower().endswith(SUFFIX):
+        from .core.errors import GradvizError
+
+        raise GradvizError(f"the output {args.output!r} must end in {SUFFIX}",
+                           hint="to write other formats use gradviz export TARGET -o FILE")
+    rec = _record(args, keep_values=not args.no_values)
+    table = None
+    if not args.no_checks:
+        table = rec.stored_checks if rec.runner is None else run_checks(rec, finite_diff=not args.no_fd)
+    path = save_recording(rec, args.output, checks=table)
+    size = os.path.getsize(path)
+    checks = "no checks" if table is None else ("checks pass" if table.ok else f"{len(table.failed)} check(s) FAIL")
+    print(f"{rec.summary()}\nsaved {path} ({size / 2**20:.2f} MiB; {checks})")
+    return 0
+
+
+@_cmd_record.arguments
+def _(p):
+    _target_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE.gradviz", help="the file to write")
+    p.add_argument("--no-values", action="store_true", help="keep shapes and dtypes only")
+    p.add_argument("--no-checks", action="store_true", help="do not run and store the checks")
+    p.add_argument("--no-fd", action="store_true", help="skip the finite-difference checks")
+
+
+@command("export", "export a target's graph or data: .png .svg .pdf .gif .dot .graphml .json .gradviz")
+def _cmd_export(args) -> int:
+    from .core.exporters import export
+
+    rec = _record(args)
+
+    def progress(fraction: float, message: str) -> None:
+        if fraction < 0:
+            print(f"note: {message}", file=sys.stderr)
+
+    path = export(rec, args.output, step=args.step, phase=args.phase, layout=args.layout, theme=args.theme,
+                  scale=args.scale, progress=progress)
+    print(f"wrote {path} ({os.path.getsize(path) / 1024:.1f} KiB)")
+    return 0
+
+
+@_cmd_export.arguments
+def _(p):
+    from .core.exporters import LAYOUTS, THEMES
+
+    _target_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the file; its extension names the format")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--step", type=int, default=None, metavar="N",
+                      help="show the graph at timeline step N (default: the end; gradviz steps lists them)")
+    when.add_argument("--phase", choices=("forward", "backward", "end"), default=None,
+                      help="show the first step of this phase")
+    p.add_argument("--layout", choices=LAYOUTS, default="lr", help="lr: loss on the left; tb: loss at the top")
+    p.add_argument("--theme", choices=tuple(THEMES), default="light")
+    p.add_argument("--scale", type=float, default=1.0, help="size factor for raster images (default 1)")
 
 
 @command("backends", "report which backends of the linear op can run here, and why not")

@@ -226,6 +226,8 @@ class Recording:
     # live hooks for checks that re-run code; never serialised
     runner: Any = field(default=None, repr=False)
     replays: dict = field(default_factory=dict, repr=False)
+    # the check table saved with the recording (set when opened from a .gradviz file)
+    stored_checks: Any = field(default=None, repr=False)
     _graph: nx.MultiDiGraph | None = field(default=None, repr=False)
 
     @property
@@ -261,6 +263,24 @@ class Recording:
         """The final ``.grad`` of a named leaf as numpy, or None."""
         info = self.leaves[leaf]
         return None if info.grad is None else info.grad.value
+
+    def save(self, path, checks=None):
+        """Save to a ``.gradviz`` file atomically (see `gradviz.core.storage.save_recording`)."""
+        from .storage import save_recording
+
+        return save_recording(self, path, checks=checks)
+
+    def export(self, path, **options):
+        """Export to a file; the format comes from the extension (see `gradviz.core.exporters.export`)."""
+        from .exporters import export
+
+        return export(self, path, **options)
+
+    def _repr_svg_(self) -> str:
+        """The graph as SVG text, so Jupyter shows a recording as its drawing."""
+        from .exporters import repr_svg
+
+        return repr_svg(self)
 
     def summary(self) -> str:
         """One line: what was recorded and how big it is."""

@@ -1,0 +1,525 @@
+"""Saved recordings: a ``.gradviz`` file holds one `Recording` as data only.
+
+File format (version 1)
+-----------------------
+A zip archive with these members and nothing else:
+
+``recording.json`` (deflated)
+    ``{"format": "gradviz-saved-recording", "version": 1, ...}``: the structure (forward events,
+    nodes, edges, backward events, leaves and their contributions, manual gradients, metadata and
+    the check table stored at record time). Every tensor snapshot is listed once in ``"tensors"``
+    and referred to elsewhere by its index, so snapshots shared in memory stay shared.
+``arrays/<dtype>.npy`` (stored)
+    One flat 1-D numpy array per value dtype (``float32.npy``, ``int64.npy``...), written in the
+    ``.npy`` format with no pickled objects. A tensor's value is ``{"array": dtype, "offset": k,
+    "shape": [...]}``: the elements ``k .. k + prod(shape)`` of that array, in C order.
+
+Opening a file never runs code and never unpickles: member names, counts and declared sizes are
+checked before anything is read, arrays are read with their header checked first and with
+``allow_pickle`` off, and every bad file is refused with one `GradvizError`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import GradvizError
+from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording
+from .tensors import TensorData
+
+__all__ = ["save_recording", "load_recording", "write_recording", "STORAGE_FORMAT", "STORAGE_VERSION",
+           "SUFFIX", "MAX_MEMBERS", "MAX_JSON_BYTES", "DEFAULT_MAX_BYTES", "MAX_COMPRESSION_RATIO"]
+
+STORAGE_FORMAT = "gradviz-saved-recording"
+STORAGE_VERSION = 1
+SUFFIX = ".gradviz"
+MAX_MEMBERS = 64
+MAX_JSON_BYTES = 1 << 30
+DEFAULT_MAX_BYTES = 16 << 30
+MAX_COMPRESSION_RATIO = 200  # JSON of real recordings compresses 5-20x; arrays are stored
+_ARRAY_MEMBER = re.compile(r"arrays/([a-z][a-z0-9]{0,15})\.npy")
+_ARRAY_KINDS = "biufc"
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+class _Encoder:
+    """Turn a recording into JSON-ready data plus flat arrays, one per dtype."""
+
+    def __init__(self, cancel: Callable[[], bool] | None = None):
+        self.tensors: list[dict] = []
+        self._tensor_index: dict[int, int] = {}
+        self._array_ref: dict[int, dict] = {}
+        self.arrays: dict[str, list[np.ndarray]] = {}
+        self._sizes: dict[str, int] = {}
+        self._alive: list[Any] = []  # ids stay unique while the objects are held
+        self._cancel = cancel
+
+    def array(self, a: np.ndarray) -> dict:
+        hit = self._array_ref.get(id(a))
+        if hit is not None:
+            return hit
+        a = np.asarray(a)
+        if a.dtype.kind not in _ARRAY_KINDS:
+            raise GradvizError(f"cannot save an array of dtype {a.dtype}: only bool, integer, float and "
+                               "complex values can be stored")
+        dtype = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
+        name = dtype.name
+        flat = np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+        offset = self._sizes.get(name, 0)
+        self.arrays.setdefault(name, []).append(flat)
+        self._sizes[name] = offset + flat.size
+        ref = {"array": name, "offset": offset, "shape": list(a.shape)}
+        self._array_ref[id(a)] = ref
+        self._alive.append(a)
+        return ref
+
+    def tensor(self, t: TensorData | None) -> int | None:
+        if t is None:
+            return None
+        hit = self._tensor_index.get(id(t))
+        if hit is not None:
+            return hit
+        if self._cancel is not None and (len(self.tensors) & 1023) == 1023 and self._cancel():
+            from .recorder import Cancelled
+            raise Cancelled()
+        entry = {"shape": [int(s) for s in t.shape], "dtype": t.dtype, "device": t.device,
+                 "requires_grad": bool(t.requires_grad), "uid": int(t.uid),
+                 "stats": self.plain(t.stats), "value": None if t.value is None else self.array(t.value)}
+        index = len(self.tensors)
+        self.tensors.append(entry)
+        self._tensor_index[id(t)] = index
+        self._alive.append(t)
+        return index
+
+    def tensors_of(self, items: list | None) -> list | None:
+        return None if items is None else [self.tensor(t) for t in items]
+
+    def plain(self, v: Any) -> Any:
+        """Plain Python as JSON, with tags for what JSON cannot hold (tuples, NaN, complex, tensors)."""
+        if v is None or isinstance(v, (bool, str)):
+            return v
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        if isinstance(v, (float, np.floating)):
+            v = float(v)
+            return v if math.isfinite(v) else {"$float": repr(v)}
+        if isinstance(v, (complex, np.complexfloating)):
+            return {"$complex": [self.plain(v.real), self.plain(v.imag)]}
+        if isinstance(v, tuple):
+            return {"$tuple": [self.plain(x) for x in v]}
+        if isinstance(v, list):
+            return [self.plain(x) for x in v]
+        if isinstance(v, dict):
+            if all(isinstance(k, str) and not k.startswith("$") for k in v):
+                return {k: self.plain(x) for k, x in v.items()}
+            return {"$dict": [[self.plain(k), self.plain(x)] for k, x in v.items()]}
+        if isinstance(v, TensorData):
+            return {"$tensor": self.tensor(v)}
+        if isinstance(v, np.ndarray):
+            return {"$array": self.array(v)}
+        return {"$repr": repr(v)}
+
+
+def _encode(rec: Recording, checks: Any, cancel: Callable[[], bool] | None) -> tuple[dict, _Encoder]:
+    enc = _Encoder(cancel)
+    forward = [{"index": e.index, "op": e.op, "inputs": enc.tensors_of(e.inputs), "outputs": enc.tensors_of(e.outputs),
+                "source": e.source, "module": e.module, "use": e.use, "node": e.node, "inplace": bool(e.inplace),
+                "input_nodes": enc.plain(e.input_nodes)} for e in rec.forward]
+    nodes = [{"id": n.id, "name": n.name, "kind": n.kind, "torch_name": n.torch_name, "module": n.module,
+              "use": n.use, "uses": n.uses, "backend": n.backend, "source": n.source,
+              "forward_event": n.forward_event, "leaf": n.leaf, "function": n.function,
+              "saved": enc.plain(dict(n.saved)), "tensor": enc.tensor(n.tensor), "device": n.device}
+             for n in rec.nodes]
+    backward = [{"index": e.index, "node": e.node, "grad_outputs": enc.tensors_of(e.grad_outputs),
+                 "grad_inputs": enc.tensors_of(e.grad_inputs)} for e in rec.backward]
+    leaves = [{"name": name, "node": info.node, "tensor": enc.tensor(info.tensor),
+               "requires_grad": bool(info.requires_grad), "grad": enc.tensor(info.grad),
+               "initial_grad": enc.tensor(info.initial_grad),
+               "contributions": [{"producer": c.producer, "slot": c.slot, "value": enc.tensor(c.value),
+                                  "backward_event": c.backward_event, "reduced_from": enc.plain(c.reduced_from)}
+                                 for c in info.contributions]}
+              for name, info in rec.leaves.items()]
+    manual = None if rec.manual is None else enc.plain([[k, v] for k, v in rec.manual.items()])
+    doc = {
+        "format": STORAGE_FORMAT, "version": STORAGE_VERSION,
+        "target": rec.target, "params": enc.plain(rec.params), "meta": enc.plain(rec.meta),
+        "loss": enc.tensor(rec.loss), "root": rec.root, "keep_values": bool(rec.keep_values),
+        "budget_bytes": int(rec.budget_bytes), "dropped": enc.plain(rec.dropped),
+        "forward": forward, "nodes": nodes,
+        "edges": [[int(x) for x in e] for e in rec.edges],
+        "input_edges": [[int(x) for x in e] for e in rec.input_edges],
+        "backward": backward, "leaves": leaves, "manual": manual,
+        "leaf_order": enc.plain(list(rec.leaf_order)),
+        "source_values": enc.tensors_of(list(rec.source_values)),
+        "checks": None if checks is None else checks.to_json(),
+    }
+    doc["tensors"] = enc.tensors
+    return doc, enc
+
+
+def write_recording(rec: Recording, path: str | os.PathLike, checks: Any = None,
+                    cancel: Callable[[], bool] | None = None) -> None:
+    """Write `rec` to `path` directly (not atomically: `save_recording` wraps this)."""
+    doc, enc = _encode(rec, checks, cancel)
+    with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
+        zf.writestr(zipfile.ZipInfo("recording.json", (1980, 1, 1, 0, 0, 0)),
+                    json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8"),
+                    compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
+        for name, parts in enc.arrays.items():
+            dtype = parts[0].dtype
+            total = sum(p.size for p in parts)
+            info = zipfile.ZipInfo(f"arrays/{name}.npy", (1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array_header_2_0(
+                    fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (total,)})
+                for k, p in enumerate(parts):
+                    if cancel is not None and (k & 1023) == 1023 and cancel():
+                        from .recorder import Cancelled
+                        raise Cancelled()
+                    fh.write(p.tobytes())
+
+
+def save_recording(rec: Recording, path: str | os.PathLike, checks: Any = None,
+                   cancel: Callable[[], bool] | None = None) -> Path:
+    """Save `rec` to a ``.gradviz`` file, atomically.
+
+    Parameters
+    ----------
+    rec : Recording
+    path : str or os.PathLike
+        The file to write; an existing file is replaced only once the new one is complete.
+    checks : CheckTable, optional
+        A check table to store with it (default: the recording's own ``stored_checks``, if any).
+    cancel : callable, optional
+        Polled while writing; returning True stops with `Cancelled` and leaves no file behind.
+
+    Returns
+    -------
+    pathlib.Path
+        The absolute path written.
+
+    Raises
+    ------
+    GradvizError
+        The path cannot be written.
+    """
+    if checks is None:
+        checks = getattr(rec, "stored_checks", None)
+    with atomic_path(path) as tmp:
+        write_recording(rec, tmp, checks, cancel)
+    return Path(os.fspath(path)).absolute()
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+def _refuse(path: Path, problem: str, hint: str = "") -> GradvizError:
+    return GradvizError(f"cannot open {str(path)!r}: {problem}",
+                        hint=hint or "the file is not a gradviz recording or it is damaged; record it again "
+                                     "(gradviz record TARGET -o run.gradviz)")
+
+
+def _check_members(path: Path, zf: zipfile.ZipFile, max_bytes: int) -> dict[str, zipfile.ZipInfo]:
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise _refuse(path, f"it has {len(infos)} members, more than a recording ever has ({MAX_MEMBERS})")
+    members: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name != "recording.json" and not _ARRAY_MEMBER.fullmatch(name):
+            raise _refuse(path, f"unexpected member {name!r} (a recording holds only recording.json and "
+                                "arrays/<dtype>.npy; nothing else is ever read, run or unpickled)")
+        if name in members:
+            raise _refuse(path, f"member {name!r} appears twice")
+        if info.flag_bits & 0x1:
+            raise _refuse(path, f"member {name!r} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _refuse(path, f"member {name!r} uses an unsupported compression")
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            raise _refuse(path, f"member {name!r} declares {info.file_size} bytes but holds {info.compress_size}")
+        if info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1) + (1 << 20):
+            raise _refuse(path, f"member {name!r} would expand from {info.compress_size} to {info.file_size} "
+                                "bytes (a zip bomb?)")
+        limit = MAX_JSON_BYTES if name == "recording.json" else max_bytes
+        if info.file_size > limit:
+            raise _refuse(path, f"member {name!r} declares {info.file_size} bytes, over the limit of {limit}")
+        total += info.file_size
+        members[name] = info
+    if total > max_bytes:
+        raise _refuse(path, f"its members declare {total} bytes in all, over the limit of {max_bytes}",
+                      hint="pass a larger max_bytes to load_recording if you trust this file")
+    if "recording.json" not in members:
+        raise _refuse(path, "it has no recording.json")
+    return members
+
+
+def _read_array(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, dtype_name: str) -> np.ndarray:
+    with zf.open(info) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"npy version {version}")
+        except ValueError as exc:
+            raise _refuse(path, f"member {info.filename!r} is not a valid array: {exc}") from None
+        if dtype.hasobject or dtype.kind not in _ARRAY_KINDS:
+            raise _refuse(path, f"member {info.filename!r} holds {dtype} objects (pickled data is never loaded)")
+        if dtype.name != dtype_name or fortran or len(shape) != 1:
+            raise _refuse(path, f"member {info.filename!r} is not a flat {dtype_name} array")
+        header = fh.tell()
+        need = shape[0] * dtype.itemsize
+        if header + need != info.file_size:
+            raise _refuse(path, f"member {info.filename!r} declares {shape[0]} elements that do not fit its "
+                                f"{info.file_size} bytes")
+        data = fh.read(need)
+    if len(data) != need:
+        raise _refuse(path, f"member {info.filename!r} is truncated")
+    return np.frombuffer(data, dtype=dtype)
+
+
+class _Decoder:
+    def __init__(self, path: Path, doc: dict, arrays: dict[str, np.ndarray]):
+        self.path = path
+        self.arrays = arrays
+        raw = doc["tensors"]
+        if not isinstance(raw, list):
+            raise TypeError("tensors is not a list")
+        self.tensors: list[TensorData] = []
+        for entry in raw:
+            value = None if entry["value"] is None else self.array(entry["value"])
+            self.tensors.append(TensorData(
+                tuple(int(s) for s in entry["shape"]), _str(entry["dtype"]), _str(entry["device"]), value,
+                self.plain(entry["stats"]), bool(entry["requires_grad"]), int(entry["uid"])))
+
+    def array(self, ref: dict) -> np.ndarray:
+        flat = self.arrays.get(ref["array"])
+        if flat is None:
+            raise ValueError(f"array {ref['array']!r} is missing")
+        shape = tuple(int(s) for s in ref["shape"])
+        if any(s < 0 for s in shape):
+            raise ValueError(f"negative shape {shape}")
+        offset = int(ref["offset"])
+        count = math.prod(shape)
+        if offset < 0 or offset + count > flat.size:
+            raise ValueError(f"value at {offset}+{count} lies outside array {ref['array']!r} of {flat.size}")
+        # a copy: a loaded recording owns writable arrays like a recorded one
+        return flat[offset:offset + count].reshape(shape).copy()
+
+    def tensor(self, index: Any) -> TensorData | None:
+        if index is None:
+            return None
+        if type(index) is not int or not 0 <= index < len(self.tensors):
+            raise ValueError(f"tensor reference {index!r} is out of range")
+        return self.tensors[index]
+
+    def tensors_of(self, items: Any) -> list | None:
+        return None if items is None else [self.tensor(i) for i in items]
+
+    def plain(self, v: Any) -> Any:
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, list):
+            return [self.plain(x) for x in v]
+        if isinstance(v, dict):
+            if len(v) == 1:
+                (tag, x), = v.items()
+                if tag == "$float":
+                    if x not in ("nan", "inf", "-inf"):
+                        raise ValueError(f"bad float {x!r}")
+                    return float(x)
+                if tag == "$complex":
+                    return complex(self.plain(x[0]), self.plain(x[1]))
+                if tag == "$tuple":
+                    return tuple(self.plain(i) for i in x)
+                if tag == "$dict":
+                    return {_hashable(self.plain(k)): self.plain(i) for k, i in x}
+                if tag == "$tensor":
+                    return self.tensor(x)
+                if tag == "$array":
+                    return self.array(x)
+                if tag == "$repr":
+                    return _str(x)
+            if any(k.startswith("$") for k in v):
+                raise ValueError(f"unknown tag in {list(v)[:3]}")
+            return {k: self.plain(x) for k, x in v.items()}
+        raise ValueError(f"unexpected value of type {type(v).__name__}")
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected text, got {type(v).__name__}")
+    return v
+
+
+def _opt_int(v: Any) -> int | None:
+    if v is None:
+        return None
+    if type(v) is not int:
+        raise TypeError(f"expected an integer, got {type(v).__name__}")
+    return v
+
+
+def _opt_str(v: Any) -> str | None:
+    return None if v is None else _str(v)
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
+
+
+def _decode(path: Path, doc: dict, arrays: dict[str, np.ndarray]) -> Recording:
+    d = _Decoder(path, doc, arrays)
+    forward = [ForwardEvent(index=int(e["index"]), op=_str(e["op"]), inputs=d.tensors_of(e["inputs"]),
+                            outputs=d.tensors_of(e["outputs"]), source=_opt_str(e["source"]),
+                            module=_opt_str(e["module"]), use=_opt_int(e["use"]), node=_opt_int(e["node"]),
+                            inplace=bool(e["inplace"]), input_nodes=d.plain(e["input_nodes"]))
+               for e in doc["forward"]]
+    nodes = []
+    for i, n in enumerate(doc["nodes"]):
+        if n["id"] != i:
+            raise ValueError(f"node {i} has id {n['id']!r}")
+        saved = d.plain(n["saved"])
+        if not isinstance(saved, dict):
+            raise TypeError("saved is not a mapping")
+        nodes.append(GraphNode(id=i, name=_str(n["name"]), kind=_str(n["kind"]), torch_name=_str(n["torch_name"]),
+                               module=_opt_str(n["module"]), use=_opt_int(n["use"]), uses=_opt_int(n["uses"]),
+                               backend=_opt_str(n["backend"]), source=_opt_str(n["source"]),
+                               forward_event=_opt_int(n["forward_event"]), leaf=_opt_str(n["leaf"]),
+                               function=_opt_str(n["function"]), saved=saved, tensor=d.tensor(n["tensor"]),
+                               device=_opt_str(n["device"])))
+    count = len(nodes)
+
+    def triples(items: Any) -> list[tuple[int, int, int]]:
+        out = []
+        for e in items:
+            a, b, c = (_opt_int(x) for x in e)
+            if a is None or b is None or c is None or not (0 <= a < count and 0 <= b < count):
+                raise ValueError(f"edge {e!r} refers to a node outside 0..{count - 1}")
+            out.append((a, b, c))
+        return out
+
+    edges, input_edges = triples(doc["edges"]), triples(doc["input_edges"])
+    backward = []
+    for e in doc["backward"]:
+        node = _opt_int(e["node"])
+        if node is None or not 0 <= node < count:
+            raise ValueError(f"backward event refers to node {node!r}")
+        backward.append(BackwardEvent(index=int(e["index"]), node=node, grad_outputs=d.tensors_of(e["grad_outputs"]),
+                                      grad_inputs=d.tensors_of(e["grad_inputs"])))
+    leaves: dict[str, LeafInfo] = {}
+    for entry in doc["leaves"]:
+        info = LeafInfo(name=_str(entry["name"]), node=_opt_int(entry["node"]), tensor=d.tensor(entry["tensor"]),
+                        requires_grad=bool(entry["requires_grad"]), grad=d.tensor(entry["grad"]),
+                        initial_grad=d.tensor(entry["initial_grad"]))
+        for c in entry["contributions"]:
+            reduced = d.plain(c["reduced_from"])
+            info.contributions.append(Contribution(
+                producer=int(c["producer"]), slot=int(c["slot"]), value=d.tensor(c["value"]),
+                backward_event=int(c["backward_event"]), leaf=info,
+                reduced_from=None if reduced is None else tuple(reduced)))
+        leaves[info.name] = info
+    manual = None
+    if doc["manual"] is not None:
+        manual = {_str(k): v for k, v in d.plain(doc["manual"])}
+    checks = None
+    if doc.get("checks") is not None:
+        checks = _checks_from_json(doc["checks"])
+    rec = Recording(
+        target=_str(doc["target"]), params=d.plain(doc["params"]), forward=forward, nodes=nodes, edges=edges,
+        input_edges=input_edges, backward=backward, leaves=leaves, loss=d.tensor(doc["loss"]),
+        root=int(doc["root"]), keep_values=bool(doc["keep_values"]), budget_bytes=int(doc["budget_bytes"]),
+        dropped=d.plain(doc["dropped"]), meta=d.plain(doc["meta"]), manual=manual,
+        leaf_order=d.plain(doc["leaf_order"]), source_values=d.tensors_of(doc["source_values"]) or [],
+        runner=None)
+    rec.stored_checks = checks
+    return rec
+
+
+def _checks_from_json(data: dict) -> Any:
+    from .checks import Check, CheckTable
+
+    names = ("kind", "what", "reference", "status", "max_abs", "max_rel", "tolerance", "node", "leaf", "detail")
+    rows = []
+    for row in data["checks"]:
+        rows.append(Check(**{k: row[k] for k in names if k in row}))
+    return CheckTable(rows=rows, strict=bool(data.get("strict", False)))
+
+
+def load_recording(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> Recording:
+    """Open a ``.gradviz`` file: the recording as it was saved, with ``runner=None``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    max_bytes : int
+        Refuse files whose members declare more than this many bytes in all (default 16 GiB).
+
+    Returns
+    -------
+    Recording
+        With ``stored_checks`` set to the check table saved with it (None if none was).
+
+    Raises
+    ------
+    GradvizError
+        The file is missing, not a recording, truncated, corrupted, hostile (unexpected members,
+        pickled data, sizes past the limits) or made by a newer gradviz.
+    """
+    p = Path(os.fspath(path)).expanduser()
+    if not p.exists():
+        raise GradvizError(f"cannot open {str(p)!r}: no such file", hint="check the path")
+    if p.is_dir():
+        raise GradvizError(f"cannot open {str(p)!r}: it is a folder", hint="give a .gradviz file")
+    try:
+        zf = zipfile.ZipFile(p, "r")
+    except zipfile.BadZipFile:
+        raise _refuse(p, "it is not a zip archive, or it is truncated") from None
+    except OSError as exc:
+        raise GradvizError(f"cannot open {str(p)!r}: {exc.strerror or exc}") from None
+    with zf:
+        try:
+            members = _check_members(p, zf, max_bytes)
+            try:
+                doc = json.loads(zf.read(members["recording.json"]).decode("utf-8"))
+            except (ValueError, RecursionError) as exc:
+                raise _refuse(p, f"recording.json is not valid JSON ({exc})") from None
+            if not isinstance(doc, dict) or doc.get("format") != STORAGE_FORMAT:
+                raise _refuse(p, "recording.json is not a gradviz recording")
+            version = doc.get("version")
+            if type(version) is not int or version < 1:
+                raise _refuse(p, f"its format version {version!r} is not valid")
+            if version > STORAGE_VERSION:
+                raise GradvizError(f"cannot open {str(p)!r}: it was saved by a newer gradviz (file format "
+                                   f"version {version}; this gradviz reads up to version {STORAGE_VERSION})",
+                                   hint="upgrade gradviz: pip install -U gradviz")
+            arrays = {}
+            for name, info in members.items():
+                m = _ARRAY_MEMBER.fullmatch(name)
+                if m:
+                    arrays[m.group(1)] = _read_array(p, zf, info, m.group(1))
+        except zipfile.BadZipFile as exc:
+            raise _refuse(p, f"it is truncated or corrupted ({exc})") from None
+        except (OSError, EOFError, zipfile.LargeZipFile) as exc:
+            raise _refuse(p, f"it cannot be read ({exc})") from None
+    try:
+        return _decode(p, doc, arrays)
+    except GradvizError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise _refuse(p, f"recording.json is corrupted ({what})") from None

@@ -1,0 +1,634 @@
+"""Image exports of the graph (``.png``, ``.svg``, ``.pdf``, ``.gif``) and the app's export dialog.
+
+The formats register through the ``gradviz.exporters`` entry point (``qt = "gradviz.qt.export:register"``)
+and draw the graph as the app does at the chosen step, offscreen: no display is needed (a
+QApplication is made, on the offscreen platform where there is no display, if none exists).
+
+Limits, stated where they apply: PNG at most `MAX_PNG_SIDE` pixels per side and `MAX_PNG_PIXELS`
+in all (the scale is lowered to fit, with a note); PDF pages at most `MAX_PDF_POINTS` per side
+(the drawing is shrunk to fit, still vector); GIF frames at most `MAX_GIF_SIDE` pixels per side and
+at most `MAX_GIF_FRAMES` frames (steps are sampled evenly beyond, with a note).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QCoreApplication, QMarginsF, QObject, QRectF, QSize, QSizeF, Qt, QThread, Signal, Slot
+from PySide6.QtGui import (QColor, QGuiApplication, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter,
+                           QPicture)
+from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
+                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox,
+                               QVBoxLayout, QWidget)
+
+from ..core.errors import GradvizError
+from ..core.exporters import LAYOUTS, THEMES, ExportOptions, export, exporter, exporters
+from .i18n import tr
+from .pyside_fix import protect_none
+from .theme import get_theme
+from ..core.recording import Recording
+from ..core.timeline import Stepper
+
+__all__ = ["register", "ensure_app", "QtExportDialog", "MAX_PNG_SIDE", "MAX_PNG_PIXELS", "MAX_PDF_POINTS",
+           "MAX_GIF_SIDE", "MAX_GIF_FRAMES", "make_renderer"]
+
+MAX_PNG_SIDE = 16384
+MAX_PNG_PIXELS = 16384 * 8192
+MAX_PDF_POINTS = 14400.0  # 200 inches, the largest page PDF readers accept
+MAX_GIF_SIDE = 1600
+MAX_GIF_FRAMES = 300
+GIF_FRAME_MS, GIF_LAST_FRAME_MS = 250, 1500
+READABLE_SCALE = 0.45  # the app's own zoom below which it drops text
+_APP: Any = None
+
+
+def register() -> None:
+    """Entry point of the image formats: they register when this module is imported."""
+
+
+def _has_display() -> bool:
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def ensure_app() -> QGuiApplication:
+    """Return the running QApplication, making one (offscreen where there is no display) if none exists.
+
+    Raises
+    ------
+    GradvizError
+        No application exists and this is not the main thread, or only a QCoreApplication exists.
+    """
+    global _APP
+    app = QGuiApplication.instance()
+    if app is None:
+        if threading.current_thread() is not threading.main_thread():
+            raise GradvizError("image export needs a Qt application, and one cannot be made outside the main thread",
+                               hint="export from the main thread, or create a QApplication first")
+        if not os.environ.get("QT_QPA_PLATFORM") and not _has_display():
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        _APP = app = QApplication(sys.argv[:1] or ["gradviz"])
+    elif not isinstance(app, QGuiApplication):
+        raise GradvizError("image export needs a QGuiApplication, but a QCoreApplication is running")
+    protect_none()
+    global _CALLER
+    if _CALLER is None and _on_main_thread():
+        _CALLER = _MainThreadCaller()
+    return app
+
+
+class _MainThreadCaller(QObject):
+    """Runs functions on the GUI thread for worker threads (queued: the worker waits on an event)."""
+
+    request = Signal(object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.request.connect(self._run, Qt.ConnectionType.QueuedConnection)
+
+    @Slot(object)
+    def _run(self, job: Callable[[], None]) -> None:
+        job()
+
+
+_CALLER: _MainThreadCaller | None = None
+MAIN_THREAD_TIMEOUT_S = 120.0
+
+
+def _on_main_thread() -> bool:
+    """Whether this is the GUI thread (a blocking call to it from itself would deadlock)."""
+    app = QCoreApplication.instance()
+    if app is None:
+        return threading.current_thread() is threading.main_thread()
+    # the QApplication is made in Python's main thread (ensure_app insists); Qt's own answer for the rest
+    return threading.current_thread() is threading.main_thread() or QThread.currentThread() is app.thread()
+
+
+def call_in_main_thread(fn: Callable[[], Any], timeout: float | None = None) -> Any:
+    """Return ``fn()``, run on the GUI thread (directly when already there; the caller waits otherwise).
+
+    A worker waits at most `timeout` seconds (default `MAIN_THREAD_TIMEOUT_S`) for the GUI thread to
+    run it, so a GUI thread that is blocked (waiting for this very worker) gives an error, not a hang.
+    """
+    if _on_main_thread():
+        return fn()
+    if _CALLER is None:
+        raise GradvizError("image export from a worker thread needs ensure_app() called on the GUI thread first")
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def job() -> None:
+        if box.get("abandoned"):
+            return
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the worker
+            box["error"] = exc
+        finally:
+            done.set()
+
+    _CALLER.request.emit(job)
+    limit = MAIN_THREAD_TIMEOUT_S if timeout is None else timeout
+    if not done.wait(limit):
+        box["abandoned"] = True
+        raise GradvizError(f"the GUI thread did not draw the graph within {limit:g} s",
+                           hint="the app is busy or blocked; try the export again")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class _ViewRenderer:
+    """The app's `QtGraphView`, made and painted on the GUI thread, at one step of a private stepper.
+
+    On the GUI thread it paints straight onto the export's painter. From a worker thread each frame
+    is recorded as a QPicture on the GUI thread (fast: commands, not pixels) and replayed onto the
+    export's device in the worker, so rasterising, SVG and PDF writing stay off the GUI thread.
+    """
+
+    def __init__(self, rec: Recording, options: ExportOptions):
+        from .graph_view import QtGraphView
+
+        rolled = bool(options.extra.get("rolled", False))
+        precomputed = options.extra.get("precomputed")
+        if precomputed is not None and (precomputed.direction != options.layout or precomputed.rolled != rolled):
+            precomputed = None
+
+        def make():
+            stepper = Stepper(options.timeline, options.step)
+            view = QtGraphView(rec, stepper, layout=options.layout, theme=options.theme, rolled=rolled,
+                               precomputed=precomputed)
+            return view, stepper, QRectF(view.graph_rect())
+
+        self.view, self.stepper, self._rect = call_in_main_thread(make)
+        self.background = QColor(get_theme(options.theme)["background"])
+
+    def graph_rect(self) -> QRectF:
+        return QRectF(self._rect)
+
+    def caption(self) -> str:
+        state = self.stepper.state
+        return state.step.describe(self.view.recording)
+
+    def render_to(self, painter: QPainter, target: QRectF, source: QRectF, step: int | None = None,
+                  full_detail: bool = False) -> None:
+        def paint(p: QPainter) -> None:
+            if step is not None:
+                self.stepper.set_step(step)
+            self.view.render_to(p, target, source, full_detail=full_detail)
+
+        if _on_main_thread():
+            paint(painter)
+            return
+
+        def record() -> QPicture:
+            picture = QPicture()
+            p = QPainter(picture)
+            try:
+                paint(p)
+            finally:
+                p.end()
+            return picture
+
+        painter.drawPicture(0, 0, call_in_main_thread(record))
+
+    def close(self) -> None:
+        view = self.view
+        self.view = None
+        if view is not None:
+            call_in_main_thread(view.deleteLater)
+
+
+def make_renderer(rec: Recording, options: ExportOptions) -> _ViewRenderer:
+    """The app's graph view at the options' step, ready to paint onto any device."""
+    return _ViewRenderer(rec, options)
+
+
+def _source(renderer, options: ExportOptions) -> QRectF:
+    region = options.extra.get("region")
+    whole = renderer.graph_rect()
+    if region is None or region == "whole":
+        return whole
+    if isinstance(region, QRectF):
+        part = region.intersected(whole)
+        if part.isEmpty():
+            raise GradvizError("the visible part of the graph is empty", hint="export the whole graph instead")
+        return part
+    raise GradvizError(f"unknown region {region!r}", hint="use the whole graph or a QRectF of it")
+
+
+def _fit(w: float, h: float, max_side: float, max_pixels: float | None = None) -> float:
+    """The factor (at most 1) that brings a w x h picture within the limits."""
+    f = min(1.0, max_side / max(w, 1.0), max_side / max(h, 1.0))
+    if max_pixels is not None and w * h * f * f > max_pixels:
+        f = min(f, math.sqrt(max_pixels / max(w * h, 1.0)))
+    return f
+
+
+@exporter(".png", "the graph as a PNG image at the chosen step (at most 16384 px per side)")
+def _export_png(rec: Recording, path: Path, options: ExportOptions) -> None:
+    ensure_app()
+    renderer = make_renderer(rec, options)
+    source = _source(renderer, options)
+    scale = options.scale
+    w, h = source.width() * scale, source.height() * scale
+    f = _fit(w, h, MAX_PNG_SIDE, MAX_PNG_PIXELS)
+    if f < 1.0:
+        scale *= f
+        options.note(f"PNG capped at {MAX_PNG_SIDE} px per side and {MAX_PNG_PIXELS // 2**20} Mpx: drawn at scale "
+                     f"{scale:.3g} instead of {options.scale:g} (SVG or PDF keep every detail)")
+    width, height = max(1, math.ceil(source.width() * scale)), max(1, math.ceil(source.height() * scale))
+    image = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
+    if image.isNull():
+        raise GradvizError(f"cannot make a {width} x {height} image: not enough memory", hint="use a smaller --scale")
+    image.fill(renderer.background)
+    dpm = round(96 / 0.0254 * scale)
+    image.setDotsPerMeterX(dpm)
+    image.setDotsPerMeterY(dpm)
+    options.report(0.2, "drawing")
+    painter = QPainter(image)
+    try:
+        # labels wherever they are legible, however many nodes; below that the app's level of detail
+        renderer.render_to(painter, QRectF(0, 0, width, height), source, full_detail=scale >= READABLE_SCALE)
+    finally:
+        painter.end()
+        renderer.close()
+    options.report(0.8, "writing PNG")
+    if not image.save(str(path), "PNG"):
+        raise OSError(f"Qt could not write the PNG file {path}")
+
+
+@exporter(".svg", "the graph as SVG at the chosen step (vector; labels stay searchable text)")
+def _export_svg(rec: Recording, path: Path, options: ExportOptions) -> None:
+    ensure_app()
+    renderer = make_renderer(rec, options)
+    source = _source(renderer, options)
+    width, height = max(1, math.ceil(source.width() * options.scale)), max(1, math.ceil(source.height() * options.scale))
+    gen = QSvgGenerator()
+    gen.setFileName(str(path))
+    gen.setSize(QSize(width, height))
+    gen.setViewBox(QRectF(0, 0, width, height))
+    gen.setResolution(96)
+    gen.setTitle(f"gradviz: {rec.target}")
+    gen.setDescription(f"step {options.step}: {renderer.caption()}")
+    options.report(0.2, "drawing")
+    painter = QPainter()
+    if not painter.begin(gen):
+        raise OSError(f"Qt could not write the SVG file {path}")
+    try:
+        renderer.render_to(painter, QRectF(0, 0, width, height), source, full_detail=True)
+    finally:
+        painter.end()
+        renderer.close()
+
+
+@exporter(".pdf", "the graph as a one-page vector PDF at the chosen step (labels stay text)")
+def _export_pdf(rec: Recording, path: Path, options: ExportOptions) -> None:
+    ensure_app()
+    renderer = make_renderer(rec, options)
+    source = _source(renderer, options)
+    # one drawing pixel is 0.75 pt (96 px per inch), times the scale
+    w_pt, h_pt = source.width() * 0.75 * options.scale, source.height() * 0.75 * options.scale
+    f = _fit(w_pt, h_pt, MAX_PDF_POINTS)
+    if f < 1.0:
+        options.note(f"PDF page capped at {MAX_PDF_POINTS:g} pt (200 in) per side: the drawing is shrunk by "
+                     f"{f:.3g} (still vector: zoom in to read it)")
+        w_pt, h_pt = w_pt * f, h_pt * f
+    writer = QPdfWriter(str(path))
+    writer.setResolution(96)
+    writer.setCreator("gradviz")
+    writer.setTitle(f"gradviz: {rec.target}")
+    layout = QPageLayout(QPageSize(QSizeF(w_pt, h_pt), QPageSize.Unit.Point, "gradviz",
+                                   QPageSize.SizeMatchPolicy.ExactMatch),
+                         QPageLayout.Orientation.Portrait, QMarginsF(0, 0, 0, 0))
+    writer.setPageLayout(layout)
+    options.report(0.2, "drawing")
+    painter = QPainter()
+    if not painter.begin(writer):
+        raise OSError(f"Qt could not write the PDF file {path}")
+    try:
+        renderer.render_to(painter, QRectF(0, 0, writer.width(), writer.height()), source, full_detail=True)
+    finally:
+        painter.end()
+        renderer.close()
+
+
+def gif_steps(options: ExportOptions, max_frames: int) -> tuple[list[int], int]:
+    """The timeline steps a GIF shows: every backward step, sampled evenly past `max_frames`."""
+    tl = options.timeline
+    steps = list(range(tl.first_backward, len(tl)))
+    if not steps:
+        return [len(tl) - 1], 0
+    total = len(steps)
+    if total > max_frames:
+        picks = np.unique(np.linspace(0, total - 1, max_frames).round().astype(int))
+        steps = [steps[i] for i in picks]
+    return steps, total
+
+
+@exporter(".gif", "the backward pass animated, one frame per step (at most 300 frames, 1600 px)")
+def _export_gif(rec: Recording, path: Path, options: ExportOptions) -> None:
+    ensure_app()
+    max_frames = int(options.extra.get("max_frames", MAX_GIF_FRAMES))
+    if max_frames < 1:
+        raise GradvizError(f"max_frames {max_frames} must be at least 1")
+    renderer = make_renderer(rec, options)
+    source = _source(renderer, options)
+    steps, total = gif_steps(options, max_frames)
+    if total > len(steps):
+        options.note(f"GIF capped at {max_frames} frames: showing {len(steps)} of the {total} backward steps, "
+                     "sampled evenly (first and last included)")
+    scale = options.scale
+    f = _fit(source.width() * scale, source.height() * scale, MAX_GIF_SIDE)
+    if f < 1.0:
+        scale *= f
+        options.note(f"GIF frames capped at {MAX_GIF_SIDE} px per side: drawn at scale {scale:.3g}")
+    width, height = max(1, math.ceil(source.width() * scale)), max(1, math.ceil(source.height() * scale))
+    frames = []
+    image = QImage(width, height, QImage.Format.Format_RGB32)
+    try:
+        for k, step in enumerate(steps):
+            options.report(0.9 * k / len(steps), f"frame {k + 1}/{len(steps)}")
+            frames.append(_gif_frame(renderer, image, width, height, source, step))
+    finally:
+        renderer.close()
+    options.report(0.92, "writing GIF")
+    durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_LAST_FRAME_MS]
+    with open(path, "wb") as fh:
+        frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
+                       optimize=False, disposal=1)
+
+
+def _gif_frame(renderer: _ViewRenderer, image: QImage, width: int, height: int, source: QRectF, step: int):
+    from PIL import Image
+
+    image.fill(renderer.background)
+    painter = QPainter(image)
+    try:
+        renderer.render_to(painter, QRectF(0, 0, width, height), source, step=step)
+    finally:
+        painter.end()
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    frame = Image.frombuffer("RGB", (width, height), bytes(rgb.constBits()), "raw", "RGB", rgb.bytesPerLine(), 1)
+    return frame.quantize(colors=255, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+
+
+# ---------------------------------------------------------------------------------------------
+# the app's File > Export dialog
+
+class _ExportWorker(QObject):
+    """Runs one export off the GUI thread and reports back through signals."""
+
+    progressed = Signal(float, str)
+    done = Signal(str)
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, rec: Recording, path: str, options: dict):
+        super().__init__()
+        self.rec, self.path, self.options = rec, path, options
+        self.cancel_event = threading.Event()
+
+    def run(self) -> None:
+        from ..core.recorder import Cancelled
+
+        try:
+            out = export(self.rec, self.path, progress=lambda f, m: self.progressed.emit(f, m),
+                         cancel=self.cancel_event.is_set, **self.options)
+        except Cancelled:
+            self.cancelled.emit()
+        except GradvizError as exc:
+            self.failed.emit(exc.format())
+        except Exception as exc:  # noqa: BLE001 - shown in the dialog, never a crash of the app
+            self.failed.emit(f"error: {type(exc).__name__}: {exc}")
+        else:
+            self.done.emit(str(out))
+
+
+class QtExportDialog(QDialog):
+    """Export the recording: format from the extension, step or phase, layout, theme, scale, region.
+
+    Runs the export in a worker thread with a progress bar; Cancel stops it and leaves no file.
+
+    Parameters
+    ----------
+    recording : Recording
+    stepper : Stepper, optional
+        The app's stepper: its current step is the default.
+    graph_view : optional
+        The app's graph view: offers "visible part" through its ``visible_rect()``, and its layout.
+    parent : QWidget, optional
+
+    Signals
+    -------
+    export_finished(str)
+        The path written.
+    export_failed(str)
+        The message shown.
+    export_cancelled()
+    """
+
+    export_finished = Signal(str)
+    export_failed = Signal(str)
+    export_cancelled = Signal()
+
+    WHEN = ("current step", "step", "start of forward", "start of backward", "end")
+    TEXTS = WHEN + ("Export", "Browse…", "File", "Format", "Show", "Step", "Layout", "Theme", "Scale", "Region",
+                    "whole graph", "visible part", "exporting…", "cancelling…", "wrote",
+                    "cancelled: no file was written")  # for the translation table
+
+    def __init__(self, recording: Recording, stepper: Stepper | None = None, graph_view: Any = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(tr("Export"))
+        self.rec, self.stepper, self.graph_view = recording, stepper, graph_view
+        self._thread: QThread | None = None
+        self._worker: _ExportWorker | None = None
+        from ..core.timeline import Timeline
+
+        self._steps = len(stepper.timeline) if stepper is not None else len(Timeline(recording))
+
+        self.path_edit = QLineEdit(os.path.join(os.getcwd(), "graph.png"))
+        browse = QPushButton(tr("Browse…"))
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.path_edit, 1)
+        row.addWidget(browse)
+        self.format_label = QLabel()
+        self.when_combo = QComboBox()
+        for key in (self.WHEN if stepper is not None else self.WHEN[1:]):
+            self.when_combo.addItem(tr(key), key)
+        self.step_spin = QSpinBox()
+        self.step_spin.setRange(0, self._steps - 1)
+        self.step_spin.setValue(stepper.index if stepper is not None else self._steps - 1)
+        self.layout_combo = QComboBox()
+        self.layout_combo.addItems(LAYOUTS)
+        layout = getattr(graph_view, "direction", None)
+        if isinstance(layout, str) and layout in LAYOUTS:
+            self.layout_combo.setCurrentText(layout)
+        self.theme_combo = QComboBox()
+        self.theme_combo.addItems(list(THEMES))
+        theme = getattr(graph_view, "theme_name", None)
+        if isinstance(theme, str) and theme in THEMES:
+            self.theme_combo.setCurrentText(theme)
+        self.scale_spin = QDoubleSpinBox()
+        self.scale_spin.setRange(0.1, 16.0)
+        self.scale_spin.setSingleStep(0.5)
+        self.scale_spin.setValue(1.0)
+        self.region_combo = QComboBox()
+        self.region_combo.addItem(tr("whole graph"), "whole")
+        if graph_view is not None and hasattr(graph_view, "visible_rect"):
+            self.region_combo.addItem(tr("visible part"), "visible")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        for label, field in (("File", row), ("Format", self.format_label), ("Show", self.when_combo),
+                             ("Step", self.step_spin), ("Layout", self.layout_combo), ("Theme", self.theme_combo),
+                             ("Scale", self.scale_spin), ("Region", self.region_combo)):
+            form.addRow(tr(label), field)
+        self.buttons = QDialogButtonBox()
+        self.export_button = self.buttons.addButton(tr("Export"), QDialogButtonBox.ButtonRole.AcceptRole)
+        self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.export_button.clicked.connect(self.start_export)
+        self.cancel_button.clicked.connect(self.cancel)
+        box = QVBoxLayout(self)
+        box.addLayout(form)
+        box.addWidget(self.progress)
+        box.addWidget(self.status)
+        box.addWidget(self.buttons)
+        self.path_edit.textChanged.connect(self._update)
+        self.when_combo.currentIndexChanged.connect(self._update)
+        self._update()
+
+    # -- state ---------------------------------------------------------------------------------
+    def _update(self) -> None:
+        suffix = Path(self.path_edit.text()).suffix.lower()
+        found = exporters().get(suffix)
+        self.format_label.setText(found.description if found else
+                                  f"no exporter for {suffix or 'a name without extension'!r} "
+                                  f"(use {', '.join(exporters())})")
+        self.export_button.setEnabled(found is not None and self._thread is None)
+        self.step_spin.setEnabled(self.when_combo.currentData() == "step")
+        is_image = suffix in (".png", ".svg", ".pdf", ".gif")
+        for w in (self.layout_combo, self.theme_combo, self.region_combo):
+            w.setEnabled(is_image or (w is not self.region_combo and suffix in (".dot",)))
+        self.scale_spin.setEnabled(is_image)
+
+    def _browse(self) -> None:
+        filters = ";;".join(f"{e.description} (*{s})" for s, e in exporters().items())
+        path, _ = QFileDialog.getSaveFileName(self, tr("Export"), self.path_edit.text(), filters)
+        if path:
+            self.path_edit.setText(path)
+
+    def export_options(self) -> dict:
+        """The options the dialog's fields give, as keyword arguments of `export`."""
+        when = self.when_combo.currentData()
+        out: dict[str, Any] = {"layout": self.layout_combo.currentText(), "theme": self.theme_combo.currentText(),
+                               "scale": self.scale_spin.value()}
+        if when == "current step" and self.stepper is not None:
+            out["step"] = self.stepper.index
+        elif when == "step":
+            out["step"] = self.step_spin.value()
+        elif when.startswith("start of "):
+            out["phase"] = when.split()[-1]
+        else:
+            out["phase"] = "end"
+        view = self.graph_view
+        if view is not None:
+            if self.region_combo.currentData() == "visible":
+                out["region"] = QRectF(view.visible_rect())
+            # drawn as the app shows it: folded uses when the view folds them, its layout reused
+            out["rolled"] = bool(getattr(view, "rolled", False))
+            if getattr(view, "layout_", None) is not None:
+                out["precomputed"] = view.layout_
+        return out
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    # -- running -------------------------------------------------------------------------------
+    def start_export(self) -> None:
+        """Start the export in a worker thread (the Export button)."""
+        if self._thread is not None:
+            return
+        ensure_app()
+        path = self.path_edit.text().strip()
+        try:
+            options = self.export_options()
+        except GradvizError as exc:
+            self._failed(exc.format())
+            return
+        self._notes: list[str] = []
+        self.progress.setValue(0)
+        self.status.setText(tr("exporting…"))
+        self._thread = QThread(self)
+        self._worker = _ExportWorker(self.rec, path, options)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.progressed.connect(self._progressed)
+        self._worker.done.connect(self._done)
+        self._worker.failed.connect(self._failed)
+        self._worker.cancelled.connect(self._cancelled)
+        self._thread.start()
+        self._update()
+
+    def cancel(self) -> None:
+        """Cancel the running export, or close the dialog when none runs."""
+        if self._worker is not None and self._thread is not None:
+            self._worker.cancel_event.set()
+            self.status.setText(tr("cancelling…"))
+        else:
+            self.reject()
+
+    def _progressed(self, fraction: float, message: str) -> None:
+        if fraction < 0:
+            self._notes.append(message)
+            self.status.setText("\n".join(self._notes))
+        else:
+            self.progress.setValue(int(fraction * 1000))
+
+    def _finish(self) -> None:
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait()
+            self._thread.deleteLater()
+        if self._worker is not None:
+            self._worker.deleteLater()
+        self._thread = self._worker = None
+        self._update()
+
+    def _done(self, path: str) -> None:
+        self._finish()
+        self.progress.setValue(1000)
+        self.status.setText("\n".join(self._notes + [f"{tr('wrote')} {path}"]))
+        self.export_finished.emit(path)
+
+    def _failed(self, message: str) -> None:
+        self._finish()
+        self.status.setText(message)
+        self.export_failed.emit(message)
+
+    def _cancelled(self) -> None:
+        self._finish()
+        self.progress.setValue(0)
+        self.status.setText(tr("cancelled: no file was written"))
+        self.export_cancelled.emit()
+
+    def reject(self) -> None:  # noqa: D102 - closing while an export runs cancels it
+        if self._worker is not None:
+            # never wait here: the worker may be waiting for this (GUI) thread to draw a frame. It stops
+            # at its next check, and its `cancelled` signal cleans up.
+            self._worker.cancel_event.set()
+        super().reject()

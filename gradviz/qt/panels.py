@@ -1,0 +1,794 @@
+"""The app's panels: tensors, inspector, accumulation, gradient flow, checks, model, events, transport.
+
+Every panel views the core's objects (Recording, StepState, CheckTable) and keeps no state of its own
+beyond what it shows; user requests leave as Qt signals the main window turns into commands.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QAbstractListModel, QModelIndex, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame,
+                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListView, QProgressBar, QPushButton,
+                               QScrollArea, QSizePolicy, QSlider, QSpinBox, QTableWidget, QTableWidgetItem,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from gradviz.core.recording import Recording
+from gradviz.core.tensors import TensorData
+from gradviz.core.timeline import BACKWARD_DONE, StepState
+
+from .graph_view import format_tensor
+from .i18n import tr
+from .theme import get_theme
+
+__all__ = ["QtTensorView", "QtInspector", "QtAccumulation", "QtGradientFlow", "QtChecksPanel", "QtModelPanel",
+           "QtEventList", "QtTransport", "tensor_norm", "SPEEDS"]
+
+TABLE_MAX = 64  # tensors with at most this many elements (and at most 2 dims) show as a table
+SPEEDS = [1, 2, 5, 10, 30, 100, 1000]
+
+
+def tensor_norm(t: TensorData | None) -> float:
+    """The L2 norm of a tensor snapshot (from its values, or its statistics when values were dropped)."""
+    if t is None:
+        return float("nan")
+    if t.value is not None:
+        v = np.asarray(t.value)
+        return float(np.linalg.norm(v.astype(np.float64).reshape(-1))) if v.dtype.kind in "fciub" else float("nan")
+    if t.stats:
+        return float(t.stats.get("norm", float("nan")))
+    return float("nan")
+
+
+def _plot_widget(theme: str) -> pg.PlotWidget:
+    th = get_theme(theme)
+    w = pg.PlotWidget(background=th["plot_bg"])
+    for ax in ("left", "bottom"):
+        w.getAxis(ax).setPen(pg.mkPen(th["plot_fg"]))
+        w.getAxis(ax).setTextPen(pg.mkPen(th["plot_fg"]))
+    w.setMinimumHeight(90)
+    return w
+
+
+class QtTensorView(QWidget):
+    """One tensor: a table when small, a heat map for a matrix, a histogram when large."""
+
+    def __init__(self, tensor: TensorData | None, theme: str = "light", parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.mode = "none"
+        if tensor is None:
+            lay.addWidget(QLabel("None"))
+            return
+        head = f"{tuple(tensor.shape)} {tensor.dtype} {tensor.device}"
+        v = tensor.value
+        if v is None:
+            self.mode = "stats"
+            stats = tensor.stats or {}
+            text = head + "  — " + tr("no value kept")
+            if stats:
+                text += "\n" + ", ".join(f"{k} {val:.4g}" for k, val in stats.items())
+            lay.addWidget(QLabel(text))
+            return
+        v = np.asarray(v)
+        lay.addWidget(QLabel(head))
+        if v.size <= TABLE_MAX and v.ndim <= 2:
+            self.mode = "table"
+            m = v.reshape(1, -1) if v.ndim < 2 else v
+            table = QTableWidget(m.shape[0], m.shape[1])
+            for i in range(m.shape[0]):
+                for j in range(m.shape[1]):
+                    x = m[i, j]
+                    item = QTableWidgetItem(f"{float(x):.5g}" if v.dtype.kind in "fc" else str(x))
+                    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                    table.setItem(i, j, item)
+            table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+            table.verticalHeader().setDefaultSectionSize(22)
+            table.setFixedHeight(min(26 + 22 * m.shape[0] + 4, 200))
+            lay.addWidget(table)
+            self.widget = table
+        elif v.ndim == 2 and v.dtype.kind in "fiub":
+            self.mode = "heatmap"
+            pw = _plot_widget(theme)
+            img = pg.ImageItem(v.astype(np.float32).T)
+            lim = float(np.nanmax(np.abs(v))) or 1.0
+            img.setLookupTable(pg.colormap.get("CET-D1").getLookupTable(nPts=256))
+            img.setLevels((-lim, lim))
+            pw.addItem(img)
+            pw.invertY(True)
+            pw.setAspectLocked(False)
+            pw.setFixedHeight(180)
+            lay.addWidget(pw)
+            self.widget = pw
+        else:
+            self.mode = "histogram"
+            flat = v.astype(np.float64).reshape(-1)
+            flat = flat[np.isfinite(flat)]
+            pw = _plot_widget(theme)
+            if flat.size:
+                counts, edges = np.histogram(flat, bins=min(60, max(10, int(np.sqrt(flat.size)))))
+                pw.plot(edges, counts, stepMode="center", fillLevel=0,
+                        brush=pg.mkBrush(get_theme(theme)["plot_line"]), pen=pg.mkPen(get_theme(theme)["plot_fg"]))
+            pw.setFixedHeight(160)
+            lay.addWidget(pw)
+            self.widget = pw
+            lay.addWidget(QLabel(f"min {flat.min():.4g}  max {flat.max():.4g}  mean {flat.mean():.4g}  "
+                                 f"{tr('norm')} {np.linalg.norm(flat):.4g}" if flat.size else ""))
+
+
+def _section(title: str) -> QLabel:
+    lab = QLabel(title)
+    f = lab.font()
+    f.setBold(True)
+    lab.setFont(f)
+    lab.setContentsMargins(0, 8, 0, 2)
+    return lab
+
+
+class QtInspector(QScrollArea):
+    """Everything about the selected node: op, module and use, backend, source, values and gradients."""
+
+    MAX_SAVED = 8
+
+    def __init__(self, parent=None, theme: str = "light"):
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.theme = theme
+        self.node_id: int | None = None
+        self.fields: dict[str, str] = {}
+        self.tensor_views: dict[str, QtTensorView] = {}
+        self._rec: Recording | None = None
+        self.show_node(None, None, None)
+
+    def show_node(self, rec: Recording | None, node_id: int | None, state: StepState | None, timeline=None) -> None:
+        """Show node `node_id` of `rec` at `state` (None: a hint to select a node)."""
+        self._rec, self.node_id = rec, node_id
+        body = QWidget()
+        lay = QVBoxLayout(body)
+        self.fields, self.tensor_views = {}, {}
+        if rec is None or node_id is None:
+            lay.addWidget(QLabel(tr("Select a node to inspect it.")))
+            lay.addStretch(1)
+            self.setWidget(body)
+            return
+        node = rec.nodes[node_id]
+        info = rec.leaves.get(node.leaf) if node.leaf else None
+        title = QLabel(f"<b>{node.name}</b> <span style='color:gray'>#{node.id}</span>")
+        title.setTextFormat(Qt.TextFormat.RichText)
+        lay.addWidget(title)
+        form = QFormLayout()
+        t = node.tensor if node.tensor is not None or info is None else info.tensor
+        fields = {
+            "kind": node.kind,
+            "op": (node.torch_name or node.name) if node.kind not in ("leaf", "input") else (node.leaf or node.name),
+            "module": node.module or "—",
+            "use": f"{node.use}/{node.uses}" if node.use else "—",
+            "backend": node.backend or "—",
+            "source": _short_source(node.source),
+            "shape": str(tuple(t.shape)) if t else "—",
+            "dtype": t.dtype if t else "—",
+            "device": node.device or (t.device if t else "—"),
+        }
+        if state is not None and state.phase == "backward" and state.status[node_id] != BACKWARD_DONE:
+            fields["waits for"] = str(int(state.pending[node_id]))
+        for k, v in fields.items():
+            lab = QLabel(v)
+            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            lab.setWordWrap(True)
+            form.addRow(tr(k), lab)
+            self.fields[k] = v
+        lay.addLayout(form)
+
+        def add(key: str, title: str, tensor):
+            lay.addWidget(_section(title))
+            tv = QtTensorView(tensor if isinstance(tensor, TensorData) or tensor is None else None, self.theme)
+            if not isinstance(tensor, TensorData) and tensor is not None:
+                tv = QLabel(repr(tensor))
+            self.tensor_views[key] = tv
+            lay.addWidget(tv)
+
+        if t is not None:
+            add("value", tr("forward value"), t)
+        if info is not None and node.kind == "leaf":
+            ls = state.leaf(info.name) if state is not None else None
+            grad = info.grad if ls is None else (ls.buffer if ls.arrived else ls.grad)
+            add("grad", f"{info.name}.grad ({ls.arrived}/{ls.total})" if ls else f"{info.name}.grad", grad)
+        ev = None
+        if timeline is not None:
+            step = timeline.step_of(node_id, "backward")
+            if step is not None:
+                ev = rec.backward[timeline.steps[step].event]
+        if ev is not None:
+            for i, g in enumerate(ev.grad_outputs):
+                add(f"grad_output[{i}]", f"{tr('grad_outputs (arrived)')} [{i}]", g)
+            for i, g in enumerate(ev.grad_inputs):
+                dst = [d for s, d, slot in rec.edges if s == node_id and slot == i]
+                to = f" → {rec.nodes[dst[0]].label.splitlines()[0]}" if dst else ""
+                add(f"grad_input[{i}]", f"{tr('grad_inputs (sent on)')} [{i}]{to}", g)
+        saved = [(k, v) for k, v in node.saved.items() if isinstance(v, TensorData)]
+        others = [(k, v) for k, v in node.saved.items() if not isinstance(v, TensorData)]
+        if saved or others:
+            lay.addWidget(_section(tr("saved tensors")))
+            for k, v in saved[: self.MAX_SAVED]:
+                lay.addWidget(QLabel(f"<i>{k}</i>"))
+                tv = QtTensorView(v, self.theme)
+                self.tensor_views[f"saved:{k}"] = tv
+                lay.addWidget(tv)
+            for k, v in others:
+                lay.addWidget(QLabel(f"<i>{k}</i> = {v!r}"))
+        lay.addStretch(1)
+        self.setWidget(body)
+
+
+def _short_source(src: str | None) -> str:
+    if not src:
+        return "—"
+    path, _, line = src.rpartition(":")
+    try:
+        rel = os.path.relpath(path)
+        path = rel if not rel.startswith("..") else path
+    except ValueError:
+        pass
+    return f"{path}:{line}"
+
+
+def _contribution_name(rec: Recording, producer: int) -> str:
+    n = rec.nodes[producer]
+    if n.module and n.use:
+        return f"{n.module} · {tr('use')} {n.use}"
+    return n.label.splitlines()[0]
+
+
+class QtAccumulation(QWidget):
+    """A leaf's ``.grad`` building up: each contribution in order, the running sum, a plot."""
+
+    leaf_picked = Signal(str)
+
+    def __init__(self, parent=None, theme: str = "light"):
+        super().__init__(parent)
+        self.theme = theme
+        self._rec: Recording | None = None
+        lay = QVBoxLayout(self)
+        top = QHBoxLayout()
+        self.leaf_combo = QComboBox()
+        self.leaf_combo.currentTextChanged.connect(self._on_leaf_changed)
+        top.addWidget(QLabel(tr("leaf")))
+        top.addWidget(self.leaf_combo, 1)
+        lay.addLayout(top)
+        self.equation = QLabel("")
+        self.equation.setWordWrap(True)
+        self.equation.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        f = self.equation.font()
+        f.setPointSizeF(f.pointSizeF() * 1.1)
+        self.equation.setFont(f)
+        lay.addWidget(self.equation)
+        self.table = QTableWidget(0, 4)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        lay.addWidget(self.table, 1)
+        self.plot = _plot_widget(theme)
+        self.plot.setLabel("bottom", tr("contribution"))
+        self.plot.setLabel("left", tr("running sum"))
+        lay.addWidget(self.plot, 1)
+        self._state = None
+
+    def set_recording(self, rec: Recording | None) -> None:
+        self._rec = rec
+        self.leaf_combo.blockSignals(True)
+        self.leaf_combo.clear()
+        if rec is not None:
+            names = [n for n, info in rec.leaves.items() if info.contributions or info.node is not None]
+            self.leaf_combo.addItems(names)
+        self.leaf_combo.blockSignals(False)
+        self._refresh()
+
+    def set_leaf(self, name: str) -> None:
+        """Show leaf `name`."""
+        i = self.leaf_combo.findText(name)
+        if i >= 0:
+            self.leaf_combo.setCurrentIndex(i)
+
+    def leaf(self) -> str:
+        return self.leaf_combo.currentText()
+
+    def set_state(self, state: StepState) -> None:
+        self._state = state
+        self._refresh()
+
+    def _on_leaf_changed(self, name: str) -> None:
+        self._refresh()
+        self.leaf_picked.emit(name)
+
+    def _refresh(self) -> None:
+        rec, name = self._rec, self.leaf_combo.currentText()
+        self.table.clearSpans()
+        self.table.setRowCount(0)
+        self.plot.clear()
+        if rec is None or not name or name not in rec.leaves:
+            self.equation.setText("")
+            return
+        info = rec.leaves[name]
+        arrived = self._state.leaf(name).arrived if self._state is not None else len(info.contributions)
+        th = get_theme(self.theme)
+        self.table.setHorizontalHeaderLabels(["#", tr("from"), tr("value"), tr("running sum")])
+        contribs = info.contributions
+        self.table.setRowCount(len(contribs) + 1)
+        dim = QBrush(QColor(th["text_dim"]))
+        for i, c in enumerate(contribs):
+            cells = [str(i + 1), _contribution_name(rec, c.producer), format_tensor(c.value), format_tensor(c.running_sum)]
+            for j, text in enumerate(cells):
+                item = QTableWidgetItem(text if i < arrived or j < 2 else tr("not yet"))
+                if i >= arrived:
+                    item.setForeground(dim)
+                self.table.setItem(i, j, item)
+        total = QTableWidgetItem(f"= {name}.grad")
+        bold = QFont(total.font())
+        bold.setBold(True)
+        total.setFont(bold)
+        self.table.setItem(len(contribs), 0, total)
+        self.table.setSpan(len(contribs), 0, 1, 3)
+        done = arrived == len(contribs) and contribs
+        g = QTableWidgetItem(format_tensor(info.grad) if done else "…")
+        g.setFont(bold)
+        self.table.setItem(len(contribs), 3, g)
+        parts = [_contribution_name(rec, c.producer) for c in contribs]
+        vals = [format_tensor(c.value) if i < arrived else "?" for i, c in enumerate(contribs)]
+        eq = " + ".join(parts) + f" = {name}.grad"
+        if all(c.value is not None and c.value.numel <= 4 for c in contribs):
+            eq += "\n" + " + ".join(vals) + " = " + (format_tensor(info.grad) if done else "…")
+        self.equation.setText(eq)
+        # the plot: each contribution (bars) and the running sum (line), scalars as values, else norms
+        scalar = all(c.value is not None and c.value.numel == 1 for c in contribs)
+        f = (lambda t: float(np.asarray(t.value).reshape(-1)[0])) if scalar else tensor_norm
+        xs = np.arange(1, len(contribs) + 1)
+        vals_c = np.array([f(c.value) if c.value is not None else np.nan for c in contribs])
+        run = np.array([f(c.running_sum) if c.running_sum is not None else np.nan for c in contribs])
+        if len(xs):
+            self.plot.addItem(pg.BarGraphItem(x=xs[:arrived], height=vals_c[:arrived], width=0.5,
+                                              brush=pg.mkBrush(th["plot_line2"])))
+            self.plot.plot(xs[:arrived], run[:arrived], pen=pg.mkPen(th["plot_line"], width=2.5),
+                           symbol="o", symbolBrush=th["plot_line"])
+            self.plot.setXRange(0.4, len(xs) + 0.6)
+            self.plot.getAxis("bottom").setTicks([[(int(x), str(int(x))) for x in xs]])
+            self.plot.setLabel("left", tr("running sum") if scalar else f"{tr('norm')} ({tr('running sum')})")
+
+
+class QtGradientFlow(QWidget):
+    """Gradient norm per node along the backward order, and per module use (time step)."""
+
+    node_picked = Signal(int)
+
+    def __init__(self, parent=None, theme: str = "light"):
+        super().__init__(parent)
+        self.theme = theme
+        lay = QHBoxLayout(self)
+        self.plot = _plot_widget(theme)
+        self.plot.setTitle(tr("gradient norm per node (backward order)"), size="9pt")
+        self.plot.setLabel("bottom", tr("backward step"))
+        self.plot.setLabel("left", tr("norm"))
+        lay.addWidget(self.plot, 1)
+        self.use_plot = _plot_widget(theme)
+        self.use_plot.setTitle(tr("gradient norm per time step (module use)"), size="9pt")
+        self.use_plot.setLabel("bottom", tr("module use"))
+        lay.addWidget(self.use_plot, 1)
+        self.nodes = np.zeros(0, dtype=np.int64)
+        self.norms = np.zeros(0)
+        self.use_nodes = np.zeros(0, dtype=np.int64)
+        self.use_norms = np.zeros(0)
+        self._cursor = None
+        self._rec = None
+
+    def set_recording(self, rec: Recording | None) -> None:
+        """Compute the norms (from the recorded grad_outputs) and plot them."""
+        self._rec = rec
+        th = get_theme(self.theme)
+        self.plot.clear()
+        self.use_plot.clear()
+        if rec is None:
+            return
+        self.nodes = np.array([ev.node for ev in rec.backward], dtype=np.int64)
+        self.norms = np.array([tensor_norm(ev.grad_outputs[0]) if ev.grad_outputs else np.nan
+                               for ev in rec.backward])
+        spots = pg.ScatterPlotItem(x=np.arange(len(self.nodes)), y=self.norms, data=self.nodes, size=7,
+                                   brush=pg.mkBrush(th["plot_line"]), pen=None, hoverable=True)
+        spots.sigClicked.connect(self._on_clicked)
+        self.plot.plot(np.arange(len(self.nodes)), self.norms, pen=pg.mkPen(th["plot_line"], width=1))
+        self.plot.addItem(spots)
+        self._cursor = pg.InfiniteLine(0, angle=90, pen=pg.mkPen(th["plot_line2"], width=2))
+        self._cursor.setVisible(False)
+        self.plot.addItem(self._cursor)
+        # per module use: the gradient that arrives at the use (its first node to run in backward)
+        first: dict = {}
+        for ev in rec.backward:
+            n = rec.nodes[ev.node]
+            if n.module is not None and n.use is not None and (n.uses or 1) > 1:
+                first.setdefault((n.module, n.use), ev)
+        keys = sorted(first, key=lambda k: (k[0], k[1]))
+        self.use_nodes = np.array([first[k].node for k in keys], dtype=np.int64)
+        self.use_norms = np.array([tensor_norm(first[k].grad_outputs[0]) if first[k].grad_outputs else np.nan
+                                   for k in keys])
+        if len(keys):
+            xs = np.array([k[1] for k in keys], dtype=float)
+            self.use_plot.plot(xs, self.use_norms, pen=pg.mkPen(th["plot_line2"], width=1.5))
+            us = pg.ScatterPlotItem(x=xs, y=self.use_norms, data=self.use_nodes, size=8,
+                                    brush=pg.mkBrush(th["plot_line2"]), pen=None, hoverable=True)
+            us.sigClicked.connect(self._on_clicked)
+            if len(xs) <= 20:
+                self.use_plot.getAxis("bottom").setTicks([[(x, str(int(x))) for x in sorted(set(xs.tolist()))]])
+            self.use_plot.addItem(us)
+        self.use_plot.setVisible(bool(len(keys)))
+
+    def set_state(self, state: StepState) -> None:
+        if self._cursor is None:
+            return
+        if state.phase == "backward":
+            self._cursor.setVisible(True)
+            self._cursor.setValue(state.step.event)
+        else:
+            self._cursor.setVisible(False)
+
+    def _on_clicked(self, item, points, ev=None) -> None:
+        if len(points):
+            self.node_picked.emit(int(points[0].data()))
+
+    def pick_index(self, i: int) -> None:
+        """Act as if point `i` of the per-node plot was clicked."""
+        self.node_picked.emit(int(self.nodes[i]))
+
+
+class QtChecksPanel(QWidget):
+    """The core's check table, pass/fail coloured; selecting a row selects its node."""
+
+    run_requested = Signal()
+    node_picked = Signal(int)
+    COLUMNS = ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result")
+
+    def __init__(self, parent=None, theme: str = "light"):
+        super().__init__(parent)
+        self.theme = theme
+        self.table_data = None
+        lay = QVBoxLayout(self)
+        top = QHBoxLayout()
+        self.run_button = QPushButton(tr("Run checks"))
+        self.run_button.clicked.connect(self.run_requested.emit)
+        self.summary = QLabel(tr("Checks not run yet."))
+        top.addWidget(self.run_button)
+        top.addWidget(self.summary, 1)
+        lay.addLayout(top)
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels([tr(c) for c in self.COLUMNS])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        lay.addWidget(self.table, 1)
+        self._rec = None
+
+    def set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        if running:
+            self.summary.setText(tr("Running checks…"))
+
+    def clear(self) -> None:
+        self.table_data = None
+        self.table.setRowCount(0)
+        self.summary.setText(tr("Checks not run yet."))
+
+    def set_table(self, table, rec: Recording) -> None:
+        """Show `table` (a CheckTable) for `rec`."""
+        self.table_data, self._rec = table, rec
+        th = get_theme(self.theme)
+        colours = {"pass": th["ok"], "fail": th["fail"]}
+        self.table.setRowCount(len(table.rows))
+        for i, r in enumerate(table.rows):
+            cells = (r.kind, r.what, r.reference, _fmt(r.max_abs), _fmt(r.max_rel), r.tolerance, r.status)
+            bg = QBrush(QColor(colours.get(r.status, th["neutral"])))
+            for j, text in enumerate(cells):
+                item = QTableWidgetItem(str(text))
+                item.setBackground(bg)
+                if r.detail:
+                    item.setToolTip(r.detail)
+                self.table.setItem(i, j, item)
+        self.table.resizeColumnsToContents()
+        counts = table.counts()
+        self.summary.setText(f"{len(table.rows)} {tr('checks')}: " +
+                             ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) +
+                             (" — OK" if table.ok else " — FAILED"))
+
+    def node_of_row(self, i: int) -> int | None:
+        """The node check row `i` is about (its leaf's AccumulateGrad node for leaf checks)."""
+        r = self.table_data.rows[i]
+        if r.node is not None:
+            return int(r.node)
+        if r.leaf and self._rec is not None and r.leaf in self._rec.leaves:
+            return self._rec.leaves[r.leaf].node
+        return None
+
+    def _on_selection(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if rows and self.table_data is not None:
+            nid = self.node_of_row(rows[0].row())
+            if nid is not None:
+                self.node_picked.emit(nid)
+
+
+def _fmt(x) -> str:
+    return "" if x is None else f"{x:.2e}"
+
+
+class QtModelPanel(QWidget):
+    """Built-in models, Open model script, the model's parameters as a form, Re-run, progress and Cancel."""
+
+    run_requested = Signal(str, dict)
+    open_script_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        from gradviz.core.models import MODELS
+
+        self._models = MODELS
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel(tr("Built-in model")))
+        self.combo = QComboBox()
+        self.combo.addItems(list(MODELS))
+        self.combo.currentTextChanged.connect(self._on_model_changed)
+        lay.addWidget(self.combo)
+        self.script_button = QPushButton(tr("Open model script…"))
+        self.script_button.clicked.connect(self.open_script_requested.emit)
+        lay.addWidget(self.script_button)
+        self.description = QLabel("")
+        self.description.setWordWrap(True)
+        lay.addWidget(self.description)
+        lay.addWidget(_section(tr("Parameters")))
+        self.form_host = QWidget()
+        self.form = QFormLayout(self.form_host)
+        lay.addWidget(self.form_host)
+        self.editors: dict[str, QWidget] = {}
+        self.run_button = QPushButton(tr("Re-run"))
+        self.run_button.clicked.connect(self._on_run)
+        lay.addWidget(self.run_button)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress_label = QLabel("")
+        self.progress_label.setWordWrap(True)
+        self.cancel_button = QPushButton(tr("Cancel"))
+        self.cancel_button.clicked.connect(self.cancel_requested.emit)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.progress_label)
+        lay.addWidget(self.cancel_button)
+        lay.addStretch(1)
+        self.target = None
+        self.set_running(False)
+        self._on_model_changed(self.combo.currentText())
+
+    def set_target(self, target: str, params: dict | None = None) -> None:
+        """Show `target` (a built-in model name or a script path) with `params`."""
+        self.target = target
+        if target in self._models:
+            self.combo.blockSignals(True)
+            self.combo.setCurrentText(target)
+            self.combo.blockSignals(False)
+            self._build_form(target, params or {})
+        else:
+            self.description.setText(target)
+            self._clear_form()
+
+    def _on_model_changed(self, name: str) -> None:
+        self.target = name
+        self._build_form(name, {})
+
+    def _clear_form(self) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.editors = {}
+
+    def _build_form(self, name: str, params: dict) -> None:
+        from gradviz.core.backends import backend_names, get_backend
+
+        spec = self._models[name]
+        self.description.setText(spec.description)
+        self._clear_form()
+        values = {**spec.defaults, **params}
+        for key, default in spec.defaults.items():
+            value = values[key]
+            if key == "backend":
+                ed = QComboBox()
+                for b in backend_names():
+                    info = get_backend(b)
+                    ed.addItem(b)
+                    idx = ed.count() - 1
+                    if not info.available:
+                        ed.model().item(idx).setEnabled(False)
+                        ed.setItemData(idx, info.reason, Qt.ItemDataRole.ToolTipRole)
+                ed.setCurrentText(str(value))
+            elif isinstance(default, bool):
+                ed = QCheckBox()
+                ed.setChecked(bool(value))
+            elif isinstance(default, int):
+                ed = QSpinBox()
+                ed.setRange(-1_000_000, 1_000_000)
+                ed.setValue(int(value))
+            elif isinstance(default, float):
+                ed = QDoubleSpinBox()
+                ed.setRange(-1e9, 1e9)
+                ed.setDecimals(4)
+                ed.setValue(float(value))
+            else:
+                ed = QLineEdit("" if value is None else str(value))
+                ed.setPlaceholderText("default")
+            if key in spec.help:
+                ed.setToolTip(spec.help[key])
+            self.form.addRow(key, ed)
+            self.editors[key] = ed
+
+    def params(self) -> dict:
+        """The parameters as the form shows them."""
+        out = {}
+        for key, ed in self.editors.items():
+            if isinstance(ed, QComboBox):
+                out[key] = ed.currentText()
+            elif isinstance(ed, QCheckBox):
+                out[key] = ed.isChecked()
+            elif isinstance(ed, (QSpinBox, QDoubleSpinBox)):
+                out[key] = ed.value()
+            else:
+                text = ed.text().strip()
+                out[key] = None if not text else (float(text) if _is_number(text) else text)
+        return out
+
+    def set_param(self, key: str, value) -> None:
+        """Set parameter `key` in the form."""
+        ed = self.editors[key]
+        if isinstance(ed, QComboBox):
+            ed.setCurrentText(str(value))
+        elif isinstance(ed, QCheckBox):
+            ed.setChecked(bool(value))
+        elif isinstance(ed, (QSpinBox, QDoubleSpinBox)):
+            ed.setValue(value)
+        else:
+            ed.setText("" if value is None else str(value))
+
+    def _on_run(self) -> None:
+        target = self.target or self.combo.currentText()
+        self.run_requested.emit(target, self.params() if target in self._models else {})
+
+    def set_running(self, running: bool) -> None:
+        self.progress.setVisible(running)
+        self.cancel_button.setVisible(running)
+        self.progress_label.setVisible(running)
+        self.run_button.setEnabled(not running)
+        if running:
+            self.progress.setValue(0)
+            self.progress_label.setText(tr("Recording…"))
+
+    def set_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        if message:
+            self.progress_label.setText(message)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+class _EventModel(QAbstractListModel):
+    """Every step of a timeline as one line, made on demand (cheap for 10,000-step timelines)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.timeline = None
+
+    def set_timeline(self, timeline) -> None:
+        self.beginResetModel()
+        self.timeline = timeline
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
+        return 0 if self.timeline is None or parent.isValid() else len(self.timeline)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if role == Qt.ItemDataRole.DisplayRole and self.timeline is not None:
+            step = self.timeline.steps[index.row()]
+            return f"{step.index:>4}  {step.describe(self.timeline.rec)}"
+        return None
+
+
+class QtEventList(QListView):
+    """The timeline's events; clicking one jumps there."""
+
+    step_picked = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._model = _EventModel(self)
+        self.setModel(self._model)
+        self.setUniformItemSizes(True)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.clicked.connect(lambda idx: self.step_picked.emit(idx.row()))
+        f = QFont("DejaVu Sans Mono")
+        f.setPointSizeF(9)
+        self.setFont(f)
+
+    def set_timeline(self, timeline) -> None:
+        self._model.set_timeline(timeline)
+
+    def set_step(self, i: int) -> None:
+        idx = self._model.index(i)
+        self.selectionModel().setCurrentIndex(idx, self.selectionModel().SelectionFlag.ClearAndSelect)
+        self.scrollTo(idx)
+
+    def pick(self, i: int) -> None:
+        """Act as if row `i` was clicked."""
+        self.clicked.emit(self._model.index(i))
+
+
+class QtTransport(QWidget):
+    """Step controls: start, back, play/pause, forward, end, a slider, speed and the phase label."""
+
+    step_requested = Signal(int)
+
+    def __init__(self, actions: dict, parent=None):
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(6, 2, 6, 2)
+        outer.setSpacing(2)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.slider.valueChanged.connect(self.step_requested.emit)
+        outer.addWidget(self.slider)
+        lay = QHBoxLayout()
+        outer.addLayout(lay)
+        self.buttons = {}
+        for key in ("first", "prev", "play", "next", "last"):
+            b = QToolButton()
+            b.setDefaultAction(actions[key])
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+            b.setMinimumWidth(30)
+            lay.addWidget(b)
+            self.buttons[key] = b
+        self.step_label = QLabel("0/0")
+        self.step_label.setMinimumWidth(90)
+        lay.addWidget(self.step_label)
+        self.phase_label = QLabel("")
+        self.phase_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        f = self.phase_label.font()
+        f.setBold(True)
+        self.phase_label.setFont(f)
+        lay.addWidget(self.phase_label, 1)
+        self.speed_label = QLabel(tr("Speed"))
+        lay.addWidget(self.speed_label)
+        self.speed = QComboBox()
+        self.speed.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for s in SPEEDS:
+            self.speed.addItem(f"{s} {tr('steps/s')}", s)
+        self.speed.setCurrentIndex(2)
+        lay.addWidget(self.speed)
+
+    def set_range(self, n: int) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, n - 1))
+        self.slider.blockSignals(False)
+
+    def set_state(self, state: StepState, total: int, caption: str) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setValue(state.step.index)
+        self.slider.blockSignals(False)
+        self.step_label.setText(f"{tr('Step')} {state.step.index}/{total - 1}")
+        self.phase_label.setText(f"[{tr(state.phase)}] {caption}")
+
+    def steps_per_second(self) -> int:
+        return int(self.speed.currentData())

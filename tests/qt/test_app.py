@@ -1,0 +1,309 @@
+"""The main window against the core: stepping, selection, inspector, accumulation, checks, errors, cancel."""
+import importlib.util
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from gradviz.core.backends import backend_names, get_backend
+from gradviz.core.models import MODELS
+from gradviz.core.timeline import BACKWARD_DONE
+from gradviz.qt import i18n
+from gradviz.qt.graph_view import format_tensor
+
+from .conftest import open_and_wait
+
+
+def _assert_view_matches_core(win):
+    """The graph shows exactly the core's state: current node, status, pending, flowing gradients."""
+    state = win.stepper.state
+    lay = win.graph.layout_
+    item = win.graph._item
+    expected_current = -1 if state.current is None else lay.group_of[state.current]
+    assert win.graph.current_group() == expected_current, state.step
+    np.testing.assert_array_equal(item.status, state.status)
+    np.testing.assert_array_equal(item.pending, state.pending)
+    expected_flow = [(s, d, format_tensor(g) if g is not None else "None") for s, d, _slot, g in state.flowing]
+    assert win.graph.flowing_texts() == expected_flow
+    # edges carry a gradient once their sender ran backward
+    for k, (s, _d, _slot) in enumerate(win.recording.edges):
+        assert item.edge_done[lay.edge_of[k]] == (state.status[s] == BACKWARD_DONE)
+    assert win.transport.slider.value() == state.step.index
+    assert state.step.describe(win.recording) in win.transport.phase_label.text()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_step_through_every_model(qtbot, window, name):
+    open_and_wait(qtbot, window, name)
+    assert window.last_error == "", window.last_error
+    n = len(window.timeline)
+    _assert_view_matches_core(window)
+    for i in range(1, n):
+        window.step_next()
+        assert window.stepper.index == i
+        _assert_view_matches_core(window)
+    window.step_next()  # past the end: stays
+    assert window.stepper.index == n - 1
+    for i in range(n - 2, -1, -1):
+        window.step_prev()
+        assert window.stepper.index == i
+        _assert_view_matches_core(window)
+    # random jumps (slider, event list) land on the same state as stepping
+    for i in (n - 1, n // 2, 0, window.timeline.phase_start("backward")):
+        window.transport.slider.setValue(i)
+        assert window.stepper.index == i
+        _assert_view_matches_core(window)
+
+
+def test_keys_step_play_and_fit(qtbot, window):
+    open_and_wait(qtbot, window, "repeated-layer")
+    window.activateWindow()
+    window.graph.setFocus()
+    qtbot.keyClick(window.graph, Qt.Key.Key_Right)
+    assert window.stepper.index == 1
+    qtbot.keyClick(window.graph, Qt.Key.Key_End)
+    assert window.stepper.index == len(window.timeline) - 1
+    qtbot.keyClick(window.graph, Qt.Key.Key_Left)
+    assert window.stepper.index == len(window.timeline) - 2
+    qtbot.keyClick(window.graph, Qt.Key.Key_Home)
+    assert window.stepper.index == 0
+    window.transport.speed.setCurrentIndex(window.transport.speed.count() - 1)  # fastest
+    qtbot.keyClick(window.graph, Qt.Key.Key_Space)
+    assert window.is_playing()
+    qtbot.waitUntil(lambda: not window.is_playing(), timeout=5000)
+    assert window.stepper.index == len(window.timeline) - 1
+    window.graph.zoom(4.0)
+    zoomed = window.graph.visible_rect()
+    qtbot.keyClick(window.graph, Qt.Key.Key_F)
+    assert window.graph.visible_rect().width() > zoomed.width()
+    assert window.graph.visible_rect().contains(window.graph.graph_rect().center())
+
+
+def test_waiting_counts_and_labels(qtbot, window):
+    """During backward the shared weight waits for one gradient per use; labels show use i/k and values."""
+    open_and_wait(qtbot, window, "repeated-layer", {"k": 3})
+    rec = window.recording
+    leaf = rec.leaves["layer.weight"].node
+    window.jump_backward()
+    assert window.graph.node_style(leaf) == (1, 3)
+    waits = []
+    while window.stepper.index < len(window.timeline) - 1:
+        window.step_next()
+        waits.append(window.graph.node_style(leaf)[1])
+    assert waits[-1] == 0 and sorted(set(waits), reverse=True) == [3, 2, 1, 0]
+    mm = [n for n in rec.nodes if n.name == "MmBackward0"]
+    assert sorted(window.graph.label_of(n.id)[1] for n in mm) == [f"layer · use {u}/3" for u in (1, 2, 3)]
+    # small tensors show values: the loss node shows its value and, after backward, its gradient
+    loss_label = window.graph.label_of(rec.root)
+    assert format_tensor(rec.nodes[rec.root].tensor) in loss_label and "grad 1" in loss_label
+
+
+def test_click_node_inspects_it_and_double_click_jumps(qtbot, window):
+    open_and_wait(qtbot, window, "repeated-layer")
+    window.step_last()
+    rec = window.recording
+    mm1 = next(n for n in rec.nodes if n.name == "MmBackward0" and n.use == 1)
+    window.graph.centerOn(*window.graph._item.pos_[window.graph.layout_.group_of[mm1.id]])
+    qtbot.mouseClick(window.graph.viewport(), Qt.MouseButton.LeftButton, pos=window.graph.node_view_pos(mm1.id))
+    assert window.graph.selected_node() == mm1.id
+    ins = window.inspector
+    assert ins.node_id == mm1.id
+    assert ins.fields["module"] == "layer" and ins.fields["use"] == "1/2"
+    assert ins.fields["source"].endswith(mm1.source.rsplit(":", 1)[1])
+    assert ins.fields["shape"] == str(tuple(mm1.tensor.shape))
+    assert {"value", "grad_output[0]", "grad_input[1]"} <= set(ins.tensor_views)
+    assert ins.tensor_views["value"].mode == "table"
+    qtbot.mouseDClick(window.graph.viewport(), Qt.MouseButton.LeftButton, pos=window.graph.node_view_pos(mm1.id))
+    assert window.stepper.index == window.timeline.step_of(mm1.id, "backward")
+    # event list: clicking an event jumps there
+    window.events.pick(2)
+    assert window.stepper.index == 2
+
+
+def test_tensor_views_table_heatmap_histogram(qtbot):
+    from gradviz.core.tensors import TensorData
+    from gradviz.qt.panels import QtTensorView
+
+    rng = np.random.default_rng(0)
+    cases = {"table": (3, 4), "heatmap": (12, 9), "histogram": (2000,)}
+    for mode, shape in cases.items():
+        v = rng.standard_normal(shape).astype(np.float32)
+        tv = QtTensorView(TensorData(shape, "float32", "cpu", v))
+        qtbot.addWidget(tv)
+        assert tv.mode == mode
+    tv = QtTensorView(TensorData((2, 2), "float32", "cpu", np.array([[1, 2], [3, 4.5]], np.float32)))
+    qtbot.addWidget(tv)
+    assert tv.widget.item(1, 1).text() == "4.5"
+    stats = QtTensorView(TensorData((9, 9), "float32", "cpu", None, {"min": 0.0, "max": 1.0, "mean": .5, "norm": 3.0}))
+    assert stats.mode == "stats"
+
+
+def test_inspector_shows_matrix_as_heatmap(qtbot, window):
+    open_and_wait(qtbot, window, "rnn-unrolled", {"T": 3, "hidden": 10})
+    window.step_last()
+    rec = window.recording
+    leaf = rec.leaves["cell.weight_hh"].node  # 10 x 10
+    window.select_node(leaf)
+    assert window.inspector.tensor_views["value"].mode == "heatmap"
+
+
+def test_accumulation_builds_up(qtbot, window):
+    open_and_wait(qtbot, window, "repeated-layer", {"k": 3})
+    rec = window.recording
+    info = rec.leaves["layer.weight"]
+    window.select_node(info.node)
+    acc = window.accumulation
+    assert acc.leaf() == "layer.weight"
+    window.step_first()
+    assert acc.table.item(0, 2).text() == i18n.tr("not yet")
+    window.step_last()
+    text = acc.equation.text()
+    assert "layer · use 3 + layer · use 2 + layer · use 1 = layer.weight.grad" in text
+    for i, c in enumerate(info.contributions):
+        assert acc.table.item(i, 2).text() == format_tensor(c.value)
+        assert acc.table.item(i, 3).text() == format_tensor(c.running_sum)
+    assert acc.table.item(len(info.contributions), 3).text() == format_tensor(info.grad)
+    np.testing.assert_allclose(info.contributions[-1].running_sum.value, info.grad.value, rtol=1e-6)
+
+
+def test_checks_run_in_worker_and_select_nodes(qtbot, window):
+    open_and_wait(qtbot, window, "linear-function")
+    window.run_checks()
+    qtbot.waitUntil(lambda: window.check_table is not None, timeout=60000)
+    table = window.check_table
+    assert window.checks.table.rowCount() == len(table.rows) > 0
+    assert "OK" in window.checks.summary.text() and table.ok
+    row = next(i for i, r in enumerate(table.rows) if r.node is not None)
+    window.checks.table.selectRow(row)
+    assert window.graph.selected_node() == table.rows[row].node
+    colour = window.checks.table.item(row, 0).background().color().name()
+    assert colour == "#d3f9d8"  # pass: green
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_backend_combo(qtbot, window, backend):
+    """Every backend is listed; unavailable ones are disabled with the reason; available ones record."""
+    open_and_wait(qtbot, window, "linear-function")
+    combo = window.model_panel.editors["backend"]
+    items = [combo.itemText(i) for i in range(combo.count())]
+    assert items == backend_names()
+    info = get_backend(backend)
+    i = items.index(backend)
+    assert combo.model().item(i).isEnabled() == info.available
+    if not info.available:
+        assert combo.itemData(i, Qt.ItemDataRole.ToolTipRole) == info.reason
+        return
+    window.model_panel.set_param("backend", backend)
+    window.rerun()
+    qtbot.waitUntil(lambda: not window.is_busy(), timeout=60000)
+    custom = [n for n in window.recording.nodes if n.kind == "custom"]
+    assert custom and custom[0].backend == backend
+    assert f"[{backend}]" in window.graph.label_of(custom[0].id)[0]
+
+
+def test_script_that_raises_shows_message_and_keeps_graph(qtbot, window, tmp_path):
+    open_and_wait(qtbot, window, "repeated-layer")
+    before = window.recording
+    script = tmp_path / "broken.py"
+    script.write_text("def build():\n    raise ValueError('the model is broken on purpose')\n")
+    window.open_script(str(script))
+    qtbot.waitUntil(lambda: not window.is_busy(), timeout=60000)
+    assert window.banner.isVisible()
+    assert "ValueError" in window.banner_label.text() and "broken on purpose" in window.banner_label.text()
+    assert window.recording is before  # the app keeps what it had
+    window.step_last()  # and still works
+    assert window.stepper.index == len(window.timeline) - 1
+
+
+def test_open_good_script(qtbot, window, tmp_path):
+    script = tmp_path / "model.py"
+    script.write_text("import torch\n\ndef build():\n    w = torch.ones(2, requires_grad=True)\n"
+                      "    return (w * 3).sum(), {'w': w}\n")
+    open_and_wait(qtbot, window, str(script))
+    assert window.last_error == "" and window.recording.target.endswith("model.py")
+    window.step_last()
+    assert "3" in window.accumulation.equation.text()
+
+
+def test_cancel_long_recording(qtbot, window):
+    open_and_wait(qtbot, window, "repeated-layer")
+    before = window.recording
+    window.open_target("rnn-unrolled", {"T": 3000, "hidden": 16})
+    assert window.model_panel.cancel_button.isVisible() or not window.is_busy()
+    qtbot.waitUntil(lambda: window.model_panel.progress.value() > 0, timeout=30000)
+    window.model_panel.cancel_button.click()
+    qtbot.waitUntil(lambda: not window.is_busy(), timeout=60000)
+    assert window.recording is before
+    assert window.statusBar().currentMessage() == i18n.tr("Cancelled")
+    assert not window.model_panel.cancel_button.isVisible()
+
+
+def test_gradient_flow_picks_nodes(qtbot, window):
+    open_and_wait(qtbot, window, "rnn-unrolled", {"T": 6})
+    flow = window.flow
+    rec = window.recording
+    assert len(flow.nodes) == len(rec.backward)
+    assert np.isfinite(flow.norms).all()
+    assert len(flow.use_nodes) == 6  # one point per time step (module use)
+    flow.pick_index(3)
+    assert window.graph.selected_node() == rec.backward[3].node
+    assert window.inspector.node_id == rec.backward[3].node
+
+
+def test_rolled_and_direction_toggles(qtbot, window):
+    open_and_wait(qtbot, window, "repeated-layer", {"k": 3})
+    rec = window.recording
+    n = len(rec.nodes)
+    window.actions_["rolled"].trigger()
+    lay = window.graph.layout_
+    assert lay.rolled and len(lay) == n - 4  # 3 uses of 2 nodes fold into 2
+    mm = [g for g, m in enumerate(lay.members) if rec.nodes[m[0]].name == "MmBackward0"]
+    assert len(mm) == 1 and len(lay.members[mm[0]]) == 3
+    window.step_last()
+    _ = window.graph.label_of(lay.members[mm[0]][0])
+    window.set_rolled(False)
+    assert len(window.graph.layout_) == n
+    w_lr = window.graph.graph_rect()
+    window.actions_["direction"].trigger()
+    assert window.graph.direction == "tb"
+    assert window.graph.graph_rect().height() > w_lr.height()
+    assert window.settings.value("direction") == "tb"
+
+
+def test_find_node(qtbot, window):
+    open_and_wait(qtbot, window, "mlp")
+    nid = window.find_node("MseLoss") or window.find_node("loss")
+    assert nid is not None and window.graph.selected_node() == nid
+    assert window.find_node("no-such-node-xyz") is None
+
+
+def test_theme_language_and_settings_persist(qtbot, window, settings):
+    from gradviz.qt.app import QtMainWindow
+
+    open_and_wait(qtbot, window, "repeated-layer")
+    window.set_theme("dark")
+    assert window.graph.backgroundBrush().color().name() == "#1e2026"
+    window.set_language("zh")
+    assert window.menuBar().actions()[0].text() == "文件(&F)"
+    assert window.docks["inspector"].windowTitle() == "检查器"
+    assert not (i18n.missing() & {t for _, t in window._texts}), "untranslated menu/dock texts"
+    window.close()
+    # a new window starts with the theme, language and last model of the last one
+    i18n.set_language("en")
+    win2 = QtMainWindow(settings)
+    qtbot.addWidget(win2)
+    assert win2.theme == "dark" and i18n.language() == "zh"
+    assert settings.value("last_target") == "repeated-layer"
+    win2.shutdown()
+
+
+def test_open_recording_and_export_actions(qtbot, window):
+    open_and_wait(qtbot, window, "repeated-layer")
+    if importlib.util.find_spec("gradviz.core.storage") is None:
+        window.actions_["open_recording"].trigger()
+        assert "not available in this build" in window.banner_label.text()
+    if importlib.util.find_spec("gradviz.qt.export") is None:
+        window.clear_error()
+        window.actions_["export"].trigger()
+        assert "not available in this build" in window.banner_label.text()
+    assert window.actions_["export"].shortcut().toString() == "Ctrl+E"

@@ -250,7 +250,8 @@ def export(rec: Recording, path: str | os.PathLike, step: int | None = None, pha
     """
     target = Path(os.fspath(path))
     suffix = target.suffix.lower()
-    found = exporters().get(suffix)
+    # the core's own formats need no plugin: load plugins (which may import Qt) only for other suffixes
+    found = _EXPORTERS.get(suffix) or exporters().get(suffix)
     if found is None:
         known = ", ".join(exporters())
         hint = f"known formats: {known}"

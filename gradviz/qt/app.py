@@ -400,6 +400,7 @@ class QtMainWindow(QMainWindow):
         self.events.set_timeline(self.timeline)
         self.transport.set_range(len(self.timeline))
         self.accumulation.set_recording(rec)
+        self.accumulation.set_state(self.stepper.state)
         self.flow.set_recording(rec)
         self.checks.clear()
         self.inspector.show_node(None, None, None)
@@ -474,11 +475,7 @@ class QtMainWindow(QMainWindow):
         self.transport.set_state(state, len(tl), state.step.describe(self.recording))
         self.events.set_step(state.step.index)
         self.flow.set_state(state)
-        leaf = self.accumulation.leaf()
-        arrived = state.leaf(leaf).arrived if leaf else None
-        if arrived != self._shown_leaf_arrived or changed is None:
-            self._shown_leaf_arrived = arrived
-            self.accumulation.set_state(state)
+        self.accumulation.set_state(state)
         sel = self.inspector.node_id
         if sel is not None and (changed is None or sel in changed) and state.phase == "backward":
             self.inspector.show_node(self.recording, sel, state, tl)
@@ -611,7 +608,7 @@ class QtMainWindow(QMainWindow):
         if self.recording is not None:
             self.flow.set_recording(self.recording)
             self.flow.set_state(self.stepper.state)
-            self.accumulation.set_state(self.stepper.state)
+            self.accumulation._build()
             if self.check_table is not None:
                 self.checks.set_table(self.check_table, self.recording)
             if self.inspector.node_id is not None:

@@ -182,7 +182,8 @@ def main(argv=None) -> int:
 
     lines = ["# Desktop app benchmarks", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
-             f"{platform.python_version()}, Qt platform `{os.environ.get('QT_QPA_PLATFORM')}`. "
+             f"{platform.python_version()}, Qt platform `{os.environ.get('QT_QPA_PLATFORM')}`, load average "
+             f"{os.getloadavg()[0]:.1f} at the end (other jobs share the machine). "
              f"Command: `python benchmarks/app.py`.", "",
              f"Big graph: `rnn-unrolled` {BIG} — {rec.summary()}.", "",
              "| what | result | detail | target |", "|---|---|---|---|"]

@@ -38,7 +38,8 @@ def format_tensor(t: TensorData | None, small: int = SMALL) -> str:
     if t.value is not None and t.numel <= small:
         vals = np.asarray(t.value).reshape(-1)
         if vals.dtype.kind in "fc":
-            text = ", ".join(f"{float(v):.4g}" for v in vals)
+            digits = 4 if t.numel == 1 else 3  # lists must fit a node's width
+            text = ", ".join(f"{float(v):.{digits}g}" for v in vals)
         else:
             text = ", ".join(str(v) for v in vals.tolist())
         return text if t.numel == 1 else f"[{text}]"

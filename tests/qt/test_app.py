@@ -72,6 +72,9 @@ def test_keys_step_play_and_fit(qtbot, window):
     assert window.is_playing()
     qtbot.waitUntil(lambda: not window.is_playing(), timeout=5000)
     assert window.stepper.index == len(window.timeline) - 1
+    # while playing the panels catch up at most 25 times a second; stopping brings them up to date
+    _assert_view_matches_core(window)
+    assert window.events.currentIndex().row() == window.stepper.index
     window.graph.zoom(4.0)
     zoomed = window.graph.visible_rect()
     qtbot.keyClick(window.graph, Qt.Key.Key_F)

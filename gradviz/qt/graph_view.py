@@ -675,6 +675,7 @@ class QtGraphView(QGraphicsView):
         """Fit the graph in the window; very large graphs open at a readable zoom on the loss instead."""
         r = self.graph_rect()
         vp = self.viewport().rect()
+        self._auto_fit = True  # until the user zooms or pans, a resize fits again
         if r.isEmpty() or vp.width() < 10:
             return
         self.resetTransform()
@@ -694,8 +695,14 @@ class QtGraphView(QGraphicsView):
         """Show the whole graph, however small that makes it."""
         self.fitInView(self.graph_rect(), Qt.AspectRatioMode.KeepAspectRatio)
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        if getattr(self, "_auto_fit", False) and self.layout_ is not None:
+            self.fit()
+
     def zoom(self, factor: float) -> None:
         """Zoom by `factor` around the view's centre."""
+        self._auto_fit = False
         s = self.transform().m11() * factor
         if 0.0005 < s < 8:
             self.scale(factor, factor)
@@ -715,6 +722,7 @@ class QtGraphView(QGraphicsView):
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt API
         self._press = event.position()
+        self._auto_fit = False
         super().mousePressEvent(event)
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802 - Qt API

@@ -560,7 +560,7 @@ class QtGraphView(QGraphicsView):
         node = rec.nodes[members[0]]
         lines = node.label.split("\n")
         if len(members) > 1 and node.module:
-            lines = [lines[0], f"{node.module} · {len(members)} {tr('use')}s"]
+            lines = [lines[0], f"{node.module} · {len(members)} {tr('uses')}"]
         state = self.stepper.state if self.stepper is not None else None
         status = int(self._item.status[g])
         if node.kind in ("leaf", "input"):

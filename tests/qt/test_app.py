@@ -263,7 +263,7 @@ def test_rolled_and_direction_toggles(qtbot, window):
     mm = [g for g, m in enumerate(lay.members) if rec.nodes[m[0]].name == "MmBackward0"]
     assert len(mm) == 1 and len(lay.members[mm[0]]) == 3
     window.step_last()
-    _ = window.graph.label_of(lay.members[mm[0]][0])
+    assert window.graph.label_of(lay.members[mm[0]][0])[1] == "layer · 3 uses"
     window.set_rolled(False)
     assert len(window.graph.layout_) == n
     w_lr = window.graph.graph_rect()

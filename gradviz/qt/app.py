@@ -155,6 +155,11 @@ class QtMainWindow(QMainWindow):
         self._make_menus()
         self.play_timer = QTimer(self)
         self.play_timer.timeout.connect(self._on_play_tick)
+        self._latest_state = None
+        self._panels_timer = QTimer(self)
+        self._panels_timer.setSingleShot(True)
+        self._panels_timer.setInterval(40)
+        self._panels_timer.timeout.connect(self._flush_panels)
         self.statusBar().showMessage(tr("Ready"))
         self.resize(1440, 900)
         self._sized = False
@@ -400,6 +405,7 @@ class QtMainWindow(QMainWindow):
         self.events.set_timeline(self.timeline)
         self.transport.set_range(len(self.timeline))
         self.accumulation.set_recording(rec)
+        self.accumulation.set_state(self.stepper.state)
         self.flow.set_recording(rec)
         self.checks.clear()
         self.inspector.show_node(None, None, None)
@@ -451,6 +457,8 @@ class QtMainWindow(QMainWindow):
         """Pause playing."""
         self.play_timer.stop()
         self._play_icon(False)
+        self._panels_timer.stop()
+        self._flush_panels()
 
     def _play_icon(self, playing: bool) -> None:
         sp = QStyle.StandardPixmap
@@ -470,17 +478,28 @@ class QtMainWindow(QMainWindow):
         self.stepper.next()
 
     def _on_step_changed(self, state, changed) -> None:
+        if self.play_timer.isActive() and changed is not None:
+            # playing: the graph follows every step; the other views catch up at most 25 times a second
+            self._latest_state = state
+            if not self._panels_timer.isActive():
+                self._panels_timer.start()
+            return
+        self._update_panels(state, changed)
+
+    def _flush_panels(self) -> None:
+        if self._latest_state is not None and self.stepper is not None:
+            self._latest_state = None
+            self._update_panels(self.stepper.state, None if self.play_timer.isActive() else ())
+
+    def _update_panels(self, state, changed) -> None:
+        """Show `state` in the transport, event list, accumulation, flow marker and inspector."""
         tl = self.timeline
         self.transport.set_state(state, len(tl), state.step.describe(self.recording))
         self.events.set_step(state.step.index)
         self.flow.set_state(state)
-        leaf = self.accumulation.leaf()
-        arrived = state.leaf(leaf).arrived if leaf else None
-        if arrived != self._shown_leaf_arrived or changed is None:
-            self._shown_leaf_arrived = arrived
-            self.accumulation.set_state(state)
+        self.accumulation.set_state(state)
         sel = self.inspector.node_id
-        if sel is not None and (changed is None or sel in changed) and state.phase == "backward":
+        if sel is not None and (changed is None or not len(changed) or sel in changed) and state.phase == "backward":
             self.inspector.show_node(self.recording, sel, state, tl)
 
     # -- selection ----------------------------------------------------------------------------
@@ -611,7 +630,7 @@ class QtMainWindow(QMainWindow):
         if self.recording is not None:
             self.flow.set_recording(self.recording)
             self.flow.set_state(self.stepper.state)
-            self.accumulation.set_state(self.stepper.state)
+            self.accumulation._build()
             if self.check_table is not None:
                 self.checks.set_table(self.check_table, self.recording)
             if self.inspector.node_id is not None:

@@ -26,6 +26,8 @@ __all__ = ["QtGraphView", "format_tensor", "NODE_W", "NODE_H"]
 NODE_W = 150.0
 NODE_H = 66.0
 _KINDS = ("op", "custom", "leaf", "input")
+LONG_EDGE = 6 * 200.0  # edges longer than this (scene units) are drawn as a stub at each end
+STUB = 260.0
 SMALL = 4  # tensors with at most this many elements show their values in labels
 
 
@@ -36,11 +38,32 @@ def format_tensor(t: TensorData | None, small: int = SMALL) -> str:
     if t.value is not None and t.numel <= small:
         vals = np.asarray(t.value).reshape(-1)
         if vals.dtype.kind in "fc":
-            text = ", ".join(f"{float(v):.4g}" for v in vals)
+            digits = 4 if t.numel == 1 else 3  # lists must fit a node's width
+            text = ", ".join(f"{float(v):.{digits}g}" for v in vals)
         else:
             text = ", ".join(str(v) for v in vals.tolist())
         return text if t.numel == 1 else f"[{text}]"
     return "×".join(str(s) for s in t.shape) or "scalar"
+
+
+def _clip_segments(a: np.ndarray, b: np.ndarray, x0: float, y0: float, x1: float, y1: float):
+    """Clip segments a→b (arrays (M, 2)) to a rectangle (Liang–Barsky, vectorised); drop those outside."""
+    d = b - a
+    t0 = np.zeros(len(a))
+    t1 = np.ones(len(a))
+    keep = np.ones(len(a), dtype=bool)
+    for p, q in ((-d[:, 0], a[:, 0] - x0), (d[:, 0], x1 - a[:, 0]), (-d[:, 1], a[:, 1] - y0), (d[:, 1], y1 - a[:, 1])):
+        zero = p == 0
+        keep &= ~(zero & (q < 0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = q / p
+        neg, pos = (p < 0) & ~zero, (p > 0) & ~zero
+        t0 = np.where(neg, np.maximum(t0, r), t0)
+        t1 = np.where(pos, np.minimum(t1, r), t1)
+    keep &= t0 <= t1
+    a2 = a[keep] + t0[keep, None] * d[keep]
+    b2 = a[keep] + t1[keep, None] * d[keep]
+    return a2, b2
 
 
 class _GraphItem(QGraphicsObject):
@@ -93,10 +116,22 @@ class _GraphItem(QGraphicsObject):
                                 hi[0] - lo[0] + NODE_W + 2 * m, hi[1] - lo[1] + NODE_H + 2 * m)
         else:
             self._rect = QRectF(0, 0, 1, 1)
+        # drawn segments: short edges whole; long ones (a weight shared by every time step) as a stub
+        # at each end, so a repaint never rasterises thousands of overlapping lines across the view
         if len(self.adj):
             a, b = p[self.adj[:, 0]], p[self.adj[:, 1]]
-            self._ebox = np.concatenate([np.minimum(a, b), np.maximum(a, b)], axis=1)
+            d = b - a
+            length = np.hypot(d[:, 0], d[:, 1])
+            long_ = length > LONG_EDGE
+            u = d[long_] / length[long_, None]
+            idx = np.arange(len(self.adj))
+            self._seg_a = np.concatenate([a[~long_], a[long_], b[long_] - u * STUB])
+            self._seg_b = np.concatenate([b[~long_], a[long_] + u * STUB, b[long_]])
+            self._seg_edge = np.concatenate([idx[~long_], idx[long_], idx[long_]])
+            self._ebox = np.concatenate([np.minimum(self._seg_a, self._seg_b), np.maximum(self._seg_a, self._seg_b)], axis=1)
         else:
+            self._seg_a = self._seg_b = np.zeros((0, 2))
+            self._seg_edge = np.zeros(0, dtype=np.int64)
             self._ebox = np.zeros((0, 4))
         self.set_theme(self._view.theme_name, update=False)
         self.update()
@@ -180,10 +215,11 @@ class _GraphItem(QGraphicsObject):
             em = (eb[:, 2] >= x0 - NODE_W) & (eb[:, 0] <= x1 + NODE_W) & (eb[:, 3] >= y0 - NODE_H) & (eb[:, 1] <= y1 + NODE_H)
             idx = np.flatnonzero(em)
             if len(idx):
-                done = self.edge_done[idx]
-                inp = self.is_input_edge[idx]
+                done = self.edge_done[self._seg_edge[idx]]
+                inp = self.is_input_edge[self._seg_edge[idx]]
+                clip = (x0 - 20, y0 - 20, x1 + 20, y1 + 20)
                 for sel, pen in ((~done & ~inp, c["edge"]), (inp, c["edge_input"]), (done & ~inp, c["edge_done"])):
-                    self._draw_edges(painter, idx[sel], pen)
+                    self._draw_edges(painter, idx[sel], pen, clip)
         # nodes in the exposed rectangle
         p = self.pos_
         nm = ((p[:, 0] + NODE_W / 2 >= x0) & (p[:, 0] - NODE_W / 2 <= x1)
@@ -208,13 +244,18 @@ class _GraphItem(QGraphicsObject):
             painter.setPen(c["selected"])
             painter.drawRoundedRect(self.node_rect(self.selected, 9), 14, 14)
 
-    def _draw_edges(self, painter: QPainter, idx: np.ndarray, pen: QPen) -> None:
+    def _draw_edges(self, painter: QPainter, idx: np.ndarray, pen: QPen, clip: tuple | None = None) -> None:
+        """Draw edge segments `idx` as one path, each clipped to `clip` (x0, y0, x1, y1) first."""
         if not len(idx):
             return
-        a = self.pos_[self.adj[idx, 0]]
-        b = self.pos_[self.adj[idx, 1]]
-        x = np.empty(2 * len(idx))
-        y = np.empty(2 * len(idx))
+        a = self._seg_a[idx]
+        b = self._seg_b[idx]
+        if clip is not None:
+            a, b = _clip_segments(a, b, *clip)
+            if not len(a):
+                return
+        x = np.empty(2 * len(a))
+        y = np.empty(2 * len(a))
         x[0::2], x[1::2] = a[:, 0], b[:, 0]
         y[0::2], y[1::2] = a[:, 1], b[:, 1]
         painter.setPen(pen)
@@ -522,7 +563,7 @@ class QtGraphView(QGraphicsView):
         node = rec.nodes[members[0]]
         lines = node.label.split("\n")
         if len(members) > 1 and node.module:
-            lines = [lines[0], f"{node.module} · {len(members)} {tr('use')}s"]
+            lines = [lines[0], f"{node.module} · {len(members)} {tr('uses')}"]
         state = self.stepper.state if self.stepper is not None else None
         status = int(self._item.status[g])
         if node.kind in ("leaf", "input"):
@@ -644,6 +685,7 @@ class QtGraphView(QGraphicsView):
         """Fit the graph in the window; very large graphs open at a readable zoom on the loss instead."""
         r = self.graph_rect()
         vp = self.viewport().rect()
+        self._auto_fit = True  # until the user zooms or pans, a resize fits again
         if r.isEmpty() or vp.width() < 10:
             return
         self.resetTransform()
@@ -663,8 +705,14 @@ class QtGraphView(QGraphicsView):
         """Show the whole graph, however small that makes it."""
         self.fitInView(self.graph_rect(), Qt.AspectRatioMode.KeepAspectRatio)
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        if getattr(self, "_auto_fit", False) and self.layout_ is not None:
+            self.fit()
+
     def zoom(self, factor: float) -> None:
         """Zoom by `factor` around the view's centre."""
+        self._auto_fit = False
         s = self.transform().m11() * factor
         if 0.0005 < s < 8:
             self.scale(factor, factor)
@@ -684,6 +732,7 @@ class QtGraphView(QGraphicsView):
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt API
         self._press = event.position()
+        self._auto_fit = False
         super().mousePressEvent(event)
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802 - Qt API

@@ -71,6 +71,7 @@ _ZH = {
     "op": "运算",
     "module": "模块",
     "use": "使用",
+    "uses": "次使用",
     "backend": "后端",
     "source": "源代码",
     "shape": "形状",

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractListModel, QModelIndex, Qt, Signal
+from PySide6.QtCore import QAbstractListModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListView, QProgressBar, QPushButton,
@@ -280,13 +280,14 @@ class QtAccumulation(QWidget):
 
     def set_recording(self, rec: Recording | None) -> None:
         self._rec = rec
+        self._state = None
         self.leaf_combo.blockSignals(True)
         self.leaf_combo.clear()
         if rec is not None:
             names = [n for n, info in rec.leaves.items() if info.contributions or info.node is not None]
             self.leaf_combo.addItems(names)
         self.leaf_combo.blockSignals(False)
-        self._refresh()
+        self._build()
 
     def set_leaf(self, name: str) -> None:
         """Show leaf `name`."""
@@ -298,65 +299,97 @@ class QtAccumulation(QWidget):
         return self.leaf_combo.currentText()
 
     def set_state(self, state: StepState) -> None:
+        """Follow `state`: only the rows of contributions that arrived or left since the last state change."""
         self._state = state
-        self._refresh()
+        name = self.leaf_combo.currentText()
+        if self._rec is not None and name in self._rec.leaves:
+            self._show_arrived(state.leaf(name).arrived)
 
     def _on_leaf_changed(self, name: str) -> None:
-        self._refresh()
+        self._build()
         self.leaf_picked.emit(name)
 
-    def _refresh(self) -> None:
+    def _build(self) -> None:
+        """Fill the table and plot for the current leaf (texts and norms computed once per leaf)."""
         rec, name = self._rec, self.leaf_combo.currentText()
         self.table.clearSpans()
         self.table.setRowCount(0)
         self.plot.clear()
+        self._arrived = None
+        self._cells = []
         if rec is None or not name or name not in rec.leaves:
             self.equation.setText("")
             return
         info = rec.leaves[name]
-        arrived = self._state.leaf(name).arrived if self._state is not None else len(info.contributions)
         th = get_theme(self.theme)
+        self._dim = QBrush(QColor(th["text_dim"]))
+        self._normal = self.table.palette().text()
         self.table.setHorizontalHeaderLabels(["#", tr("from"), tr("value"), tr("running sum")])
         contribs = info.contributions
+        self._cells = [(str(i + 1), _contribution_name(rec, c.producer), format_tensor(c.value),
+                        format_tensor(c.running_sum)) for i, c in enumerate(contribs)]
+        self._parts = [cells[1] for cells in self._cells]
         self.table.setRowCount(len(contribs) + 1)
-        dim = QBrush(QColor(th["text_dim"]))
-        for i, c in enumerate(contribs):
-            cells = [str(i + 1), _contribution_name(rec, c.producer), format_tensor(c.value), format_tensor(c.running_sum)]
-            for j, text in enumerate(cells):
-                item = QTableWidgetItem(text if i < arrived or j < 2 else tr("not yet"))
-                if i >= arrived:
-                    item.setForeground(dim)
-                self.table.setItem(i, j, item)
+        for i, cells in enumerate(self._cells):
+            for j in range(4):
+                self.table.setItem(i, j, QTableWidgetItem(cells[j]))
         total = QTableWidgetItem(f"= {name}.grad")
         bold = QFont(total.font())
         bold.setBold(True)
         total.setFont(bold)
         self.table.setItem(len(contribs), 0, total)
         self.table.setSpan(len(contribs), 0, 1, 3)
-        done = arrived == len(contribs) and contribs
-        g = QTableWidgetItem(format_tensor(info.grad) if done else "…")
+        g = QTableWidgetItem("")
         g.setFont(bold)
         self.table.setItem(len(contribs), 3, g)
-        parts = [_contribution_name(rec, c.producer) for c in contribs]
-        vals = [format_tensor(c.value) if i < arrived else "?" for i, c in enumerate(contribs)]
-        eq = " + ".join(parts) + f" = {name}.grad"
-        if all(c.value is not None and c.value.numel <= 4 for c in contribs):
-            eq += "\n" + " + ".join(vals) + " = " + (format_tensor(info.grad) if done else "…")
-        self.equation.setText(eq)
         # the plot: each contribution (bars) and the running sum (line), scalars as values, else norms
         scalar = all(c.value is not None and c.value.numel == 1 for c in contribs)
         f = (lambda t: float(np.asarray(t.value).reshape(-1)[0])) if scalar else tensor_norm
-        xs = np.arange(1, len(contribs) + 1)
-        vals_c = np.array([f(c.value) if c.value is not None else np.nan for c in contribs])
-        run = np.array([f(c.running_sum) if c.running_sum is not None else np.nan for c in contribs])
-        if len(xs):
-            self.plot.addItem(pg.BarGraphItem(x=xs[:arrived], height=vals_c[:arrived], width=0.5,
-                                              brush=pg.mkBrush(th["plot_line2"])))
-            self.plot.plot(xs[:arrived], run[:arrived], pen=pg.mkPen(th["plot_line"], width=2.5),
-                           symbol="o", symbolBrush=th["plot_line"])
-            self.plot.setXRange(0.4, len(xs) + 0.6)
-            self.plot.getAxis("bottom").setTicks([[(int(x), str(int(x))) for x in xs]])
-            self.plot.setLabel("left", tr("running sum") if scalar else f"{tr('norm')} ({tr('running sum')})")
+        self._xs = np.arange(1, len(contribs) + 1, dtype=float)
+        self._vals = np.array([f(c.value) if c.value is not None else np.nan for c in contribs])
+        self._run = np.array([f(c.running_sum) if c.running_sum is not None else np.nan for c in contribs])
+        self._bars = pg.BarGraphItem(x=self._xs[:0], height=self._vals[:0], width=0.5, brush=pg.mkBrush(th["plot_line2"]))
+        self.plot.addItem(self._bars)
+        self._line = self.plot.plot([], [], pen=pg.mkPen(th["plot_line"], width=2.5),
+                                    symbol="o" if len(contribs) <= 50 else None, symbolBrush=th["plot_line"])
+        if len(contribs):
+            self.plot.setXRange(0.4, len(contribs) + 0.6)
+            if len(contribs) <= 20:
+                self.plot.getAxis("bottom").setTicks([[(int(x), str(int(x))) for x in self._xs]])
+            else:
+                self.plot.getAxis("bottom").setTicks(None)
+        self.plot.setLabel("left", tr("running sum") if scalar else f"{tr('norm')} ({tr('running sum')})")
+        self._show_arrived(self._state.leaf(name).arrived if self._state is not None else len(contribs))
+
+    def _show_arrived(self, arrived: int) -> None:
+        rec, name = self._rec, self.leaf_combo.currentText()
+        old = self._arrived
+        if arrived == old:
+            return
+        self._arrived = arrived
+        info = rec.leaves[name]
+        contribs = info.contributions
+        lo, hi = (0, len(contribs)) if old is None else (min(old, arrived), max(old, arrived))
+        for i in range(lo, hi):
+            here = i < arrived
+            for j in (2, 3):
+                item = self.table.item(i, j)
+                item.setText(self._cells[i][j] if here else tr("not yet"))
+            for j in range(4):
+                self.table.item(i, j).setForeground(self._normal if here else self._dim)
+        done = bool(contribs) and arrived == len(contribs)
+        self.table.item(len(contribs), 3).setText(format_tensor(info.grad) if done else "…")
+        parts = self._parts
+        if len(parts) > 6:
+            eq = f"{parts[0]} + {parts[1]} + … + {parts[-1]} ({len(parts)}) = {name}.grad"
+        else:
+            eq = " + ".join(parts) + f" = {name}.grad"
+            if all(c.value is not None and c.value.numel <= 4 for c in contribs):
+                vals = [format_tensor(c.value) if i < arrived else "?" for i, c in enumerate(contribs)]
+                eq += "\n" + " + ".join(vals) + " = " + (format_tensor(info.grad) if done else "…")
+        self.equation.setText(eq)
+        self._bars.setOpts(x=self._xs[:arrived], height=self._vals[:arrived], width=0.5)
+        self._line.setData(self._xs[:arrived], self._run[:arrived])
 
 
 class QtGradientFlow(QWidget):
@@ -383,6 +416,11 @@ class QtGradientFlow(QWidget):
         self.use_norms = np.zeros(0)
         self._cursor = None
         self._rec = None
+        self._pending_state = None
+        self._cursor_timer = QTimer(self)
+        self._cursor_timer.setSingleShot(True)
+        self._cursor_timer.setInterval(40)
+        self._cursor_timer.timeout.connect(self._on_cursor_timer)
 
     def set_recording(self, rec: Recording | None) -> None:
         """Compute the norms (from the recorded grad_outputs) and plot them."""
@@ -395,11 +433,15 @@ class QtGradientFlow(QWidget):
         self.nodes = np.array([ev.node for ev in rec.backward], dtype=np.int64)
         self.norms = np.array([tensor_norm(ev.grad_outputs[0]) if ev.grad_outputs else np.nan
                                for ev in rec.backward])
-        spots = pg.ScatterPlotItem(x=np.arange(len(self.nodes)), y=self.norms, data=self.nodes, size=7,
-                                   brush=pg.mkBrush(th["plot_line"]), pen=None, hoverable=True)
-        spots.sigClicked.connect(self._on_clicked)
-        self.plot.plot(np.arange(len(self.nodes)), self.norms, pen=pg.mkPen(th["plot_line"], width=1))
-        self.plot.addItem(spots)
+        curve = self.plot.plot(np.arange(len(self.nodes)), self.norms, pen=pg.mkPen(th["plot_line"], width=1))
+        if len(self.nodes) <= 2000:
+            spots = pg.ScatterPlotItem(x=np.arange(len(self.nodes)), y=self.norms, data=self.nodes, size=7,
+                                       brush=pg.mkBrush(th["plot_line"]), pen=None, hoverable=True)
+            spots.sigClicked.connect(self._on_clicked)
+            self.plot.addItem(spots)
+        else:  # thousands of points: click the curve, the nearest backward step is picked
+            curve.curve.setClickable(True, width=8)
+            curve.sigClicked.connect(self._on_curve_clicked)
         self._cursor = pg.InfiniteLine(0, angle=90, pen=pg.mkPen(th["plot_line2"], width=2))
         self._cursor.setVisible(False)
         self.plot.addItem(self._cursor)
@@ -427,11 +469,24 @@ class QtGradientFlow(QWidget):
     def set_state(self, state: StepState) -> None:
         if self._cursor is None:
             return
+        self._pending_state = state
+        if not self._cursor_timer.isActive():
+            self._cursor_timer.start()
+
+    def _on_cursor_timer(self) -> None:
+        """Move the step marker at most 25 times a second: the plot need not repaint at every step."""
+        state = self._pending_state
+        if self._cursor is None or state is None:
+            return
         if state.phase == "backward":
             self._cursor.setVisible(True)
             self._cursor.setValue(state.step.event)
         else:
             self._cursor.setVisible(False)
+
+    def _on_curve_clicked(self, curve, ev) -> None:
+        x = self.plot.getPlotItem().vb.mapSceneToView(ev.scenePos()).x()
+        self.pick_index(int(np.clip(round(x), 0, len(self.nodes) - 1)))
 
     def _on_clicked(self, item, points, ev=None) -> None:
         if len(points):

@@ -72,6 +72,9 @@ def test_keys_step_play_and_fit(qtbot, window):
     assert window.is_playing()
     qtbot.waitUntil(lambda: not window.is_playing(), timeout=5000)
     assert window.stepper.index == len(window.timeline) - 1
+    # while playing the panels catch up at most 25 times a second; stopping brings them up to date
+    _assert_view_matches_core(window)
+    assert window.events.currentIndex().row() == window.stepper.index
     window.graph.zoom(4.0)
     zoomed = window.graph.visible_rect()
     qtbot.keyClick(window.graph, Qt.Key.Key_F)
@@ -260,7 +263,7 @@ def test_rolled_and_direction_toggles(qtbot, window):
     mm = [g for g, m in enumerate(lay.members) if rec.nodes[m[0]].name == "MmBackward0"]
     assert len(mm) == 1 and len(lay.members[mm[0]]) == 3
     window.step_last()
-    _ = window.graph.label_of(lay.members[mm[0]][0])
+    assert window.graph.label_of(lay.members[mm[0]][0])[1] == "layer · 3 uses"
     window.set_rolled(False)
     assert len(window.graph.layout_) == n
     w_lr = window.graph.graph_rect()

@@ -61,3 +61,19 @@ def test_real_window_draws_the_graph(xvfb, tmp_path):
     # the current node's highlight colour (light theme "current") is on screen
     rgb = (arr & 0xFFFFFF)
     assert np.any(rgb == 0xD6336C)
+
+
+@pytest.mark.xvfb
+def test_cli_app_command_starts_and_keeps_running(xvfb, tmp_path):
+    """``gradviz app TARGET`` (run_app) opens a window that stays up without errors."""
+    env = dict(os.environ, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", PYTHONPATH=str(ROOT),
+               XDG_CONFIG_HOME=str(tmp_path))  # its QSettings go to a temporary folder
+    proc = subprocess.Popen([sys.executable, "-m", "gradviz.cli", "app", "sum-xy-plus-z"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)
+        assert proc.poll() is None, proc.communicate()
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert "Traceback" not in err and "error" not in err.lower(), err

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import networkx as nx
 
 from .atomic import atomic_path
 from .errors import GradvizError
@@ -405,6 +404,8 @@ def _export_dot(rec: Recording, path: Path, options: ExportOptions) -> None:
 def _export_graphml(rec: Recording, path: Path, options: ExportOptions) -> None:
     state = options.state()
     styles = node_style(rec, state, options.colors)
+    import networkx as nx
+
     g = nx.MultiDiGraph(target=rec.target, step=options.step, layout=options.layout)
     for n, st in zip(rec.nodes, styles):
         attrs = {"name": n.name, "kind": n.kind, "label": n.label, "torch_name": n.torch_name,

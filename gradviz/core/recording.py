@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from .tensors import TensorData
@@ -228,7 +227,7 @@ class Recording:
     replays: dict = field(default_factory=dict, repr=False)
     # the check table saved with the recording (set when opened from a .gradviz file)
     stored_checks: Any = field(default=None, repr=False)
-    _graph: nx.MultiDiGraph | None = field(default=None, repr=False)
+    _graph: Any = field(default=None, repr=False)
 
     @property
     def backward_order(self) -> list[int]:
@@ -236,9 +235,11 @@ class Recording:
         return [e.node for e in self.backward]
 
     @property
-    def graph(self) -> nx.MultiDiGraph:
+    def graph(self) -> "networkx.MultiDiGraph":  # noqa: F821
         """The unrolled graph: gradient edges keyed by slot, input edges keyed ``("input", pos)``."""
         if self._graph is None:
+            import networkx as nx  # imported on first use: it costs a fifth of a second at start-up
+
             g = nx.MultiDiGraph()
             for n in self.nodes:
                 g.add_node(n.id, name=n.name, kind=n.kind, node=n)

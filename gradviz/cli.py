@@ -125,15 +125,9 @@ def _(p):
 
 
 def _short(source: str | None) -> str:
-    if not source:
-        return ""
-    path, _, line = source.rpartition(":")
-    try:
-        rel = os.path.relpath(path)
-        path = rel if not rel.startswith("..") else path
-    except ValueError:
-        pass
-    return f"{path}:{line}"
+    from .core.recording import short_source
+
+    return short_source(source)
 
 
 @command("check", "check every gradient against manual calculation; exit 1 if any check fails")

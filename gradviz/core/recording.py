@@ -5,6 +5,7 @@ stepped, checked, saved and exported after the model has gone.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,20 @@ import numpy as np
 
 from .tensors import TensorData
 
-__all__ = ["ForwardEvent", "GraphNode", "BackwardEvent", "Contribution", "LeafInfo", "Recording"]
+__all__ = ["short_source", "ForwardEvent", "GraphNode", "BackwardEvent", "Contribution", "LeafInfo", "Recording"]
+
+
+def short_source(source: str | None, empty: str = "") -> str:
+    """A ``file:line`` shown relative to the working folder when it lies below it."""
+    if not source:
+        return empty
+    path, _, line = source.rpartition(":")
+    try:
+        rel = os.path.relpath(path)
+        path = rel if not rel.startswith("..") else path
+    except ValueError:  # another drive on Windows
+        pass
+    return f"{path}:{line}"
 
 
 @dataclass(eq=False)

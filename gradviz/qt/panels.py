@@ -5,8 +5,6 @@ beyond what it shows; user requests leave as Qt signals the main window turns in
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QAbstractListModel, QModelIndex, Qt, QTimer, Signal
@@ -16,7 +14,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleS
                                QScrollArea, QSizePolicy, QSlider, QSpinBox, QTableWidget, QTableWidgetItem,
                                QToolButton, QVBoxLayout, QWidget)
 
-from gradviz.core.recording import Recording
+from gradviz.core.recording import Recording, short_source
 from gradviz.core.tensors import TensorData
 from gradviz.core.timeline import BACKWARD_DONE, StepState
 
@@ -225,15 +223,7 @@ class QtInspector(QScrollArea):
 
 
 def _short_source(src: str | None) -> str:
-    if not src:
-        return "—"
-    path, _, line = src.rpartition(":")
-    try:
-        rel = os.path.relpath(path)
-        path = rel if not rel.startswith("..") else path
-    except ValueError:
-        pass
-    return f"{path}:{line}"
+    return short_source(src, empty="—")
 
 
 def _contribution_name(rec: Recording, producer: int) -> str:

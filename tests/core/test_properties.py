@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gradviz.core import record, run_checks
+from graph_reference import recorded_edges, torch_edges
 
 UNARY = ["tanh", "sigmoid", "relu", "neg", "exp_small", "t", "sqrt_pos", "log_pos", "sum_keep", "mean_rows",
          "softmax", "log_softmax", "unsqueeze_squeeze", "reshape", "permute", "clone", "pow3"]
@@ -112,21 +113,7 @@ def test_random_graphs(ops, seed):
             np.testing.assert_array_equal(got.value, g.numpy(), err_msg=k)
 
     # every edge torch has is in the graph, slot by slot
-    def torch_edges(root):
-        out, seen, stack = [], set(), [root]
-        while stack:
-            fn = stack.pop()
-            if fn in seen:
-                continue
-            seen.add(fn)
-            for slot, (nxt, _) in enumerate(fn.next_functions):
-                if nxt is not None:
-                    out.append((fn.name().rsplit("::", 1)[-1], nxt.name().rsplit("::", 1)[-1], slot))
-                    stack.append(nxt)
-        return sorted(out)
-
-    assert sorted((rec.nodes[s].torch_name, rec.nodes[d].torch_name, k) for s, d, k in rec.edges) == \
-        torch_edges(loss.grad_fn)
+    assert recorded_edges(rec) == torch_edges(loss)
 
     # backward runs every node after all nodes that send it gradients, each node once
     pos = {n: i for i, n in enumerate(rec.backward_order)}

@@ -7,25 +7,7 @@ import torch
 
 from gradviz.core import record
 from gradviz.core.errors import GraphTooLarge
-
-
-def _torch_edges(loss):
-    """Every (sender name, receiver name, slot) of torch's own graph, by an independent DFS."""
-    out, seen, stack = [], set(), [loss.grad_fn]
-    while stack:
-        fn = stack.pop()
-        if fn in seen:
-            continue
-        seen.add(fn)
-        for slot, (nxt, _) in enumerate(fn.next_functions):
-            if nxt is not None:
-                out.append((fn.name().rsplit("::", 1)[-1], nxt.name().rsplit("::", 1)[-1], slot))
-                stack.append(nxt)
-    return sorted(out)
-
-
-def _rec_edges(rec):
-    return sorted((rec.nodes[s].torch_name, rec.nodes[d].torch_name, slot) for s, d, slot in rec.edges)
+from graph_reference import recorded_edges, torch_edges
 
 
 def test_x_times_x_keeps_both_edges_to_one_accumulate_grad():
@@ -73,7 +55,7 @@ def test_every_torch_edge_is_in_the_graph_and_nothing_else():
 
     rec = record(build)
     loss, _ = build()
-    assert _rec_edges(rec) == _torch_edges(loss)
+    assert recorded_edges(rec) == torch_edges(loss)
 
 
 def test_ids_are_stable_across_runs():

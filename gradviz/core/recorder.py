@@ -380,14 +380,19 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     initial = {name: (t.grad.detach().clone() if t.grad is not None else None) for name, t in leaf_tensors.items()}
 
     progress(0.55, "running the backward pass")
-    # the hooks only keep the gradients; snapshots are taken after backward (holding the
-    # tensors also stops the engine from accumulating into them in place, so values stay as sent)
-    raw: list[tuple[int, tuple, tuple]] = []
+    # with values, the hooks only keep the gradients and snapshots are taken after backward
+    # (holding the tensors also stops the engine from accumulating into them in place, so values
+    # stay as sent); without values, only shapes are taken at once and no gradient is held
+    raw: list[tuple[int, list, list]] = []
     handles = []
+    capture = store.capture
 
     def make_hook(node_id):
         def hook(grad_inputs, grad_outputs):
-            raw.append((node_id, grad_inputs, grad_outputs))
+            if keep_values:
+                raw.append((node_id, grad_inputs, grad_outputs))
+            else:
+                raw.append((node_id, [capture(g) for g in grad_inputs], [capture(g) for g in grad_outputs]))
             if cancel is not None and (len(raw) & 255) == 0 and cancel():
                 raise Cancelled()
         return hook
@@ -405,12 +410,17 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
         for h in handles:
             h.remove()
     t_backward = time.perf_counter()
-    capture = store.capture
-    backward = [BackwardEvent(i, node_id, [capture(g) for g in gout], [capture(g) for g in gin])
-                for i, (node_id, gin, gout) in enumerate(raw)]
+    if keep_values:
+        backward = [BackwardEvent(i, node_id, [capture(g) for g in gout], [capture(g) for g in gin])
+                    for i, (node_id, gin, gout) in enumerate(raw)]
+    else:
+        backward = [BackwardEvent(i, node_id, gout, gin) for i, (node_id, gin, gout) in enumerate(raw)]
     raw.clear()
     if check_finite:
-        _check_finite(cap.events, backward, nodes)
+        if keep_values:
+            _check_finite(cap.events, backward, nodes)
+        else:
+            _check_finite_without_values(loss, leaf_tensors)
 
     progress(0.85, "collecting contributions")
     leaves = _collect_leaves(leaf_tensors, initial, leaf_node_of, nodes, edges, backward, store)
@@ -673,6 +683,17 @@ def _check_finite(events, backward, nodes) -> None:
             raise NonFiniteError(f"NaN or Inf first appears in the backward pass at node {n.id} {n.name}{where}",
                                  hint="look at that node's inputs and saved tensors; a forward value at a "
                                       "singularity (sqrt(0), log(0), 0/0) makes an infinite local gradient")
+
+
+def _check_finite_without_values(loss, leaf_tensors) -> None:
+    """Without kept values only the loss and the leaves' gradients can be looked at."""
+    hint = "record again with values kept (without --no-values) to find the first op that made it"
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise NonFiniteError("the loss is NaN or Inf", hint=hint)
+    for name, t in leaf_tensors.items():
+        g = t.grad
+        if g is not None and g.is_floating_point() and not bool(torch.isfinite(g).all()):
+            raise NonFiniteError(f"{name}.grad holds NaN or Inf", hint=hint)
 
 
 def _inplace_error(exc: RuntimeError, reader: GraphNode | None, nodes, cap: _ForwardCapture) -> GradvizError:

@@ -201,3 +201,18 @@ def test_recording_works_on_cuda_tensors_where_available():
         return (x * x).sum(), {"x": x}
     rec = record(build)
     assert rec.leaves["x"].grad.device.startswith("cuda")
+
+
+def test_no_values_still_refuses_a_nan_gradient():
+    from gradviz.core.errors import NonFiniteError
+
+    def build():
+        x = torch.tensor([0.0, 1.0], requires_grad=True)
+        return torch.sqrt(x).sum(), {"x": x}
+
+    with pytest.raises(NonFiniteError, match="x.grad holds NaN or Inf") as err:
+        record(build, keep_values=False)
+    assert "values kept" in err.value.hint
+    # with values the first node that made it is named
+    with pytest.raises(NonFiniteError, match="SqrtBackward0"):
+        record(build)

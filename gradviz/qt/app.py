@@ -317,9 +317,15 @@ class QtMainWindow(QMainWindow):
 
     # -- recording ----------------------------------------------------------------------------
     def open_target(self, target: str, params: dict | None = None) -> None:
-        """Record `target` (built-in model name or ``file.py[:function]``) with `params`, in a worker."""
+        """Record `target` (built-in model name or ``file.py[:function]``) with `params`, in a worker.
+
+        A saved recording (``run.gradviz``) is opened instead, without running any model code.
+        """
         from gradviz.core.recorder import record
 
+        if str(target).lower().endswith(".gradviz"):
+            self.open_recording(str(target))
+            return
         if self._record_task is not None:
             self._record_task.cancel()
         params = dict(params or {})

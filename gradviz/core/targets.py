@@ -125,6 +125,10 @@ class ScriptRunner(Runner):
             raise ScriptError(f"no such file: {path}", hint="check the path; gradviz list shows the built-in models")
         if os.path.isdir(path):
             raise ScriptError(f"{path} is a folder, not a Python file", hint="name the model script itself")
+        if path.lower().endswith(".gradviz"):
+            raise ScriptError(f"{path} is a saved recording, not a model script",
+                              hint="open it with gradviz.core.storage.load_recording(path); the gradviz "
+                                   "commands and the app take it as a TARGET directly")
         if not path.endswith(".py"):
             raise ScriptError(f"{path} is not a Python file (.py)",
                               hint="give a model script ending in .py that defines build()")

@@ -216,3 +216,14 @@ def test_no_values_still_refuses_a_nan_gradient():
     # with values the first node that made it is named
     with pytest.raises(NonFiniteError, match="SqrtBackward0"):
         record(build)
+
+
+def test_recording_a_saved_recording_says_how_to_open_it(tmp_path):
+    from gradviz.core.errors import GradvizError
+    from gradviz.core.storage import save_recording
+
+    path = tmp_path / "run.gradviz"
+    save_recording(record("mlp"), path)
+    with pytest.raises(GradvizError, match="is a saved recording") as err:
+        record(str(path))
+    assert "load_recording" in err.value.hint

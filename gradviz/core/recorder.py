@@ -359,12 +359,12 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     progress(0.3, "walking the autograd graph")
     nodes, fn_ids, edges, fns = _walk_graph(loss.grad_fn, max_nodes, cancel)
     _annotate_nodes(nodes, fns, edges, cap, names)
-    input_edges = _input_nodes(nodes, fns, fn_ids, cap, names, store)
+    input_edges = _input_nodes(nodes, fns, fn_ids, cap, names)
     leaf_node_of = {n.leaf: n.id for n in nodes if n.kind == "leaf" and n.leaf}
 
     progress(0.45, "reading saved tensors")
     for node, fn in zip(nodes, fns):
-        if fn is None or node.kind == "leaf":
+        if node.kind == "leaf":
             continue
         try:
             saved = read_saved(fn)
@@ -398,8 +398,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
         return hook
 
     for node, fn in zip(nodes, fns):
-        if fn is not None:
-            handles.append(fn.register_hook(make_hook(node.id)))
+        handles.append(fn.register_hook(make_hook(node.id)))
     try:
         torch.autograd.backward(loss)
     except RuntimeError as exc:
@@ -423,7 +422,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
             _check_finite_without_values(loss, leaf_tensors)
 
     progress(0.85, "collecting contributions")
-    leaves = _collect_leaves(leaf_tensors, initial, leaf_node_of, nodes, edges, backward, store)
+    leaves = _collect_leaves(leaf_tensors, initial, leaf_node_of, edges, backward, store)
     loss_data = store.capture(loss.detach())
     manual = None
     leaf_values = {k: (v.tensor.value if v.tensor is not None else None) for k, v in leaves.items()}
@@ -435,7 +434,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
 
     replays = {}
     for node, fn in zip(nodes, fns):
-        if fn is not None and fn in cap.replays:
+        if fn in cap.replays:
             replays[node.id] = cap.replays[fn]
     store.release()
     rec = Recording(
@@ -629,7 +628,7 @@ def _annotate_nodes(nodes, fns, edges, cap: _ForwardCapture, names: dict) -> Non
                 node.function = alias[0]
 
 
-def _input_nodes(nodes, fns, fn_ids, cap: _ForwardCapture, names: dict, store: TensorStore) -> list:
+def _input_nodes(nodes, fns, fn_ids, cap: _ForwardCapture, names: dict) -> list:
     """Add a node for every tensor that needs no grad but fed an op of the graph."""
     input_edges: list[tuple[int, int, int]] = []
     input_ids: dict = {}
@@ -737,7 +736,7 @@ def _inplace_error(exc: RuntimeError, reader: GraphNode | None, nodes, cap: _For
 # ---------------------------------------------------------------------------------------------
 # leaves and accumulation
 
-def _collect_leaves(leaf_tensors, initial, leaf_node_of, nodes, edges, backward, store) -> dict:
+def _collect_leaves(leaf_tensors, initial, leaf_node_of, edges, backward, store) -> dict:
     """Per leaf: the gradient on each incoming edge in the order its producer ran, with running sums."""
     out_edges: dict[int, list[tuple[int, int]]] = {}
     for src, dst, slot in edges:

@@ -147,7 +147,6 @@ class Timeline:
             else:
                 made_by.setdefault(node.forward_event, []).append(node.id)
         self._made_by = made_by
-        self._start = (base, indeg.copy())
         # checkpoints: (status, pending) after every CHECKPOINT_EVERY-th step
         self._checkpoints: list[tuple[np.ndarray, np.ndarray]] = []
         status, pending = base.copy(), indeg.copy()
@@ -180,15 +179,6 @@ class Timeline:
                 pending[dst] -= 1
                 changed.append(dst)
             return changed
-        return []
-
-    def changed_by(self, i: int) -> list[int]:
-        """Nodes whose state step `i` changes."""
-        step = self.steps[i]
-        if step.phase == "forward":
-            return list(self._made_by.get(step.event, []))
-        if step.phase == "backward":
-            return [step.node] + [d for d, _ in self._out_edges[step.node]]
         return []
 
     def state_at(self, i: int) -> StepState:

@@ -9,7 +9,8 @@ Builds the ``cuda`` backend through the same loader as everything else
    1 column, non-multiples of the 128 x 128 tile, K = 0, non-contiguous operands, no bias);
 4. times forward+backward against torch (cuBLAS, TF32 off) at n = 256 .. 8192 and prints the
    ratio torch_time / cuda_time and the fraction of the FP32 peak (H200: ~67 TFLOP/s);
-5. runs the CUDA-parametrized tests of tests/kernels (skip with ``--no-pytest``).
+5. times each op alone against torch's own product at n = 4096 (which GEMM lags, if one does);
+6. runs the CUDA-parametrized tests of tests/kernels (skip with ``--no-pytest``).
 
 Exit status 0 only if every check passed. Command (repository root; see docs/kernels.md)::
 
@@ -163,6 +164,46 @@ def check_speed(sizes: list[int]) -> list[dict]:
     return rows
 
 
+def time_call(fn, repeats: int = 10) -> float:
+    """Best seconds of one call of ``fn`` (CUDA events on CUDA)."""
+    for _ in range(2):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if DEVICE == "cpu":
+            start_s = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start_s)
+            continue
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    return best
+
+
+def check_products(n: int) -> list[dict]:
+    """Each op alone against torch's own product at size n: which of the three GEMMs lags."""
+    ops = torch.ops.gradviz
+    x, w, g = (torch.randn(n, n, device=DEVICE) for _ in range(3))
+    b = torch.randn(n, device=DEVICE)
+    pairs = [("forward", lambda: ops.linear(x, w, b), lambda: F.linear(x, w, b), 2 * n**3),
+             ("grad_input", lambda: ops.linear_grad_input(g, w), lambda: g @ w, 2 * n**3),
+             ("grad_weight", lambda: ops.linear_grad_weight(g, x), lambda: g.t() @ x, 2 * n**3),
+             ("grad_bias", lambda: ops.linear_grad_bias(g), lambda: g.sum(0), n**2)]
+    rows = []
+    print(f"products at n = {n}:")
+    for name, ours, theirs, flop in pairs:
+        t_ours, t_torch = time_call(ours), time_call(theirs)
+        rows.append(dict(product=name, n=n, ours_ms=1e3 * t_ours, torch_ms=1e3 * t_torch,
+                         ratio=t_torch / t_ours, tflops=flop / t_ours / 1e12))
+        print(f"  {name:<12} ours {1e3 * t_ours:8.3f} ms  torch {1e3 * t_torch:8.3f} ms  "
+              f"ratio {t_torch / t_ours:5.2f}  {flop / t_ours / 1e12:6.2f} TFLOP/s", flush=True)
+    return rows
+
+
 def run_cuda_tests() -> int:
     """Run the tests of tests/kernels that have a CUDA variant; return pytest's exit status."""
     import subprocess
@@ -210,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         result["correctness_failures"] = failures
         status = status or (1 if failures else 0)
         result["speed"] = check_speed(args.sizes)
+        result["products"] = check_products(4096 if DEVICE == "cuda" else 256)
     if "build" in result and not args.no_pytest and DEVICE == "cuda":
         result["pytest_status"] = run_cuda_tests()
         status = status or (1 if result["pytest_status"] else 0)

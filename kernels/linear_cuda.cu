@@ -130,8 +130,73 @@ __device__ __forceinline__ void stage_b(float (*Bs)[Tile<H>::BN], const Frag& f)
   }
 }
 
+// This thread's first value of the op(A) slice at depth 0, for a tile that lies inside A, and
+// how far it moves from one slice to the next (same mapping as fetch_a).
+template <int H, bool A_T>
+__device__ __forceinline__ const float* slice_ptr_a(const float* A, int64_t M, int64_t K,
+                                                    int64_t m0, int64_t& step) {
+  using S = Tile<H>;
+  const int t = threadIdx.x;
+  if (!A_T) {
+    step = S::BK;
+    return A + (m0 + t / (S::BK / 4)) * K + (t % (S::BK / 4)) * 4;
+  }
+  step = S::BK * M;
+  return A + static_cast<int64_t>(t / (S::BM / 4)) * M + m0 + (t % (S::BM / 4)) * 4;
+}
+
+template <int H, bool B_T>
+__device__ __forceinline__ const float* slice_ptr_b(const float* B, int64_t N, int64_t K,
+                                                    int64_t n0, int64_t& step) {
+  using S = Tile<H>;
+  const int t = threadIdx.x;
+  if (!B_T) {
+    step = S::BK * N;
+    return B + static_cast<int64_t>(t / (S::BN / 4)) * N + n0 + (t % (S::BN / 4)) * 4;
+  }
+  step = S::BK;
+  return B + (n0 + t / (S::BK / 4)) * K + (t % (S::BK / 4)) * 4;
+}
+
+__device__ __forceinline__ void load4_fast(const float* p, Frag& f) {
+  const float4 x = *reinterpret_cast<const float4*>(p);
+  f.v[0] = x.x; f.v[1] = x.y; f.v[2] = x.z; f.v[3] = x.w;
+}
+
+// acc += (slice of op(A)) . (slice of op(B)): BK rank-1 updates of the register tile, each with
+// a column of op(A) and a row of op(B) read from shared memory as float4s.
+template <int H>
+__device__ __forceinline__ void multiply_slice(const float (*As)[Tile<H>::BM],
+                                               const float (*Bs)[Tile<H>::BN],
+                                               float (&acc)[Tile<H>::TM][Tile<H>::TM], int tx,
+                                               int ty) {
+  using S = Tile<H>;
+  constexpr int TM = S::TM;
+#pragma unroll
+  for (int k = 0; k < S::BK; ++k) {
+    float a[TM], b[TM];
+#pragma unroll
+    for (int h = 0; h < H; ++h) {
+      const float4 av = *reinterpret_cast<const float4*>(&As[k][h * 64 + ty * 4]);
+      const float4 bv = *reinterpret_cast<const float4*>(&Bs[k][h * 64 + tx * 4]);
+      a[4 * h] = av.x; a[4 * h + 1] = av.y; a[4 * h + 2] = av.z; a[4 * h + 3] = av.w;
+      b[4 * h] = bv.x; b[4 * h + 1] = bv.y; b[4 * h + 2] = bv.z; b[4 * h + 3] = bv.w;
+    }
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TM; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+  }
+}
+
 // C = op(A) . op(B) [+ bias] for one block tile. Thread (tx, ty) owns rows
 // {h*64 + 4*ty + r} and columns {h*64 + 4*tx + c} (h < H, r, c < 4) of the tile.
+//
+// The K loop runs in two phases. A block whose tile lies inside C, with float4-readable
+// operands, first walks every whole slice with unchecked float4 loads through two pointers
+// that advance by a constant step (no index arithmetic, no bounds tests: almost every
+// instruction of that loop is an FFMA or a shared-memory load). The last slices, and every
+// slice of an edge block, take the bounds-checked loads of fetch_a/fetch_b.
 template <int H, bool A_T, bool B_T>
 __global__ void __launch_bounds__(THREADS, 2)  // <= 128 registers: two blocks per SM
 gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
@@ -152,39 +217,53 @@ gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
 #pragma unroll
     for (int j = 0; j < TM; ++j) acc[i][j] = 0.f;
 
+  // depths [0, k_fast) are whole slices of a tile that lies inside op(A) and op(B)
+  const bool inside = vec_a && vec_b && m0 + S::BM <= M && n0 + S::BN <= N;
+  const int64_t k_fast = inside ? K - K % S::BK : 0;
+  int64_t step_a, step_b;
+  const float* pa = slice_ptr_a<H, A_T>(A, M, K, m0, step_a);
+  const float* pb = slice_ptr_b<H, B_T>(B, N, K, n0, step_b);
+
   Frag fa, fb;
-  fetch_a<H, A_T>(A, M, K, m0, 0, vec_a, fa);
-  fetch_b<H, B_T>(B, N, K, n0, 0, vec_b, fb);
+  if (k_fast > 0) {
+    load4_fast(pa, fa);
+    load4_fast(pb, fb);
+  } else {
+    fetch_a<H, A_T>(A, M, K, m0, 0, vec_a, fa);
+    fetch_b<H, B_T>(B, N, K, n0, 0, vec_b, fb);
+  }
   stage_a<H, A_T>(As[0], fa);
   stage_b<H, B_T>(Bs[0], fb);
   __syncthreads();
 
   int buf = 0;
-  for (int64_t k0 = 0; k0 < K; k0 += S::BK) {
+  int64_t k0 = 0;
+  // phase 1: the next slice is whole and inside, so it is read without checks. Two slices
+  // per trip, buffer 0 then buffer 1, so that every shared-memory address is a constant.
+  for (; k0 + 2 * S::BK < k_fast; k0 += 2 * S::BK) {
+#pragma unroll
+    for (int b = 0; b < 2; ++b) {
+      pa += step_a;
+      pb += step_b;
+      // issue the next slice's global loads now; they land while this slice is multiplied
+      load4_fast(pa, fa);
+      load4_fast(pb, fb);
+      multiply_slice<H>(As[b], Bs[b], acc, tx, ty);
+      // the other buffer was last read before the previous barrier, so it is free to overwrite
+      stage_a<H, A_T>(As[b ^ 1], fa);
+      stage_b<H, B_T>(Bs[b ^ 1], fb);
+      __syncthreads();
+    }
+  }
+  // phase 2: the remaining slices, with bounds-checked loads
+  for (; k0 < K; k0 += S::BK) {
     const bool more = k0 + S::BK < K;
     if (more) {
-      // issue the next slice's global loads now; they land while this slice is multiplied
       fetch_a<H, A_T>(A, M, K, m0, k0 + S::BK, vec_a, fa);
       fetch_b<H, B_T>(B, N, K, n0, k0 + S::BK, vec_b, fb);
     }
-#pragma unroll
-    for (int k = 0; k < S::BK; ++k) {
-      // rank-1 update of the register tile with a column of op(A) and a row of op(B)
-      float a[TM], b[TM];
-#pragma unroll
-      for (int h = 0; h < H; ++h) {
-        const float4 av = *reinterpret_cast<const float4*>(&As[buf][k][h * 64 + ty * 4]);
-        const float4 bv = *reinterpret_cast<const float4*>(&Bs[buf][k][h * 64 + tx * 4]);
-        a[4 * h] = av.x; a[4 * h + 1] = av.y; a[4 * h + 2] = av.z; a[4 * h + 3] = av.w;
-        b[4 * h] = bv.x; b[4 * h + 1] = bv.y; b[4 * h + 2] = bv.z; b[4 * h + 3] = bv.w;
-      }
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TM; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-    }
+    multiply_slice<H>(As[buf], Bs[buf], acc, tx, ty);
     if (more) {
-      // the other buffer was last read before the previous barrier, so it is free to overwrite
       stage_a<H, A_T>(As[buf ^ 1], fa);
       stage_b<H, B_T>(Bs[buf ^ 1], fb);
     }

@@ -7,10 +7,12 @@ themselves also run under a host emulation (cuda_emulation/) against a float64 r
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,10 +82,14 @@ def test_cuda_binding_compiles_against_torch_headers(tmp_path):
 EMULATION = Path(__file__).parent / "cuda_emulation"
 # (M, K, N[, misaligned]): one element, K = 0, ragged in every direction against the 128 x 128
 # x 8 tiles, float4 paths on and off (leading dimensions multiples of 4 or not), misaligned
-# buffers (scalar paths everywhere), several blocks in both grid directions
+# buffers (scalar paths everywhere), several blocks in both grid directions, and tiles that lie
+# inside C (the unchecked loop of gemm_kernel) with every kind of K tail
 EMULATED_CASES = ["1,1,1", "4,0,3", "1,5,7", "6,1,3", "13,19,17", "7,300,45", "3,5,260",
                   "130,129,131", "128,128,128", "129,9,4,misaligned", "130,129,131,misaligned",
-                  "256,64,256"]
+                  "256,64,256",
+                  # tiles inside C: the unchecked float4 loop over slice pairs, then the checked
+                  # tail (K a multiple of the slice, one slice more, a partial slice, few slices)
+                  "256,44,256", "128,24,128", "128,8,128", "256,72,260", "260,132,256"]
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")
@@ -109,3 +115,32 @@ def test_cuda_kernels_under_host_emulation(tmp_path, tiles, sms):
         M, K, N = map(int, case.split(",")[:3])
         expected += (M * N > 0) + (M * K > 0) + (N * K > 0) + (N > 0)
     assert lines[-1] == f"launches {expected}"
+
+
+def _sass_mix():
+    # benchmarks/sass_mix.py: the disassembly and loop analysis, shared with the benchmark
+    spec = importlib.util.spec_from_file_location(
+        "sass_mix", Path(__file__).resolve().parents[2] / "benchmarks" / "sass_mix.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("sass_mix", module)  # dataclasses look their module up there
+    spec.loader.exec_module(sys.modules["sass_mix"])
+    return sys.modules["sass_mix"]
+    return module
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_gemm_hot_loop_is_mostly_ffma(arch):
+    # every non-FFMA instruction of the inner loop takes an issue slot from an FFMA, so its
+    # FFMA share bounds the fraction of FP32 peak (cuBLAS's SIMT loops: about 90%)
+    sass_mix = _sass_mix()
+    if sass_mix.find_nvdisasm() is None:
+        pytest.skip("nvdisasm not found (pip install nvidia-cuda-nvdisasm)")
+    hot = sass_mix.gemm_hot_loops(arch)
+    assert len(hot) == 6, sorted(hot)  # 2 tile sizes x 3 products
+    for key, loop in hot.items():
+        # 128 x 128 tiles: 8 x 8 FFMAs per thread per depth step against 4 LDS.128 and, per
+        # pair of slices, a handful of loads, stores, pointer steps and barriers
+        floor = 0.90 if key.startswith("H=2") else 0.82
+        assert loop.counts["FFMA"] == (1024 if key.startswith("H=2") else 512), (key, loop.counts)
+        assert loop.ffma_share >= floor, (key, f"{loop.ffma_share:.1%}", loop.counts)

@@ -38,7 +38,11 @@ fi
 VPY="$VENV/bin/python"
 stamp="$VENV/.gradviz-setup"
 want="$(sha1sum pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)"
+# gradviz's own bytecode, written even where PYTHONDONTWRITEBYTECODE is set (as on CI): the app
+# would otherwise compile its modules on every start (about 0.2 s of a cold start)
+compile_gradviz() { "$VPY" -m compileall -q gradviz >/dev/null || true; }
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VPY" -c 'import gradviz, torch' 2>/dev/null; then
+  compile_gradviz
   exit 0
 fi
 "$VPY" -m pip install -q --upgrade pip setuptools wheel </dev/null
@@ -49,5 +53,6 @@ if ! "$VPY" -c 'import torch' 2>/dev/null; then
 fi
 log "installing gradviz with the gui, test and bench extras"
 "$VPY" -m pip install -q --no-build-isolation -e ".[gui,test,bench,kernels]" --config-settings editable_mode=compat </dev/null
+compile_gradviz
 echo "$want" > "$stamp"
 log "ready: $VENV"

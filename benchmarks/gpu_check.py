@@ -10,7 +10,8 @@ Builds the ``cuda`` backend through the same loader as everything else
 4. times forward+backward against torch (cuBLAS, TF32 off) at n = 256 .. 8192 and prints the
    ratio torch_time / cuda_time and the fraction of the FP32 peak (H200: ~67 TFLOP/s);
 5. times each op alone against torch's own product at n = 4096 (which GEMM lags, if one does);
-6. runs the CUDA-parametrized tests of tests/kernels (skip with ``--no-pytest``).
+6. runs compute-sanitizer memcheck and racecheck over the ops on a few shapes (if it can);
+7. runs the CUDA-parametrized tests of tests/kernels (skip with ``--no-pytest``).
 
 Exit status 0 only if every check passed. Command (repository root; see docs/kernels.md)::
 
@@ -204,6 +205,61 @@ def check_products(n: int) -> list[dict]:
     return rows
 
 
+_SANITIZED_CHILD = r"""
+import torch
+from gradviz.core import extension
+assert extension.build_state().cuda_ok, extension.build_state().cuda_reason
+ops = torch.ops.gradviz
+# tiles inside C (the unchecked loop, with K tails), ragged edges, both tile sizes
+for M, K, N in [(256, 44, 256), (129, 127, 131), (300, 72, 260), (2048, 24, 2048), (5, 3, 4)]:
+    x, w, b, g = (torch.randn(*s, device="cuda") for s in [(M, K), (N, K), (N,), (M, N)])
+    ops.linear(x, w, b); ops.linear_grad_input(g, w); ops.linear_grad_weight(g, x)
+    ops.linear_grad_bias(g)
+torch.cuda.synchronize()
+print("sanitized run done")
+"""
+
+
+def run_sanitizer() -> dict:
+    """compute-sanitizer memcheck and racecheck over the ops on a few shapes.
+
+    Finds what the host emulation cannot: out-of-bounds or misaligned device accesses and
+    shared-memory races (a missing barrier). Reported as ``"not run: ..."`` where the tool is
+    absent or cannot attach (as on some sandboxed runtimes); a finding fails the check.
+    """
+    import shutil
+    import subprocess
+
+    tool = shutil.which("compute-sanitizer") or next(
+        (p for p in ["/usr/local/cuda/bin/compute-sanitizer",
+                     "/usr/local/cuda/compute-sanitizer/compute-sanitizer"] if os.path.exists(p)),
+        None)
+    if tool is None:
+        print("sanitizer: not run: compute-sanitizer not found")
+        return {"memcheck": "not run: compute-sanitizer not found"}
+    out = {}
+    for check in ("memcheck", "racecheck"):
+        cmd = [tool, "--tool", check, "--error-exitcode", "99", "--target-processes", "all",
+               sys.executable, "-c", _SANITIZED_CHILD]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                                  env=dict(os.environ, PYTHONPATH=os.getcwd()))
+        except subprocess.TimeoutExpired:
+            out[check] = "not run: timed out after 60 s"
+        else:
+            text = proc.stdout + proc.stderr
+            if proc.returncode == 99:
+                out[check] = "FAILED: " + " | ".join(
+                    line for line in text.splitlines() if "=========" in line)[:2000]
+            elif proc.returncode == 0 and "sanitized run done" in text:
+                summary = [line for line in text.splitlines() if "ERROR SUMMARY" in line]
+                out[check] = "ok" + (f" ({summary[-1].strip('= ')})" if summary else "")
+            else:
+                out[check] = f"not run: exit {proc.returncode}: {text.strip().splitlines()[-1:]}"
+        print(f"sanitizer {check}: {out[check]}", flush=True)
+    return out
+
+
 def run_cuda_tests() -> int:
     """Run the tests of tests/kernels that have a CUDA variant; return pytest's exit status."""
     import subprocess
@@ -211,7 +267,7 @@ def run_cuda_tests() -> int:
     cmd = [sys.executable, "-m", "pytest", "tests/kernels", "-q", "-p", "no:cacheprovider",
            "-k", "cuda and not binding and not emulation and not nvcc"]
     print("$", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, timeout=240).returncode
+    return subprocess.run(cmd, timeout=120).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096, 8192])
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--no-pytest", action="store_true", help="skip the CUDA tests of tests/kernels")
+    p.add_argument("--no-sanitizer", action="store_true",
+                   help="skip the compute-sanitizer memcheck and racecheck runs")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                    help="cpu: dry-run the script on the cpp backend (tests the script itself)")
     args = p.parse_args(argv)
@@ -234,33 +292,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{torch.cuda.get_device_name()}; torch {torch.__version__} (CUDA {torch.version.cuda}); "
           f"python {sys.version.split()[0]}; TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST')}")
     result: dict = {"device": DEVICE if DEVICE == "cpu" else torch.cuda.get_device_name(),
-                    "torch": torch.__version__}
-    status = 0
-    try:
-        result["build"] = check_build()
-        check_opcheck()
-        result["opcheck"] = "ok"
-    except SystemExit:
-        raise
-    except Exception:
-        traceback.print_exc()
-        result["opcheck"] = "failed"
-        status = 1
-    if "build" in result:
-        failures = check_correctness()
-        result["correctness_failures"] = failures
-        status = status or (1 if failures else 0)
-        result["speed"] = check_speed(args.sizes)
-        result["products"] = check_products(4096 if DEVICE == "cuda" else 256)
-    if "build" in result and not args.no_pytest and DEVICE == "cuda":
-        result["pytest_status"] = run_cuda_tests()
-        status = status or (1 if result["pytest_status"] else 0)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=1)
-    print("PASS" if status == 0 else "FAIL")
-    return status
+                    "torch": torch.__version__, "failed": []}
 
+    def save() -> None:
+        # after every stage, so that a run cut short by its time limit still reports
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(result, fh, indent=1)
+
+    def stage(name: str, fn, failed=lambda value: False):
+        """Run one check; keep its result; an exception or a failed result fails the run."""
+        try:
+            result[name] = fn()
+        except (Exception, SystemExit) as exc:  # check_build exits when CUDA did not build
+            traceback.print_exc()
+            result[name] = f"error: {exc}"
+            result["failed"].append(name)
+        else:
+            if failed(result[name]):
+                result["failed"].append(name)
+        save()
+        return name not in result["failed"]
+
+    if stage("build", check_build) and stage("opcheck", lambda: check_opcheck() or "ok"):
+        stage("correctness_failures", check_correctness, failed=bool)
+        stage("speed", lambda: check_speed(args.sizes))
+        stage("products", lambda: check_products(4096 if DEVICE == "cuda" else 256))
+        if DEVICE == "cuda" and not args.no_sanitizer:
+            stage("sanitizer", run_sanitizer,
+                  failed=lambda r: any(v.startswith("FAILED") for v in r.values()))
+        if DEVICE == "cuda" and not args.no_pytest:
+            stage("pytest_status", run_cuda_tests, failed=bool)
+    status = 1 if result["failed"] else 0
+    print("PASS" if status == 0 else f"FAIL: {', '.join(result['failed'])}")
+    return status
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,7 @@
 """The loader of the compiled backends: report, GRADVIZ_NO_BUILD, build errors, cheap import."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -153,3 +154,21 @@ def test_cuda_backend_refuses_cpu_tensors_or_is_unavailable(build):
         pytest.skip(f"cuda backend unavailable: {info.reason}")
     with pytest.raises(RuntimeError, match="the cuda backend runs on cuda tensors"):
         info.fn(torch.ones(1, 2), torch.ones(3, 2))
+
+
+def test_gpu_check_script_dry_run_passes(build, tmp_path):
+    # benchmarks/gpu_check.py is run once on a GPU session's scarce device time: its dry run on
+    # the cpp backend goes through every stage it can here and writes its JSON report
+    report = tmp_path / "gpu_check.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--sizes",
+         "64", "--json", str(report)], capture_output=True, text=True, timeout=300, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.rstrip().endswith("PASS")
+    result = json.loads(report.read_text())
+    assert result["failed"] == [] and result["opcheck"] == "ok"
+    assert result["correctness_failures"] == []
+    assert [row["n"] for row in result["speed"]] == [64]
+    assert [row["product"] for row in result["products"]] == [
+        "forward", "grad_input", "grad_weight", "grad_bias"]

@@ -41,6 +41,12 @@ struct Tile {
   static_assert(BM * BK == 4 * THREADS && BN * BK == 4 * THREADS, "4 + 4 values per thread");
 };
 
+// Shared-memory rows are padded by 4 floats: an operand transposed on its way in is written
+// one value per thread down a column, and with unpadded rows (a multiple of 32 banks long)
+// the two threads that share a column would write the same bank; a 4-float pad puts them 16
+// banks apart. Rows stay 16-byte aligned for the float4 reads.
+constexpr int PAD = 4;
+
 struct Frag {
   float v[4];
 };
@@ -103,7 +109,7 @@ __device__ __forceinline__ void fetch_b(const float* __restrict__ B, int64_t N, 
 
 // Write the fetched values into shared memory, laid out depth-major: As[k][m], Bs[k][n].
 template <int H, bool A_T>
-__device__ __forceinline__ void stage_a(float (*As)[Tile<H>::BM], const Frag& f) {
+__device__ __forceinline__ void stage_a(float (*As)[Tile<H>::BM + PAD], const Frag& f) {
   using S = Tile<H>;
   const int t = threadIdx.x;
   if (!A_T) {
@@ -117,7 +123,7 @@ __device__ __forceinline__ void stage_a(float (*As)[Tile<H>::BM], const Frag& f)
 }
 
 template <int H, bool B_T>
-__device__ __forceinline__ void stage_b(float (*Bs)[Tile<H>::BN], const Frag& f) {
+__device__ __forceinline__ void stage_b(float (*Bs)[Tile<H>::BN + PAD], const Frag& f) {
   using S = Tile<H>;
   const int t = threadIdx.x;
   if (!B_T) {
@@ -166,8 +172,8 @@ __device__ __forceinline__ void load4_fast(const float* p, Frag& f) {
 // acc += (slice of op(A)) . (slice of op(B)): BK rank-1 updates of the register tile, each with
 // a column of op(A) and a row of op(B) read from shared memory as float4s.
 template <int H>
-__device__ __forceinline__ void multiply_slice(const float (*As)[Tile<H>::BM],
-                                               const float (*Bs)[Tile<H>::BN],
+__device__ __forceinline__ void multiply_slice(const float (*As)[Tile<H>::BM + PAD],
+                                               const float (*Bs)[Tile<H>::BN + PAD],
                                                float (&acc)[Tile<H>::TM][Tile<H>::TM], int tx,
                                                int ty) {
   using S = Tile<H>;
@@ -204,8 +210,8 @@ gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
             bool vec_a, bool vec_b, bool vec_c) {
   using S = Tile<H>;
   constexpr int TM = S::TM;
-  __shared__ __align__(16) float As[2][S::BK][S::BM];
-  __shared__ __align__(16) float Bs[2][S::BK][S::BN];
+  __shared__ __align__(16) float As[2][S::BK][S::BM + PAD];
+  __shared__ __align__(16) float Bs[2][S::BK][S::BN + PAD];
 
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * S::BM;
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * S::BN;

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from typing import Callable
 
 __all__ = ["main", "build_parser", "command", "DEFAULT_MODEL"]
@@ -349,10 +350,28 @@ def _default(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    from .core.errors import GradvizError
-
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():  # restores the usual display when main() returns
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line: gradviz's own as a notice, a script's with where it came from."""
+    from .core.recording import short_source
+
+    if os.path.abspath(filename).startswith(os.path.dirname(os.path.abspath(__file__)) + os.sep):
+        print(f"notice: {message}", file=sys.stderr)
+    else:
+        print(f"warning: {category.__name__}: {message} ({short_source(f'{filename}:{lineno}')})",
+              file=sys.stderr)
+
+
+def _run(args) -> int:
+    """Run the parsed command, turning every failure into a message and an exit code."""
+    from .core.errors import GradvizError
+
     try:
         if getattr(args, "run", None) is None:
             return _default(args)
@@ -365,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`gradviz steps ... | head`): stop quietly, as Unix tools do, and
+        # point stdout at /dev/null so that Python's flush at exit does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one clear line, exit 2
         if args.debug:
             raise

@@ -8,6 +8,7 @@ every node, so the backward events come in the order PyTorch's engine really ran
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import sys
@@ -126,7 +127,10 @@ class _ForwardCapture(TorchFunctionMode):
             finally:
                 cap._depth -= 1
             if cap.store is not None:
-                cap._log(cls.__name__, ins, _tensors_in(out), replay=(cls.apply, args, kwargs), custom=cls)
+                # the replay calls the unpatched apply: a check that replays this node later must
+                # not log into this recording
+                cap._log(cls.__name__, ins, _tensors_in(out), replay=(functools.partial(orig, cls), args, kwargs),
+                         custom=cls)
             return out
 
         fn_cls.apply = classmethod(apply)
@@ -154,14 +158,27 @@ class _ForwardCapture(TorchFunctionMode):
     # --- ops -------------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        if self._depth:
+            return func(*args, **kwargs)
+        # what the op runs inside is part of this one event: the autograd Function that
+        # torch.library.register_autograd runs inside a custom op is not a second user op
+        self._depth += 1
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            self._depth -= 1
         # only ops under grad mode whose result joins the graph are events
-        if self._depth or not torch.is_grad_enabled():
+        if not torch.is_grad_enabled():
             return out
         outs = _tensors_in(out)
         if not any(t.grad_fn is not None for t in outs):
             return out
         name = getattr(func, "__name__", None) or str(func)
+        if isinstance(func, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+            # a custom op says whose it is: gradviz::linear, not a bare "linear" like F.linear
+            qualified = str(func).split(".")  # "gradviz.linear" or "gradviz.linear.default"
+            if len(qualified) >= 2 and qualified[0] != "aten":
+                name = f"{qualified[0]}::{qualified[1]}"
         if name in _SKIP_FUNCS:
             return out
         ins = _tensors_in(args)
@@ -170,7 +187,11 @@ class _ForwardCapture(TorchFunctionMode):
         # a real use in the graph: number the source tensors it is the first to use
         if self._scan_leaves(ins) and self.on_leaf is not None:
             # finite differences changed a source in place: run the op again on the new values
-            out = func(*args, **kwargs)
+            self._depth += 1
+            try:
+                out = func(*args, **kwargs)
+            finally:
+                self._depth -= 1
             outs = _tensors_in(out)
         if self.store is not None:
             replay = (func, args, kwargs) if isinstance(func, (torch._ops.OpOverload,
@@ -624,7 +645,8 @@ def _annotate_nodes(nodes, fns, edges, cap: _ForwardCapture, names: dict) -> Non
         if alias is not None:
             node.name, node.backend = alias
             node.kind = "custom"
-            if node.function is None:
+            if node.function is None or node.function.startswith("GeneratedBackwardFor_"):
+                # torch.library's generated Function is an implementation detail of the op
                 node.function = alias[0]
 
 

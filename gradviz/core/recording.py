@@ -299,5 +299,10 @@ class Recording:
 
     def summary(self) -> str:
         """One line: what was recorded and how big it is."""
-        return (f"{self.target}: {len(self.forward)} forward ops, {len(self.nodes)} nodes, "
-                f"{len(self.edges)} edges, {len(self.backward)} backward steps, {len(self.leaves)} leaves")
+        def count(n: int, one: str, many: str) -> str:
+            return f"{n} {one if n == 1 else many}"
+
+        return (f"{self.target}: {count(len(self.forward), 'forward op', 'forward ops')}, "
+                f"{count(len(self.nodes), 'node', 'nodes')}, {count(len(self.edges), 'edge', 'edges')}, "
+                f"{count(len(self.backward), 'backward step', 'backward steps')}, "
+                f"{count(len(self.leaves), 'leaf', 'leaves')}")

@@ -160,9 +160,13 @@ class QtInspector(QScrollArea):
         lay.addWidget(title)
         form = QFormLayout()
         t = node.tensor if node.tensor is not None or info is None else info.tensor
+        op = node.torch_name or node.name
+        if op.startswith("GeneratedBackwardFor_") and node.forward_event is not None:
+            # torch.library's generated class name is an implementation detail: show the op itself
+            op = rec.forward[node.forward_event].op
         fields = {
             "kind": node.kind,
-            "op": (node.torch_name or node.name) if node.kind not in ("leaf", "input") else (node.leaf or node.name),
+            "op": op if node.kind not in ("leaf", "input") else (node.leaf or node.name),
             "module": node.module or "—",
             "use": f"{node.use}/{node.uses}" if node.use else "—",
             "backend": node.backend or "—",

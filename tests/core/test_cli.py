@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from gradviz.cli import main
+from gradviz.core.backends import get_backend
 
 
 def run(capsys, *argv):
@@ -190,3 +191,29 @@ def test_no_command_without_display_prints_steps_and_checks():
     assert proc.returncode == 0, proc.stderr
     assert "No display" in proc.stdout and "backward 6/6: AccumulateGrad" in proc.stdout
     assert "-> OK" in proc.stdout
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    # `gradviz steps rnn-unrolled | head -1`: no traceback and no "error:" line, exit 128 + SIGPIPE
+    proc = subprocess.Popen([sys.executable, "-m", "gradviz.cli", "steps", "rnn-unrolled", "--param", "T=200"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, err
+    assert first.startswith(b"rnn-unrolled: 201 forward ops")
+    assert err == ""
+
+
+def test_warnings_are_one_line_notices(tmp_path, capsys):
+    # gradviz's own (a backend that falls back) as "notice:", a script's with its file and line
+    path = script(tmp_path, "import warnings, torch\ndef build():\n    warnings.warn('careful')\n"
+                            "    x = torch.ones(2, requires_grad=True)\n    return (x * 2).sum(), {'x': x}\n")
+    assert main(["inspect", path]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("warning: UserWarning: careful (") and err.endswith("model.py:3)\n"), err
+    assert ": 2 forward ops, 3 nodes, 2 edges, 3 backward steps, 1 leaf\n" in out
+    if not get_backend("cuda").available:
+        assert main(["check", "linear-function", "--param", "backend=cuda"]) == 0
+        err = capsys.readouterr().err
+        assert err.startswith("notice: backend 'cuda' is not available (") and err.count("\n") == 1

@@ -8,6 +8,7 @@ from torch); float32 rtol 1e-4 / atol 1e-4 against a float64 reference.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
 import pytest
@@ -289,3 +290,22 @@ def test_bad_input_names_the_shapes(ops, op_name, make_args, message, kernel):
         message = message.replace("on cpu but weight is on meta", "on meta but weight is on cpu")
     with pytest.raises(RuntimeError, match=re.escape(message)):
         getattr(ops, op_name)(*args)
+
+
+def test_recording_shows_the_custom_op_once_under_its_own_name(ops):
+    # torch.library.register_autograd runs an internal autograd Function inside the op: that is
+    # not a second user op, and its generated name is never shown
+    from gradviz.core import record
+    from gradviz.core.serialize import recording_to_json
+
+    rec = record("linear-function", params={"backend": "cpp"})
+    assert [ev.op for ev in rec.forward] == ["gradviz::linear", "sum"]
+    node = next(n for n in rec.nodes if n.function == "LinearFunction")
+    assert node.backend == "cpp" and rec.forward[node.forward_event].op == "gradviz::linear"
+    assert node.function == "LinearFunction" and node.label.startswith("LinearFunction [cpp]")
+    # what the app, the CLI and the exporters show comes from this document; torch's own class
+    # name is kept as data in torch_name only
+    doc = recording_to_json(rec, values=False)
+    for n in doc["nodes"]:
+        n.pop("torch_name")
+    assert "GeneratedBackwardFor" not in json.dumps(doc)

@@ -202,6 +202,11 @@ def test_backend_combo(qtbot, window, backend):
     custom = [n for n in window.recording.nodes if n.kind == "custom"]
     assert custom and custom[0].backend == backend
     assert f"[{backend}]" in window.graph.label_of(custom[0].id)[0]
+    # the inspector names the op the user called, never torch.library's generated Function
+    window.select_node(custom[0].id)
+    assert window.inspector.fields["op"] == {"torch": "LinearFunctionBackward", "cpp": "gradviz::linear",
+                                             "cuda": "gradviz::linear"}[backend]
+    assert not any("GeneratedBackwardFor" in v for v in window.inspector.fields.values())
 
 
 def test_script_that_raises_shows_message_and_keeps_graph(qtbot, window, tmp_path):

@@ -269,12 +269,19 @@ def _fd_checks(rec: Recording, max_elements: int) -> list[Check]:
         built = runner.normalise(out)
         return float(built.loss.detach().to(torch.float64).cpu()), state.get("dtype")
 
-    # does the model run in float64 when the default dtype is float64?
+    # does the model run in float64 when the default dtype is float64? (asked of a leaf that is
+    # checked: the first source tensor may be an integer index, which has no float64 form)
+    probe = next((order[n] for n in targets if n in order), None)
     try:
-        _, probe_dtype = loss_with(0 if targets else None, 0, 0.0, torch.float64)
-    except Exception as exc:  # noqa: BLE001 - reported in the rows
-        return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
-                      detail=f"re-running the model failed: {exc}") for n in targets]
+        _, probe_dtype = loss_with(probe, 0, 0.0, torch.float64)
+    except Exception:  # noqa: BLE001 - e.g. a float32 module made before build() meets float64 inputs
+        try:
+            # the model cannot run in float64: differentiate in its own dtype, loosely
+            loss_with(probe, 0, 0.0, None)
+            probe_dtype = None
+        except Exception as exc:  # noqa: BLE001 - reported in the rows
+            return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
+                          detail=f"re-running the model failed: {exc}") for n in targets]
     in64 = probe_dtype == torch.float64
     run_dtype = torch.float64 if in64 else None
     for name in targets:

@@ -89,6 +89,33 @@ def test_model_that_cannot_run_in_float64_uses_its_own_dtype_with_a_stated_toler
     assert fd.tolerance == str(Tolerance(5e-2 * 1.0, 5e-2)) or "rtol=5e-02" in fd.tolerance
 
 
+def test_a_float32_module_made_before_build_meets_float64_inputs_and_is_still_checked():
+    # in the float64 re-run torch.randn gives float64 inputs while the module stays float32:
+    # the model cannot run in float64, so it is differentiated in its own dtype, not skipped
+    lin = torch.nn.Linear(4, 3)
+
+    def build():
+        x = torch.randn(2, 4)
+        return torch.tanh(lin(x)).sum(), {}
+
+    fds = _rows(run_checks(record(build)), "finite-diff")
+    assert [r.what for r in fds] == ["Linear.weight.grad", "Linear.bias.grad"]
+    assert all(r.status == "pass" and "does not run in float64" in r.reference for r in fds), fds
+
+
+def test_an_integer_index_used_first_does_not_stop_finite_differences():
+    # the first source tensor the model uses is an int64 index: asking it whether the model runs
+    # in float64 (by perturbing it) once skipped every finite-difference check
+    emb = torch.nn.Embedding(5, 3)
+
+    def build():
+        idx = torch.tensor([0, 2, 4])
+        return (emb(idx) ** 2).sum(), {}
+
+    (fd,) = _rows(run_checks(record(build)), "finite-diff")
+    assert fd.what == "Embedding.weight.grad" and fd.status == "pass", fd
+
+
 def test_finite_differences_sample_large_leaves():
     def build():
         w = torch.randn(20, 10, dtype=torch.float64, requires_grad=True)

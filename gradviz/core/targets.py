@@ -1,8 +1,10 @@
 """Resolve a TARGET (built-in model name, model script, or callable) into something that runs it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -11,6 +13,30 @@ from .errors import GradvizError, ScriptError
 from .recorder import BuildResult, Cancelled
 
 __all__ = ["resolve_target", "Runner", "ScriptRunner", "BuiltinRunner", "CallableRunner", "parse_params"]
+
+
+_HOOK_WARNING = r"Using `torch\.compile\(module\)` when there are global hooks"
+
+
+def _ignore_hook_warning() -> None:
+    """Silence torch's warning that a compiled module fires global module hooks twice.
+
+    Those hooks are the recorder's own, and they count each module once anyway. The filter is
+    added only when missing, not with a catch_warnings per run: that would reset "show once" for
+    every other warning and repeat it on every re-run.
+    """
+    if not any(f[0] == "ignore" and f[1] is not None and f[1].pattern == _HOOK_WARNING for f in warnings.filters):
+        warnings.filterwarnings("ignore", message=_HOOK_WARNING)
+
+
+def _eager():
+    """Run ``torch.compile``d code eagerly: a compiled region would hide its ops in one opaque node.
+
+    ``torch.compiler.set_stance("force_eager")`` (torch 2.6+) ignores every compile directive
+    while it is active; older torch records compiled models as they are.
+    """
+    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
 
 
 class Runner:
@@ -36,7 +62,9 @@ class Runner:
         if dtype is not None:
             torch.set_default_dtype(dtype)
         try:
-            return self._build(dtype)
+            _ignore_hook_warning()
+            with _eager():
+                return self._build(dtype)
         except (GradvizError, Cancelled):
             raise
         except Exception as exc:  # the user's code raised: report it in their terms

@@ -227,3 +227,22 @@ def test_recording_a_saved_recording_says_how_to_open_it(tmp_path):
     with pytest.raises(GradvizError, match="is a saved recording") as err:
         record(str(path))
     assert "load_recording" in err.value.hint
+
+
+@pytest.mark.skipif(not hasattr(torch.compiler, "set_stance"), reason="torch < 2.6 has no force_eager stance")
+def test_a_torch_compiled_module_is_recorded_op_by_op(recwarn):
+    # compiled, its ops would hide in one opaque CompiledFunction node; recorded, it runs eagerly
+    lin = torch.nn.Linear(3, 2)
+    fast = torch.compile(lin, backend="eager")
+
+    def build():
+        return torch.tanh(fast(torch.randn(4, 3))).sum(), {}
+
+    rec = record(build)
+    names = [n.name for n in rec.nodes]
+    assert "AddmmBackward0" in names and "TanhBackward0" in names
+    assert not any("Compiled" in name for name in names)
+    addmm = next(n for n in rec.nodes if n.name == "AddmmBackward0")
+    assert (addmm.module, addmm.use, addmm.uses) == ("Linear", 1, 1)
+    # no warning about the recorder's own global module hooks
+    assert not [w for w in recwarn if "global hooks" in str(w.message)]

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .recording import Recording
+from .recording import Recording, short_source
 from .tensors import TensorData
 
 __all__ = ["Check", "CheckTable", "run_checks", "Tolerance", "compare"]
@@ -119,6 +119,11 @@ class CheckTable:
             out.append("  ".join(cells).rstrip())
             if j == 0:
                 out.append("  ".join("-" * w for w in widths))
+        # why a row was skipped, failed or sampled: one line each, before the summary line
+        notes = [f"  {r.kind} {r.what}: {r.detail.strip().splitlines()[0][:2 * width]}"
+                 for r in self.rows if r.detail.strip()]
+        if notes:
+            out += ["", "notes:", *notes]
         c = self.counts()
         summary = ", ".join(f"{v} {k}" for k, v in sorted(c.items()))
         out.append("")
@@ -162,7 +167,7 @@ def _value(t: TensorData | None) -> np.ndarray | None:
 
 
 def run_checks(rec: Recording, *, strict: bool = False, manual: bool = True, finite_diff: bool = True,
-               gradcheck: bool = True, rules: bool = True, accumulation: bool = True,
+               gradcheck: bool = True, rules: bool = True, flow: bool = True, accumulation: bool = True,
                fd_max_elements: int = 64, progress: Callable[[float, str], None] | None = None) -> CheckTable:
     """Run every check on `rec` and return the table.
 
@@ -189,11 +194,28 @@ def run_checks(rec: Recording, *, strict: bool = False, manual: bool = True, fin
     if rules:
         progress(0.6, "local rules")
         table.rows += _rule_checks(rec)
+    if flow:
+        progress(0.8, "gradient flow")
+        table.rows += _flow_checks(rec)
     if accumulation:
         progress(0.9, "accumulation")
         table.rows += _accumulation_checks(rec)
     progress(1.0, "done")
     return table
+
+
+def _hooks_where(rec: Recording) -> str:
+    """Where the script's gradient hooks are (``hook.py:5, a backward hook on module fc``), or ``""``."""
+    hooks = rec.meta.get("grad_hooks") or []
+    where = ", ".join(short_source(h) if ":" in h and not h.startswith("a ") else h for h in hooks[:3])
+    return where + (f" and {len(hooks) - 3} more" if len(hooks) > 3 else "")
+
+
+def _hooks_note(rec: Recording) -> str:
+    """Say so when gradient hooks may make ``.grad`` differ from the derivative of the loss."""
+    where = _hooks_where(rec)
+    return (f"gradient hooks ({where}) can change what reaches .grad, so it need not be the derivative "
+            "of the loss") if where else ""
 
 
 def _scale(ref: np.ndarray) -> float:
@@ -249,6 +271,7 @@ def _fd_checks(rec: Recording, max_elements: int) -> list[Check]:
                       detail="the recording was opened from a file: the model is not here to re-run")
                 for n in targets]
     order = {name: i for i, name in enumerate(rec.leaf_order)}
+    hooks_note = _hooks_note(rec)
 
     sources = rec.source_values
 
@@ -318,7 +341,7 @@ def _fd_checks(rec: Recording, max_elements: int) -> list[Check]:
             reference = f"central differences, {info.grad.dtype} (model does not run in float64)"
         ea, er, ok = compare(got, ref, tol)
         rows.append(Check("finite-diff", f"{name}.grad", reference, PASS if ok else FAIL, ea, er, str(tol),
-                          info.node, name, note))
+                          info.node, name, "; ".join(filter(None, [note, hooks_note]))))
     return rows
 
 
@@ -428,6 +451,44 @@ def _rule_checks(rec: Recording) -> list[Check]:
 
 
 # ---------------------------------------------------------------------------------------------
+def _flow_checks(rec: Recording) -> list[Check]:
+    """Each node received the sum of what its consumers sent it (the chain rule's sum over paths).
+
+    The engine adds up the gradients that several consumers send to one node before running it;
+    a gradient hook on the tensor between them is the one thing that can make the two differ.
+    """
+    ran = {ev.node: ev for ev in rec.backward}
+    senders: dict[int, list[tuple[int, int]]] = {}
+    for src, dst, slot in rec.edges:
+        senders.setdefault(dst, []).append((src, slot))
+    where = _hooks_where(rec)
+    changed = ("the gradient changed between the senders and this node: " +
+               (f"a gradient hook does that ({where})" if where else "only a gradient hook should"))
+    rows = []
+    for dst, incoming in senders.items():
+        node = rec.nodes[dst]
+        ev = ran.get(dst)
+        if node.kind == "leaf" or ev is None or len(ev.grad_outputs) != 1:
+            continue  # leaves: the accumulation check; several outputs: no single sum to compare
+        names = " + ".join(f"node {src}" for src, _ in incoming)
+        what = f"node {dst} {node.name}" + (f" [{node.backend}]" if node.backend else "") + f" receives {names}"
+        sent = [ran[src].grad_inputs[slot] if src in ran and slot < len(ran[src].grad_inputs) else None
+                for src, slot in incoming]
+        got = ev.grad_outputs[0]
+        values = [t.value for t in sent if t is not None]
+        if got is None or got.value is None or any(t is not None and t.value is None for t in sent) or not values:
+            continue  # nothing was sent (or values were not kept): nothing to compare
+        total = np.zeros(np.shape(values[0]), dtype=np.float64)
+        for v in values:
+            total = total + np.asarray(v, dtype=np.float64)
+        tol = _tolerance_for(got.dtype, "rule", _scale(total))
+        ea, er, ok = compare(got.value, total, tol)
+        reference = f"sum of the {len(values)} gradients sent" if len(values) > 1 else f"the gradient {names} sent"
+        rows.append(Check("flow", what, reference, PASS if ok else FAIL, ea, er, str(tol), dst,
+                          detail="" if ok else changed))
+    return rows
+
+
 def _accumulation_checks(rec: Recording) -> list[Check]:
     rows = []
     for name, info in rec.leaves.items():

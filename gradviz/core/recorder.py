@@ -92,12 +92,15 @@ class _ForwardCapture(TorchFunctionMode):
         self._src_cache: dict[str, bool] = {}
         self._handles: list = []
         self._orig_apply = None
+        self._orig_register_hook = None
+        self.grad_hooks: list[str] = []  # where the script registered gradient hooks on tensors
 
     # --- context ---------------------------------------------------------------------------
     def __enter__(self):
         self._handles.append(torch.nn.modules.module.register_module_forward_pre_hook(self._on_module_pre))
         self._handles.append(torch.nn.modules.module.register_module_forward_hook(self._on_module_post))
         self._patch_apply()
+        self._patch_register_hook()
         return super().__enter__()
 
     def __exit__(self, *exc):
@@ -108,6 +111,9 @@ class _ForwardCapture(TorchFunctionMode):
                 h.remove()
             self._handles.clear()
             self._unpatch_apply()
+            if self._orig_register_hook is not None:
+                torch.Tensor.register_hook = self._orig_register_hook
+                self._orig_register_hook = None
 
     def _patch_apply(self):
         fn_cls = torch.autograd.Function
@@ -134,6 +140,22 @@ class _ForwardCapture(TorchFunctionMode):
             return out
 
         fn_cls.apply = classmethod(apply)
+
+    def _patch_register_hook(self):
+        # a gradient hook can change what reaches .grad: note where the script registers one
+        # (torch's own hooks, from checkpointing or module hooks, are registered from torch's files)
+        self._orig_register_hook = orig = torch.Tensor.__dict__["register_hook"]
+        hooks = self.grad_hooks
+
+        def register_hook(tensor, hook):
+            caller = sys._getframe(1)
+            fname = caller.f_code.co_filename
+            # (torch's function-mode dispatch calls this again from the recorder: counted once)
+            if not fname.startswith(_TORCH_DIR) and fname not in _INTERNAL_FILES:
+                hooks.append(f"{fname}:{caller.f_lineno}")
+            return orig(tensor, hook)
+
+        torch.Tensor.register_hook = register_hook
 
     def _unpatch_apply(self):
         if self._orig_apply is not None:
@@ -463,7 +485,8 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
         input_edges=input_edges, backward=backward, leaves=leaves, loss=loss_data, root=0,
         keep_values=keep_values, budget_bytes=budget_bytes,
         dropped={"tensors": store.dropped_count, "bytes": store.dropped_bytes},
-        meta={"torch": torch.__version__, "manual_note": manual_note, "seconds": {"forward": t_forward - t_start,
+        meta={"torch": torch.__version__, "manual_note": manual_note, "grad_hooks": _grad_hooks(cap),
+              "seconds": {"forward": t_forward - t_start,
                                                        "backward": t_backward - t_forward,
                                                        "total": time.perf_counter() - t_start}},
         manual=manual, leaf_order=[names.get(t, f"source{i}") for i, t in enumerate(cap.leaf_seen)],
@@ -475,6 +498,20 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
 
 # ---------------------------------------------------------------------------------------------
 # naming
+
+def _grad_hooks(cap: _ForwardCapture) -> list[str]:
+    """Where gradient hooks may change what reaches ``.grad``: tensor hooks the script registered
+    (``file:line``) and backward hooks on the modules that ran."""
+    found = list(dict.fromkeys(cap.grad_hooks))
+    names = getattr(cap, "module_names", {})
+    for module in cap.module_order:
+        if getattr(module, "_backward_hooks", None) or getattr(module, "_backward_pre_hooks", None):
+            found.append(f"a backward hook on module {names.get(module, type(module).__name__)}")
+    from torch.nn.modules import module as _module
+    if getattr(_module, "_global_backward_hooks", None) or getattr(_module, "_global_backward_pre_hooks", None):
+        found.append("a global module backward hook")
+    return found
+
 
 def _module_names(built: BuildResult, cap: _ForwardCapture) -> dict:
     names: dict = {}

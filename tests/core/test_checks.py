@@ -163,3 +163,63 @@ def test_checks_leave_the_recording_as_it_was(target):
     table = run_checks(rec)
     assert table.ok, table.format()
     assert json.dumps(recording_to_json(rec, values=True), sort_keys=True) == before
+
+
+def test_flow_sums_what_every_sender_sent_and_fails_on_a_tampered_arrival():
+    def build():
+        x = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+        h = x * 2
+        return (h * h + h.sin()).sum(), {"x": x}
+
+    rec = record(build)
+    table = run_checks(rec)
+    mul2 = next(n.id for n in rec.nodes if n.name == "MulBackward0" and any(
+        e[1] == rec.leaves["x"].node for e in rec.edges if e[0] == n.id))  # h = x * 2
+    row = next(r for r in _rows(table, "flow") if r.node == mul2)
+    # h feeds h * h (two slots) and sin: three gradients summed by the engine
+    assert row.status == "pass" and row.reference == "sum of the 3 gradients sent", row
+    assert len(_rows(table, "flow")) == sum(1 for n in rec.nodes if n.kind != "leaf" and n.id != 0)
+    # what arrived at h's node no longer matches what was sent
+    arrived = next(e for e in rec.backward if e.node == mul2)
+    arrived.grad_outputs[0].value[1] += 0.125
+    row = next(r for r in _rows(run_checks(rec, finite_diff=False), "flow") if r.node == mul2)
+    assert row.status == "fail" and abs(row.max_abs - 0.125) < 1e-12
+    assert "only a gradient hook should" in row.detail
+
+
+def test_a_gradient_hook_is_named_where_it_changes_the_gradient(tmp_path):
+    path = tmp_path / "hooked.py"
+    path.write_text("import torch\n"
+                    "def build():\n"
+                    "    x = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)\n"
+                    "    y = x * 3\n"
+                    "    y.register_hook(lambda g: g * 10)\n"
+                    "    return (y * y).sum(), {'x': x}\n")
+    rec = record(str(path))
+    assert rec.meta["grad_hooks"] == [f"{path}:5"]
+    table = run_checks(rec)
+    (fd,) = _rows(table, "finite-diff")
+    assert fd.status == "fail" and fd.detail.startswith("gradient hooks (") and "hooked.py:5)" in fd.detail
+    # the hook sits between y * y (node 1) and x * 3 (node 2): that flow row fails, the others pass
+    flows = {r.node: r for r in _rows(table, "flow")}
+    x3 = next(n.id for n in rec.nodes if n.name == "MulBackward0" and n.id != 1)
+    assert flows[x3].status == "fail" and "a gradient hook does that (" in flows[x3].detail
+    assert flows[x3].detail.endswith("hooked.py:5)")
+    assert all(r.status == "pass" for nid, r in flows.items() if nid != x3)
+    assert "notes:\n  finite-diff x.grad: gradient hooks (" in table.format()
+
+
+def test_module_backward_hooks_are_noted_and_torch_internal_hooks_are_not():
+    lin = torch.nn.Linear(2, 2)
+    lin.register_full_backward_hook(lambda module, grad_in, grad_out: None)
+    inner = torch.nn.Linear(2, 2)
+
+    def build():
+        x = torch.randn(3, 2, requires_grad=True)
+        # checkpointing registers hooks of its own, from torch's files
+        h = torch.utils.checkpoint.checkpoint(inner, x, use_reentrant=False)
+        return lin(h).sum(), {"x": x}
+
+    rec = record(build)
+    # unnamed modules are named in order of first use: inner is Linear, lin is Linear2
+    assert rec.meta["grad_hooks"] == ["a backward hook on module Linear2"], rec.meta["grad_hooks"]

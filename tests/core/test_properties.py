@@ -121,7 +121,11 @@ def test_random_graphs(ops, seed):
     for s, d, _ in rec.edges:
         assert pos[s] < pos[d]
 
-    # contributions sum to .grad, and every node's local rule holds
+    # contributions sum to .grad, every node's local rule holds, and every node received the sum
+    # of what was sent to it (reused tensors: several senders)
     table = run_checks(rec, manual=False, finite_diff=False, gradcheck=False, strict=True)
     assert table.ok, table.format()
-    assert {r.kind for r in table.rows} == {"local-rule", "accumulation"}
+    assert {r.kind for r in table.rows} == {"local-rule", "flow", "accumulation"}
+    assert len([r for r in table.rows if r.kind == "flow"]) == sum(
+        1 for n in rec.nodes if n.kind not in ("leaf", "input") and n.id != 0 and len(
+            next(e for e in rec.backward if e.node == n.id).grad_outputs) == 1)

@@ -403,8 +403,9 @@ def _rule_checks(rec: Recording) -> list[Check]:
             continue
         what = f"node {node.id} {node.name}" + (f" [{node.backend}]" if node.backend else "")
         if _rules is None or not _rules.has_rule(node.torch_name):
-            rows.append(Check("local-rule", what, "no manual rule", NO_RULE, node=node.id,
-                              detail=f"no numpy rule for {node.torch_name}"))
+            rows.append(_numeric_vjp_check(rec, node, ev, what) or Check(
+                "local-rule", what, "no manual rule", NO_RULE, node=node.id,
+                detail=f"no numpy rule for {node.torch_name}"))
             continue
         saved = {}
         missing = False
@@ -448,6 +449,80 @@ def _rule_checks(rec: Recording) -> list[Check]:
         rows.append(Check("local-rule", what, f"numpy rule for {node.torch_name}", PASS if ok else FAIL,
                           worst_a, worst_r, tol_text, node.id))
     return rows
+
+
+def _numeric_vjp_check(rec: Recording, node, ev, what: str, max_elements: int = 64) -> Check | None:
+    """The local rule of a custom Function with no numpy rule: its forward, differentiated numerically.
+
+    The node's backward turned the gradients that arrived (``grad_outputs``) into one gradient
+    per tensor input (``grad_inputs``). Independently of that backward, each of those is the
+    derivative of ``sum_j <grad_output_j, output_j(inputs)>`` with respect to that input: central
+    differences of the Function's own forward, in float64, at the recorded inputs (a fixed
+    sample of `max_elements` elements per input beyond that). None when the Function cannot be
+    re-run here (a recording opened from a file) or values were not kept.
+    """
+    replay = rec.replays.get(node.id)
+    if node.kind != "custom" or replay is None or replay[0] is None or replay[1] is None:
+        return None
+    (fn, args, kwargs), _cls = replay
+    gouts = [None if g is None else g.value for g in ev.grad_outputs]
+    if any(g is not None and g.value is None for g in ev.grad_outputs) or \
+            any(g is not None and g.value is None for g in ev.grad_inputs):
+        return None
+    reference = "numerical VJP of its forward, float64"
+    # one slot of grad_inputs per tensor argument of apply(), in order
+    tensor_args = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+    args64 = list(_to64(list(args), {}))
+    kwargs64 = {k: _to64(v, {}) for k, v in kwargs.items()}
+
+    def objective() -> float:
+        with torch.no_grad():
+            outs = fn(*args64, **kwargs64)
+        outs = [outs] if isinstance(outs, torch.Tensor) else [o for o in outs if isinstance(o, torch.Tensor)]
+        total = 0.0
+        for out, g in zip(outs, gouts):
+            if g is not None and out.is_floating_point():
+                total += float((out.detach().to(torch.float64).cpu().numpy() * np.asarray(g, np.float64)).sum())
+        return total
+
+    worst_a = worst_r = 0.0
+    ok, compared, tol_text, notes = True, 0, "", []
+    try:
+        for slot, pos in enumerate(tensor_args):
+            got = ev.grad_inputs[slot] if slot < len(ev.grad_inputs) else None
+            x = args64[pos]
+            if got is None or not x.is_floating_point():
+                continue
+            flat = x.view(-1)
+            n = flat.numel()
+            idx = (np.arange(n) if n <= max_elements else
+                   np.sort(np.random.default_rng(0).choice(n, size=max_elements, replace=False)))
+            if n > max_elements:
+                notes.append(f"input {slot}: {max_elements} of {n} elements (fixed random sample)")
+            numeric = np.empty(len(idx))
+            for j, k in enumerate(idx):
+                k = int(k)
+                keep = float(flat[k])
+                h = 1e-6 * max(1.0, abs(keep))
+                flat[k] = keep + h
+                up = objective()
+                flat[k] = keep - h
+                down = objective()
+                flat[k] = keep
+                numeric[j] = (up - down) / (2 * h)
+            tol = _tolerance_for(got.dtype, "finite-diff", _scale(numeric))
+            tol_text = str(tol)
+            ea, er, good = compare(np.asarray(got.value, np.float64).reshape(-1)[idx], numeric, tol)
+            worst_a, worst_r = max(worst_a, ea), max(worst_r, er)
+            ok = ok and good
+            compared += 1
+    except Exception as exc:  # noqa: BLE001 - a forward that cannot be re-run here is reported
+        return Check("local-rule", what, reference, SKIPPED, node=node.id,
+                     detail=f"re-running the Function's forward failed: {type(exc).__name__}: {exc}")
+    if compared == 0:
+        return None
+    return Check("local-rule", what, reference, PASS if ok else FAIL, worst_a, worst_r, tol_text, node.id,
+                 detail="; ".join(notes))
 
 
 # ---------------------------------------------------------------------------------------------

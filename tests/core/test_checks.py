@@ -52,16 +52,28 @@ def test_wrong_custom_function_fails_and_no_rule_is_never_a_pass():
     assert [r.status for r in _rows(table, "gradcheck")] == ["fail"]
     fd = _rows(table, "finite-diff")[0]
     assert fd.status == "fail" and fd.max_abs > 1.0
+    # its local rule: the forward differentiated numerically, against the recorded backward
     rule = next(r for r in _rows(table, "local-rule") if "WrongSquare" in r.what)
-    assert rule.status == "no rule"
+    assert rule.status == "fail" and rule.reference == "numerical VJP of its forward, float64"
+    assert abs(rule.max_abs - 3.0) < 1e-4  # at x = 3: 2 * g * x = 6, the wrong backward sent 3
     assert not table.ok
 
 
+def test_a_right_custom_function_passes_its_numerical_local_rule():
+    table = run_checks(record(_build(Square)))
+    rule = next(r for r in _rows(table, "local-rule") if "Square" in r.what)
+    assert rule.status == "pass" and rule.max_abs < 1e-6, rule
+
+
 def test_no_rule_fails_only_when_strict():
-    rec = record(_build(Square))
+    def build():
+        x = torch.tensor([0.5, 1.5, 2.5], requires_grad=True)
+        return torch.lgamma(x).sum(), {"x": x}  # no numpy rule for LgammaBackward0
+
+    rec = record(build)
     assert run_checks(rec).ok
     strict = run_checks(rec, strict=True)
-    assert not strict.ok and all(r.status == "no rule" for r in strict.failed)
+    assert not strict.ok and [(r.status, r.what) for r in strict.failed] == [("no rule", "node 1 LgammaBackward0")]
 
 
 def test_a_tampered_gradient_fails_its_local_rule_and_the_accumulation():

@@ -69,6 +69,15 @@ def _clip_segments(a: np.ndarray, b: np.ndarray, x0: float, y0: float, x1: float
 class _GraphItem(QGraphicsObject):
     """Draws a laid-out graph from arrays; styles change per node without rebuilding anything."""
 
+    @staticmethod
+    def _fit_lines(lines: list[str], c: dict, width: float) -> list[str]:
+        """Elide value lines wider than `width` with "…", so a cut-off value is never read as whole.
+
+        The first line, the node's name, is kept whole: searches and exports need it.
+        """
+        metrics = QFontMetricsF(c["font"])
+        return lines[:1] + [metrics.elidedText(line, Qt.TextElideMode.ElideRight, width) for line in lines[1:]]
+
     def __init__(self, view: "QtGraphView"):
         super().__init__()
         self._view = view
@@ -303,7 +312,9 @@ class _GraphItem(QGraphicsObject):
             return
         lines = self.labels[i]
         if lines is None:
-            lines = self.labels[i] = self._view._label_lines(i)
+            # a leaf's rounded ends leave less room than a box's square corners
+            room = NODE_W - (NODE_H * 0.55 if kname == "leaf" else 10)
+            lines = self.labels[i] = self._fit_lines(self._view._label_lines(i), c, room)
         col = c["text"] if reached and kname != "input" else c["text_dim"]
         painter.setPen(col)
         y = rect.top() + 6

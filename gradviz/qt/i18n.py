@@ -23,6 +23,8 @@ _ZH = {
     "Light": "浅色",
     "Dark": "深色",
     "Open model script…": "打开模型脚本…",
+    "Model script": "模型脚本",
+    "(model script)": "（模型脚本）",
     "Open recording…": "打开记录…",
     "Export…": "导出…",
     "Quit": "退出",

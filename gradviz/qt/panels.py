@@ -590,6 +590,7 @@ class QtModelPanel(QWidget):
         lay.addWidget(QLabel(tr("Built-in model")))
         self.combo = QComboBox()
         self.combo.addItems(list(MODELS))
+        self.combo.setPlaceholderText(tr("(model script)"))
         self.combo.currentTextChanged.connect(self._on_model_changed)
         lay.addWidget(self.combo)
         self.script_button = QPushButton(tr("Open model script…"))
@@ -629,10 +630,16 @@ class QtModelPanel(QWidget):
             self.combo.blockSignals(False)
             self._build_form(target, params or {})
         else:
-            self.description.setText(target)
+            # a script: no built-in model is selected (picking one from the list switches to it)
+            self.combo.blockSignals(True)
+            self.combo.setCurrentIndex(-1)
+            self.combo.blockSignals(False)
+            self.description.setText(f"{tr('Model script')}: {target}")
             self._clear_form()
 
     def _on_model_changed(self, name: str) -> None:
+        if not name:
+            return
         self.target = name
         self._build_form(name, {})
 

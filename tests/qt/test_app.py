@@ -231,6 +231,11 @@ def test_open_good_script(qtbot, window, tmp_path):
     assert window.last_error == "" and window.recording.target.endswith("model.py")
     window.step_last()
     assert "3" in window.accumulation.equation.text()
+    # the model list names no built-in model while a script is open; picking one switches to it
+    panel = window.model_panel
+    assert panel.combo.currentIndex() == -1 and panel.description.text().endswith("model.py")
+    panel.combo.setCurrentText("mlp")
+    assert panel.target == "mlp" and "seed" in panel.editors
 
 
 def test_cancel_long_recording(qtbot, window):

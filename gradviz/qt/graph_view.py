@@ -69,14 +69,14 @@ def _clip_segments(a: np.ndarray, b: np.ndarray, x0: float, y0: float, x1: float
 class _GraphItem(QGraphicsObject):
     """Draws a laid-out graph from arrays; styles change per node without rebuilding anything."""
 
-    @staticmethod
-    def _fit_lines(lines: list[str], c: dict, width: float) -> list[str]:
-        """Elide value lines wider than `width` with "…", so a cut-off value is never read as whole.
-
-        The first line, the node's name, is kept whole: searches and exports need it.
-        """
-        metrics = QFontMetricsF(c["font"])
-        return lines[:1] + [metrics.elidedText(line, Qt.TextElideMode.ElideRight, width) for line in lines[1:]]
+    def drawn_lines(self, g: int) -> list[str]:
+        """The label lines of drawn node `g` as painted: value lines too wide for the node end in
+        "…", so a cut-off value is never read as whole; the first line, the name, stays whole."""
+        lines = self._view._label_lines(g)
+        # a leaf's rounded ends leave less room than a box's square corners
+        room = NODE_W - (NODE_H * 0.55 if _KINDS[int(self.kind[g])] == "leaf" else 10)
+        metrics = self._colors["fm"]
+        return lines[:1] + [metrics.elidedText(line, Qt.TextElideMode.ElideRight, room) for line in lines[1:]]
 
     def __init__(self, view: "QtGraphView"):
         super().__init__()
@@ -312,9 +312,7 @@ class _GraphItem(QGraphicsObject):
             return
         lines = self.labels[i]
         if lines is None:
-            # a leaf's rounded ends leave less room than a box's square corners
-            room = NODE_W - (NODE_H * 0.55 if kname == "leaf" else 10)
-            lines = self.labels[i] = self._fit_lines(self._view._label_lines(i), c, room)
+            lines = self.labels[i] = self.drawn_lines(i)
         col = c["text"] if reached and kname != "input" else c["text_dim"]
         painter.setPen(col)
         y = rect.top() + 6
@@ -615,7 +613,7 @@ class QtGraphView(QGraphicsView):
 
     def label_of(self, node_id: int) -> list[str]:
         """The text lines drawn for recording node `node_id` at the current step."""
-        return self._label_lines(int(self.layout_.group_of[node_id]))
+        return self._item.drawn_lines(int(self.layout_.group_of[node_id]))
 
     # -- selection and search -----------------------------------------------------------------
     def select_node(self, node_id: int | None, center: bool = True) -> None:

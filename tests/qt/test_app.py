@@ -333,3 +333,18 @@ def test_a_saved_recording_opens_as_a_target_without_running_the_model(qtbot, wi
     assert window.recording.target == "rnn-unrolled"
     assert len(window.recording.nodes) == len(record("rnn-unrolled", params={"T": 3}).nodes)
     assert not window.banner_label.isVisible() or not window.banner_label.text()
+
+
+def test_values_too_wide_for_a_node_end_in_an_ellipsis(qtbot, window, tmp_path):
+    script = tmp_path / "wide.py"
+    script.write_text("import torch\n\ndef build():\n"
+                      "    x = torch.tensor([277.125, -52.8125, -392.5], requires_grad=True)\n"
+                      "    return (x * x).sum(), {'x': x}\n")
+    open_and_wait(qtbot, window, str(script))
+    window.step_last()
+    leaf = window.recording.leaves["x"].node
+    name, grad = window.graph.label_of(leaf)[:2]
+    # "grad [554, -106, -785]" does not fit between a leaf's rounded ends: cut, and it says so
+    assert name == "x" and grad.startswith("grad [554, -106") and grad.endswith("…"), grad
+    mul = next(n.id for n in window.recording.nodes if n.name == "MulBackward0")
+    assert window.graph.label_of(mul)[0] == "MulBackward0"  # names stay whole

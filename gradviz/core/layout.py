@@ -4,8 +4,13 @@ The layout is a small Sugiyama scheme written for speed on long unrolled graphs:
 
 1. layers by longest path from the loss (gradient direction), cycles of a rolled graph broken first;
 2. input nodes (tensors that need no grad) go one layer beyond the op they feed;
-3. crossing reduction by barycenter sweeps, down and up, a fixed number of times;
-4. coordinates: layer along the main axis, order within the layer across it.
+3. an edge that spans a few layers (up to `MAX_ROUTED_SPAN`) gets a virtual node in every layer it
+   crosses, so that it is ordered with the real nodes and routed around them instead of being drawn
+   straight through them; longer edges (a weight shared by every time step) stay straight;
+4. crossing reduction by barycenter sweeps, down and up, a fixed number of times;
+5. coordinates: layer along the main axis, order within the layer across it (virtual nodes take
+   0.6 of a slot); each virtual node becomes two bend points, at the two sides of its layer's
+   band of node boxes, so a routed edge turns only in the free gaps between bands.
 
 Every step is linear in nodes plus edges (times the number of sweeps), so 10,000 nodes lay out in a
 fraction of a second. The result is deterministic: ties break by node id.
@@ -22,11 +27,16 @@ import numpy as np
 
 from .recording import Recording
 
-__all__ = ["Layout", "layered_layout", "layered_positions", "roll_groups", "LAYER_GAP", "NODE_GAP"]
+__all__ = ["Layout", "layered_layout", "layered_positions", "roll_groups", "edge_route", "edge_segments",
+           "LAYER_GAP", "NODE_GAP", "NODE_W", "NODE_H", "LONG_EDGE"]
 
+NODE_W = 150.0  # the drawn node box the spacing below is made for (the app draws this size)
+NODE_H = 66.0
 LAYER_GAP = 200.0
 NODE_GAP = 90.0
 SWEEPS = 4
+MAX_ROUTED_SPAN = 8  # edges spanning more layers than this are not routed (they stay straight)
+LONG_EDGE = 6 * LAYER_GAP  # unrouted edges longer than this are drawn as a stub at each end
 
 
 @dataclass
@@ -50,6 +60,12 @@ class Layout:
     rolled : bool
     layer : numpy.ndarray of int, shape (G,)
         Layer of each drawn node, 0 at the loss.
+    input_edge_rows : numpy.ndarray of int
+        Rows of `adj` that are input edges.
+    bends : dict of int to numpy.ndarray
+        For an edge (row of `adj`) that spans several layers, its bend points from sender to
+        receiver, shape (K, 2), two per layer crossed: the edge is drawn through them, around the
+        nodes in between.
     """
 
     pos: np.ndarray
@@ -61,6 +77,7 @@ class Layout:
     rolled: bool = False
     layer: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     input_edge_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    bends: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -140,7 +157,7 @@ def _longest_path_layers(n: int, src: np.ndarray, dst: np.ndarray, roots: list[i
 
 def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
                       side: dict[int, int] | None = None, direction: str = "lr",
-                      sweeps: int = SWEEPS) -> tuple[np.ndarray, np.ndarray]:
+                      sweeps: int = SWEEPS, bends: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Lay out a graph of `n` nodes with `edges` (M, 2) ``(sender, receiver)``.
 
     Parameters
@@ -150,6 +167,9 @@ def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
         out of the longest-path layering.
     direction : str
         ``"lr"``: layer 0 on the right; ``"tb"``: layer 0 at the bottom.
+    bends : dict, optional
+        Filled with the bend points of every routed edge: row of `edges` -> array (K, 2), from
+        sender to receiver.
 
     Returns
     -------
@@ -170,21 +190,40 @@ def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
     layer = _longest_path_layers(n, edges[main, 0], edges[main, 1], roots or [0])
     for v, op in side.items():
         layer[v] = layer[op] + 1
+    # virtual nodes: one per layer that a routed edge crosses, chained from its sender to its receiver
+    layer_of = layer.tolist()
+    chains: dict[int, list[int]] = {}
+    links: list[tuple[int, int]] = []
+    total = n
+    for row, (s, d) in enumerate(edges.tolist()):
+        ls, ld = layer_of[s], layer_of[d]
+        span = abs(ld - ls)
+        if span < 2 or span > MAX_ROUTED_SPAN:
+            links.append((s, d))
+            continue
+        step = 1 if ld > ls else -1
+        chain = list(range(total, total + span - 1))
+        total += span - 1
+        layer_of += [ls + step * (k + 1) for k in range(span - 1)]
+        chains[row] = chain
+        path = [s, *chain, d]
+        links += list(zip(path, path[1:]))
+    virtual = total - n
     # order within each layer: start by id, then barycenter sweeps against the neighbouring layers
     nlayers = int(layer.max()) + 1
     by_layer: list[list[int]] = [[] for _ in range(nlayers)]
-    for v in range(n):
-        by_layer[layer[v]].append(v)
-    up: list[list[int]] = [[] for _ in range(n)]    # neighbours in lower-numbered layers
-    down: list[list[int]] = [[] for _ in range(n)]  # neighbours in higher-numbered layers
-    for s, d in edges.tolist():
-        if layer[s] < layer[d]:
+    for v in range(total):
+        by_layer[layer_of[v]].append(v)
+    up: list[list[int]] = [[] for _ in range(total)]    # neighbours in lower-numbered layers
+    down: list[list[int]] = [[] for _ in range(total)]  # neighbours in higher-numbered layers
+    for s, d in links:
+        if layer_of[s] < layer_of[d]:
             up[d].append(s)
             down[s].append(d)
-        elif layer[s] > layer[d]:
+        elif layer_of[s] > layer_of[d]:
             up[s].append(d)
             down[d].append(s)
-    rank = [0.0] * n
+    rank = [0.0] * total
     for nodes in by_layer:
         for i, v in enumerate(nodes):
             rank[v] = float(i)
@@ -206,18 +245,38 @@ def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
     for _ in range(sweeps):
         sweep(range(1, nlayers), up)
         sweep(range(nlayers - 2, -1, -1), down)
-    across = np.empty(n)
+    across = np.empty(total)
     for nodes in by_layer:
-        c = (len(nodes) - 1) / 2.0
+        # a slot per node, 0.6 of one next to a virtual node (an edge passing by needs less room)
+        at = 0.0
         for i, v in enumerate(nodes):
-            across[v] = (i - c) * NODE_GAP
-    along = (nlayers - 1 - layer) * LAYER_GAP
-    pos = np.empty((n, 2))
+            if i:
+                at += NODE_GAP if v < n and nodes[i - 1] < n else NODE_GAP * 0.6
+            across[v] = at
+        across[nodes] -= at / 2 if nodes else 0.0
+    along = (nlayers - 1 - np.asarray(layer_of)) * LAYER_GAP
+    pos = np.empty((total, 2))
     if direction == "lr":
         pos[:, 0], pos[:, 1] = along, across
     else:
         pos[:, 0], pos[:, 1] = across * 2.2, along * 0.55
-    return pos, layer
+    if bends is not None and virtual:
+        # inside a layer's band of node boxes the route runs parallel to the layer axis, beside the
+        # boxes; it turns only in the free gap between two bands, where there is no node to cross
+        half = NODE_W / 2 if direction == "lr" else NODE_H / 2
+        axis = 0 if direction == "lr" else 1
+        for row, chain in chains.items():
+            points = []
+            prev = pos[edges[row, 0]]
+            for v in chain:
+                entry, leave = pos[v].copy(), pos[v].copy()
+                toward = 1.0 if prev[axis] > pos[v, axis] else -1.0
+                entry[axis] += toward * half
+                leave[axis] -= toward * half
+                points += [entry, leave]
+                prev = pos[v]
+            bends[row] = np.asarray(points)
+    return pos[:n], layer
 
 
 def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False) -> Layout:
@@ -262,6 +321,93 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False) 
         side.setdefault(key[1], key[0])
     adj_arr = np.asarray(adj, dtype=np.int64).reshape(-1, 2)
     root = int(group_of[rec.root]) if n else 0
-    pos, layer = layered_positions(g, adj_arr, [root], side, direction)
+    bends: dict = {}
+    pos, layer = layered_positions(g, adj_arr, [root], side, direction, bends=bends)
     return Layout(pos, adj_arr, group_of, members, edge_of, direction, rolled, layer,
-                  np.asarray(input_rows, dtype=np.int64))
+                  np.asarray(input_rows, dtype=np.int64), bends)
+
+
+def _axis(direction: str) -> tuple[int, float, float]:
+    """The layer axis (0: x, 1: y), a node box's half extent along it, and the free gap between two
+    layers' bands of boxes."""
+    if direction == "lr":
+        return 0, NODE_W / 2, LAYER_GAP - NODE_W
+    return 1, NODE_H / 2, LAYER_GAP * 0.55 - NODE_H
+
+
+def edge_route(lay: Layout, row: int) -> np.ndarray:
+    """The points edge `row` of `lay` is drawn through, from sender to receiver, shape (K, 2).
+
+    Out of the sender's side, through the bend points of a routed edge, into the receiver's
+    side: inside a layer's band of node boxes the route runs along the layer axis, so it turns
+    only in the free gaps between bands and never crosses a node box there.
+    """
+    axis, half, _gap = _axis(lay.direction)
+    a, b = lay.pos[lay.adj[row, 0]], lay.pos[lay.adj[row, 1]]
+    bends = lay.bends.get(row)
+    first = bends[0] if bends is not None and len(bends) else b
+    last = bends[-1] if bends is not None and len(bends) else a
+    points = [a]
+    if first[axis] != a[axis]:
+        out = a.copy()
+        out[axis] += half if first[axis] > a[axis] else -half
+        points.append(out)
+    if bends is not None:
+        points += list(bends)
+    if last[axis] != b[axis]:
+        into = b.copy()
+        into[axis] += half if last[axis] > b[axis] else -half
+        points.append(into)
+    points.append(b)
+    return np.asarray(points, dtype=float)
+
+
+def edge_segments(lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every drawn segment of `lay`'s edges: start points (S, 2), end points (S, 2), edge rows (S,).
+
+    Edges follow `edge_route`. An edge across more layers than are routed (a weight shared by
+    every time step) is drawn as a stub at each end, inside the gap next to its node: a straight
+    line would cross the nodes between, and thousands of them across the view would slow every
+    repaint. (A layout without layers uses a length, `LONG_EDGE`, instead.)
+    """
+    adj = lay.adj
+    if not len(adj):
+        return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+    axis, half, gap = _axis(lay.direction)
+    p = lay.pos
+    a, b = p[adj[:, 0]], p[adj[:, 1]]
+    routed = np.zeros(len(adj), dtype=bool)
+    routed[list(lay.bends)] = True
+    d = b - a
+    layer = lay.layer
+    long_ = (np.abs(layer[adj[:, 0]] - layer[adj[:, 1]]) >= 2) & ~routed if len(layer) == len(p) else \
+        (np.hypot(d[:, 0], d[:, 1]) > LONG_EDGE) & ~routed
+    # ports: where an edge leaves its sender's box and enters its receiver's, along the layer axis
+    sgn = np.sign(d[:, axis])
+    pa, pb = a.copy(), b.copy()
+    pa[:, axis] += sgn * half
+    pb[:, axis] -= sgn * half
+    rows = np.arange(len(adj))
+    starts, ends, owner = [], [], []
+    plain = ~long_ & ~routed
+    for u, v in ((a, pa), (pa, pb), (pb, b)):
+        starts.append(u[plain])
+        ends.append(v[plain])
+        owner.append(rows[plain])
+    if long_.any():
+        # stubs: out of each end's box, then most of the gap towards the other end
+        w = pb[long_] - pa[long_]
+        w = w / np.maximum(np.hypot(w[:, 0], w[:, 1]), 1e-9)[:, None]
+        reach = 0.8 * gap / np.maximum(np.abs(w[:, axis]), 1e-9)
+        tip_a = pa[long_] + w * reach[:, None]
+        tip_b = pb[long_] - w * reach[:, None]
+        for u, v in ((a[long_], pa[long_]), (pa[long_], tip_a), (tip_b, pb[long_]), (pb[long_], b[long_])):
+            starts.append(u)
+            ends.append(v)
+            owner.append(rows[long_])
+    for row in np.flatnonzero(routed).tolist():
+        route = edge_route(lay, row)
+        starts.append(route[:-1])
+        ends.append(route[1:])
+        owner.append(np.full(len(route) - 1, row, dtype=np.int64))
+    return np.concatenate(starts), np.concatenate(ends), np.concatenate(owner)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import traceback
 import warnings
 from typing import Any, Callable
@@ -29,14 +30,30 @@ def _ignore_hook_warning() -> None:
         warnings.filterwarnings("ignore", message=_HOOK_WARNING)
 
 
+@contextlib.contextmanager
 def _eager():
     """Run ``torch.compile``d code eagerly: a compiled region would hide its ops in one opaque node.
 
-    ``torch.compiler.set_stance("force_eager")`` (torch 2.6+) ignores every compile directive
-    while it is active; older torch records compiled models as they are.
+    Code compiled before the run (``torch.compile`` at a script's top level, which imports
+    ``torch._dynamo``) runs under ``torch.compiler.set_stance("force_eager")`` (torch 2.6+);
+    ``torch.compile`` called during the run returns its model or function unchanged. Neither
+    imports ``torch._dynamo`` for a model that never compiles (that import takes 1.5 s).
     """
+    stance = contextlib.nullcontext()
     set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
-    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
+    if "torch._dynamo" in sys.modules and set_stance is not None:
+        stance = set_stance("force_eager")
+    original = torch.compile
+
+    def compile_eagerly(model=None, **kwargs):
+        return model if model is not None else (lambda fn: fn)
+
+    torch.compile = compile_eagerly
+    try:
+        with stance:
+            yield
+    finally:
+        torch.compile = original
 
 
 class Runner:

@@ -13,7 +13,7 @@ from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsObject, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem
 
-from gradviz.core.layout import Layout, layered_layout
+from gradviz.core.layout import NODE_H, NODE_W, Layout, edge_route, edge_segments, layered_layout
 from gradviz.core.recording import Recording
 from gradviz.core.tensors import TensorData
 from gradviz.core.timeline import BACKWARD_DONE, COMPUTED, Stepper, StepState
@@ -23,11 +23,7 @@ from .theme import get_theme
 
 __all__ = ["QtGraphView", "format_tensor", "NODE_W", "NODE_H"]
 
-NODE_W = 150.0
-NODE_H = 66.0
 _KINDS = ("op", "custom", "leaf", "input")
-LONG_EDGE = 6 * 200.0  # edges longer than this (scene units) are drawn as a stub at each end
-STUB = 260.0
 SMALL = 4  # tensors with at most this many elements show their values in labels
 
 
@@ -43,7 +39,15 @@ def format_tensor(t: TensorData | None, small: int = SMALL) -> str:
         else:
             text = ", ".join(str(v) for v in vals.tolist())
         return text if t.numel == 1 else f"[{text}]"
-    return "×".join(str(s) for s in t.shape) or "scalar"
+    return format_shape(t.shape)
+
+
+def format_shape(shape) -> str:
+    """A shape as a label shows it: ``5×3``, ``(5,)`` for a vector (a bare ``5`` reads as a value), ``scalar``."""
+    shape = tuple(shape)
+    if not shape:
+        return "scalar"
+    return f"({shape[0]},)" if len(shape) == 1 else "×".join(str(s) for s in shape)
 
 
 def _clip_segments(a: np.ndarray, b: np.ndarray, x0: float, y0: float, x1: float, y1: float):
@@ -93,17 +97,20 @@ class _GraphItem(QGraphicsObject):
         self.selected = -1
         self.phase = "start"
         self.flowing: list = []  # (group sender, group receiver, text)
+        self._layout: Layout | None = None
+        self._row_of: dict = {}  # (sender, receiver) -> row of adj
         self.labels: list[list[str] | None] = []
         self._rect = QRectF()
         self._colors: dict = {}
         self.full_detail = False  # exports to vector files: every label, whatever the zoom
 
     # -- data ---------------------------------------------------------------------------------
-    def set_data(self, pos: np.ndarray, adj: np.ndarray, kind: np.ndarray, is_input_edge: np.ndarray) -> None:
-        """Give the item new arrays and rebuild its caches in one `_update`."""
+    def set_data(self, layout: Layout, kind: np.ndarray, is_input_edge: np.ndarray) -> None:
+        """Draw `layout` (its ``pos``, ``adj`` and edge routes): rebuild every cache in one `_update`."""
         self.prepareGeometryChange()
-        self.pos_ = np.asarray(pos, dtype=float).reshape(-1, 2)
-        self.adj = np.asarray(adj, dtype=np.int64).reshape(-1, 2)
+        self._layout = layout
+        self.pos_ = np.asarray(layout.pos, dtype=float).reshape(-1, 2)
+        self.adj = np.asarray(layout.adj, dtype=np.int64).reshape(-1, 2)
         self.kind = np.asarray(kind, dtype=np.int8)
         n = len(self.pos_)
         self.status = np.zeros(n, dtype=np.int8)
@@ -125,18 +132,11 @@ class _GraphItem(QGraphicsObject):
                                 hi[0] - lo[0] + NODE_W + 2 * m, hi[1] - lo[1] + NODE_H + 2 * m)
         else:
             self._rect = QRectF(0, 0, 1, 1)
-        # drawn segments: short edges whole; long ones (a weight shared by every time step) as a stub
-        # at each end, so a repaint never rasterises thousands of overlapping lines across the view
+        # drawn segments (gradviz.core.layout.edge_segments): routed around nodes; a long edge (a
+        # weight shared by every time step) as a stub at each end
         if len(self.adj):
-            a, b = p[self.adj[:, 0]], p[self.adj[:, 1]]
-            d = b - a
-            length = np.hypot(d[:, 0], d[:, 1])
-            long_ = length > LONG_EDGE
-            u = d[long_] / length[long_, None]
-            idx = np.arange(len(self.adj))
-            self._seg_a = np.concatenate([a[~long_], a[long_], b[long_] - u * STUB])
-            self._seg_b = np.concatenate([b[~long_], a[long_] + u * STUB, b[long_]])
-            self._seg_edge = np.concatenate([idx[~long_], idx[long_], idx[long_]])
+            self._row_of = {(int(s), int(d)): row for row, (s, d) in enumerate(self.adj.tolist())}
+            self._seg_a, self._seg_b, self._seg_edge = edge_segments(self._layout)
             self._ebox = np.concatenate([np.minimum(self._seg_a, self._seg_b), np.maximum(self._seg_a, self._seg_b)], axis=1)
         else:
             self._seg_a = self._seg_b = np.zeros((0, 2))
@@ -348,11 +348,17 @@ class _GraphItem(QGraphicsObject):
         c = self._colors
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         for s, d, text in self.flowing:
-            a, b = QPointF(*self.pos_[s]), QPointF(*self.pos_[d])
+            row = self._row_of.get((s, d))
+            route = list(edge_route(self._layout, row)) if row is not None else [self.pos_[s], self.pos_[d]]
             if not heads:
                 painter.setPen(c["flow"])
-                painter.drawLine(QLineF(a, b))
+                painter.drawPolyline(QPolygonF([QPointF(*q) for q in route]))
                 continue
+            # the head sits on the last leg of the route; the value halfway along it: on the middle
+            # bend point, or the middle of the middle leg
+            a, b = QPointF(*route[-2]), QPointF(*route[-1])
+            half = len(route) // 2
+            mid_a, mid_b = (route[half], route[half]) if len(route) % 2 else (route[half - 1], route[half])
             # arrow head at the receiver's border
             v = np.array([b.x() - a.x(), b.y() - a.y()])
             L = float(np.hypot(*v)) or 1.0
@@ -365,7 +371,7 @@ class _GraphItem(QGraphicsObject):
             painter.setPen(Qt.PenStyle.NoPen)
             painter.drawPolygon(head)
             if text and lod >= 0.3:
-                mid = QPointF((a.x() + b.x()) / 2, (a.y() + b.y()) / 2)
+                mid = QPointF((mid_a[0] + mid_b[0]) / 2, (mid_a[1] + mid_b[1]) / 2)
                 painter.setFont(c["bold"])
                 w = c["fm"].horizontalAdvance(text) + 14
                 box = QRectF(mid.x() - w / 2, mid.y() - 10, w, 20)
@@ -453,7 +459,7 @@ class QtGraphView(QGraphicsView):
         is_input = np.zeros(len(layout.adj), dtype=bool)
         is_input[layout.input_edge_rows] = True
         self._group_deps = None
-        self._item.set_data(layout.pos, layout.adj, kind, is_input)
+        self._item.set_data(layout, kind, is_input)
         self._scene.setSceneRect(self._item.boundingRect())
         state = self.stepper.state if self.stepper is not None else None
         if state is not None:
@@ -588,7 +594,7 @@ class QtGraphView(QGraphicsView):
             return lines
         t = node.tensor
         if t is not None:
-            shape = "×".join(str(s) for s in t.shape) or "scalar"
+            shape = format_shape(t.shape)
             if status >= COMPUTED and t.value is not None and t.numel <= SMALL:
                 lines.append(f"{format_tensor(t)}")
             else:

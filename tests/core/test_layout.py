@@ -1,10 +1,13 @@
 """The layered layout: layers from the loss, inputs beside their op, rolled uses, speed on 10,000 nodes."""
 
 import numpy as np
+import torch
 import pytest
 
 from gradviz.core import record
-from gradviz.core.layout import LAYER_GAP, layered_layout, layered_positions, roll_groups
+from gradviz.core import layout as layout_module
+from gradviz.core.layout import (LAYER_GAP, NODE_H, NODE_W, edge_segments, layered_layout, layered_positions,
+                                 roll_groups)
 
 
 def test_layers_follow_longest_path_from_loss():
@@ -62,3 +65,60 @@ def test_ten_thousand_nodes_are_all_placed_in_layers():
     lay = layered_layout(rec)
     assert all(lay.layer[s] < lay.layer[d] for s, d, _ in rec.edges)
     assert lay.pos.shape == (len(rec.nodes), 2) and lay.layer.max() * LAYER_GAP == lay.pos[:, 0].max()
+
+
+def _multi_span_recording():
+    # a.sum() skips the layer of b ** 2: that edge spans two layers
+    def build():
+        x = torch.randn(5, requires_grad=True)
+        a, b = x[:2] * 2, x[2:] * 3
+        return a.sum() + (b ** 2).sum(), {"x": x}
+    return record(build)
+
+
+def _edges_through_nodes(lay) -> list[int]:
+    """Rows of the edges whose drawn segments pass through the box of a node other than their ends."""
+    a, b, rows = edge_segments(lay)
+    hits = set()
+    for t in np.linspace(0.0, 1.0, 41):
+        q = a + t * (b - a)  # a point on every segment
+        dx = np.abs(q[:, None, 0] - lay.pos[None, :, 0]) < NODE_W / 2 - 0.5
+        dy = np.abs(q[:, None, 1] - lay.pos[None, :, 1]) < NODE_H / 2 - 0.5
+        inside = dx & dy
+        inside[np.arange(len(rows)), lay.adj[rows, 0]] = False  # its own ends
+        inside[np.arange(len(rows)), lay.adj[rows, 1]] = False
+        hits.update(rows[inside.any(axis=1)].tolist())
+    return sorted(hits)
+
+
+@pytest.mark.parametrize("direction", ["lr", "tb"])
+def test_an_edge_that_spans_layers_is_routed_around_the_nodes_between(direction):
+    rec = _multi_span_recording()
+    lay = layered_layout(rec, direction)
+    long_rows = [row for row, (s, d) in enumerate(lay.adj) if abs(lay.layer[s] - lay.layer[d]) > 1]
+    assert long_rows, "the graph has an edge that spans two layers"
+    for row in long_rows:
+        s, d = lay.adj[row]
+        # two bend points in every layer crossed: in and out of that layer's band of boxes
+        assert len(lay.bends[row]) == 2 * (abs(lay.layer[s] - lay.layer[d]) - 1)
+    assert _edges_through_nodes(lay) == []
+
+
+def test_without_routing_the_long_edge_ran_through_a_node(monkeypatch):
+    # the layout before edges were routed: a straight line from sender to receiver runs through
+    # the node of the layer in between, which the tests above rule out
+    monkeypatch.setattr(layout_module, "MAX_ROUTED_SPAN", 1)
+    lay = layered_layout(_multi_span_recording())
+    assert not lay.bends
+    s, d = lay.adj.T
+    middles = [(lay.pos[s[r]] + lay.pos[d[r]]) / 2 for r in np.flatnonzero(np.abs(lay.layer[s] - lay.layer[d]) > 1)]
+    assert any(np.any((np.abs(lay.pos[:, 0] - m[0]) < NODE_W / 2) & (np.abs(lay.pos[:, 1] - m[1]) < NODE_H / 2))
+               for m in middles)
+
+
+@pytest.mark.parametrize("target,params", [("mlp", {}), ("rnn-unrolled", {"T": 4}), ("rnn-unrolled", {"T": 12}),
+                                           ("repeated-layer", {"k": 3, "n": 3, "tanh": True})])
+def test_no_drawn_edge_of_a_built_in_model_runs_through_a_node(target, params):
+    for direction in ("lr", "tb"):
+        lay = layered_layout(record(target, params=params), direction)
+        assert _edges_through_nodes(lay) == []

@@ -246,3 +246,26 @@ def test_a_torch_compiled_module_is_recorded_op_by_op(recwarn):
     assert (addmm.module, addmm.use, addmm.uses) == ("Linear", 1, 1)
     # no warning about the recorder's own global module hooks
     assert not [w for w in recwarn if "global hooks" in str(w.message)]
+
+
+def test_torch_compile_called_inside_build_runs_eagerly():
+    def build():
+        lin = torch.compile(torch.nn.Linear(3, 2))
+        double = torch.compile(mode="reduce-overhead")(lambda t: t * 2)
+        return double(lin(torch.randn(4, 3))).sum(), {}
+
+    rec = record(build)
+    names = [n.name for n in rec.nodes]
+    assert "AddmmBackward0" in names and "MulBackward0" in names
+
+
+def test_recording_a_model_that_never_compiles_does_not_import_dynamo():
+    # importing torch._dynamo takes 1.5 s: only a model that compiles should pay for it
+    code = ("import sys; from gradviz.core import record; record('mlp'); "
+            "print('torch._dynamo' in sys.modules)")
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(
+                             os.path.abspath(__file__))))})
+    assert out.stdout.strip() == "False", out.stderr[-2000:]

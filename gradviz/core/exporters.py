@@ -10,7 +10,6 @@ the target only when complete; a failure or a cancel leaves the old file as it w
 """
 from __future__ import annotations
 
-import gc
 import json
 import os
 import tempfile
@@ -22,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 from .atomic import atomic_path
 from .errors import GradvizError
+from .gcpause import gc_paused
 from .recording import Recording
 from .timeline import BACKWARD_DONE, COMPUTED, StepState, Timeline
 
@@ -269,9 +269,7 @@ def export(rec: Recording, path: str | os.PathLike, step: int | None = None, pha
     if not 0 < scale <= MAX_SCALE:
         raise GradvizError(f"scale {scale} is outside (0, {MAX_SCALE:g}]")
     # drawing makes hundreds of thousands of short-lived objects: the cycle collector would only slow it
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         timeline = Timeline(rec)
         options = ExportOptions(step=resolve_step(timeline, step, phase), phase=phase, layout=layout, theme=theme,
                                 scale=scale, progress=progress, cancel=cancel, extra=dict(extra), timeline=timeline)
@@ -280,9 +278,6 @@ def export(rec: Recording, path: str | os.PathLike, step: int | None = None, pha
             found.write(rec, tmp, options)
             options.check_cancel()
         options.report(1.0, "done")
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return target.absolute()
 
 

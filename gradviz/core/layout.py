@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .gcpause import gc_paused
 from .recording import Recording
 
 __all__ = ["Layout", "layered_layout", "layered_positions", "roll_groups", "edge_route", "edge_segments",
@@ -322,7 +323,8 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False) 
     adj_arr = np.asarray(adj, dtype=np.int64).reshape(-1, 2)
     root = int(group_of[rec.root]) if n else 0
     bends: dict = {}
-    pos, layer = layered_positions(g, adj_arr, [root], side, direction, bends=bends)
+    with gc_paused():
+        pos, layer = layered_positions(g, adj_arr, [root], side, direction, bends=bends)
     return Layout(pos, adj_arr, group_of, members, edge_of, direction, rolled, layer,
                   np.asarray(input_rows, dtype=np.int64), bends)
 
@@ -365,7 +367,8 @@ def edge_route(lay: Layout, row: int) -> np.ndarray:
 def edge_segments(lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every drawn segment of `lay`'s edges: start points (S, 2), end points (S, 2), edge rows (S,).
 
-    Edges follow `edge_route`. An edge across more layers than are routed (a weight shared by
+    Edges follow `edge_route`, from port to port (the legs to the nodes' centres are under the
+    nodes' boxes). An edge across more layers than are routed (a weight shared by
     every time step) is drawn as a stub at each end, inside the gap next to its node: a straight
     line would cross the nodes between, and thousands of them across the view would slow every
     repaint. (A layout without layers uses a length, `LONG_EDGE`, instead.)
@@ -389,11 +392,11 @@ def edge_segments(lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pb[:, axis] -= sgn * half
     rows = np.arange(len(adj))
     starts, ends, owner = [], [], []
+    # (the legs from a node's centre to its port lie under the node's own box: not drawn)
     plain = ~long_ & ~routed
-    for u, v in ((a, pa), (pa, pb), (pb, b)):
-        starts.append(u[plain])
-        ends.append(v[plain])
-        owner.append(rows[plain])
+    starts.append(pa[plain])
+    ends.append(pb[plain])
+    owner.append(rows[plain])
     if long_.any():
         # stubs: out of each end's box, then most of the gap towards the other end
         w = pb[long_] - pa[long_]
@@ -401,12 +404,12 @@ def edge_segments(lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         reach = 0.8 * gap / np.maximum(np.abs(w[:, axis]), 1e-9)
         tip_a = pa[long_] + w * reach[:, None]
         tip_b = pb[long_] - w * reach[:, None]
-        for u, v in ((a[long_], pa[long_]), (pa[long_], tip_a), (tip_b, pb[long_]), (pb[long_], b[long_])):
+        for u, v in ((pa[long_], tip_a), (tip_b, pb[long_])):
             starts.append(u)
             ends.append(v)
             owner.append(rows[long_])
     for row in np.flatnonzero(routed).tolist():
-        route = edge_route(lay, row)
+        route = edge_route(lay, row)[1:-1]  # port to port
         starts.append(route[:-1])
         ends.append(route[1:])
         owner.append(np.full(len(route) - 1, row, dtype=np.int64))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import os
 import sys
 import threading
@@ -24,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import backends as _backends
 from .errors import GradvizError, GraphTooLarge, InplaceModifiedError, NonFiniteError
+from .gcpause import gc_paused
 from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording
 from .saved import read_saved
 from .tensors import DEFAULT_BUDGET_BYTES, TensorData, TensorStore
@@ -375,16 +375,9 @@ def record(target: Any, *, params: dict | None = None, keep_values: bool = True,
     from .targets import resolve_target
 
     runner = resolve_target(target, params)
-    with _LOCK:
-        # tens of thousands of small objects are made; the cycle collector would only slow that down
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
-                           progress or (lambda f, m: None), cancel)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+    with _LOCK, gc_paused():
+        return _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
+                       progress or (lambda f, m: None), cancel)
 
 
 def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress, cancel) -> Recording:
@@ -485,7 +478,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
         input_edges=input_edges, backward=backward, leaves=leaves, loss=loss_data, root=0,
         keep_values=keep_values, budget_bytes=budget_bytes,
         dropped={"tensors": store.dropped_count, "bytes": store.dropped_bytes},
-        meta={"torch": torch.__version__, "manual_note": manual_note, "grad_hooks": _grad_hooks(cap),
+        meta={"torch": torch.__version__, "manual_note": manual_note, "grad_hooks": _grad_hooks(cap, names),
               "seconds": {"forward": t_forward - t_start,
                                                        "backward": t_backward - t_forward,
                                                        "total": time.perf_counter() - t_start}},
@@ -499,10 +492,14 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
 # ---------------------------------------------------------------------------------------------
 # naming
 
-def _grad_hooks(cap: _ForwardCapture) -> list[str]:
+def _grad_hooks(cap: _ForwardCapture, names: dict) -> list[str]:
     """Where gradient hooks may change what reaches ``.grad``: tensor hooks the script registered
-    (``file:line``) and backward hooks on the modules that ran."""
+    while it ran (``file:line``), hooks already on the leaves it used, and backward hooks on the
+    modules that ran."""
     found = list(dict.fromkeys(cap.grad_hooks))
+    for t in cap.leaf_seen:
+        if getattr(t, "_backward_hooks", None):
+            found.append(f"a gradient hook on {names.get(t, 'a leaf')}")
     names = getattr(cap, "module_names", {})
     for module in cap.module_order:
         if getattr(module, "_backward_hooks", None) or getattr(module, "_backward_pre_hooks", None):

@@ -235,3 +235,18 @@ def test_module_backward_hooks_are_noted_and_torch_internal_hooks_are_not():
     rec = record(build)
     # unnamed modules are named in order of first use: inner is Linear, lin is Linear2
     assert rec.meta["grad_hooks"] == ["a backward hook on module Linear2"], rec.meta["grad_hooks"]
+
+
+def test_a_hook_put_on_a_parameter_before_recording_is_noted():
+    lin = torch.nn.Linear(2, 1)
+    lin.weight.register_hook(lambda g: g * 0)  # freezes the weight, say
+
+    def build():
+        return lin(torch.ones(3, 2)).sum(), {}
+
+    rec = record(build)
+    assert rec.meta["grad_hooks"] == ["a gradient hook on Linear.weight"]
+    table = run_checks(rec)
+    fd = next(r for r in _rows(table, "finite-diff") if r.leaf == "Linear.weight")
+    assert fd.status == "fail" and "a gradient hook on Linear.weight" in fd.detail
+    assert next(r for r in _rows(table, "finite-diff") if r.leaf == "Linear.bias").status == "pass"

@@ -204,6 +204,44 @@ def run_checks(rec: Recording, *, strict: bool = False, manual: bool = True, fin
     return table
 
 
+class _module_copies:
+    """While active, the modules' parameters and buffers hold working copies (float64 with `cast`).
+
+    Finite differences re-run the model dozens of times. A model made before ``build()``
+    (``model = Net()`` at a script's top level) keeps float32 weights when the default dtype is
+    float64; cast here, it runs in float64 like a model built inside ``build()``, so the check is
+    exact to 1e-6 instead of 5e-2. And whatever the re-runs change in place (running statistics,
+    ``num_batches_tracked``) changes the copies only: on exit every parameter and buffer holds its
+    original tensor again, untouched. The Parameter objects stay the same throughout, so each
+    re-run finds every leaf again. Reusable.
+    """
+
+    def __init__(self, modules: list, cast: bool):
+        self.cast = cast
+        self.tensors = []
+        seen = set()
+        for m in modules:
+            for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]:
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    self.tensors.append(t)
+        self.saved: list = []
+
+    def __enter__(self):
+        self.saved = [t.data for t in self.tensors]
+        with torch.no_grad():
+            for t in self.tensors:
+                cast = self.cast and t.is_floating_point()
+                t.data = t.data.to(torch.float64) if cast and t.dtype != torch.float64 else t.data.clone()
+        return self
+
+    def __exit__(self, *exc):
+        for t, original in zip(self.tensors, self.saved):
+            t.data = original
+        self.saved = []
+        return False
+
+
 def _hooks_where(rec: Recording) -> str:
     """Where the script's gradient hooks are (``hook.py:5, a backward hook on module fc``), or ``""``."""
     hooks = rec.meta.get("grad_hooks") or []
@@ -292,56 +330,62 @@ def _fd_checks(rec: Recording, max_elements: int) -> list[Check]:
         built = runner.normalise(out)
         return float(built.loss.detach().to(torch.float64).cpu()), state.get("dtype")
 
-    # does the model run in float64 when the default dtype is float64? (asked of a leaf that is
-    # checked: the first source tensor may be an integer index, which has no float64 form)
+    # does the model run in float64 when the default dtype is float64 and its modules are cast to
+    # float64? (asked of a leaf that is checked: the first source tensor may be an integer index,
+    # which has no float64 form)
     probe = next((order[n] for n in targets if n in order), None)
+    copies = _module_copies(rec.modules, cast=True)
     try:
-        _, probe_dtype = loss_with(probe, 0, 0.0, torch.float64)
-    except Exception:  # noqa: BLE001 - e.g. a float32 module made before build() meets float64 inputs
+        with copies:
+            _, probe_dtype = loss_with(probe, 0, 0.0, torch.float64)
+    except Exception:  # noqa: BLE001 - a model that cannot run in float64
+        copies = _module_copies(rec.modules, cast=False)
         try:
-            # the model cannot run in float64: differentiate in its own dtype, loosely
-            loss_with(probe, 0, 0.0, None)
+            # differentiate in the model's own dtype, loosely
+            with copies:
+                loss_with(probe, 0, 0.0, None)
             probe_dtype = None
         except Exception as exc:  # noqa: BLE001 - reported in the rows
             return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
                           detail=f"re-running the model failed: {exc}") for n in targets]
     in64 = probe_dtype == torch.float64
     run_dtype = torch.float64 if in64 else None
-    for name in targets:
-        info = rec.leaves[name]
-        if name not in order:
-            rows.append(Check("finite-diff", f"{name}.grad", "finite differences", SKIPPED, leaf=name,
-                              node=info.node, detail="the leaf was not used by a recorded op"))
-            continue
-        grad = info.grad.value.astype(np.float64)
-        n = grad.size
-        if n > max_elements:
-            idx = np.sort(np.random.default_rng(0).choice(n, size=max_elements, replace=False))
-            note = f"{max_elements} of {n} elements (fixed random sample)"
-        else:
-            idx = np.arange(n)
-            note = ""
-        values = info.tensor.value.reshape(-1).astype(np.float64) if info.tensor.value is not None else None
-        fd = np.empty(len(idx))
-        for j, flat in enumerate(idx):
-            x = abs(values[flat]) if values is not None else 1.0
-            # central differences: error O(h^2); h scaled to the value, sized for the dtype's precision
-            h = (1e-6 if in64 else 1e-2) * max(1.0, x)
-            up, _ = loss_with(order[name], int(flat), h, run_dtype)
-            down, _ = loss_with(order[name], int(flat), -h, run_dtype)
-            fd[j] = (up - down) / (2 * h)
-        ref = fd
-        got = grad.reshape(-1)[idx]
-        if in64:
-            tol = _tolerance_for(info.grad.dtype if info.grad.dtype == "float64" else "float32", "finite-diff",
-                                 _scale(ref))
-            reference = "central differences, float64"
-        else:
-            tol = Tolerance(5e-2 * max(1.0, _scale(ref)), 5e-2)
-            reference = f"central differences, {info.grad.dtype} (model does not run in float64)"
-        ea, er, ok = compare(got, ref, tol)
-        rows.append(Check("finite-diff", f"{name}.grad", reference, PASS if ok else FAIL, ea, er, str(tol),
-                          info.node, name, "; ".join(filter(None, [note, hooks_note]))))
+    with copies:
+        for name in targets:
+            info = rec.leaves[name]
+            if name not in order:
+                rows.append(Check("finite-diff", f"{name}.grad", "finite differences", SKIPPED, leaf=name,
+                                  node=info.node, detail="the leaf was not used by a recorded op"))
+                continue
+            grad = info.grad.value.astype(np.float64)
+            n = grad.size
+            if n > max_elements:
+                idx = np.sort(np.random.default_rng(0).choice(n, size=max_elements, replace=False))
+                note = f"{max_elements} of {n} elements (fixed random sample)"
+            else:
+                idx = np.arange(n)
+                note = ""
+            values = info.tensor.value.reshape(-1).astype(np.float64) if info.tensor.value is not None else None
+            fd = np.empty(len(idx))
+            for j, flat in enumerate(idx):
+                x = abs(values[flat]) if values is not None else 1.0
+                # central differences: error O(h^2); h scaled to the value, sized for the dtype's precision
+                h = (1e-6 if in64 else 1e-2) * max(1.0, x)
+                up, _ = loss_with(order[name], int(flat), h, run_dtype)
+                down, _ = loss_with(order[name], int(flat), -h, run_dtype)
+                fd[j] = (up - down) / (2 * h)
+            ref = fd
+            got = grad.reshape(-1)[idx]
+            if in64:
+                tol = _tolerance_for(info.grad.dtype if info.grad.dtype == "float64" else "float32", "finite-diff",
+                                     _scale(ref))
+                reference = "central differences, float64"
+            else:
+                tol = Tolerance(5e-2 * max(1.0, _scale(ref)), 5e-2)
+                reference = f"central differences, {info.grad.dtype} (model does not run in float64)"
+            ea, er, ok = compare(got, ref, tol)
+            rows.append(Check("finite-diff", f"{name}.grad", reference, PASS if ok else FAIL, ea, er, str(tol),
+                              info.node, name, "; ".join(filter(None, [note, hooks_note]))))
     return rows
 
 

@@ -484,7 +484,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
                                                        "total": time.perf_counter() - t_start}},
         manual=manual, leaf_order=[names.get(t, f"source{i}") for i, t in enumerate(cap.leaf_seen)],
         source_values=cap.source_data,
-        runner=runner, replays=replays)
+        runner=runner, replays=replays, modules=list(cap.module_order))
     progress(1.0, "done")
     return rec
 

@@ -239,6 +239,7 @@ class Recording:
     # live hooks for checks that re-run code; never serialised
     runner: Any = field(default=None, repr=False)
     replays: dict = field(default_factory=dict, repr=False)
+    modules: list = field(default_factory=list, repr=False)  # the nn.Modules that ran, in order of first use
     # the check table saved with the recording (set when opened from a .gradviz file)
     stored_checks: Any = field(default=None, repr=False)
     _graph: Any = field(default=None, repr=False)

@@ -103,6 +103,7 @@ _ZH = {
     "max rel err": "最大相对误差",
     "tolerance": "容差",
     "result": "结果",
+    "note": "说明",
     "Checks not run yet.": "尚未运行检查。",
     "Running checks…": "正在运行检查…",
     "checks": "项检查",

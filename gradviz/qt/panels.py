@@ -496,7 +496,7 @@ class QtChecksPanel(QWidget):
 
     run_requested = Signal()
     node_picked = Signal(int)
-    COLUMNS = ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result")
+    COLUMNS = ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result", "note")
 
     def __init__(self, parent=None, theme: str = "light"):
         super().__init__(parent)
@@ -539,7 +539,9 @@ class QtChecksPanel(QWidget):
         colours = {"pass": th["ok"], "fail": th["fail"]}
         self.table.setRowCount(len(table.rows))
         for i, r in enumerate(table.rows):
-            cells = (r.kind, r.what, r.reference, _fmt(r.max_abs), _fmt(r.max_rel), r.tolerance, r.status)
+            # the note: why a row was skipped, sampled or failed (first line; the tooltip has it all)
+            note = r.detail.strip().splitlines()[0] if r.detail.strip() else ""
+            cells = (r.kind, r.what, r.reference, _fmt(r.max_abs), _fmt(r.max_rel), r.tolerance, r.status, note)
             bg = QBrush(QColor(colours.get(r.status, th["neutral"])))
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(str(text))

@@ -348,3 +348,22 @@ def test_values_too_wide_for_a_node_end_in_an_ellipsis(qtbot, window, tmp_path):
     assert name == "x" and grad.startswith("grad [554, -106") and grad.endswith("…"), grad
     mul = next(n.id for n in window.recording.nodes if n.name == "MulBackward0")
     assert window.graph.label_of(mul)[0] == "MulBackward0"  # names stay whole
+
+
+def test_check_notes_say_why_in_their_own_column(qtbot, window, tmp_path):
+    script = tmp_path / "hooked.py"
+    script.write_text("import torch\n\ndef build():\n"
+                      "    x = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+                      "    y = x * 3\n"
+                      "    y.register_hook(lambda g: g * 10)\n"
+                      "    return (y * y).sum(), {'x': x}\n")
+    open_and_wait(qtbot, window, str(script))
+    window.run_checks()
+    qtbot.waitUntil(lambda: window.check_table is not None, timeout=60000)
+    panel = window.checks
+    note_col = panel.COLUMNS.index("note")
+    rows = {panel.table.item(i, 0).text(): panel.table.item(i, note_col).text()
+            for i in range(panel.table.rowCount()) if panel.table.item(i, 6).text() == "fail"}
+    assert set(rows) == {"finite-diff", "flow"}
+    assert rows["finite-diff"].startswith("gradient hooks (") and "hooked.py:6" in rows["finite-diff"]
+    assert "a gradient hook does that" in rows["flow"]

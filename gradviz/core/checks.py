@@ -391,8 +391,10 @@ def _fd_checks(rec: Recording, max_elements: int) -> list[Check]:
 
 # ---------------------------------------------------------------------------------------------
 def _to64(obj, requires):
+    # copies, never aliases: gradcheck and the numerical local rule perturb these in place, and a
+    # float64 leaf of the user's must not be touched
     if isinstance(obj, torch.Tensor):
-        t = obj.detach().to(torch.float64) if obj.is_floating_point() else obj.detach()
+        t = (obj.detach().to(torch.float64, copy=True) if obj.is_floating_point() else obj.detach().clone()).contiguous()
         return t.requires_grad_(bool(requires.get(id(obj), False))) if t.is_floating_point() else t
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to64(o, requires) for o in obj)

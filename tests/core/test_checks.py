@@ -276,3 +276,26 @@ def test_a_hook_put_on_a_parameter_before_recording_is_noted():
     fd = next(r for r in _rows(table, "finite-diff") if r.leaf == "Linear.weight")
     assert fd.status == "fail" and "a gradient hook on Linear.weight" in fd.detail
     assert next(r for r in _rows(table, "finite-diff") if r.leaf == "Linear.bias").status == "pass"
+
+
+def test_checking_a_custom_function_never_writes_to_the_user_s_tensors():
+    # gradcheck and the numerical local rule perturb their inputs in place: copies, not the leaf
+    seen = []
+
+    class Spy(Square):
+        @staticmethod
+        def forward(ctx, x):
+            seen.append(x.data_ptr())
+            return Square.forward(ctx, x)
+
+    x = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+
+    def build():
+        return Spy.apply(x).sum(), {"x": x}
+
+    rec = record(build)
+    ptr = x.data_ptr()
+    table = run_checks(rec, finite_diff=False)
+    assert table.ok, table.format()
+    assert x.tolist() == [1.0, -2.0, 3.0]
+    assert seen[0] == ptr and ptr not in seen[1:]  # every re-run of forward got a copy

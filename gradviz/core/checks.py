@@ -505,17 +505,17 @@ def _numeric_vjp_check(rec: Recording, node, ev, what: str, max_elements: int = 
     derivative of ``sum_j <grad_output_j, output_j(inputs)>`` with respect to that input: central
     differences of the Function's own forward, in float64, at the recorded inputs (a fixed
     sample of `max_elements` elements per input beyond that). None when the Function cannot be
-    re-run here (a recording opened from a file) or values were not kept.
+    re-run here (a recording opened from a file); skipped when values were not kept.
     """
     replay = rec.replays.get(node.id)
     if node.kind != "custom" or replay is None or replay[0] is None or replay[1] is None:
         return None
     (fn, args, kwargs), _cls = replay
     gouts = [None if g is None else g.value for g in ev.grad_outputs]
+    reference = "numerical VJP of its forward, float64"
     if any(g is not None and g.value is None for g in ev.grad_outputs) or \
             any(g is not None and g.value is None for g in ev.grad_inputs):
-        return None
-    reference = "numerical VJP of its forward, float64"
+        return Check("local-rule", what, reference, SKIPPED, node=node.id, detail="values were not kept")
     # one slot of grad_inputs per tensor argument of apply(), in order
     tensor_args = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
     args64 = list(_to64(list(args), {}))

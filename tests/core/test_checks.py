@@ -299,3 +299,10 @@ def test_checking_a_custom_function_never_writes_to_the_user_s_tensors():
     assert table.ok, table.format()
     assert x.tolist() == [1.0, -2.0, 3.0]
     assert seen[0] == ptr and ptr not in seen[1:]  # every re-run of forward got a copy
+
+
+def test_without_values_a_custom_function_s_local_rule_is_skipped_not_missing():
+    rec = record(_build(WrongSquare), keep_values=False)
+    rule = next(r for r in _rows(run_checks(rec, finite_diff=False, gradcheck=False), "local-rule")
+                if "WrongSquare" in r.what)
+    assert (rule.status, rule.detail) == ("skipped", "values were not kept")

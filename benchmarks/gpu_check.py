@@ -15,7 +15,7 @@ Builds the ``cuda`` backend through the same loader as everything else
 
 Exit status 0 only if every check passed. Command (repository root; see docs/kernels.md)::
 
-    PYTHONPATH=. TORCH_CUDA_ARCH_LIST=9.0 timeout 300 python3 benchmarks/gpu_check.py --json $OUT/gpu_check.json
+    bash scripts/gpu_check.sh        # sets the environment, keeps the report and log in $OUT
 """
 from __future__ import annotations
 

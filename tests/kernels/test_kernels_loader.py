@@ -159,13 +159,22 @@ def test_cuda_backend_refuses_cpu_tensors_or_is_unavailable(build):
 def test_gpu_check_script_dry_run_passes(build, tmp_path):
     # benchmarks/gpu_check.py is run once on a GPU session's scarce device time: its dry run on
     # the cpp backend goes through every stage it can here and writes its JSON report
+    # run through scripts/gpu_check.sh, the command a GPU session runs; its python3 is this one
+    # (only python3 is put first on PATH: another ninja would rebuild the cached extension)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python3").chmod(0o755)
     report = tmp_path / "gpu_check.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--sizes",
-         "64", "--json", str(report)], capture_output=True, text=True, timeout=300, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        ["bash", str(REPO / "scripts" / "gpu_check.sh"), "--device", "cpu", "--sizes", "64"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+        env={**os.environ, "OUT": str(tmp_path), "GRADVIZ_CACHE_DIR": str(extension.cache_dir()),
+             "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.rstrip().endswith("PASS")
+    assert (tmp_path / "gpu_check.log").read_text().rstrip().endswith("PASS")
+    assert "build: 0." in proc.stdout or "build: 1." in proc.stdout, proc.stdout[:500]  # loaded from the cache
     result = json.loads(report.read_text())
     assert result["failed"] == [] and result["opcheck"] == "ok"
     assert result["correctness_failures"] == []

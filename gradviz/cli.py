@@ -259,7 +259,7 @@ def _(p):
                       help="show the graph at timeline step N (default: the end; gradviz steps lists them)")
     when.add_argument("--phase", choices=("forward", "backward", "end"), default=None,
                       help="show the first step of this phase")
-    p.add_argument("--layout", choices=LAYOUTS, default="lr", help="lr: loss on the left; tb: loss at the top")
+    p.add_argument("--layout", choices=LAYOUTS, default="lr", help="lr: left to right, the loss on the right; tb: top to bottom, the loss at the bottom")
     p.add_argument("--theme", choices=tuple(THEMES), default="light")
     p.add_argument("--scale", type=float, default=1.0, help="size factor for raster images (default 1)")
 

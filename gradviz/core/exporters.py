@@ -58,7 +58,7 @@ class ExportOptions:
     phase : str or None
         The phase asked for, if any (``"forward"``, ``"backward"``, ``"end"``).
     layout : str
-        ``"lr"`` (loss on the left) or ``"tb"`` (loss at the top).
+        ``"lr"`` (left to right, the loss on the right) or ``"tb"`` (top to bottom, the loss at the bottom).
     theme : str
         ``"light"`` or ``"dark"``.
     scale : float

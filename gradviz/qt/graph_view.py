@@ -318,7 +318,7 @@ class _GraphItem(QGraphicsObject):
         y = rect.top() + 6
         for j, line in enumerate(lines[:4]):
             painter.setFont(c["bold"] if j == 0 else c["font"])
-            painter.drawText(QRectF(rect.left() + 8, y, NODE_W - 16, 15), Qt.AlignmentFlag.AlignHCenter, line)
+            painter.drawText(QRectF(rect.left() + 5, y, NODE_W - 10, 15), Qt.AlignmentFlag.AlignHCenter, line)
             y += 14.5
         nsaved = self._view._saved_count(i)
         if nsaved:

@@ -1,13 +1,15 @@
 """The layered layout: layers from the loss, inputs beside their op, rolled uses, speed on 10,000 nodes."""
 
 import numpy as np
-import torch
 import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gradviz.core import record
 from gradviz.core import layout as layout_module
-from gradviz.core.layout import (LAYER_GAP, NODE_H, NODE_W, edge_segments, layered_layout, layered_positions,
-                                 roll_groups)
+from gradviz.core.layout import (LAYER_GAP, NODE_H, NODE_W, Layout, edge_segments, layered_layout,
+                                 layered_positions, roll_groups)
 
 
 def test_layers_follow_longest_path_from_loss():
@@ -122,3 +124,28 @@ def test_no_drawn_edge_of_a_built_in_model_runs_through_a_node(target, params):
     for direction in ("lr", "tb"):
         lay = layered_layout(record(target, params=params), direction)
         assert _edges_through_nodes(lay) == []
+
+
+@st.composite
+def _dags(draw):
+    # a random graph of gradient edges from the loss (node 0): every edge from a lower id to a higher one
+    n = draw(st.integers(2, 24))
+    edges = set()
+    for v in range(1, n):
+        edges.add((draw(st.integers(0, v - 1)), v))  # every node is reached from the loss
+    for _ in range(draw(st.integers(0, 2 * n))):
+        a = draw(st.integers(0, n - 2))
+        edges.add((a, draw(st.integers(a + 1, n - 1))))
+    return n, np.array(sorted(edges), dtype=np.int64)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_dags(), st.sampled_from(["lr", "tb"]))
+def test_no_drawn_edge_of_any_graph_runs_through_a_node(graph, direction):
+    n, edges = graph
+    bends: dict = {}
+    pos, layer = layered_positions(n, edges, [0], direction=direction, bends=bends)
+    lay = Layout(pos, edges, np.arange(n), [[v] for v in range(n)], np.arange(len(edges)), direction, False,
+                 layer, np.zeros(0, dtype=np.int64), bends)
+    assert len({tuple(p) for p in pos.tolist()}) == n  # no two nodes in one place
+    assert _edges_through_nodes(lay) == []

@@ -6,7 +6,8 @@ The layout is a small Sugiyama scheme written for speed on long unrolled graphs:
 2. input nodes (tensors that need no grad) go one layer beyond the op they feed;
 3. an edge that spans a few layers (up to `MAX_ROUTED_SPAN`) gets a virtual node in every layer it
    crosses, so that it is ordered with the real nodes and routed around them instead of being drawn
-   straight through them; longer edges (a weight shared by every time step) stay straight;
+   straight through them; longer edges (a weight shared by every time step) are not routed, and
+   `edge_segments` draws them as a stub at each end;
 4. crossing reduction by barycenter sweeps, down and up, a fixed number of times;
 5. coordinates: layer along the main axis, order within the layer across it (virtual nodes take
    0.6 of a slot); each virtual node becomes two bend points, at the two sides of its layer's
@@ -36,7 +37,7 @@ NODE_H = 66.0
 LAYER_GAP = 200.0
 NODE_GAP = 90.0
 SWEEPS = 4
-MAX_ROUTED_SPAN = 8  # edges spanning more layers than this are not routed (they stay straight)
+MAX_ROUTED_SPAN = 8  # edges spanning more layers than this are not routed (drawn as stubs)
 LONG_EDGE = 6 * LAYER_GAP  # unrouted edges longer than this are drawn as a stub at each end
 
 

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, Q
 from gradviz.core.layout import layered_layout
 from gradviz.core.timeline import Stepper, Timeline
 
-from . import i18n
+from . import gc_guard, i18n
 from .graph_view import QtGraphView
 from .i18n import tr
 from .panels import (QtAccumulation, QtChecksPanel, QtEventList, QtGradientFlow, QtInspector, QtModelPanel,
@@ -62,6 +62,9 @@ class QtMainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None, parent=None):
         super().__init__(parent)
+        # cyclic garbage is collected in this thread only while the window lives (gc_guard)
+        gc_guard.acquire()
+        self._gc_released = False
         self.settings = settings if settings is not None else QSettings("gradviz", "gradviz")
         theme = str(self.settings.value("theme", "light"))
         self.theme = theme if theme in theme_names() else "light"
@@ -730,6 +733,9 @@ class QtMainWindow(QMainWindow):
             task.cancel()
         for task in list(self._tasks):
             task.wait(wait_ms)
+        if not self._gc_released:
+            self._gc_released = True
+            gc_guard.release()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.settings.setValue("geometry", self.saveGeometry())

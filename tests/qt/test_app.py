@@ -4,6 +4,7 @@ import importlib.util
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWidget
 
 from gradviz.core.backends import backend_names, get_backend
 from gradviz.core.models import MODELS
@@ -367,3 +368,49 @@ def test_check_notes_say_why_in_their_own_column(qtbot, window, tmp_path):
     assert set(rows) == {"finite-diff", "flow"}
     assert rows["finite-diff"].startswith("gradient hooks (") and "hooked.py:6" in rows["finite-diff"]
     assert "a gradient hook does that" in rows["flow"]
+
+
+def test_cyclic_garbage_is_collected_in_the_gui_thread_only(qtbot, window):
+    # a widget destroyed by the collector in a worker thread deadlocks Qt (it hung this suite once)
+    import gc
+    import threading
+
+    from gradviz.qt import gc_guard
+
+    assert gc_guard.active() and not gc.isenabled()
+    threads = []
+
+    def on_gc(phase, info):
+        if phase == "start":
+            threads.append(threading.current_thread().name)
+
+    gc.callbacks.append(on_gc)
+    try:
+        for _ in range(3):
+            # a recording in a worker (it makes hundreds of thousands of objects) while the GUI
+            # thread leaves widgets in reference cycles behind
+            window.open_target("rnn-unrolled", {"T": 300})
+            for _ in range(20):
+                w = QWidget()
+                w.cycle = w
+                del w
+            qtbot.waitUntil(lambda: not window.is_busy(), timeout=60000)
+        qtbot.waitUntil(lambda: len(threads) > 0, timeout=5000)  # the timer collected
+    finally:
+        gc.callbacks.remove(on_gc)
+    assert set(threads) == {threading.main_thread().name}, threads
+
+
+def test_the_automatic_collector_is_back_after_the_last_window(qtbot, settings):
+    import gc
+
+    from gradviz.qt import gc_guard
+    from gradviz.qt.app import QtMainWindow
+
+    first, second = QtMainWindow(settings), QtMainWindow(settings)
+    assert gc_guard.active()
+    first.shutdown()
+    first.shutdown()  # twice: released once
+    assert gc_guard.active() and not gc.isenabled()
+    second.shutdown()
+    assert not gc_guard.active() and gc.isenabled()

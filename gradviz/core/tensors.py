@@ -118,8 +118,8 @@ class TensorStore:
             return None
         if not self.keep_values:
             self._count += 1
-            return TensorData(tuple(t.shape), _dtype_name(t.dtype), str(t.device), None, None,
-                              bool(t.requires_grad), self._count)
+            return TensorData(tuple(t.shape), _dtype_name(t.dtype), _device_name(t), None, None,
+                              t.requires_grad, self._count)
         # one snapshot per unchanged tensor object; the object is held, so its id is not reused
         key = (id(t), t._version)
         hit = self._seen.get(key)

@@ -111,8 +111,30 @@ def check_correctness() -> list[str]:
     return failures
 
 
+def time_call(fn, repeats: int = 10, warmup: int = 3) -> float:
+    """Best seconds of one call of ``fn`` after `warmup` calls (CUDA events on CUDA)."""
+    for _ in range(warmup):
+        fn()
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeats):
+        if DEVICE == "cpu":
+            start_s = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start_s)
+            continue
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    return best
+
+
 def time_step(fn, n: int, repeats: int) -> float:
-    """Best seconds of one forward+backward at size n (CUDA events on CUDA)."""
+    """Best seconds of one forward+backward at size n."""
     x = torch.randn(n, n, device=DEVICE, requires_grad=True)
     w = torch.randn(n, n, device=DEVICE, requires_grad=True)
     b = torch.randn(n, device=DEVICE, requires_grad=True)
@@ -122,24 +144,7 @@ def time_step(fn, n: int, repeats: int) -> float:
         x.grad = w.grad = b.grad = None
         fn(x, w, b).backward(g)
 
-    for _ in range(3):
-        step()
-    best = float("inf")
-    if DEVICE == "cpu":
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            best = min(best, time.perf_counter() - start)
-        return best
-    torch.cuda.synchronize()
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step()
-        end.record()
-        end.synchronize()
-        best = min(best, start.elapsed_time(end) / 1e3)
-    return best
+    return time_call(step, repeats)
 
 
 def check_speed(sizes: list[int]) -> list[dict]:
@@ -163,26 +168,6 @@ def check_speed(sizes: list[int]) -> list[dict]:
         print(f"{n:>5} {row['torch_ms']:>9.3f} {row['cuda_ms']:>9.3f} {row['ratio']:>6.2f} "
               f"{tflops:>8.2f} {row['peak_fraction']:>8.1%}", flush=True)
     return rows
-
-
-def time_call(fn, repeats: int = 10) -> float:
-    """Best seconds of one call of ``fn`` (CUDA events on CUDA)."""
-    for _ in range(2):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        if DEVICE == "cpu":
-            start_s = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - start_s)
-            continue
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        best = min(best, start.elapsed_time(end) / 1e3)
-    return best
 
 
 def check_products(n: int) -> list[dict]:

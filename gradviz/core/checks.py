@@ -256,6 +256,14 @@ def _hooks_note(rec: Recording) -> str:
             "of the loss") if where else ""
 
 
+def _sample(n: int, max_elements: int) -> tuple[np.ndarray, str]:
+    """The elements a finite-difference check perturbs: all `n`, or a fixed random sample, said so."""
+    if n <= max_elements:
+        return np.arange(n), ""
+    idx = np.sort(np.random.default_rng(0).choice(n, size=max_elements, replace=False))
+    return idx, f"{max_elements} of {n} elements (fixed random sample)"
+
+
 def _scale(ref: np.ndarray) -> float:
     return float(np.abs(ref).max()) if ref.size else 1.0
 
@@ -359,12 +367,7 @@ def _fd_checks(rec: Recording, max_elements: int) -> list[Check]:
                 continue
             grad = info.grad.value.astype(np.float64)
             n = grad.size
-            if n > max_elements:
-                idx = np.sort(np.random.default_rng(0).choice(n, size=max_elements, replace=False))
-                note = f"{max_elements} of {n} elements (fixed random sample)"
-            else:
-                idx = np.arange(n)
-                note = ""
+            idx, note = _sample(n, max_elements)
             values = info.tensor.value.reshape(-1).astype(np.float64) if info.tensor.value is not None else None
             fd = np.empty(len(idx))
             for j, flat in enumerate(idx):
@@ -541,10 +544,9 @@ def _numeric_vjp_check(rec: Recording, node, ev, what: str, max_elements: int = 
                 continue
             flat = x.view(-1)
             n = flat.numel()
-            idx = (np.arange(n) if n <= max_elements else
-                   np.sort(np.random.default_rng(0).choice(n, size=max_elements, replace=False)))
-            if n > max_elements:
-                notes.append(f"input {slot}: {max_elements} of {n} elements (fixed random sample)")
+            idx, note = _sample(n, max_elements)
+            if note:
+                notes.append(f"input {slot}: {note}")
             numeric = np.empty(len(idx))
             for j, k in enumerate(idx):
                 k = int(k)

@@ -30,7 +30,7 @@ from .gcpause import gc_paused
 from .recording import Recording
 
 __all__ = ["Layout", "layered_layout", "layered_positions", "roll_groups", "edge_route", "edge_segments",
-           "LAYER_GAP", "NODE_GAP", "NODE_W", "NODE_H", "LONG_EDGE"]
+           "LAYER_GAP", "NODE_GAP", "NODE_W", "NODE_H"]
 
 NODE_W = 150.0  # the drawn node box the spacing below is made for (the app draws this size)
 NODE_H = 66.0
@@ -38,7 +38,6 @@ LAYER_GAP = 200.0
 NODE_GAP = 90.0
 SWEEPS = 4
 MAX_ROUTED_SPAN = 8  # edges spanning more layers than this are not routed (drawn as stubs)
-LONG_EDGE = 6 * LAYER_GAP  # unrouted edges longer than this are drawn as a stub at each end
 
 
 @dataclass
@@ -372,7 +371,7 @@ def edge_segments(lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     nodes' boxes). An edge across more layers than are routed (a weight shared by
     every time step) is drawn as a stub at each end, inside the gap next to its node: a straight
     line would cross the nodes between, and thousands of them across the view would slow every
-    repaint. (A layout without layers uses a length, `LONG_EDGE`, instead.)
+    repaint.
     """
     adj = lay.adj
     if not len(adj):
@@ -383,9 +382,7 @@ def edge_segments(lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     routed = np.zeros(len(adj), dtype=bool)
     routed[list(lay.bends)] = True
     d = b - a
-    layer = lay.layer
-    long_ = (np.abs(layer[adj[:, 0]] - layer[adj[:, 1]]) >= 2) & ~routed if len(layer) == len(p) else \
-        (np.hypot(d[:, 0], d[:, 1]) > LONG_EDGE) & ~routed
+    long_ = (np.abs(lay.layer[adj[:, 0]] - lay.layer[adj[:, 1]]) >= 2) & ~routed
     # ports: where an edge leaves its sender's box and enters its receiver's, along the layer axis
     sgn = np.sign(d[:, axis])
     pa, pb = a.copy(), b.copy()

@@ -127,11 +127,7 @@ class _ForwardCapture(TorchFunctionMode):
             ins = _tensors_in(args) + _tensors_in(kwargs)
             if torch.is_grad_enabled():
                 cap._scan_leaves(ins)
-            cap._depth += 1
-            try:
-                out = orig(cls, *args, **kwargs)
-            finally:
-                cap._depth -= 1
+            out = cap._inside(orig, cls, *args, **kwargs)
             if cap.store is not None:
                 # the replay calls the unpatched apply: a check that replays this node later must
                 # not log into this recording
@@ -184,11 +180,7 @@ class _ForwardCapture(TorchFunctionMode):
             return func(*args, **kwargs)
         # what the op runs inside is part of this one event: the autograd Function that
         # torch.library.register_autograd runs inside a custom op is not a second user op
-        self._depth += 1
-        try:
-            out = func(*args, **kwargs)
-        finally:
-            self._depth -= 1
+        out = self._inside(func, *args, **kwargs)
         # only ops under grad mode whose result joins the graph are events
         if not torch.is_grad_enabled():
             return out
@@ -209,11 +201,7 @@ class _ForwardCapture(TorchFunctionMode):
         # a real use in the graph: number the source tensors it is the first to use
         if self._scan_leaves(ins) and self.on_leaf is not None:
             # finite differences changed a source in place: run the op again on the new values
-            self._depth += 1
-            try:
-                out = func(*args, **kwargs)
-            finally:
-                self._depth -= 1
+            out = self._inside(func, *args, **kwargs)
             outs = _tensors_in(out)
         if self.store is not None:
             replay = (func, args, kwargs) if isinstance(func, (torch._ops.OpOverload,
@@ -221,13 +209,18 @@ class _ForwardCapture(TorchFunctionMode):
             self._log(name, ins, outs, replay=replay)
         return out
 
-    def _log(self, name, ins, outs, replay=None, custom=None):
-        # our own tensor calls below must not be logged as the user's ops
+    def _inside(self, fn, *args, **kwargs):
+        """Call `fn` with logging off: what runs inside an op (or inside the recorder) is not a
+        user op of its own."""
         self._depth += 1
         try:
-            self._log_op(name, ins, outs, replay, custom)
+            return fn(*args, **kwargs)
         finally:
             self._depth -= 1
+
+    def _log(self, name, ins, outs, replay=None, custom=None):
+        # our own tensor calls below must not be logged as the user's ops
+        self._inside(self._log_op, name, ins, outs, replay, custom)
 
     def _log_op(self, name, ins, outs, replay, custom):
         if not outs:

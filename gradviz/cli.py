@@ -48,23 +48,16 @@ def _target_args(p: argparse.ArgumentParser, default: str | None = None) -> None
                    help="memory for kept tensor values in MiB (default 256); past it tensors keep statistics")
 
 
-def _record(args, keep_values: bool = True):
-    if str(args.target).lower().endswith(".gradviz"):
-        # a saved recording: opened as data, the model is not run again
-        from .core.errors import GradvizError
-        from .core.storage import load_recording
-
-        if args.param:
-            raise GradvizError(f"--param does not apply to a saved recording ({args.target})",
-                               hint="parameters are fixed when recording: gradviz record MODEL --param ... -o FILE")
-        return load_recording(args.target)
-    from .core.recorder import DEFAULT_MAX_NODES, record
-    from .core.targets import parse_params
+def _open(args, keep_values: bool = True):
+    """A `Session` with the command's TARGET open (a .gradviz file is loaded, anything else recorded)."""
+    from .core.recorder import DEFAULT_MAX_NODES
+    from .core.session import Session
     from .core.tensors import DEFAULT_BUDGET_BYTES
 
     budget = DEFAULT_BUDGET_BYTES if args.budget_mb is None else int(args.budget_mb * 2**20)
-    return record(args.target, params=parse_params(args.param) or None, keep_values=keep_values,
-                  budget_bytes=budget, max_nodes=args.max_nodes or DEFAULT_MAX_NODES)
+    session = Session(keep_values=keep_values, budget_bytes=budget, max_nodes=args.max_nodes or DEFAULT_MAX_NODES)
+    session.open(args.target, args.param)
+    return session
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,9 +86,12 @@ def _(p):
 def _cmd_inspect(args) -> int:
     from .core.serialize import recording_to_json
 
-    rec = _record(args, keep_values=not args.no_values)
+    session = _open(args, keep_values=not args.no_values)
+    rec = session.recording
     if args.json:
-        json.dump(recording_to_json(rec, values=not args.no_values), sys.stdout, indent=None if args.compact else 1)
+        data = recording_to_json(rec, values=not args.no_values)
+        data["flow"] = session.flow().to_json()
+        json.dump(data, sys.stdout, indent=None if args.compact else 1)
         print()
         return 0
     print(rec.summary())
@@ -133,19 +129,13 @@ def _short(source: str | None) -> str:
 
 @command("check", "check every gradient against manual calculation; exit 1 if any check fails")
 def _cmd_check(args) -> int:
-    from .core.checks import run_checks
-
-    rec = _record(args)
-    table = rec.stored_checks if rec.runner is None else None
-    if table is not None:
-        # the checks stored at record time, when the model could still run
-        table.strict = args.strict
-    else:
-        table = run_checks(rec, strict=args.strict, finite_diff=not args.no_fd, fd_max_elements=args.fd_elements)
+    session = _open(args)
+    # a saved recording: the checks stored at record time, when the model could still run
+    table = session.run_checks(strict=args.strict, finite_diff=not args.no_fd, fd_max_elements=args.fd_elements)
     if args.json:
         print(json.dumps(table.to_json(), indent=1))
     else:
-        print(f"{rec.summary()}\n")
+        print(f"{session.recording.summary()}\n")
         print(table.format())
     return 0 if table.ok else 1
 
@@ -162,8 +152,8 @@ def _(p):
 
 @command("steps", "print the timeline: every forward and backward step, with what it changes")
 def _cmd_steps(args) -> int:
-    rec = _record(args)
-    print(format_steps(rec))
+    session = _open(args)
+    print(format_steps(session.recording, session.timeline))
     return 0
 
 
@@ -172,11 +162,29 @@ def _(p):
     _target_args(p, DEFAULT_MODEL)
 
 
-def format_steps(rec) -> str:
+@command("flow", "print the gradient norm at every backward step, node, module use and leaf")
+def _cmd_flow(args) -> int:
+    session = _open(args)
+    flow = session.flow()
+    if args.json:
+        print(json.dumps(flow.to_json(), indent=1))
+        return 0
+    print(f"{session.recording.summary()}\n")
+    print(flow.format())
+    return 0
+
+
+@_cmd_flow.arguments
+def _(p):
+    _target_args(p)
+    p.add_argument("--json", action="store_true", help="print the norms as JSON (null where not recorded)")
+
+
+def format_steps(rec, timeline=None) -> str:
     """The timeline as text: each step's caption, the gradients it sends, the leaves it touches."""
     from .core.timeline import Timeline
 
-    tl = Timeline(rec)
+    tl = timeline if timeline is not None else Timeline(rec)
     lines = [rec.summary(), ""]
     for step in tl.steps:
         lines.append(f"[{step.index:3d}] {step.describe(rec)}")
@@ -204,22 +212,19 @@ def format_steps(rec) -> str:
 
 @command("record", "record a target, run its checks, and save both to a .gradviz file")
 def _cmd_record(args) -> int:
-    from .core.checks import run_checks
-    from .core.storage import SUFFIX, save_recording
+    from .core.storage import SUFFIX
 
     if not args.output.lower().endswith(SUFFIX):
         from .core.errors import GradvizError
 
         raise GradvizError(f"the output {args.output!r} must end in {SUFFIX}",
                            hint="to write other formats use gradviz export TARGET -o FILE")
-    rec = _record(args, keep_values=not args.no_values)
-    table = None
-    if not args.no_checks:
-        table = rec.stored_checks if rec.runner is None else run_checks(rec, finite_diff=not args.no_fd)
-    path = save_recording(rec, args.output, checks=table)
+    session = _open(args, keep_values=not args.no_values)
+    table = None if args.no_checks else session.run_checks(finite_diff=not args.no_fd)
+    path = session.export(args.output)  # a .gradviz file: the recording and the session's checks
     size = os.path.getsize(path)
     checks = "no checks" if table is None else ("checks pass" if table.ok else f"{len(table.failed)} check(s) FAIL")
-    print(f"{rec.summary()}\nsaved {path} ({size / 2**20:.2f} MiB; {checks})")
+    print(f"{session.recording.summary()}\nsaved {path} ({size / 2**20:.2f} MiB; {checks})")
     return 0
 
 
@@ -234,16 +239,14 @@ def _(p):
 
 @command("export", "export a target's graph or data: .png .svg .pdf .gif .dot .graphml .json .gradviz")
 def _cmd_export(args) -> int:
-    from .core.exporters import export
-
-    rec = _record(args)
+    session = _open(args)
 
     def progress(fraction: float, message: str) -> None:
         if fraction < 0:
             print(f"note: {message}", file=sys.stderr)
 
-    path = export(rec, args.output, step=args.step, phase=args.phase, layout=args.layout, theme=args.theme,
-                  scale=args.scale, progress=progress)
+    path = session.export(args.output, step=args.step, phase=args.phase, layout=args.layout, theme=args.theme,
+                          scale=args.scale, progress=progress)
     print(f"wrote {path} ({os.path.getsize(path) / 1024:.1f} KiB)")
     return 0
 
@@ -336,14 +339,14 @@ def _default(args) -> int:
             run_app = None
         if run_app is not None:
             return run_app(None)
-    from .core.checks import run_checks
-    from .core.recorder import record
+    from .core.session import Session
 
-    rec = record(DEFAULT_MODEL)
+    session = Session()
+    session.open(DEFAULT_MODEL)
     print("No display: printing the default model's steps and checks (gradviz --help lists commands).\n")
-    print(format_steps(rec))
+    print(format_steps(session.recording, session.timeline))
     print()
-    table = run_checks(rec)
+    table = session.run_checks()
     print(table.format())
     return 0 if table.ok else 1
 

@@ -1,0 +1,495 @@
+"""The application model: a target, its recording, timeline, stepper and checks, moved by commands.
+
+The command line, the Qt window and lessons all drive a `Session`; it never imports a GUI toolkit. Views
+subscribe to its signals (as napari's ``QtDims`` watches ``Dims``) and hold no state of their own.
+
+The rules about targets live here, once:
+
+- a ``.gradviz`` file is *loaded* (no model code runs; ``params`` do not apply);
+- a built-in model name, a script ``path.py[:function]`` or a callable is *recorded*;
+- the checks of a recording whose model cannot run again (a loaded file) are the ones stored with it.
+
+Long commands come in two forms. ``session.open(...)`` and ``session.run_checks(...)`` run at once and
+raise on failure (the command line). For a GUI, ``job = session.open_job(...)`` then
+``result = job.run(progress, cancelled)`` in any thread (it reads the session only when the job is
+made and changes nothing), then ``session.apply(result)`` on the owner's thread: that changes the state
+and emits the signals. A failed or cancelled job leaves the session as it was.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .checks import CheckTable, run_checks
+from .errors import GradvizError
+from .events import Signal
+from .exporters import export as export_recording
+from .flow import GradientFlow, gradient_flow
+from .models import MODELS
+from .recorder import DEFAULT_MAX_NODES, Cancelled, record
+from .recording import Recording
+from .storage import SUFFIX, load_recording, save_recording
+from .targets import Runner, parse_params
+from .tensors import DEFAULT_BUDGET_BYTES
+from .timeline import Stepper, StepState, Timeline
+
+__all__ = ["Session", "Job", "JobResult", "source_of", "error_message", "SOURCES"]
+
+SOURCES = ("builtin", "script", "file", "callable")
+
+Progress = Callable[[float, str], None]
+
+
+def source_of(target: Any) -> str:
+    """Say what `target` is: ``"file"`` (a saved recording), ``"builtin"``, ``"script"`` or ``"callable"``."""
+    if isinstance(target, Runner) or (callable(target) and not isinstance(target, (str, os.PathLike))):
+        return "callable"
+    text = os.fspath(target) if isinstance(target, os.PathLike) else target
+    if isinstance(text, str) and text.lower().endswith(SUFFIX):
+        return "file"
+    if isinstance(text, str) and text in MODELS:
+        return "builtin"
+    return "script"
+
+
+def error_message(exc: BaseException) -> str:
+    """The text a user sees for `exc`: the core's message (one line, then its details and hint)."""
+    if isinstance(exc, GradvizError):
+        return exc.format()
+    return f"error: {type(exc).__name__}: {exc}"
+
+
+# -- the places that know how a recording carries its re-run state and stored checks -----------
+# (today: ``rec.runner`` and ``rec.stored_checks``; every access is in these three functions)
+def _rerun_of(rec: Recording) -> Any:
+    """The live objects that re-run the model for the checks; None for a loaded file."""
+    return rec.runner
+
+
+def _stored_checks_of(rec: Recording) -> CheckTable | None:
+    """The check table saved with a loaded recording, if any."""
+    return getattr(rec, "stored_checks", None)
+
+
+def _checks(rec: Recording, rerun: Any, progress: Progress, **options: Any) -> CheckTable:
+    """Run the checks of `rec`; the ones that need model code run only with `rerun`."""
+    del rerun  # today the recording carries its runner itself
+    return run_checks(rec, progress=progress, **options)
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+@dataclass
+class JobResult:
+    """What a job's ``run`` returns: a value, or an error message, or that it was cancelled.
+
+    Attributes
+    ----------
+    job : Job
+    value : object
+        The job's result when it succeeded.
+    error : BaseException or None
+        The exception when it failed.
+    message : str
+        The text for the user when it failed (`error_message`).
+    cancelled : bool
+    """
+
+    job: "Job"
+    value: Any = None
+    error: BaseException | None = None
+    message: str = ""
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.cancelled
+
+
+def _no_progress(fraction: float, message: str = "") -> None:
+    pass
+
+
+def _never() -> bool:
+    return False
+
+
+class Job:
+    """A long command: ``run(progress, cancelled)`` in any thread, then ``session.apply(result)``.
+
+    ``run`` changes no session state and never raises (except `KeyboardInterrupt`): a failure or a
+    cancel is part of the `JobResult`.
+    """
+
+    kind = "job"
+
+    def run(self, progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> JobResult:
+        """Do the work; `progress(fraction, message)` reports, `cancelled()` is polled."""
+        progress = progress or _no_progress
+        cancelled = cancelled or _never
+        try:
+            value = self._work(progress, cancelled)
+        except Cancelled:
+            return JobResult(self, cancelled=True)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message for the user
+            if cancelled():
+                return JobResult(self, cancelled=True)
+            return JobResult(self, error=exc, message=error_message(exc))
+        if cancelled():
+            return JobResult(self, cancelled=True)
+        return JobResult(self, value=value)
+
+    def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass
+class _Opened:
+    target: Any
+    params: dict
+    source: str
+    recording: Recording
+    rerun: Any
+    checks: CheckTable | None
+    timeline: Timeline
+
+
+class _OpenJob(Job):
+    kind = "open"
+
+    def __init__(self, target: Any, params: Any, options: dict):
+        self.target, self.params, self.options = target, params, options
+
+    def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> _Opened:
+        target = self.target
+        if target is None or (isinstance(target, str) and not target.strip()):
+            raise GradvizError("nothing to open", hint="give a built-in model name, a model script or a .gradviz file")
+        params = parse_params(self.params) if isinstance(self.params, (list, tuple)) else dict(self.params or {})
+        source = source_of(target)
+        if source == "file":
+            # a saved recording: opened as data, the model is not run again
+            if params:
+                raise GradvizError(f"--param does not apply to a saved recording ({os.fspath(target)})",
+                                   hint="parameters are fixed when recording: gradviz record MODEL --param ... -o FILE")
+            progress(0.0, "Opening…")
+            rec = load_recording(target)
+            rerun, checks = None, _stored_checks_of(rec)
+            target = os.fspath(target)
+        else:
+            if source == "builtin" and "backend" in MODELS[target].defaults:
+                # a compiled backend is built (once, cached) here, in the job's thread, never by a view
+                from .backends import get_backend
+
+                name = str(params.get("backend", MODELS[target].defaults["backend"]))
+                progress(0.0, f"Preparing the {name} backend…")
+                get_backend(name)
+                if cancelled():
+                    raise Cancelled()
+            o = self.options
+            rec = record(target, params=params or None, keep_values=o["keep_values"],
+                         budget_bytes=o["budget_bytes"], max_nodes=o["max_nodes"], check_finite=o["check_finite"],
+                         progress=lambda f, m: progress(0.9 * f, m), cancel=cancelled)
+            rerun, checks = _rerun_of(rec), None
+        progress(0.9, "Building the timeline…")
+        timeline = Timeline(rec)
+        progress(1.0, "")
+        return _Opened(target, params, source, rec, rerun, checks, timeline)
+
+
+class _ChecksJob(Job):
+    kind = "checks"
+
+    def __init__(self, rec: Recording, rerun: Any, stored: CheckTable | None, options: dict):
+        self.recording, self.rerun, self.stored, self.options = rec, rerun, stored, options
+
+    def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> CheckTable:
+        if self.recording is None:
+            raise GradvizError("there is no recording to check", hint="open a model first")
+        if self.rerun is None and self.stored is not None:
+            # the model cannot run again: the checks stored when it was recorded
+            return dataclasses.replace(self.stored, strict=self.options.get("strict", False))
+        return _checks(self.recording, self.rerun, progress, **self.options)
+
+
+class _ExportJob(Job):
+    kind = "export"
+
+    def __init__(self, rec: Recording, checks: CheckTable | None, path: Any, options: dict):
+        self.recording, self.checks, self.path, self.options = rec, checks, path, options
+
+    def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> Path:
+        if self.recording is None:
+            raise GradvizError("there is no recording to export", hint="open a model first")
+        if str(os.fspath(self.path)).lower().endswith(SUFFIX):
+            # the document: the recording with the checks the session has (stored or run now)
+            return save_recording(self.recording, self.path, checks=self.checks, cancel=cancelled)
+        return export_recording(self.recording, self.path, progress=progress, cancel=cancelled, **self.options)
+
+
+# -- the session ----------------------------------------------------------------------------------
+class Session:
+    """One target and what was recorded of it, with the current step and the checks.
+
+    Parameters
+    ----------
+    keep_values : bool
+        Keep tensor values (True) or only shapes and dtypes when recording.
+    budget_bytes : int
+        Memory for kept values; past it tensors keep statistics.
+    max_nodes : int
+        Refuse graphs with more nodes than this.
+    check_finite : bool
+        Stop recording at the first NaN or Inf.
+
+    Signals
+    -------
+    recorded(recording)
+        A new recording is open, at step 0 (its stored checks, if any, follow as `checks_done`).
+    step_changed(state, changed)
+        The current step moved (the `Stepper`'s signal, forwarded).
+    checks_done(table)
+        A check table is ready (`checks`).
+    failed(message)
+        A command failed; `message` is the user's text (first line: what went wrong). State is unchanged.
+    cancelled()
+        A job was cancelled; state is unchanged.
+    """
+
+    def __init__(self, *, keep_values: bool = True, budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                 max_nodes: int = DEFAULT_MAX_NODES, check_finite: bool = True):
+        self.options = {"keep_values": keep_values, "budget_bytes": budget_bytes, "max_nodes": max_nodes,
+                        "check_finite": check_finite}
+        self.recorded = Signal()
+        self.step_changed = Signal()
+        self.checks_done = Signal()
+        self.failed = Signal()
+        self.cancelled = Signal()
+        self._target: Any = None
+        self._params: dict = {}
+        self._source: str | None = None
+        self._recording: Recording | None = None
+        self._rerun: Any = None
+        self._timeline: Timeline | None = None
+        self._stepper: Stepper | None = None
+        self._checks: CheckTable | None = None
+        self._flow: GradientFlow | None = None
+        self._open_job: Job | None = None
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def target(self) -> Any:
+        """What is open: a built-in model name, a script path, a ``.gradviz`` path or a callable."""
+        return self._target
+
+    @property
+    def params(self) -> dict:
+        """The built-in model's parameters (a copy; change them with `set_param`)."""
+        return dict(self._params)
+
+    @property
+    def source(self) -> str | None:
+        """``"builtin"``, ``"script"``, ``"file"`` or ``"callable"`` (None before the first open)."""
+        return self._source
+
+    @property
+    def recording(self) -> Recording | None:
+        return self._recording
+
+    @property
+    def rerun_state(self) -> Any:
+        """The live objects that re-run the model for the checks; None when it cannot run again (a file)."""
+        return self._rerun
+
+    @property
+    def can_rerun(self) -> bool:
+        """Whether the model behind the recording can run again (not a loaded file)."""
+        return self._recording is not None and self._rerun is not None
+
+    @property
+    def timeline(self) -> Timeline | None:
+        return self._timeline
+
+    @property
+    def stepper(self) -> Stepper | None:
+        return self._stepper
+
+    @property
+    def state(self) -> StepState | None:
+        """The current step's state (None with no recording)."""
+        return None if self._stepper is None else self._stepper.state
+
+    @property
+    def checks(self) -> CheckTable | None:
+        """The check table of the recording: stored with a file, or from the last `run_checks`."""
+        return self._checks
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def open_job(self, target: Any, params: dict | list[str] | None = None, **options: Any) -> Job:
+        """A job that opens `target`: loads a ``.gradviz`` file, or records a model.
+
+        Parameters
+        ----------
+        target : str, os.PathLike or callable
+            A built-in model name, a script ``path.py[:function]``, a saved ``.gradviz`` recording, or a callable.
+        params : dict or list of str, optional
+            A built-in model's parameters, as a dict or as ``"name=value"`` strings (``--param``).
+        **options
+            ``keep_values``, ``budget_bytes``, ``max_nodes``, ``check_finite`` for this open only.
+
+        Returns
+        -------
+        Job
+            The newest open job; applying an older one's result changes nothing.
+        """
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        job = _OpenJob(target, params, {**self.options, **options})
+        self._open_job = job
+        return job
+
+    def rerun_job(self) -> Job:
+        """A job that opens the current target again with the current parameters."""
+        return self.open_job(self._target, self._params or None)
+
+    def checks_job(self, strict: bool = False, finite_diff: bool = True, fd_max_elements: int = 64) -> Job:
+        """A job that checks the current recording (the stored checks when the model cannot run again)."""
+        return _ChecksJob(self._recording, self._rerun, _stored_checks_of(self._recording) if self._recording
+                          else None, {"strict": strict, "finite_diff": finite_diff, "fd_max_elements": fd_max_elements})
+
+    def export_job(self, path: str | os.PathLike, **options: Any) -> Job:
+        """A job that exports the recording to `path` (options as `gradviz.core.exporters.export`)."""
+        return _ExportJob(self._recording, self._checks, path, options)
+
+    def apply(self, result: JobResult) -> bool:
+        """Take a job's result into the session and emit the signals; call on the session's own thread.
+
+        Returns
+        -------
+        bool
+            False when the result was stale and dropped (an older open, checks of another recording).
+        """
+        job = result.job
+        if job.kind == "open":
+            if job is not self._open_job:
+                return False
+            self._open_job = None
+        elif job.kind == "checks" and job.recording is not self._recording:
+            return False
+        if result.cancelled:
+            self.cancelled.emit()
+        elif result.error is not None:
+            self.failed.emit(result.message)
+        elif job.kind == "open":
+            self._set_opened(result.value)
+        elif job.kind == "checks":
+            self._checks = result.value
+            self.checks_done.emit(result.value)
+        return True
+
+    def _set_opened(self, opened: _Opened) -> None:
+        if self._stepper is not None:
+            self._stepper.step_changed.disconnect(self._on_step_changed)
+        self._target, self._params, self._source = opened.target, opened.params, opened.source
+        self._recording, self._rerun, self._timeline = opened.recording, opened.rerun, opened.timeline
+        self._checks, self._flow = opened.checks, None
+        self._stepper = Stepper(opened.timeline)
+        self._stepper.step_changed.connect(self._on_step_changed)
+        self.recorded.emit(opened.recording)
+        if opened.checks is not None:
+            self.checks_done.emit(opened.checks)
+
+    def _on_step_changed(self, state: StepState, changed) -> None:
+        self.step_changed.emit(state, changed)
+
+    def _run(self, job: Job, progress: Progress | None = None) -> Any:
+        result = job.run(progress)
+        self.apply(result)
+        if result.cancelled:
+            raise Cancelled()
+        if result.error is not None:
+            raise result.error
+        return result.value
+
+    # -- commands -------------------------------------------------------------------------------
+    def open(self, target: Any, params: dict | list[str] | None = None, *, progress: Progress | None = None,
+             **options: Any) -> Recording:
+        """Open `target` now (see `open_job`); raise its error after emitting `failed`."""
+        self._run(self.open_job(target, params, **options), progress)
+        return self._recording
+
+    def rerun(self, progress: Progress | None = None) -> Recording:
+        """Open the current target again with the current parameters."""
+        if self._target is None:
+            raise GradvizError("there is nothing to re-run", hint="open a model first")
+        self._run(self.rerun_job(), progress)
+        return self._recording
+
+    def set_param(self, key: str, value: Any) -> None:
+        """Set a built-in model's parameter for the next `rerun` (the recording is not redone here)."""
+        if self._source == "file":
+            raise GradvizError(f"--param does not apply to a saved recording ({self._target})",
+                               hint="parameters are fixed when recording: gradviz record MODEL --param ... -o FILE")
+        if self._source != "builtin":
+            raise GradvizError("parameters apply to built-in models only", hint="a model script sets its own values")
+        spec = MODELS[self._target]
+        if key not in spec.defaults:
+            raise GradvizError(f"{self._target} has no parameter {key!r}",
+                               hint=f"its parameters: {', '.join(spec.defaults)}")
+        self._params[key] = value
+
+    def run_checks(self, strict: bool = False, finite_diff: bool = True, fd_max_elements: int = 64,
+                   progress: Progress | None = None) -> CheckTable:
+        """Check the recording now (see `checks_job`) and return the table."""
+        return self._run(self.checks_job(strict, finite_diff, fd_max_elements), progress)
+
+    def export(self, path: str | os.PathLike, **options: Any) -> Path:
+        """Export the recording to `path` now; ``.gradviz`` saves it with the session's checks."""
+        progress = options.pop("progress", None)
+        return self._run(self.export_job(path, **options), progress)
+
+    def flow(self) -> GradientFlow | None:
+        """The gradient norms of the recording per backward step, node, module use and leaf."""
+        if self._recording is None:
+            return None
+        if self._flow is None:
+            self._flow = gradient_flow(self._recording)
+        return self._flow
+
+    # -- stepping -------------------------------------------------------------------------------
+    def step_to(self, i: int) -> StepState | None:
+        """Go to step `i` (clamped to the timeline)."""
+        return None if self._stepper is None else self._stepper.set_step(i)
+
+    def next(self) -> StepState | None:
+        """One step forward."""
+        return None if self._stepper is None else self._stepper.next()
+
+    def prev(self) -> StepState | None:
+        """One step back."""
+        return None if self._stepper is None else self._stepper.prev()
+
+    def first(self) -> StepState | None:
+        """The start: nothing computed."""
+        return None if self._stepper is None else self._stepper.first()
+
+    def last(self) -> StepState | None:
+        """The end of backward."""
+        return None if self._stepper is None else self._stepper.last()
+
+    def go_to(self, node_id: int, phase: str = "backward") -> StepState | None:
+        """Go to the step where node `node_id` runs in `phase` (else in the other phase); None if it never runs."""
+        if self._timeline is None:
+            return None
+        step = self._timeline.step_of(node_id, phase)
+        if step is None:
+            step = self._timeline.step_of(node_id, "forward" if phase == "backward" else "backward")
+        return None if step is None else self._stepper.set_step(step)
+
+    def go_to_phase(self, phase: str) -> StepState | None:
+        """Go to the first step of ``"forward"``, ``"backward"`` or ``"end"``."""
+        if self._timeline is None:
+            return None
+        return self._stepper.set_step(self._timeline.phase_start(phase))

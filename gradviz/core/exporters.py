@@ -23,7 +23,8 @@ from .atomic import atomic_path
 from .errors import GradvizError
 from .gcpause import gc_paused
 from .recording import Recording
-from .timeline import BACKWARD_DONE, COMPUTED, StepState, Timeline
+from .scene import THEMES, Scene, build_scene, get_theme
+from .timeline import StepState, Timeline
 
 __all__ = ["exporter", "export", "ExportOptions", "Exporter", "exporters", "load_plugins", "register",
            "repr_svg", "node_style", "THEMES", "LAYOUTS", "PLUGIN_GROUP", "IMAGE_SUFFIXES"]
@@ -33,17 +34,6 @@ LAYOUTS = ("lr", "tb")
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".gif")
 MAX_SCALE = 16.0
 
-# colours shared by every drawing: fills per node kind, then status and highlight colours
-THEMES: dict[str, dict[str, str]] = {
-    "light": {"background": "#ffffff", "text": "#1b1f24", "edge": "#6e7781", "input_edge": "#afb8c1",
-              "op": "#dbe9ff", "custom": "#ffe8c2", "leaf": "#d6f5d6", "input": "#eeeeee",
-              "outline": "#57606a", "not_reached": "#f6f8fa", "ran": "#9be9a8", "current": "#d1242f",
-              "flow": "#bf3989", "pending_text": "#8c959f"},
-    "dark": {"background": "#0d1117", "text": "#e6edf3", "edge": "#8b949e", "input_edge": "#484f58",
-             "op": "#1f3a5f", "custom": "#5a3e12", "leaf": "#1b4721", "input": "#30363d",
-             "outline": "#8b949e", "not_reached": "#161b22", "ran": "#2ea043", "current": "#ff7b72",
-             "flow": "#f778ba", "pending_text": "#6e7681"},
-}
 _DOT_SHAPES = {"op": "box", "custom": "box3d", "leaf": "ellipse", "input": "note"}
 
 
@@ -101,8 +91,14 @@ class ExportOptions:
             self.progress(-1.0, message)
 
     @property
-    def colors(self) -> dict[str, str]:
-        return THEMES[self.theme]
+    def colors(self) -> dict:
+        """The theme's colours (the one table of `gradviz.core.scene.theme`)."""
+        return get_theme(self.theme)
+
+    def scene(self, step: int | None = None) -> Scene:
+        """The `Scene` of the chosen step without positions: the labels, styles and flow states every
+        picture of this step shows."""
+        return build_scene(self.timeline.rec, None, self.state(step), self.theme)
 
 
 @dataclass(frozen=True)
@@ -305,24 +301,21 @@ def repr_svg(rec: Recording) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# what each node looks like at a step (used by every drawing)
+# what each node looks like at a step (read from the Scene every drawing paints)
 
-def node_style(rec: Recording, state: StepState, colors: dict[str, str]) -> list[dict]:
-    """Per node: its label, kind, fill, outline, status text and whether it is the current node."""
-    out = []
-    current = state.current
-    for n in rec.nodes:
-        status = int(state.status[n.id])
-        fill = colors[n.kind] if n.kind in colors else colors["op"]
-        if status == BACKWARD_DONE:
-            fill = colors["ran"]
-        elif status < COMPUTED:
-            fill = colors["not_reached"]
-        text = {0: "not reached", 1: "computed", 2: "ran backward"}[min(status, 2)]
-        out.append({"id": n.id, "label": n.label, "kind": n.kind, "fill": fill,
-                    "outline": colors["current"] if n.id == current else colors["outline"],
-                    "current": n.id == current, "status": text, "pending": int(state.pending[n.id])})
-    return out
+def node_style(rec: Recording, state: StepState, theme: str = "light") -> list[dict]:
+    """Per node: its label lines as drawn, kind, fill, outline, status text and whether it is current."""
+    scene = build_scene(rec, None, state, theme)
+    return [_styled(scene, n.id) for n in rec.nodes]
+
+
+def _styled(scene: Scene, g: int) -> dict:
+    st = scene.node_style(g)
+    current = g == scene.current
+    return {"id": g, "label": "\n".join(scene.lines(g)), "kind": st.kind, "fill": st.fill,
+            "outline": scene.theme["current"] if current else st.border, "text": st.text, "current": current,
+            "status": st.status_text, "pending": int(scene.pending[g]),
+            "badges": "; ".join(b.text for b in scene.badges(g))}
 
 
 def _caption(rec: Recording, options: ExportOptions) -> str:
@@ -361,35 +354,43 @@ def _dot_attrs(attrs: dict) -> str:
 
 @exporter(".dot", "Graphviz source: nodes with labels, kinds as shapes and colours, edges with slots")
 def _export_dot(rec: Recording, path: Path, options: ExportOptions) -> None:
-    colors = options.colors
-    state = options.state()
-    flowing = {(s, d, slot) for s, d, slot, _ in state.flowing}
+    # labels and colours come from the step's Scene: what the app and the images draw
+    scene = options.scene()
+    th = scene.theme
     lines = ["digraph gradviz {",
              "  " + "graph " + _dot_attrs({"rankdir": "LR" if options.layout == "lr" else "TB",
-                                          "bgcolor": colors["background"], "fontcolor": colors["text"],
+                                          "bgcolor": scene.background, "fontcolor": th["text"],
                                           "label": _caption(rec, options), "labelloc": "t",
-                                          "fontname": "DejaVu Sans", "step": str(options.step)}) + ";",
-             "  node " + _dot_attrs({"style": "filled", "fontname": "DejaVu Sans", "fontcolor": colors["text"]}) + ";",
-             "  edge " + _dot_attrs({"fontname": "DejaVu Sans", "fontsize": "10", "fontcolor": colors["text"]}) + ";"]
-    styles = node_style(rec, state, colors)
-    for k, (n, st) in enumerate(zip(rec.nodes, styles)):
-        if (k & 1023) == 1023:
-            options.report(0.8 * k / len(rec.nodes), "writing nodes")
+                                          "fontname": "DejaVu Sans", "step": str(options.step),
+                                          "theme": scene.theme_name}) + ";",
+             "  node " + _dot_attrs({"style": "filled", "fontname": "DejaVu Sans", "fontcolor": th["text"]}) + ";",
+             "  edge " + _dot_attrs({"fontname": "DejaVu Sans", "fontsize": "10", "fontcolor": th["text"]}) + ";"]
+    for n in rec.nodes:
+        if (n.id & 1023) == 1023:
+            options.report(0.8 * n.id / len(rec.nodes), "writing nodes")
+        st = _styled(scene, n.id)
+        style = "filled,dashed" if scene.node_style(n.id).dashed else None
         attrs = {"label": st["label"], "shape": _DOT_SHAPES.get(n.kind, "box"), "fillcolor": st["fill"],
-                 "color": st["outline"], "penwidth": "3" if st["current"] else "1", "kind": n.kind,
-                 "status": st["status"], "name": n.name}
+                 "color": st["outline"], "fontcolor": st["text"], "penwidth": "3" if st["current"] else "1",
+                 "style": style, "kind": n.kind, "status": st["status"], "name": n.name,
+                 "xlabel": st["badges"] or None}
         if n.tensor is not None:
             attrs["tooltip"] = f"{tuple(n.tensor.shape)} {n.tensor.dtype}"
         lines.append(f"  n{n.id} {_dot_attrs(attrs)};")
-    for s, d, slot in rec.edges:
-        hot = (s, d, slot) in flowing
+    flow_text = {(f.sender, f.receiver, f.slot): f.text for f in scene.flowing}
+    for k, (s, d, slot) in enumerate(rec.edges):
+        row = int(scene.edge_of[k])
+        hot = (s, d, slot) in flow_text
+        style = scene.edge_styles["flowing"] if hot else scene.edge_style(row)
         lines.append(f"  n{s} -> n{d} " + _dot_attrs({
-            "label": str(slot), "slot": str(slot), "flow": "grad", "key": str(slot),
-            "color": colors["flow"] if hot else colors["edge"], "penwidth": "2.5" if hot else "1"}) + ";")
+            "label": f"{slot}: {flow_text[(s, d, slot)]}" if hot else str(slot), "slot": str(slot), "flow": "grad",
+            "key": str(slot), "state": "flowing" if hot else ("done" if scene.edge_state[row] else "idle"),
+            "color": style.color, "fontcolor": scene.flow_text if hot else None,
+            "penwidth": "2.5" if hot else "1"}) + ";")
     for s, d, pos in rec.input_edges:
         lines.append(f"  n{s} -> n{d} " + _dot_attrs({
             "label": f"in {pos}", "slot": str(pos), "flow": "input", "key": f"input {pos}",
-            "style": "dashed", "color": colors["input_edge"]}) + ";")
+            "style": "dashed", "color": scene.edge_styles["input"].color}) + ";")
     lines.append("}")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -397,26 +398,34 @@ def _export_dot(rec: Recording, path: Path, options: ExportOptions) -> None:
 
 @exporter(".graphml", "GraphML for graph tools (networkx, Gephi, yEd); list attributes as text")
 def _export_graphml(rec: Recording, path: Path, options: ExportOptions) -> None:
-    state = options.state()
-    styles = node_style(rec, state, options.colors)
+    scene = options.scene()
     import networkx as nx
 
-    g = nx.MultiDiGraph(target=rec.target, step=options.step, layout=options.layout)
-    for n, st in zip(rec.nodes, styles):
-        attrs = {"name": n.name, "kind": n.kind, "label": n.label, "torch_name": n.torch_name,
+    g = nx.MultiDiGraph(target=rec.target, step=options.step, layout=options.layout, theme=scene.theme_name)
+    for n in rec.nodes:
+        st = _styled(scene, n.id)
+        # label and colours as drawn at this step (the Scene's); the rest is the node's data
+        attrs = {"name": n.name, "kind": n.kind, "label": st["label"], "torch_name": n.torch_name,
                  "module": n.module, "use": n.use, "uses": n.uses, "backend": n.backend, "source": n.source,
                  "leaf": n.leaf, "function": n.function, "forward_event": n.forward_event, "device": n.device,
-                 "status": st["status"], "current": st["current"], "pending": st["pending"], "fill": st["fill"]}
+                 "status": st["status"], "current": st["current"], "pending": st["pending"], "fill": st["fill"],
+                 "outline": st["outline"], "text_color": st["text"], "badges": st["badges"] or None}
         if n.tensor is not None:
             attrs["shape"] = str(list(n.tensor.shape))
             attrs["dtype"] = n.tensor.dtype
         if n.saved:
             attrs["saved"] = ", ".join(n.saved)
         g.add_node(n.id, **{k: v for k, v in attrs.items() if v is not None})
-    flowing = {(s, d, slot) for s, d, slot, _ in state.flowing}
-    for s, d, slot in rec.edges:
-        g.add_edge(s, d, key=f"grad {slot}", slot=slot, flow="grad", flowing=(s, d, slot) in flowing)
+    flow_text = {(f.sender, f.receiver, f.slot): f.text for f in scene.flowing}
+    for k, (s, d, slot) in enumerate(rec.edges):
+        row = int(scene.edge_of[k])
+        hot = (s, d, slot) in flow_text
+        style = scene.edge_styles["flowing"] if hot else scene.edge_style(row)
+        extra = {"gradient": flow_text[(s, d, slot)]} if hot else {}
+        g.add_edge(s, d, key=f"grad {slot}", slot=slot, flow="grad", flowing=hot, color=style.color,
+                   state="flowing" if hot else ("done" if scene.edge_state[row] else "idle"), **extra)
     for s, d, pos in rec.input_edges:
-        g.add_edge(s, d, key=f"input {pos}", slot=pos, flow="input", flowing=False)
+        g.add_edge(s, d, key=f"input {pos}", slot=pos, flow="input", flowing=False,
+                   color=scene.edge_styles["input"].color, state="idle")
     options.report(0.5, "writing GraphML")
     nx.write_graphml(g, path)

@@ -1,8 +1,10 @@
 """Image exports of the graph (``.png``, ``.svg``, ``.pdf``, ``.gif``) and the app's export dialog.
 
 The formats register through the ``gradviz.exporters`` entry point (``qt = "gradviz.qt.export:register"``)
-and draw the graph as the app does at the chosen step, offscreen: no display is needed (a
-QApplication is made, on the offscreen platform where there is no display, if none exists).
+and paint the step's `Scene` (gradviz.core.scene), the one the app's graph paints, with a QPainter
+straight onto a QImage, QSvgGenerator or QPdfWriter: no widget is built, and an export runs whole in
+whatever thread calls it. No display is needed (a QApplication, for fonts, is made on the offscreen
+platform where there is no display, if none exists).
 
 Limits, stated where they apply: PNG at most `MAX_PNG_SIDE` pixels per side and `MAX_PNG_PIXELS`
 in all (the scale is lowered to fit, with a note); PDF pages at most `MAX_PDF_POINTS` per side
@@ -20,8 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 from PySide6.QtCore import QCoreApplication, QMarginsF, QObject, QRectF, QSize, QSizeF, Qt, QThread, Signal, Slot
-from PySide6.QtGui import (QColor, QGuiApplication, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter,
-                           QPicture)
+from PySide6.QtGui import QColor, QGuiApplication, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox,
@@ -31,9 +32,11 @@ from ..core.errors import GradvizError
 from ..core.exporters import LAYOUTS, THEMES, ExportOptions, export, exporter, exporters
 from .i18n import tr
 from .pyside_fix import protect_none
-from .theme import get_theme
+from ..core.layout import layered_layout
 from ..core.recording import Recording
+from ..core.scene import build_scene
 from ..core.timeline import Stepper
+from .scene_painter import QtScenePainter, paint_scene
 
 __all__ = ["register", "ensure_app", "QtExportDialog", "MAX_PNG_SIDE", "MAX_PNG_PIXELS", "MAX_PDF_POINTS",
            "MAX_GIF_SIDE", "MAX_GIF_FRAMES", "make_renderer"]
@@ -145,70 +148,47 @@ def call_in_main_thread(fn: Callable[[], Any], timeout: float | None = None) -> 
     return box.get("value")
 
 
-class _ViewRenderer:
-    """The app's `QtGraphView`, made and painted on the GUI thread, at one step of a private stepper.
+class _SceneRenderer:
+    """One step of a recording as a `Scene`, painted with a QPainter onto any device.
 
-    On the GUI thread it paints straight onto the export's painter. From a worker thread each frame
-    is recorded as a QPicture on the GUI thread (fast: commands, not pixels) and replayed onto the
-    export's device in the worker, so rasterising, SVG and PDF writing stay off the GUI thread.
+    No widget is built and no other thread is asked for anything: the Scene is plain data and
+    QPainter on a QImage, QSvgGenerator or QPdfWriter works in whatever thread runs the export (the
+    export dialog's worker included). A GIF moves the Scene from frame to frame with a private
+    stepper, updating only the nodes each step changes.
     """
 
     def __init__(self, rec: Recording, options: ExportOptions):
-        from .graph_view import QtGraphView
-
         rolled = bool(options.extra.get("rolled", False))
-        precomputed = options.extra.get("precomputed")
-        if precomputed is not None and (precomputed.direction != options.layout or precomputed.rolled != rolled):
-            precomputed = None
-
-        def make():
-            stepper = Stepper(options.timeline, options.step)
-            view = QtGraphView(rec, stepper, layout=options.layout, theme=options.theme, rolled=rolled,
-                               precomputed=precomputed)
-            return view, stepper, QRectF(view.graph_rect())
-
-        self.view, self.stepper, self._rect = call_in_main_thread(make)
-        self.background = QColor(get_theme(options.theme)["background"])
+        layout = options.extra.get("precomputed")
+        if layout is None or layout.direction != options.layout or layout.rolled != rolled:
+            layout = layered_layout(rec, options.layout, rolled)
+        self.recording = rec
+        self.stepper = Stepper(options.timeline, options.step)
+        self.scene = build_scene(rec, layout, self.stepper.state, options.theme, tr)
+        self.stepper.step_changed.connect(self.scene.update)
+        self.painter = QtScenePainter()
+        self.background = QColor(self.scene.background)
 
     def graph_rect(self) -> QRectF:
-        return QRectF(self._rect)
+        return QRectF(*self.scene.bounds)
 
     def caption(self) -> str:
-        state = self.stepper.state
-        return state.step.describe(self.view.recording)
+        return self.stepper.state.step.describe(self.recording)
 
     def render_to(self, painter: QPainter, target: QRectF, source: QRectF, step: int | None = None,
                   full_detail: bool = False) -> None:
-        def paint(p: QPainter) -> None:
-            if step is not None:
-                self.stepper.set_step(step)
-            self.view.render_to(p, target, source, full_detail=full_detail)
-
-        if _on_main_thread():
-            paint(painter)
-            return
-
-        def record() -> QPicture:
-            picture = QPicture()
-            p = QPainter(picture)
-            try:
-                paint(p)
-            finally:
-                p.end()
-            return picture
-
-        painter.drawPicture(0, 0, call_in_main_thread(record))
+        """Paint `source` of the scene (at `step`, if given) into `target` of `painter`."""
+        if step is not None:
+            self.stepper.set_step(step)
+        paint_scene(painter, self.scene, target, source, full_detail, self.painter)
 
     def close(self) -> None:
-        view = self.view
-        self.view = None
-        if view is not None:
-            call_in_main_thread(view.deleteLater)
+        """Nothing to free (kept for callers that close what they made)."""
 
 
-def make_renderer(rec: Recording, options: ExportOptions) -> _ViewRenderer:
-    """The app's graph view at the options' step, ready to paint onto any device."""
-    return _ViewRenderer(rec, options)
+def make_renderer(rec: Recording, options: ExportOptions) -> _SceneRenderer:
+    """The step's Scene at the options' step, ready to paint onto any device in any thread."""
+    return _SceneRenderer(rec, options)
 
 
 def _source(renderer, options: ExportOptions) -> QRectF:
@@ -366,7 +346,7 @@ def _export_gif(rec: Recording, path: Path, options: ExportOptions) -> None:
                        optimize=False, disposal=1)
 
 
-def _gif_frame(renderer: _ViewRenderer, image: QImage, width: int, height: int, source: QRectF, step: int):
+def _gif_frame(renderer: _SceneRenderer, image: QImage, width: int, height: int, source: QRectF, step: int):
     from PIL import Image
 
     image.fill(renderer.background)

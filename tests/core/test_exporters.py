@@ -16,6 +16,7 @@ import gradviz
 from gradviz.cli import main
 from gradviz.core import exporters as ex
 from gradviz.core.atomic import TEMP_PREFIX
+from gradviz.core.scene import build_scene
 from gradviz.core.errors import GradvizError
 from gradviz.core.serialize import recording_to_json
 from gradviz.core.storage import load_recording
@@ -154,8 +155,12 @@ def test_dot_reads_back_with_same_nodes_edges_and_highlight(rec, tmp_path, layou
     assert graph["rankdir"] == layout.upper() and graph["step"] == str(step)
     assert graph["bgcolor"] == ex.THEMES["dark"]["background"]
     assert set(g.nodes) == {f"n{n.id}" for n in rec.nodes}
+    scene = build_scene(rec, None, tl.state_at(step), "dark")
     for n in rec.nodes:
-        assert g.nodes[f"n{n.id}"]["label"] == n.label and g.nodes[f"n{n.id}"]["kind"] == n.kind
+        a = g.nodes[f"n{n.id}"]
+        # the label as drawn at this step: the node's own label first, then values, gradients
+        assert a["label"] == "\n".join(scene.lines(n.id)) and a["label"].startswith(n.label)
+        assert a["kind"] == n.kind and a["fillcolor"] == scene.node_style(n.id).fill
     got = {(int(s[1:]), int(d[1:]), (a["flow"], int(a["slot"]))) for s, d, a in g.edges(data=True)}
     assert got == _edges(rec) and g.number_of_edges() == len(rec.edges) + len(rec.input_edges)
     state = tl.state_at(step)
@@ -174,11 +179,14 @@ def test_graphviz_accepts_the_dot_file(rec, tmp_path):
 
 def test_graphml_reads_back_with_networkx(rec, tmp_path):
     out = ex.export(rec, tmp_path / "g.graphml", phase="forward")
+    tl = Timeline(rec)
+    scene = build_scene(rec, None, tl.state_at(tl.phase_start("forward")))
     g = nx.read_graphml(out, force_multigraph=True)
     assert set(g.nodes) == {str(n.id) for n in rec.nodes}
     for n in rec.nodes:
         a = g.nodes[str(n.id)]
-        assert a["name"] == n.name and a["kind"] == n.kind and a["label"] == n.label
+        assert a["name"] == n.name and a["kind"] == n.kind and a["label"] == "\n".join(scene.lines(n.id))
+        assert a["fill"] == scene.node_style(n.id).fill and a["label"].startswith(n.label)
         if n.tensor is not None:
             assert a["shape"] == str(list(n.tensor.shape))
     got = {(int(s), int(d), (a["flow"], int(a["slot"]))) for s, d, a in g.edges(data=True)}

@@ -157,7 +157,7 @@ def test_cli_exports_images(qapp, tmp_path, capsys):
 
 def test_core_never_imports_qt(tmp_path):
     core = Path(gradviz.__file__).parent / "core"
-    for f in core.glob("*.py"):
+    for f in core.rglob("*.py"):  # the scene package included
         text = f.read_text()
         for name in ("PySide6", "pyqtgraph", "gradviz.qt", "from ..qt", "from .qt"):
             assert name not in text, f"{f.name} names {name}"
@@ -184,7 +184,7 @@ def test_dialog_exports_in_a_worker(rec, qtbot, tmp_path):
     assert sig.args == [str(tmp_path / "d.svg")]
     root = ET.parse(tmp_path / "d.svg").getroot()
     assert f"step {tl.first_backward + 2}" in "".join(el.text or "" for el in root.iter() if el.tag.endswith("desc"))
-    # drawn on the GUI thread as a QPicture, replayed in the worker: labels are still text
+    # painted in the worker from the Scene (no widget, no GUI thread): labels are still text
     texts = " ".join("".join(el.itertext()) for el in root.iter() if el.tag.endswith("text"))
     for label in _labels(rec):
         assert label in texts, label

@@ -6,7 +6,7 @@ polylines with their flow state (idle, flowing, done) and the gradient values on
 badges ("2 saved", "waits 1") and the current node's outline. The app's graph item and the image
 exports paint it; DOT and GraphML read their labels and colours from it.
 
-Like pyqtgraph's GraphItem it is fed arrays once (`build_scene`) and then moved step by step:
+Like a plotting library's graph item it is fed arrays once (`build_scene`) and then moved step by step:
 `Scene.update(state, changed)` touches only the arrays of the nodes that changed and the edges they
 send along, so a step of a 100,000-node graph costs what the step changes, not the graph.
 """

@@ -1,8 +1,12 @@
 """The main window and ``run_app``: the graph in the centre, panels in docks, menus and shortcuts.
 
-Every user action is a method of `QtMainWindow` (``open_target``, ``step_to``, ``select_node``,
-``run_checks``, ``set_theme`` ...) listed in ``QtMainWindow.commands``, so a script, a test or the command
-line can drive the window exactly as the menus do.
+`QtMainWindow(session)` is a view of a `gradviz.core.session.Session`, as napari's ``QtDims(dims)`` is
+of ``Dims``: the session holds the target, parameters, recording, timeline, stepper and checks; the
+window lays out docks and actions, subscribes to the session's signals and turns user actions into the
+session's commands (long ones as jobs in a `QtJob` worker). Every user action is a method of
+`QtMainWindow` (``open_target``, ``step_to``, ``select_node``, ``run_checks``, ``set_theme`` ...) listed
+in ``QtMainWindow.commands``, so a script, a test or the command line can drive the window exactly as
+the menus do.
 """
 from __future__ import annotations
 
@@ -11,21 +15,20 @@ import os
 import sys
 from typing import Callable
 
-from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup, QFont, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit,
-                               QMainWindow, QMessageBox, QPushButton, QScrollArea, QStyle, QVBoxLayout, QWidget)
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QStyle
 
 from gradviz.core.layout import layered_layout
-from gradviz.core.timeline import Stepper, Timeline
+from gradviz.core.session import Session
+from gradviz.core.storage import SUFFIX
+from gradviz.core.timeline import Timeline
 
 from . import gc_guard, i18n
-from .graph_view import QtGraphView
+from .actions import QtWindowChrome, stylesheet
 from .i18n import tr
-from .panels import (QtAccumulation, QtChecksPanel, QtEventList, QtGradientFlow, QtInspector, QtModelPanel,
-                     QtTransport)
-from .theme import get_theme, theme_names
-from .workers import QtTask
+from .theme import theme_names
+from .workers import QtJob, QtTask
 
 __all__ = ["QtMainWindow", "run_app", "build_window", "DEFAULT_MODEL", "ASYNC_LAYOUT_NODES"]
 
@@ -33,35 +36,23 @@ DEFAULT_MODEL = "repeated-layer"
 ASYNC_LAYOUT_NODES = 2000  # graphs larger than this are laid out again in a worker
 
 
-def _stylesheet(theme: str) -> str:
-    th = get_theme(theme)
-    if theme == "light":
-        base = ""
-    else:
-        base = (f"QWidget {{ background: {th['background']}; color: {th['text']}; }}"
-                f"QLineEdit, QComboBox, QSpinBox, QDoubleSpinBox, QTableWidget, QListView, QScrollArea "
-                f"{{ background: #262932; color: {th['text']}; }}"
-                f"QHeaderView::section {{ background: #2b2e36; color: {th['text']}; }}"
-                f"QMenuBar, QMenu {{ background: #262932; color: {th['text']}; }}"
-                f"QMenu::item:selected, QMenuBar::item:selected {{ background: #3b4050; }}"
-                f"QPushButton, QToolButton {{ background: #2f333d; color: {th['text']}; border: 1px solid #454955;"
-                f" padding: 3px 8px; border-radius: 4px; }}"
-                f"QDockWidget::title {{ background: #2b2e36; padding: 4px; }}")
-    return base + (f"#errorBanner {{ background: {th['error_bg']}; border: 1px solid {th['error_fg']}; "
-                   f"border-radius: 4px; }} #errorBanner QLabel {{ color: {th['error_fg']}; background: transparent; }}")
-
-
-class QtMainWindow(QMainWindow):
-    """The gradviz window.
+class QtMainWindow(QtWindowChrome, QMainWindow):
+    """The gradviz window: a view of a `Session`.
 
     Parameters
     ----------
+    session : Session, optional
+        What the window shows and drives (a new one by default). For older callers a `QSettings`
+        given here is taken as `settings`.
     settings : QSettings, optional
         Where the window layout, last model, theme and language are kept (the user's settings by default).
     """
 
-    def __init__(self, settings: QSettings | None = None, parent=None):
+    def __init__(self, session: Session | None = None, settings: QSettings | None = None, parent=None):
+        if isinstance(session, QSettings):  # QtMainWindow(settings), as before the Session
+            session, settings = None, session
         super().__init__(parent)
+        self.session = session if session is not None else Session()
         # cyclic garbage is collected in this thread only while the window lives (gc_guard)
         gc_guard.acquire()
         self._gc_released = False
@@ -71,94 +62,23 @@ class QtMainWindow(QMainWindow):
         lang = str(self.settings.value("language", "en"))
         if lang in i18n.LANGUAGES:
             i18n.set_language(lang)
-        self.recording = None
-        self.timeline: Timeline | None = None
-        self.stepper: Stepper | None = None
-        self.check_table = None
-        self.target: str | None = None
-        self.params: dict = {}
         self.last_error: str = ""
-        self._tasks: set[QtTask] = set()
-        self._record_task: QtTask | None = None
-        self._checks_task: QtTask | None = None
+        self._tasks: set[QtTask | QtJob] = set()
+        self._record_task: QtJob | None = None
+        self._checks_task: QtJob | None = None
         self._layout_task: QtTask | None = None
+        self._layout_for_next = None  # (recording, layout) made by the record worker, until `recorded`
         self._texts: list[tuple[Callable[[str], None], str]] = []
         self._shown_leaf_arrived = None
         self.setWindowTitle("gradviz")
         self.setObjectName("gradvizMainWindow")
         # before any dock exists: a style sheet set later makes Qt leave a stale dock tab bar on screen
-        self.setStyleSheet(_stylesheet(self.theme))
-
-        # centre: error banner, search bar, graph, transport
-        self.graph = QtGraphView(theme=self.theme,
-                                 layout=str(self.settings.value("direction", "lr")),
-                                 rolled=self.settings.value("rolled", False, type=bool))
-        self.graph.node_clicked.connect(self._on_node_clicked)
-        self.graph.node_activated.connect(self._on_node_activated)
-        central = QWidget()
-        vbox = QVBoxLayout(central)
-        vbox.setContentsMargins(4, 4, 4, 0)
-        vbox.setSpacing(3)
-        self.banner = QFrame()
-        self.banner.setObjectName("errorBanner")
-        bl = QHBoxLayout(self.banner)
-        self.banner_label = QLabel("")
-        self.banner_label.setWordWrap(True)
-        self.banner_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        bl.addWidget(self.banner_label, 1)
-        self.banner_close = QPushButton(tr("Dismiss"))
-        self.banner_close.clicked.connect(self.clear_error)
-        bl.addWidget(self.banner_close, 0, Qt.AlignmentFlag.AlignTop)
-        self.banner.hide()
-        vbox.addWidget(self.banner)
-        self.search = QLineEdit()
-        self.search.setPlaceholderText(tr("Find node…") + " (Enter)")
-        self.search.returnPressed.connect(lambda: self.find_node(self.search.text()))
-        self.search.setClearButtonEnabled(True)
-        self.search.hide()
-        vbox.addWidget(self.search)
-        vbox.addWidget(self.graph, 1)
-        self._make_actions()
-        self.transport = QtTransport(self.actions_)
-        self.transport.step_requested.connect(self.step_to)
-        self.transport.speed.currentIndexChanged.connect(self._on_speed_changed)
-        vbox.addWidget(self.transport)
-        self.setCentralWidget(central)
-
-        # docks
-        self.model_panel = QtModelPanel()
-        self.model_panel.run_requested.connect(self.open_target)
-        self.model_panel.open_script_requested.connect(self.open_script)
-        self.model_panel.cancel_requested.connect(self.cancel)
-        self.events = QtEventList()
-        self.events.step_picked.connect(self.step_to)
-        self.inspector = QtInspector(theme=self.theme)
-        self.accumulation = QtAccumulation(theme=self.theme)
-        self.checks = QtChecksPanel(theme=self.theme)
-        self.checks.run_requested.connect(self.run_checks)
-        self.checks.node_picked.connect(self.select_node)
-        self.flow = QtGradientFlow(theme=self.theme)
-        self.flow.node_picked.connect(self.select_node)
-        self.docks: dict[str, QDockWidget] = {}
-        left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
-                               Qt.DockWidgetArea.BottomDockWidgetArea)
-        model_scroll = QScrollArea()
-        model_scroll.setWidgetResizable(True)
-        model_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        model_scroll.setWidget(self.model_panel)
-        self._dock("model", "Model", model_scroll, left)
-        self._dock("events", "Events", self.events, left)
-        self._dock("inspector", "Inspector", self.inspector, right)
-        self._dock("accumulation", "Accumulation", self.accumulation, right)
-        self._dock("checks", "Checks", self.checks, bottom)
-        self._dock("flow", "Gradient flow", self.flow, bottom)
-        self.tabifyDockWidget(self.docks["inspector"], self.docks["accumulation"])
-        # checks and gradient flow side by side (tabifying a second group leaves a stale tab bar on screen)
-        self.splitDockWidget(self.docks["checks"], self.docks["flow"], Qt.Orientation.Horizontal)
-        self._make_menus()
+        self.setStyleSheet(stylesheet(self.theme))
+        self._build_centre()
+        self._build_docks()
         self.play_timer = QTimer(self)
         self.play_timer.timeout.connect(self._on_play_tick)
-        self._latest_state = None
+        self._panels_stale = False
         self._panels_timer = QTimer(self)
         self._panels_timer.setSingleShot(True)
         self._panels_timer.setInterval(40)
@@ -173,6 +93,17 @@ class QtMainWindow(QMainWindow):
         if state is not None:
             self._sized = self.restoreState(state)
         i18n.language_changed.connect(self._on_language_changed)
+        self._subscriptions = ((self.session.recorded, self._on_recorded),
+                               (self.session.step_changed, self._on_step_changed),
+                               (self.session.checks_done, self._on_checks_done),
+                               (self.session.failed, self.show_error),
+                               (self.session.cancelled, self._on_cancelled))
+        for signal, slot in self._subscriptions:
+            signal.connect(slot)
+        if self.session.recording is not None:
+            self._on_recorded(self.session.recording)
+            if self.session.checks is not None:
+                self._on_checks_done(self.session.checks)
         self.commands: dict[str, Callable] = {
             "open": self.open_target, "open_script": self.open_script, "open_recording": self.open_recording,
             "export": self.export, "rerun": self.rerun, "cancel": self.cancel,
@@ -183,207 +114,95 @@ class QtMainWindow(QMainWindow):
             "direction": self.set_direction, "rolled": self.set_rolled,
         }
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
-        super().showEvent(event)
-        if not self._sized:
-            self._sized = True
-            QTimer.singleShot(0, self._default_dock_sizes)
+    # -- the session's state, shown (the window keeps none of its own) ----------------------
+    @property
+    def recording(self):
+        """The session's recording (None before the first one)."""
+        return self.session.recording
 
-    def _default_dock_sizes(self) -> None:
-        """First start: a large graph, side panels of a useful width."""
-        self.docks["inspector"].raise_()
-        self.resizeDocks([self.docks["model"], self.docks["inspector"]], [250, 340], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["checks"], self.docks["flow"]], [900, 600], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["checks"]], [190], Qt.Orientation.Vertical)
-        # (no vertical resizeDocks of the left column: Qt then leaves a stale tab bar of the bottom docks on screen)
-        self.graph.fit()
+    @property
+    def timeline(self) -> Timeline | None:
+        return self.session.timeline
 
-    # -- construction helpers -----------------------------------------------------------------
-    def _text(self, setter: Callable[[str], None], english: str) -> None:
-        setter(tr(english))
-        self._texts.append((setter, english))
+    @property
+    def stepper(self):
+        return self.session.stepper
 
-    def _dock(self, key: str, title: str, widget: QWidget, area) -> None:
-        d = QDockWidget(tr(title), self)
-        d.setObjectName(f"dock_{key}")
-        d.setWidget(widget)
-        self.addDockWidget(area, d)
-        self._texts.append((d.setWindowTitle, title))
-        self.docks[key] = d
+    @property
+    def check_table(self):
+        """The session's check table (stored with a file, or from the last run)."""
+        return self.session.checks
 
-    def _action(self, key: str, text: str, slot: Callable, shortcut=None, checkable: bool = False) -> QAction:
-        a = QAction(tr(text), self)
-        self._texts.append((a.setText, text))
-        if shortcut is not None:
-            a.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
-            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        a.setCheckable(checkable)
-        if checkable:
-            a.toggled.connect(slot)
-        else:
-            a.triggered.connect(lambda checked=False: slot())
-        self.addAction(a)
-        self.actions_[key] = a
-        return a
+    @property
+    def target(self):
+        return self.session.target
 
-    def _make_actions(self) -> None:
-        self.actions_: dict[str, QAction] = {}
-        K = QKeySequence
-        self._action("open_script", "Open model script…", self.open_script, K.StandardKey.Open)
-        self._action("open_recording", "Open recording…", self.open_recording, "Ctrl+Shift+O")
-        self._action("export", "Export…", self.export, "Ctrl+E")
-        self._action("quit", "Quit", self.close, K.StandardKey.Quit)
-        self._action("first", "Jump to start", self.step_first, "Home")
-        self._action("prev", "Step back", self.step_prev, "Left")
-        self._action("play", "Play / pause", self.toggle_play, "Space")
-        self._action("next", "Step forward", self.step_next, "Right")
-        self._action("last", "Jump to end", self.step_last, "End")
-        self._action("backward", "Jump to backward", self.jump_backward, "B")
-        self._action("fit", "Fit graph", self.graph.fit, "F")
-        self._action("zoom_in", "Zoom in", lambda: self.graph.zoom(1.25), K.StandardKey.ZoomIn)
-        self._action("zoom_out", "Zoom out", lambda: self.graph.zoom(0.8), K.StandardKey.ZoomOut)
-        self._action("find", "Find node…", self._on_find, K.StandardKey.Find)
-        self._action("direction", "Top to bottom", lambda on: self.set_direction("tb" if on else "lr"), "T", True)
-        self._action("rolled", "Roll reused layers", self.set_rolled, "R", True)
-        self._action("follow", "Follow current node", self._on_follow, None, True)
-        self._action("rerun", "Re-run", self.rerun, "Ctrl+R")
-        self._action("checks", "Run checks", self.run_checks, "Ctrl+K")
-        self._action("cancel", "Cancel", self.cancel, "Esc")
-        self._action("shortcuts", "Shortcuts", self._on_shortcuts, "F1")
-        self._action("about", "About gradviz", self._on_about)
-        sp = QStyle.StandardPixmap
-        for key, icon in (("first", sp.SP_MediaSkipBackward), ("prev", sp.SP_MediaSeekBackward),
-                          ("play", sp.SP_MediaPlay), ("next", sp.SP_MediaSeekForward), ("last", sp.SP_MediaSkipForward)):
-            self.actions_[key].setIcon(self.style().standardIcon(icon))
-            self.actions_[key].setToolTip(f"{self.actions_[key].text()} ({self.actions_[key].shortcut().toString()})")
-        a = self.actions_
-        a["direction"].blockSignals(True)
-        a["direction"].setChecked(self.graph.direction == "tb")
-        a["direction"].blockSignals(False)
-        a["rolled"].blockSignals(True)
-        a["rolled"].setChecked(self.graph.rolled)
-        a["rolled"].blockSignals(False)
-        a["follow"].setChecked(True)
-
-    def _make_menus(self) -> None:
-        a = self.actions_
-        mb = self.menuBar()
-        m = mb.addMenu(tr("&File"))
-        self._texts.append((m.setTitle, "&File"))
-        for k in ("open_script", "open_recording", "export"):
-            m.addAction(a[k])
-        m.addSeparator()
-        m.addAction(a["quit"])
-        m = mb.addMenu(tr("&Model"))
-        self._texts.append((m.setTitle, "&Model"))
-        for k in ("rerun", "cancel", "checks"):
-            m.addAction(a[k])
-        m = mb.addMenu(tr("&Step"))
-        self._texts.append((m.setTitle, "&Step"))
-        for k in ("first", "prev", "play", "next", "last", "backward"):
-            m.addAction(a[k])
-        m = mb.addMenu(tr("&View"))
-        self._texts.append((m.setTitle, "&View"))
-        for k in ("fit", "zoom_in", "zoom_out", "find", "direction", "rolled", "follow"):
-            m.addAction(a[k])
-        m.addSeparator()
-        tm = m.addMenu(tr("Theme"))
-        self._texts.append((tm.setTitle, "Theme"))
-        group = QActionGroup(self)
-        self.theme_actions = {}
-        for name, label in (("light", "Light"), ("dark", "Dark")):
-            act = QAction(tr(label), self, checkable=True)
-            self._texts.append((act.setText, label))
-            act.setChecked(name == self.theme)
-            act.triggered.connect(lambda checked=False, n=name: self.set_theme(n))
-            group.addAction(act)
-            tm.addAction(act)
-            self.theme_actions[name] = act
-        lm = m.addMenu(tr("Language"))
-        self._texts.append((lm.setTitle, "Language"))
-        group = QActionGroup(self)
-        self.language_actions = {}
-        for code, label in i18n.LANGUAGES.items():
-            act = QAction(label, self, checkable=True)
-            act.setChecked(code == i18n.language())
-            act.triggered.connect(lambda checked=False, c=code: self.set_language(c))
-            group.addAction(act)
-            lm.addAction(act)
-            self.language_actions[code] = act
-        dm = m.addMenu("Docks")
-        for d in self.docks.values():
-            dm.addAction(d.toggleViewAction())
-        m = mb.addMenu(tr("&Help"))
-        self._texts.append((m.setTitle, "&Help"))
-        m.addAction(a["shortcuts"])
-        m.addAction(a["about"])
+    @property
+    def params(self) -> dict:
+        return self.session.params
 
     # -- recording ----------------------------------------------------------------------------
     def open_target(self, target: str, params: dict | None = None) -> None:
-        """Record `target` (built-in model name or ``file.py[:function]``) with `params`, in a worker.
+        """Open `target` in a worker: record a built-in model or ``file.py[:function]`` with `params`.
 
-        A saved recording (``run.gradviz``) is opened instead, without running any model code.
+        A saved recording (``run.gradviz``) is loaded instead, without running any model code (the
+        session's rule). While it runs the window keeps showing what it showed.
         """
-        from gradviz.core.recorder import record
-
-        if str(target).lower().endswith(".gradviz"):
-            self.open_recording(str(target))
-            return
         if self._record_task is not None:
             self._record_task.cancel()
-        params = dict(params or {})
         direction, rolled = self.graph.direction, self.graph.rolled
+        job = self.session.open_job(target, dict(params or {}))
 
-        def work(progress, cancelled):
-            rec = record(target, params=params or None, progress=lambda f, m: progress(0.9 * f, m), cancel=cancelled)
-            progress(0.9, tr("Laying out…"))
-            timeline = Timeline(rec)
-            lay = layered_layout(rec, direction, rolled)
-            progress(1.0, "")
-            return rec, timeline, lay
+        def layout(opened):  # in the worker, after recording: the graph's positions
+            return opened.recording, layered_layout(opened.recording, direction, rolled)
 
-        task = QtTask(work, self, name="record")
+        task = QtJob(self.session, job, self, name="record", after=layout)
         self._record_task = task
         task.progressed.connect(self.model_panel.set_progress)
-        task.succeeded.connect(lambda result, t=target, p=params: self._on_recorded(task, t, p, result))
-        task.failed.connect(lambda msg: self._on_record_failed(task, msg))
-        task.cancelled.connect(lambda: self._on_record_cancelled(task))
+        task.applied.connect(lambda result: self._on_open_done(task, result))
         self.model_panel.set_running(True)
         self.statusBar().showMessage(f"{tr('Recording…')} {target}")
         self._start(task)
 
-    def _start(self, task: QtTask) -> None:
+    def _start(self, task) -> None:
         self._tasks.add(task)
         task.finished.connect(lambda: self._tasks.discard(task))
         task.finished.connect(task.deleteLater)
         task.start()
 
-    def _on_recorded(self, task: QtTask, target: str, params: dict, result) -> None:
+    def _on_open_done(self, task: QtJob, result) -> None:
+        """An open job ended (the session has applied it): the Model panel stops showing progress."""
         if task is not self._record_task:
             return
         self._record_task = None
         self.model_panel.set_running(False)
-        rec, timeline, lay = result
-        self.set_recording(rec, timeline, lay)
-        self.target, self.params = target, params
-        self.model_panel.set_target(target, params)
-        self.settings.setValue("last_target", target)
-        self.settings.setValue("last_params", json.dumps(params))
+
+    def _on_recorded(self, rec) -> None:
+        """The session has a new recording: show it in every view, at step 0."""
+        made, self._layout_for_next = self._layout_for_next, None
+        if self._record_task is not None and self._record_task.extra is not None:
+            made = self._record_task.extra  # laid out by the worker that recorded it
+        self.stop()
+        s = self.session
+        self.graph.set_recording(rec, s.stepper, made[1] if made is not None and made[0] is rec else None)
+        self.events.set_timeline(s.timeline)
+        self.transport.set_range(len(s.timeline))
+        self.accumulation.set_recording(rec)
+        self.accumulation.set_state(s.state)
+        self.flow.set_flow(s.flow())
+        self.checks.clear()
+        self.inspector.show_node(None, None, None)
+        self._on_step_changed(s.state, None)
+        self.setWindowTitle(f"gradviz — {rec.target}")
+        if s.source != "file":
+            self.model_panel.backends = s.backends
+            self.model_panel.set_target(s.target, s.params)
+            self.settings.setValue("last_target", s.target)
+            self.settings.setValue("last_params", json.dumps(s.params))
         self.clear_error()
         self.statusBar().showMessage(rec.summary())
 
-    def _on_record_failed(self, task: QtTask, message: str) -> None:
-        if task is not self._record_task:
-            return
-        self._record_task = None
-        self.model_panel.set_running(False)
-        self.show_error(message)
-
-    def _on_record_cancelled(self, task: QtTask) -> None:
-        if task is not self._record_task:
-            return
-        self._record_task = None
-        self.model_panel.set_running(False)
+    def _on_cancelled(self) -> None:
         self.statusBar().showMessage(tr("Cancelled"))
 
     def is_busy(self) -> bool:
@@ -401,56 +220,34 @@ class QtMainWindow(QMainWindow):
         self.model_panel._on_run()
 
     def set_recording(self, rec, timeline: Timeline | None = None, layout=None) -> None:
-        """Show `rec` in every view (a fresh stepper at step 0)."""
-        self.stop()
-        if self.stepper is not None:
-            self.stepper.step_changed.disconnect(self._on_step_changed)
-        self.recording = rec
-        self.timeline = timeline or Timeline(rec)
-        self.stepper = Stepper(self.timeline)
-        self.stepper.step_changed.connect(self._on_step_changed)
-        self.check_table = None
-        self.graph.set_recording(rec, self.stepper, layout)
-        self.events.set_timeline(self.timeline)
-        self.transport.set_range(len(self.timeline))
-        self.accumulation.set_recording(rec)
-        self.accumulation.set_state(self.stepper.state)
-        self.flow.set_recording(rec)
-        self.checks.clear()
-        self.inspector.show_node(None, None, None)
-        self._on_step_changed(self.stepper.state, None)
-        self.setWindowTitle(f"gradviz — {rec.target}")
+        """Show `rec`, recorded elsewhere, in every view (the session takes it, at step 0)."""
+        self._layout_for_next = None if layout is None else (rec, layout)
+        self.session.set_recording(rec, timeline)
 
-    # -- stepping -----------------------------------------------------------------------------
+    # -- stepping (the session's commands) ----------------------------------------------------
     def step_to(self, i: int) -> None:
         """Go to step `i` of the timeline."""
-        if self.stepper is not None:
-            self.stepper.set_step(i)
+        self.session.step_to(i)
 
     def step_next(self) -> None:
         """One step forward."""
-        if self.stepper is not None:
-            self.stepper.next()
+        self.session.next()
 
     def step_prev(self) -> None:
         """One step back."""
-        if self.stepper is not None:
-            self.stepper.prev()
+        self.session.prev()
 
     def step_first(self) -> None:
         """Jump to the start."""
-        if self.stepper is not None:
-            self.stepper.first()
+        self.session.first()
 
     def step_last(self) -> None:
         """Jump to the end of backward."""
-        if self.stepper is not None:
-            self.stepper.last()
+        self.session.last()
 
     def jump_backward(self) -> None:
         """Jump to the first backward step."""
-        if self.stepper is not None:
-            self.stepper.set_step(self.timeline.phase_start("backward"))
+        self.session.go_to_phase("backward")
 
     def toggle_play(self) -> None:
         """Play or pause."""
@@ -458,7 +255,7 @@ class QtMainWindow(QMainWindow):
             self.stop()
         elif self.stepper is not None:
             if self.stepper.index >= len(self.timeline) - 1:
-                self.stepper.first()
+                self.session.first()
             self.play_timer.start(max(1, 1000 // self.transport.steps_per_second()))
             self._play_icon(True)
 
@@ -484,20 +281,20 @@ class QtMainWindow(QMainWindow):
         if self.stepper is None or self.stepper.index >= len(self.timeline) - 1:
             self.stop()
             return
-        self.stepper.next()
+        self.session.next()
 
     def _on_step_changed(self, state, changed) -> None:
         if self.play_timer.isActive() and changed is not None:
             # playing: the graph follows every step; the other views catch up at most 25 times a second
-            self._latest_state = state
+            self._panels_stale = True
             if not self._panels_timer.isActive():
                 self._panels_timer.start()
             return
         self._update_panels(state, changed)
 
     def _flush_panels(self) -> None:
-        if self._latest_state is not None and self.stepper is not None:
-            self._latest_state = None
+        if self._panels_stale and self.stepper is not None:
+            self._panels_stale = False
             self._update_panels(self.stepper.state, None if self.play_timer.isActive() else ())
 
     def _update_panels(self, state, changed) -> None:
@@ -532,11 +329,7 @@ class QtMainWindow(QMainWindow):
     def _on_node_activated(self, node_id: int) -> None:
         """Double-click: jump to the step where the node runs (backward, else forward)."""
         self.select_node(node_id)
-        step = self.timeline.step_of(node_id, "backward")
-        if step is None:
-            step = self.timeline.step_of(node_id, "forward")
-        if step is not None:
-            self.stepper.set_step(step)
+        self.session.go_to(node_id, "backward")
 
     def find_node(self, text: str) -> int | None:
         """Select the first node whose name, leaf or module contains `text`."""
@@ -553,35 +346,29 @@ class QtMainWindow(QMainWindow):
     def _on_follow(self, on: bool) -> None:
         self.graph.follow = on
 
-    # -- checks -------------------------------------------------------------------------------
+    # -- checks ----------------------------------------------------------------------------
     def run_checks(self) -> None:
-        """Run the core's checks on the recording, in a worker."""
-        from gradviz.core.checks import run_checks
-
-        rec = self.recording
-        if rec is None or self._checks_task is not None:
+        """Check the recording in a worker (a saved file: the checks stored with it)."""
+        if self.recording is None or self._checks_task is not None:
             return
-        task = QtTask(lambda progress, cancelled: run_checks(rec, progress=progress), self, name="checks")
+        task = QtJob(self.session, self.session.checks_job(), self, name="checks")
         self._checks_task = task
         self.checks.set_running(True)
-
-        def done(table):
-            self._checks_task = None
-            self.checks.set_running(False)
-            if rec is self.recording:
-                self.check_table = table
-                self.checks.set_table(table, rec)
-
-        def failed(msg):
-            self._checks_task = None
-            self.checks.set_running(False)
-            self.checks.summary.setText(msg.splitlines()[0])
-            self.show_error(msg)
-
-        task.succeeded.connect(done)
-        task.failed.connect(failed)
-        task.cancelled.connect(lambda: failed(tr("Cancelled")))
+        task.applied.connect(lambda result: self._on_checks_job_done(task, result))
         self._start(task)
+
+    def _on_checks_job_done(self, task: QtJob, result) -> None:
+        if task is not self._checks_task:
+            return
+        self._checks_task = None
+        self.checks.set_running(False)
+        if result.cancelled:
+            self.checks.summary.setText(tr("Cancelled"))
+        elif result.error is not None:
+            self.checks.summary.setText(result.message.splitlines()[0])
+
+    def _on_checks_done(self, table) -> None:
+        self.checks.set_table(table, self.recording)
 
     # -- view options -------------------------------------------------------------------------
     def set_direction(self, direction: str) -> None:
@@ -625,40 +412,6 @@ class QtMainWindow(QMainWindow):
         task.failed.connect(self.show_error)
         self._start(task)
 
-    def set_theme(self, name: str) -> None:
-        """Switch to the light or dark theme."""
-        if name not in theme_names():
-            raise ValueError(f"unknown theme {name!r}")
-        self.theme = name
-        self.settings.setValue("theme", name)
-        self.setStyleSheet(_stylesheet(name))
-        self.graph.set_theme(name)
-        for panel in (self.inspector, self.accumulation, self.checks, self.flow):
-            panel.theme = name
-        self.theme_actions[name].setChecked(True)
-        if self.recording is not None:
-            self.flow.set_recording(self.recording)
-            self.flow.set_state(self.stepper.state)
-            self.accumulation._build()
-            if self.check_table is not None:
-                self.checks.set_table(self.check_table, self.recording)
-            if self.inspector.node_id is not None:
-                self.inspector.show_node(self.recording, self.inspector.node_id, self.stepper.state, self.timeline)
-
-    def set_language(self, code: str) -> None:
-        """Switch the UI language (``"en"`` or ``"zh"``); menus and docks change at once, panels on restart."""
-        i18n.set_language(code)
-        self.settings.setValue("language", code)
-        self.language_actions[code].setChecked(True)
-
-    def _on_language_changed(self, code: str) -> None:
-        for setter, english in self._texts:
-            setter(tr(english))
-        self.banner_close.setText(tr("Dismiss"))
-        self.graph._item.labels = [None] * len(self.graph._item.labels)
-        self.graph._item.update()
-        self.statusBar().showMessage(tr("Restart to apply everywhere."))
-
     # -- files --------------------------------------------------------------------------------
     def open_script(self, path: str | None = None) -> None:
         """Open a model script (``file.py[:function]``); asks for the file when `path` is None."""
@@ -669,27 +422,13 @@ class QtMainWindow(QMainWindow):
         self.open_target(path, {})
 
     def open_recording(self, path: str | None = None) -> None:
-        """Open a saved recording (needs ``gradviz.core.storage``)."""
-        try:
-            from gradviz.core.storage import load_recording
-        except ImportError:
-            self.show_error(f"{tr('Open recording…')} {tr('not available in this build')}")
-            return
+        """Open a saved recording (``.gradviz``); asks for the file when `path` is None."""
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self, tr("Open recording…"), os.getcwd(),
-                                                  tr("Recordings (*.json *.gradviz *.npz)"))
+                                                  f"{tr('Recordings')} (*{SUFFIX})")
             if not path:
                 return
-        task = QtTask(lambda progress, cancelled: load_recording(path), self, name="load")
-
-        def done(rec):
-            self.set_recording(rec)
-            self.target, self.params = path, {}
-            self.clear_error()
-
-        task.succeeded.connect(done)
-        task.failed.connect(self.show_error)
-        self._start(task)
+        self.open_target(str(path), {})
 
     def export(self) -> None:
         """Open the export dialog (needs ``gradviz.qt.export``)."""
@@ -702,28 +441,6 @@ class QtMainWindow(QMainWindow):
             return
         self._export_dialog = QtExportDialog(self.recording, self.stepper, self.graph, self)
         self._export_dialog.open()
-
-    # -- messages -----------------------------------------------------------------------------
-    def show_error(self, message: str) -> None:
-        """Show `message` in the window's banner (the window keeps what it showed)."""
-        self.last_error = message
-        self.banner_label.setText(message)
-        self.banner.show()
-        self.statusBar().showMessage(message.splitlines()[0] if message else "")
-
-    def clear_error(self) -> None:
-        self.last_error = ""
-        self.banner.hide()
-
-    def _on_shortcuts(self) -> None:
-        lines = [f"{a.text().replace('&', '')}: {a.shortcut().toString()}" for a in self.actions_.values()
-                 if not a.shortcut().isEmpty()]
-        QMessageBox.information(self, tr("Shortcuts"), "\n".join(lines))
-
-    def _on_about(self) -> None:
-        from gradviz import __version__
-
-        QMessageBox.about(self, tr("About gradviz"), f"gradviz {__version__}\nSee PyTorch autograd at work.")
 
     # -- lifetime -----------------------------------------------------------------------------
     def shutdown(self, wait_ms: int = 30000) -> None:
@@ -741,8 +458,8 @@ class QtMainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("windowState", self.saveState())
         self.shutdown()
-        if self.stepper is not None:
-            self.stepper.step_changed.disconnect(self._on_step_changed)
+        for signal, slot in self._subscriptions:
+            signal.disconnect(slot)
         i18n.language_changed.disconnect(self._on_language_changed)
         super().closeEvent(event)
 

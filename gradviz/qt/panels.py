@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleS
                                QScrollArea, QSizePolicy, QSlider, QSpinBox, QTableWidget, QTableWidgetItem,
                                QToolButton, QVBoxLayout, QWidget)
 
+from gradviz.core.flow import GradientFlow, tensor_norm
 from gradviz.core.recording import Recording, short_source
 from gradviz.core.tensors import TensorData
 from gradviz.core.timeline import BACKWARD_DONE, StepState
@@ -27,18 +28,6 @@ __all__ = ["QtTensorView", "QtInspector", "QtAccumulation", "QtGradientFlow", "Q
 
 TABLE_MAX = 64  # tensors with at most this many elements (and at most 2 dims) show as a table
 SPEEDS = [1, 2, 5, 10, 30, 100, 1000]
-
-
-def tensor_norm(t: TensorData | None) -> float:
-    """The L2 norm of a tensor snapshot (from its values, or its statistics when values were dropped)."""
-    if t is None:
-        return float("nan")
-    if t.value is not None:
-        v = np.asarray(t.value)
-        return float(np.linalg.norm(v.astype(np.float64).reshape(-1))) if v.dtype.kind in "fciub" else float("nan")
-    if t.stats:
-        return float(t.stats.get("norm", float("nan")))
-    return float("nan")
 
 
 def _plot_widget(theme: str) -> pg.PlotWidget:
@@ -409,24 +398,24 @@ class QtGradientFlow(QWidget):
         self.use_nodes = np.zeros(0, dtype=np.int64)
         self.use_norms = np.zeros(0)
         self._cursor = None
-        self._rec = None
         self._pending_state = None
         self._cursor_timer = QTimer(self)
         self._cursor_timer.setSingleShot(True)
         self._cursor_timer.setInterval(40)
         self._cursor_timer.timeout.connect(self._on_cursor_timer)
 
-    def set_recording(self, rec: Recording | None) -> None:
-        """Compute the norms (from the recorded grad_outputs) and plot them."""
-        self._rec = rec
+    def set_flow(self, flow: GradientFlow | None) -> None:
+        """Plot `flow` (the core's gradient norms, `Session.flow()`); None clears the plots."""
         th = get_theme(self.theme)
         self.plot.clear()
         self.use_plot.clear()
-        if rec is None:
+        self._cursor = None
+        if flow is None:
+            self.nodes, self.norms = np.zeros(0, dtype=np.int64), np.zeros(0)
+            self.use_nodes, self.use_norms = np.zeros(0, dtype=np.int64), np.zeros(0)
             return
-        self.nodes = np.array([ev.node for ev in rec.backward], dtype=np.int64)
-        self.norms = np.array([tensor_norm(ev.grad_outputs[0]) if ev.grad_outputs else np.nan
-                               for ev in rec.backward])
+        self.nodes, self.norms = flow.nodes, flow.norms
+        self.use_nodes, self.use_norms = flow.use_nodes, flow.use_norms
         curve = self.plot.plot(np.arange(len(self.nodes)), self.norms, pen=pg.mkPen(th["plot_line"], width=1))
         if len(self.nodes) <= 2000:
             spots = pg.ScatterPlotItem(x=np.arange(len(self.nodes)), y=self.norms, data=self.nodes, size=7,
@@ -440,17 +429,8 @@ class QtGradientFlow(QWidget):
         self._cursor.setVisible(False)
         self.plot.addItem(self._cursor)
         # per module use: the gradient that arrives at the use (its first node to run in backward)
-        first: dict = {}
-        for ev in rec.backward:
-            n = rec.nodes[ev.node]
-            if n.module is not None and n.use is not None and (n.uses or 1) > 1:
-                first.setdefault((n.module, n.use), ev)
-        keys = sorted(first, key=lambda k: (k[0], k[1]))
-        self.use_nodes = np.array([first[k].node for k in keys], dtype=np.int64)
-        self.use_norms = np.array([tensor_norm(first[k].grad_outputs[0]) if first[k].grad_outputs else np.nan
-                                   for k in keys])
-        if len(keys):
-            xs = np.array([k[1] for k in keys], dtype=float)
+        if len(flow.uses):
+            xs = np.array([u.use for u in flow.uses], dtype=float)
             self.use_plot.plot(xs, self.use_norms, pen=pg.mkPen(th["plot_line2"], width=1.5))
             us = pg.ScatterPlotItem(x=xs, y=self.use_norms, data=self.use_nodes, size=8,
                                     brush=pg.mkBrush(th["plot_line2"]), pen=None, hoverable=True)
@@ -458,7 +438,7 @@ class QtGradientFlow(QWidget):
             if len(xs) <= 20:
                 self.use_plot.getAxis("bottom").setTicks([[(x, str(int(x))) for x in sorted(set(xs.tolist()))]])
             self.use_plot.addItem(us)
-        self.use_plot.setVisible(bool(len(keys)))
+        self.use_plot.setVisible(bool(len(flow.uses)))
 
     def set_state(self, state: StepState) -> None:
         if self._cursor is None:
@@ -620,6 +600,8 @@ class QtModelPanel(QWidget):
         lay.addWidget(self.cancel_button)
         lay.addStretch(1)
         self.target = None
+        # which backends can run, {name: (available, reason)}: set from the session (found in its worker)
+        self.backends: dict[str, tuple[bool, str]] = {}
         self.set_running(False)
         self._on_model_changed(self.combo.currentText())
 
@@ -651,7 +633,9 @@ class QtModelPanel(QWidget):
         self.editors = {}
 
     def _build_form(self, name: str, params: dict) -> None:
-        from gradviz.core.backends import backend_names, get_backend
+        # which backends can run is what the session's worker found: asking here could build the
+        # compiled extension on the GUI thread (about a minute, the window frozen)
+        from gradviz.core.backends import backend_names
 
         spec = self._models[name]
         self.description.setText(spec.description)
@@ -662,12 +646,13 @@ class QtModelPanel(QWidget):
             if key == "backend":
                 ed = QComboBox()
                 for b in backend_names():
-                    info = get_backend(b)
+                    available, reason = self.backends.get(b, (True, tr("checked when the model runs")))
                     ed.addItem(b)
                     idx = ed.count() - 1
-                    if not info.available:
+                    if not available:
                         ed.model().item(idx).setEnabled(False)
-                        ed.setItemData(idx, info.reason, Qt.ItemDataRole.ToolTipRole)
+                    if reason:
+                        ed.setItemData(idx, reason, Qt.ItemDataRole.ToolTipRole)
                 ed.setCurrentText(str(value))
             elif isinstance(default, bool):
                 ed = QCheckBox()

@@ -1,4 +1,7 @@
-"""Run long work (recording, layout, checks) off the UI thread, with progress and Cancel."""
+"""Run long work (recording, layout, checks) off the UI thread, with progress and Cancel.
+
+`QtJob` runs a `Session` job: ``job.run`` in the thread, ``session.apply(result)`` back on the GUI thread.
+"""
 from __future__ import annotations
 
 import traceback
@@ -8,8 +11,9 @@ from PySide6.QtCore import QThread, Signal
 
 from gradviz.core.errors import GradvizError
 from gradviz.core.recorder import Cancelled
+from gradviz.core.session import Job, JobResult, Session, error_message
 
-__all__ = ["QtTask", "error_text"]
+__all__ = ["QtTask", "QtJob", "error_text"]
 
 
 def error_text(exc: BaseException) -> str:
@@ -72,3 +76,63 @@ class QtTask(QThread):
             self.cancelled.emit()
         else:
             self.succeeded.emit(result)
+
+
+class QtJob(QThread):
+    """Run a session job off the GUI thread; apply its result to the session on the GUI thread.
+
+    Parameters
+    ----------
+    session : Session
+    job : Job
+        From ``session.open_job``, ``checks_job``, ``export_job`` ...
+    after : callable, optional
+        ``after(value) -> extra``, run in the thread after the job succeeded (for example the layout of
+        a new recording); its result is `extra` when `applied` is emitted.
+
+    Signals
+    -------
+    progressed(float, str)
+        Fraction done and a message.
+    applied(object)
+        The `JobResult`, right after ``session.apply`` took it (the session has emitted its signals).
+    """
+
+    progressed = Signal(float, str)
+    applied = Signal(object)
+    _done = Signal(object, object)
+
+    def __init__(self, session: Session, job: Job, parent=None, name: str = "job",
+                 after: Callable[[Any], Any] | None = None):
+        super().__init__(parent)
+        self.session, self.job, self.name = session, job, name
+        self.extra = None
+        self._after = after
+        self._cancel = False
+        self.setObjectName(name)
+        # this QThread object lives in the GUI thread: the signal from run() is queued to it
+        self._done.connect(self._on_done)
+
+    def cancel(self) -> None:
+        """Ask the job to stop (it polls `is_cancelled`)."""
+        self._cancel = True
+
+    def is_cancelled(self) -> bool:
+        return self._cancel
+
+    def run(self) -> None:  # runs in the thread
+        result = self.job.run(lambda f, m="": self.progressed.emit(float(f), str(m)), self.is_cancelled)
+        extra = None
+        if result.ok and self._after is not None:
+            try:
+                extra = self._after(result.value)
+            except Exception as exc:  # noqa: BLE001 - a failure becomes the job's message
+                result = JobResult(self.job, error=exc, message=error_message(exc))
+        if self._cancel and not result.cancelled:
+            result = JobResult(self.job, cancelled=True)
+        self._done.emit(result, extra)
+
+    def _on_done(self, result: JobResult, extra) -> None:  # the GUI thread
+        self.extra = extra
+        self.session.apply(result)
+        self.applied.emit(result)

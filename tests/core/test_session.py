@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gradviz
-from gradviz.core import session as session_module
+from gradviz.core.session import jobs as session_jobs
 from gradviz.core.errors import GradvizError, ScriptError
 from gradviz.core.session import Session, source_of
 from gradviz.core.storage import load_recording, save_recording
@@ -107,7 +107,7 @@ def test_a_file_is_loaded_with_its_stored_checks_and_never_rerun(tmp_path, monke
     def no_run(*a, **k):
         raise AssertionError("checks must not run for a file")
 
-    monkeypatch.setattr(session_module, "run_checks", no_run)
+    monkeypatch.setattr(session_jobs, "run_checks", no_run)
     strict = s.run_checks(strict=True)
     assert strict.strict and len(strict.rows) == len(table.rows)
     assert s.checks is strict and not table.strict  # the stored table itself is untouched

@@ -64,7 +64,11 @@ def window(qtbot, settings):
     i18n.set_language("en")
 
 
-def open_and_wait(qtbot, win, target, params=None, timeout=60000):
-    """Record `target` in `win` and wait until it is shown (or failed)."""
+def open_and_wait(qtbot, win, target, params=None, timeout=600000):
+    """Record `target` in `win` and wait until it is shown (or failed).
+
+    The timeout only guards against a hang: the first model with a backend list builds the compiled
+    extension in the worker (a minute or more on a cold cache and a loaded machine).
+    """
     win.open_target(target, params or {})
     qtbot.waitUntil(lambda: not win.is_busy(), timeout=timeout)

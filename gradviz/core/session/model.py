@@ -1,234 +1,25 @@
-"""The application model: a target, its recording, timeline, stepper and checks, moved by commands.
-
-The command line, the Qt window and lessons all drive a `Session`; it never imports a GUI toolkit. Views
-subscribe to its signals (as napari's ``QtDims`` watches ``Dims``) and hold no state of their own.
-
-The rules about targets live here, once:
-
-- a ``.gradviz`` file is *loaded* (no model code runs; ``params`` do not apply);
-- a built-in model name, a script ``path.py[:function]`` or a callable is *recorded*;
-- the checks of a recording whose model cannot run again (a loaded file) are the ones stored with it.
-
-Long commands come in two forms. ``session.open(...)`` and ``session.run_checks(...)`` run at once and
-raise on failure (the command line). For a GUI, ``job = session.open_job(...)`` then
-``result = job.run(progress, cancelled)`` in any thread (it reads the session only when the job is
-made and changes nothing), then ``session.apply(result)`` on the owner's thread: that changes the state
-and emits the signals. A failed or cancelled job leaves the session as it was.
-"""
+"""`Session`: a target, its recording, timeline, stepper and checks, moved by commands and watched by views."""
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .checks import CheckTable, run_checks
-from .errors import GradvizError
-from .events import Signal
-from .exporters import export as export_recording
-from .flow import GradientFlow, gradient_flow
-from .models import MODELS
-from .recorder import DEFAULT_MAX_NODES, Cancelled, record
-from .recording import Recording
-from .storage import SUFFIX, load_recording, save_recording
-from .targets import Runner, parse_params
-from .tensors import DEFAULT_BUDGET_BYTES
-from .timeline import Stepper, StepState, Timeline
+from ..checks import CheckTable
+from ..errors import GradvizError
+from ..events import Signal
+from ..flow import GradientFlow, gradient_flow
+from ..models import MODELS
+from ..recorder import DEFAULT_MAX_NODES, Cancelled
+from ..recording import Recording
+from ..tensors import DEFAULT_BUDGET_BYTES
+from ..timeline import Stepper, StepState, Timeline
+from .jobs import (ChecksJob, ExportJob, Job, JobResult, Opened, OpenJob, Progress, _rerun_of, _stored_checks_of,
+                   source_of)
 
-__all__ = ["Session", "Job", "JobResult", "source_of", "error_message", "SOURCES"]
-
-SOURCES = ("builtin", "script", "file", "callable")
-
-Progress = Callable[[float, str], None]
+__all__ = ["Session"]
 
 
-def source_of(target: Any) -> str:
-    """Say what `target` is: ``"file"`` (a saved recording), ``"builtin"``, ``"script"`` or ``"callable"``."""
-    if isinstance(target, Runner) or (callable(target) and not isinstance(target, (str, os.PathLike))):
-        return "callable"
-    text = os.fspath(target) if isinstance(target, os.PathLike) else target
-    if isinstance(text, str) and text.lower().endswith(SUFFIX):
-        return "file"
-    if isinstance(text, str) and text in MODELS:
-        return "builtin"
-    return "script"
-
-
-def error_message(exc: BaseException) -> str:
-    """The text a user sees for `exc`: the core's message (one line, then its details and hint)."""
-    if isinstance(exc, GradvizError):
-        return exc.format()
-    return f"error: {type(exc).__name__}: {exc}"
-
-
-# -- the places that know how a recording carries its re-run state and stored checks -----------
-# (today: ``rec.runner`` and ``rec.stored_checks``; every access is in these three functions)
-def _rerun_of(rec: Recording) -> Any:
-    """The live objects that re-run the model for the checks; None for a loaded file."""
-    return rec.runner
-
-
-def _stored_checks_of(rec: Recording) -> CheckTable | None:
-    """The check table saved with a loaded recording, if any."""
-    return getattr(rec, "stored_checks", None)
-
-
-def _checks(rec: Recording, rerun: Any, progress: Progress, **options: Any) -> CheckTable:
-    """Run the checks of `rec`; the ones that need model code run only with `rerun`."""
-    del rerun  # today the recording carries its runner itself
-    return run_checks(rec, progress=progress, **options)
-
-
-# -- jobs ---------------------------------------------------------------------------------------
-@dataclass
-class JobResult:
-    """What a job's ``run`` returns: a value, or an error message, or that it was cancelled.
-
-    Attributes
-    ----------
-    job : Job
-    value : object
-        The job's result when it succeeded.
-    error : BaseException or None
-        The exception when it failed.
-    message : str
-        The text for the user when it failed (`error_message`).
-    cancelled : bool
-    """
-
-    job: "Job"
-    value: Any = None
-    error: BaseException | None = None
-    message: str = ""
-    cancelled: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.cancelled
-
-
-def _no_progress(fraction: float, message: str = "") -> None:
-    pass
-
-
-def _never() -> bool:
-    return False
-
-
-class Job:
-    """A long command: ``run(progress, cancelled)`` in any thread, then ``session.apply(result)``.
-
-    ``run`` changes no session state and never raises (except `KeyboardInterrupt`): a failure or a
-    cancel is part of the `JobResult`.
-    """
-
-    kind = "job"
-
-    def run(self, progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> JobResult:
-        """Do the work; `progress(fraction, message)` reports, `cancelled()` is polled."""
-        progress = progress or _no_progress
-        cancelled = cancelled or _never
-        try:
-            value = self._work(progress, cancelled)
-        except Cancelled:
-            return JobResult(self, cancelled=True)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message for the user
-            if cancelled():
-                return JobResult(self, cancelled=True)
-            return JobResult(self, error=exc, message=error_message(exc))
-        if cancelled():
-            return JobResult(self, cancelled=True)
-        return JobResult(self, value=value)
-
-    def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-@dataclass
-class _Opened:
-    target: Any
-    params: dict
-    source: str
-    recording: Recording
-    rerun: Any
-    checks: CheckTable | None
-    timeline: Timeline
-
-
-class _OpenJob(Job):
-    kind = "open"
-
-    def __init__(self, target: Any, params: Any, options: dict):
-        self.target, self.params, self.options = target, params, options
-
-    def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> _Opened:
-        target = self.target
-        if target is None or (isinstance(target, str) and not target.strip()):
-            raise GradvizError("nothing to open", hint="give a built-in model name, a model script or a .gradviz file")
-        params = parse_params(self.params) if isinstance(self.params, (list, tuple)) else dict(self.params or {})
-        source = source_of(target)
-        if source == "file":
-            # a saved recording: opened as data, the model is not run again
-            if params:
-                raise GradvizError(f"--param does not apply to a saved recording ({os.fspath(target)})",
-                                   hint="parameters are fixed when recording: gradviz record MODEL --param ... -o FILE")
-            progress(0.0, "Opening…")
-            rec = load_recording(target)
-            rerun, checks = None, _stored_checks_of(rec)
-            target = os.fspath(target)
-        else:
-            if source == "builtin" and "backend" in MODELS[target].defaults:
-                # a compiled backend is built (once, cached) here, in the job's thread, never by a view
-                from .backends import get_backend
-
-                name = str(params.get("backend", MODELS[target].defaults["backend"]))
-                progress(0.0, f"Preparing the {name} backend…")
-                get_backend(name)
-                if cancelled():
-                    raise Cancelled()
-            o = self.options
-            rec = record(target, params=params or None, keep_values=o["keep_values"],
-                         budget_bytes=o["budget_bytes"], max_nodes=o["max_nodes"], check_finite=o["check_finite"],
-                         progress=lambda f, m: progress(0.9 * f, m), cancel=cancelled)
-            rerun, checks = _rerun_of(rec), None
-        progress(0.9, "Building the timeline…")
-        timeline = Timeline(rec)
-        progress(1.0, "")
-        return _Opened(target, params, source, rec, rerun, checks, timeline)
-
-
-class _ChecksJob(Job):
-    kind = "checks"
-
-    def __init__(self, rec: Recording, rerun: Any, stored: CheckTable | None, options: dict):
-        self.recording, self.rerun, self.stored, self.options = rec, rerun, stored, options
-
-    def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> CheckTable:
-        if self.recording is None:
-            raise GradvizError("there is no recording to check", hint="open a model first")
-        if self.rerun is None and self.stored is not None:
-            # the model cannot run again: the checks stored when it was recorded
-            return dataclasses.replace(self.stored, strict=self.options.get("strict", False))
-        return _checks(self.recording, self.rerun, progress, **self.options)
-
-
-class _ExportJob(Job):
-    kind = "export"
-
-    def __init__(self, rec: Recording, checks: CheckTable | None, path: Any, options: dict):
-        self.recording, self.checks, self.path, self.options = rec, checks, path, options
-
-    def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> Path:
-        if self.recording is None:
-            raise GradvizError("there is no recording to export", hint="open a model first")
-        if str(os.fspath(self.path)).lower().endswith(SUFFIX):
-            # the document: the recording with the checks the session has (stored or run now)
-            return save_recording(self.recording, self.path, checks=self.checks, cancel=cancelled)
-        return export_recording(self.recording, self.path, progress=progress, cancel=cancelled, **self.options)
-
-
-# -- the session ----------------------------------------------------------------------------------
 class Session:
     """One target and what was recorded of it, with the current step and the checks.
 
@@ -276,6 +67,7 @@ class Session:
         self._checks: CheckTable | None = None
         self._flow: GradientFlow | None = None
         self._open_job: Job | None = None
+        self._backends: dict[str, tuple[bool, str]] = {}
 
     # -- state ----------------------------------------------------------------------------------
     @property
@@ -306,6 +98,11 @@ class Session:
     def can_rerun(self) -> bool:
         """Whether the model behind the recording can run again (not a loaded file)."""
         return self._recording is not None and self._rerun is not None
+
+    @property
+    def backends(self) -> dict[str, tuple[bool, str]]:
+        """``{backend: (available, reason)}`` as found by the last open of a model with a backend parameter."""
+        return dict(self._backends)
 
     @property
     def timeline(self) -> Timeline | None:
@@ -346,7 +143,7 @@ class Session:
         unknown = set(options) - set(self.options)
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        job = _OpenJob(target, params, {**self.options, **options})
+        job = OpenJob(target, params, {**self.options, **options})
         self._open_job = job
         return job
 
@@ -356,12 +153,12 @@ class Session:
 
     def checks_job(self, strict: bool = False, finite_diff: bool = True, fd_max_elements: int = 64) -> Job:
         """A job that checks the current recording (the stored checks when the model cannot run again)."""
-        return _ChecksJob(self._recording, self._rerun, _stored_checks_of(self._recording) if self._recording
+        return ChecksJob(self._recording, self._rerun, _stored_checks_of(self._recording) if self._recording
                           else None, {"strict": strict, "finite_diff": finite_diff, "fd_max_elements": fd_max_elements})
 
     def export_job(self, path: str | os.PathLike, **options: Any) -> Job:
         """A job that exports the recording to `path` (options as `gradviz.core.exporters.export`)."""
-        return _ExportJob(self._recording, self._checks, path, options)
+        return ExportJob(self._recording, self._checks, path, options)
 
     def apply(self, result: JobResult) -> bool:
         """Take a job's result into the session and emit the signals; call on the session's own thread.
@@ -389,12 +186,22 @@ class Session:
             self.checks_done.emit(result.value)
         return True
 
-    def _set_opened(self, opened: _Opened) -> None:
+    def set_recording(self, rec: Recording, timeline: Timeline | None = None) -> None:
+        """Show a recording made elsewhere (``gradviz.record(...)``), at step 0; emits `recorded`."""
+        rerun = _rerun_of(rec)
+        source = "file" if rerun is None else source_of(rec.target)
+        self._open_job = None
+        self._set_opened(Opened(rec.target, dict(rec.params or {}) if source == "builtin" else {}, source, rec,
+                                rerun, _stored_checks_of(rec) if rerun is None else None,
+                                timeline if timeline is not None else Timeline(rec)))
+
+    def _set_opened(self, opened: Opened) -> None:
         if self._stepper is not None:
             self._stepper.step_changed.disconnect(self._on_step_changed)
         self._target, self._params, self._source = opened.target, opened.params, opened.source
         self._recording, self._rerun, self._timeline = opened.recording, opened.rerun, opened.timeline
         self._checks, self._flow = opened.checks, None
+        self._backends = {**self._backends, **opened.backends}
         self._stepper = Stepper(opened.timeline)
         self._stepper.step_changed.connect(self._on_step_changed)
         self.recorded.emit(opened.recording)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .recording import Recording, short_source
+from .sandbox import Sandbox
 from .tensors import TensorData
 
 __all__ = ["Check", "CheckTable", "run_checks", "Tolerance", "compare"]
@@ -204,44 +205,6 @@ def run_checks(rec: Recording, *, strict: bool = False, manual: bool = True, fin
     return table
 
 
-class _module_copies:
-    """While active, the modules' parameters and buffers hold working copies (float64 with `cast`).
-
-    Finite differences re-run the model dozens of times. A model made before ``build()``
-    (``model = Net()`` at a script's top level) keeps float32 weights when the default dtype is
-    float64; cast here, it runs in float64 like a model built inside ``build()``, so the check is
-    exact to 1e-6 instead of 5e-2. And whatever the re-runs change in place (running statistics,
-    ``num_batches_tracked``) changes the copies only: on exit every parameter and buffer holds its
-    original tensor again, untouched. The Parameter objects stay the same throughout, so each
-    re-run finds every leaf again. Reusable.
-    """
-
-    def __init__(self, modules: list, cast: bool):
-        self.cast = cast
-        self.tensors = []
-        seen = set()
-        for m in modules:
-            for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]:
-                if t is not None and id(t) not in seen:
-                    seen.add(id(t))
-                    self.tensors.append(t)
-        self.saved: list = []
-
-    def __enter__(self):
-        self.saved = [t.data for t in self.tensors]
-        with torch.no_grad():
-            for t in self.tensors:
-                cast = self.cast and t.is_floating_point()
-                t.data = t.data.to(torch.float64) if cast and t.dtype != torch.float64 else t.data.clone()
-        return self
-
-    def __exit__(self, *exc):
-        for t, original in zip(self.tensors, self.saved):
-            t.data = original
-        self.saved = []
-        return False
-
-
 def _hooks_where(rec: Recording) -> str:
     """Where the script's gradient hooks are (``hook.py:5, a backward hook on module fc``), or ``""``."""
     hooks = rec.meta.get("grad_hooks") or []
@@ -342,12 +305,14 @@ def _fd_checks(rec: Recording, max_elements: int) -> list[Check]:
     # float64? (asked of a leaf that is checked: the first source tensor may be an integer index,
     # which has no float64 form)
     probe = next((order[n] for n in targets if n in order), None)
-    copies = _module_copies(rec.modules, cast=True)
+    # the modules' parameters and buffers hold working copies while the model re-runs (the sandbox
+    # casts them to float64 with cast64, and restores the originals, untouched, afterwards)
+    copies = Sandbox(modules=rec.modules, cast64=True)
     try:
         with copies:
             _, probe_dtype = loss_with(probe, 0, 0.0, torch.float64)
     except Exception:  # noqa: BLE001 - a model that cannot run in float64
-        copies = _module_copies(rec.modules, cast=False)
+        copies = Sandbox(modules=rec.modules, cast64=False)
         try:
             # differentiate in the model's own dtype, loosely
             with copies:

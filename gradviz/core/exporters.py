@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 
 from .atomic import atomic_path
 from .errors import GradvizError
-from .gcpause import gc_paused
+from .sandbox import gc_paused
 from .recording import Recording
 from .scene import THEMES, Scene, build_scene, get_theme
 from .timeline import StepState, Timeline

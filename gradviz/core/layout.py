@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .gcpause import gc_paused
+from .sandbox import gc_paused
 from .recording import Recording
 
 __all__ = ["Layout", "layered_layout", "layered_positions", "roll_groups", "edge_route", "edge_segments",

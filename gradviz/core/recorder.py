@@ -7,11 +7,9 @@ every node, so the backward events come in the order PyTorch's engine really ran
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,15 +21,14 @@ from torch.overrides import TorchFunctionMode
 
 from . import backends as _backends
 from .errors import GradvizError, GraphTooLarge, InplaceModifiedError, NonFiniteError
-from .gcpause import gc_paused
 from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording
+from .sandbox import Sandbox
 from .saved import read_saved
 from .tensors import DEFAULT_BUDGET_BYTES, TensorData, TensorStore
 
 __all__ = ["record", "BuildResult", "Cancelled", "DEFAULT_MAX_NODES", "leaf_first_use_order"]
 
 DEFAULT_MAX_NODES = 200_000
-_LOCK = threading.RLock()
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _INTERNAL_FILES = {os.path.join(_HERE, f) for f in ("recorder.py", "backends.py", "extension.py", "checks.py")}
@@ -69,7 +66,8 @@ class _ForwardCapture(TorchFunctionMode):
     """A torch function mode that logs every op that takes part in autograd.
 
     Also follows modules (global forward hooks: which module, which call of it) and custom
-    ``torch.autograd.Function.apply`` calls, which torch function modes do not see.
+    ``torch.autograd.Function.apply`` calls, which torch function modes do not see; `Sandbox`
+    installs those hooks and patches, enters the mode and restores everything afterwards.
     """
 
     def __init__(self, store: TensorStore | None, on_leaf: Callable | None = None,
@@ -90,35 +88,11 @@ class _ForwardCapture(TorchFunctionMode):
         self.source_data: list[TensorData] = []
         self._depth = 0
         self._src_cache: dict[str, bool] = {}
-        self._handles: list = []
-        self._orig_apply = None
-        self._orig_register_hook = None
         self.grad_hooks: list[str] = []  # where the script registered gradient hooks on tensors
 
-    # --- context ---------------------------------------------------------------------------
-    def __enter__(self):
-        self._handles.append(torch.nn.modules.module.register_module_forward_pre_hook(self._on_module_pre))
-        self._handles.append(torch.nn.modules.module.register_module_forward_hook(self._on_module_post))
-        self._patch_apply()
-        self._patch_register_hook()
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        try:
-            return super().__exit__(*exc)
-        finally:
-            for h in self._handles:
-                h.remove()
-            self._handles.clear()
-            self._unpatch_apply()
-            if self._orig_register_hook is not None:
-                torch.Tensor.register_hook = self._orig_register_hook
-                self._orig_register_hook = None
-
-    def _patch_apply(self):
-        fn_cls = torch.autograd.Function
-        self._orig_apply = fn_cls.__dict__["apply"]
-        orig = self._orig_apply.__func__
+    # --- what the sandbox installs (gradviz.core.sandbox.Sandbox applies and restores them) ------
+    def wrap_apply(self, orig: Callable) -> Callable:
+        """``Function.apply`` that logs each custom Function call as one op (`orig`: the unpatched one)."""
         cap = self
 
         def apply(cls, *args, **kwargs):
@@ -135,12 +109,12 @@ class _ForwardCapture(TorchFunctionMode):
                          custom=cls)
             return out
 
-        fn_cls.apply = classmethod(apply)
+        return apply
 
-    def _patch_register_hook(self):
-        # a gradient hook can change what reaches .grad: note where the script registers one
-        # (torch's own hooks, from checkpointing or module hooks, are registered from torch's files)
-        self._orig_register_hook = orig = torch.Tensor.__dict__["register_hook"]
+    def wrap_register_hook(self, orig: Callable) -> Callable:
+        """``Tensor.register_hook`` that notes where the script registers a gradient hook."""
+        # a gradient hook can change what reaches .grad (torch's own hooks, from checkpointing or
+        # module hooks, are registered from torch's files)
         hooks = self.grad_hooks
 
         def register_hook(tensor, hook):
@@ -151,22 +125,17 @@ class _ForwardCapture(TorchFunctionMode):
                 hooks.append(f"{fname}:{caller.f_lineno}")
             return orig(tensor, hook)
 
-        torch.Tensor.register_hook = register_hook
-
-    def _unpatch_apply(self):
-        if self._orig_apply is not None:
-            torch.autograd.Function.apply = self._orig_apply
-            self._orig_apply = None
+        return register_hook
 
     # --- modules ---------------------------------------------------------------------------
-    def _on_module_pre(self, module, args):
+    def on_module_pre(self, module, args):
         use = self.module_uses.get(module, 0) + 1
         if use == 1:
             self.module_order.append(module)
         self.module_uses[module] = use
         self.module_stack.append((module, use))
 
-    def _on_module_post(self, module, args, output):
+    def on_module_post(self, module, args, output):
         # pop back to this module (a module that raised may have left frames behind)
         while self.module_stack:
             m, _ = self.module_stack.pop()
@@ -301,36 +270,6 @@ def _tensors_in(obj) -> list:
     return []
 
 
-class _NoStdin:
-    """Stands in for standard input while a model runs: a model must not wait for a person."""
-
-    def _refuse(self, *a, **k):
-        raise GradvizError("the model script reads standard input, which gradviz does not provide",
-                           hint="give the values in the script, or read them from a file or environment variable")
-
-    read = readline = readlines = __iter__ = __next__ = _refuse
-
-    def fileno(self):
-        self._refuse()
-
-    def isatty(self):
-        return False
-
-
-@contextlib.contextmanager
-def _no_stdin():
-    """While a model runs, reading standard input (input(), sys.stdin) fails with a clear message."""
-    import builtins
-
-    old_stdin, old_input = sys.stdin, builtins.input
-    sys.stdin = _NoStdin()
-    builtins.input = lambda *a, **k: sys.stdin.readline()
-    try:
-        yield
-    finally:
-        sys.stdin, builtins.input = old_stdin, old_input
-
-
 # ---------------------------------------------------------------------------------------------
 # the public entry point
 
@@ -368,7 +307,7 @@ def record(target: Any, *, params: dict | None = None, keep_values: bool = True,
     from .targets import resolve_target
 
     runner = resolve_target(target, params)
-    with _LOCK, gc_paused():
+    with Sandbox(pause_gc=True):
         return _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
                        progress or (lambda f, m: None), cancel)
 
@@ -378,7 +317,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     store = TensorStore(keep_values, budget_bytes)
     cap = _ForwardCapture(store, cancel=cancel)
     progress(0.0, "running the forward pass")
-    with _no_stdin(), cap:
+    with Sandbox(cap):
         result = runner.call()
     built = runner.normalise(result)
     loss = built.loss
@@ -839,5 +778,5 @@ def leaf_first_use_order(runner, on_leaf: Callable, dtype=None):
     ``Recording.leaf_order``; finite-difference checks use it to find a tensor again in a fresh run.
     """
     cap = _ForwardCapture(None, on_leaf=on_leaf)
-    with _LOCK, _no_stdin(), cap:
+    with Sandbox(cap, dtype=dtype):
         return runner.call(dtype=dtype)

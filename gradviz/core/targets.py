@@ -1,11 +1,9 @@
 """Resolve a TARGET (built-in model name, model script, or callable) into something that runs it."""
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import traceback
-import warnings
 from typing import Any, Callable
 
 import torch
@@ -14,46 +12,6 @@ from .errors import GradvizError, ScriptError
 from .recorder import BuildResult, Cancelled
 
 __all__ = ["resolve_target", "Runner", "ScriptRunner", "BuiltinRunner", "CallableRunner", "parse_params"]
-
-
-_HOOK_WARNING = r"Using `torch\.compile\(module\)` when there are global hooks"
-
-
-def _ignore_hook_warning() -> None:
-    """Silence torch's warning that a compiled module fires global module hooks twice.
-
-    Those hooks are the recorder's own, and they count each module once anyway. The filter is
-    added only when missing, not with a catch_warnings per run: that would reset "show once" for
-    every other warning and repeat it on every re-run.
-    """
-    if not any(f[0] == "ignore" and f[1] is not None and f[1].pattern == _HOOK_WARNING for f in warnings.filters):
-        warnings.filterwarnings("ignore", message=_HOOK_WARNING)
-
-
-@contextlib.contextmanager
-def _eager():
-    """Run ``torch.compile``d code eagerly: a compiled region would hide its ops in one opaque node.
-
-    Code compiled before the run (``torch.compile`` at a script's top level, which imports
-    ``torch._dynamo``) runs under ``torch.compiler.set_stance("force_eager")`` (torch 2.6+);
-    ``torch.compile`` called during the run returns its model or function unchanged. Neither
-    imports ``torch._dynamo`` for a model that never compiles (that import takes 1.5 s).
-    """
-    stance = contextlib.nullcontext()
-    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
-    if "torch._dynamo" in sys.modules and set_stance is not None:
-        stance = set_stance("force_eager")
-    original = torch.compile
-
-    def compile_eagerly(model=None, **kwargs):
-        return model if model is not None else (lambda fn: fn)
-
-    torch.compile = compile_eagerly
-    try:
-        with stance:
-            yield
-    finally:
-        torch.compile = original
 
 
 class Runner:
@@ -74,20 +32,21 @@ class Runner:
         raise NotImplementedError
 
     def call(self, dtype: torch.dtype | None = None) -> Any:
-        """Run the build function once (with `dtype` as the default dtype when given) and return its result."""
-        old = torch.get_default_dtype()
-        if dtype is not None:
-            torch.set_default_dtype(dtype)
+        """Run the build function once and return its result.
+
+        The caller runs it in a `gradviz.core.sandbox.Sandbox` (which also sets `dtype` as the
+        default dtype); a built-in model is also given `dtype` directly.
+        """
         try:
-            _ignore_hook_warning()
-            with _eager():
-                return self._build(dtype)
+            return self._build(dtype)
         except (GradvizError, Cancelled):
             raise
+        except SystemExit as exc:  # sys.exit() in a model must not end the app or the command
+            raise ScriptError(f"{self.name} called sys.exit({'' if exc.code is None else repr(exc.code)})",
+                              details=_user_frames(exc, getattr(self, "path", None)),
+                              hint="return the loss from the build function instead of exiting") from None
         except Exception as exc:  # the user's code raised: report it in their terms
             raise self._user_error(exc) from None
-        finally:
-            torch.set_default_dtype(old)
 
     def _user_error(self, exc: BaseException) -> GradvizError:
         return ScriptError(f"{self.name} raised {type(exc).__name__}: {exc}")

@@ -7,12 +7,17 @@ worker destroys it: a widget destroyed off the GUI thread deadlocks Qt (seen her
 the collector, deleting a QMenu, waiting for the GIL; the GUI thread holding a Qt mutex, waiting
 for the worker). While a window is open, automatic collection is off and a timer in the GUI thread
 collects each generation when its count passes the usual threshold (the recipe Calibre uses).
+The switch itself is the core's counted one (`gradviz.core.sandbox.pause_gc`), which recordings
+and layouts in worker threads also use: whichever finishes first leaves the collector off while
+the others still need it off.
 """
 from __future__ import annotations
 
 import gc
 
 from PySide6.QtCore import QObject, QTimer
+
+from ..core.sandbox import pause_gc, resume_gc
 
 __all__ = ["acquire", "release", "active"]
 
@@ -22,9 +27,8 @@ INTERVAL_MS = 250
 class _MainThreadCollector(QObject):
     def __init__(self):
         super().__init__()
-        self.was_enabled = gc.isenabled()
         self.threshold = gc.get_threshold()
-        gc.disable()
+        pause_gc()
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._on_timeout)
         self.timer.start(INTERVAL_MS)
@@ -43,8 +47,7 @@ class _MainThreadCollector(QObject):
     def stop(self) -> None:
         self.timer.stop()
         gc.collect()  # in this thread, before the automatic collector may run anywhere again
-        if self.was_enabled:
-            gc.enable()
+        resume_gc()
 
 
 _collector: _MainThreadCollector | None = None

@@ -1,0 +1,305 @@
+"""The one owner of every process-wide patch that recording a model applies.
+
+Running a user's model under observation changes state that the whole process shares:
+global module hooks, ``torch.autograd.Function.apply``, ``torch.Tensor.register_hook``,
+``torch.compile`` and the compiler stance, the default dtype, grad mode, a warnings filter,
+``sys.stdin`` and ``builtins.input``, the parameters' ``.data`` (finite differences run on
+copies) and Python's cycle collector. `Sandbox` applies what it is asked for and, however the
+block ends (a return, an error, a `Cancelled`, ``KeyboardInterrupt`` or ``SystemExit`` from the
+model), puts every one of them back as it found it, last applied first restored.
+
+Sandboxes nest (a recording re-runs its model inside the checks' sandbox) and are serialised
+across threads by one re-entrant lock: two threads patching ``Function.apply`` at once would
+each restore the other's patch.
+"""
+from __future__ import annotations
+
+import builtins
+import contextlib
+import gc
+import re
+import sys
+import threading
+import warnings
+from typing import Any, Iterator
+
+import torch
+from torch.nn.modules import module as _module
+
+from .errors import GradvizError
+
+__all__ = ["Sandbox", "gc_paused", "pause_gc", "resume_gc", "NoStdin"]
+
+LOCK = threading.RLock()
+
+# torch warns that a compiled module fires global module hooks twice; those hooks are the
+# recorder's own, and they count each module once anyway
+_HOOK_WARNING = r"Using `torch\.compile\(module\)` when there are global hooks"
+_HOOK_FILTER = ("ignore", re.compile(_HOOK_WARNING, re.I), Warning, None, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the cycle collector: one counted switch for every user (a recording, a layout, the app's window)
+
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_was_enabled = True
+
+
+def pause_gc() -> None:
+    """Turn the automatic cycle collector off; call `resume_gc` once for each call.
+
+    Counted, so that users in different threads compose: the collector runs again only when the
+    last one resumes, and then only if it was on when the first one paused it.
+    """
+    global _gc_users, _gc_was_enabled
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_users += 1
+
+
+def resume_gc() -> None:
+    """Undo one `pause_gc`; the last one turns the collector back on if it was on before."""
+    global _gc_users
+    with _gc_lock:
+        if _gc_users == 0:
+            return
+        _gc_users -= 1
+        if _gc_users == 0 and _gc_was_enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Run the block with the cycle collector off, then restore it as it was.
+
+    Recording, laying out and exporting a graph of ten thousand nodes make hundreds of thousands of
+    small objects that live as long as the graph; each collection the allocations trigger would
+    traverse all of them (half of a layout's time on an 11,907-node graph) and free nothing.
+    """
+    pause_gc()
+    try:
+        yield
+    finally:
+        resume_gc()
+
+
+# ---------------------------------------------------------------------------------------------
+# standard input
+
+class NoStdin:
+    """Stands in for standard input while a model runs: a model must not wait for a person."""
+
+    def _refuse(self, *a, **k):
+        raise GradvizError("the model script reads standard input, which gradviz does not provide",
+                           hint="give the values in the script, or read them from a file or environment variable")
+
+    read = readline = readlines = __iter__ = __next__ = _refuse
+
+    def fileno(self):
+        self._refuse()
+
+    def isatty(self):
+        return False
+
+
+def _refuse_input(*a, **k):
+    return sys.stdin.readline()
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Sandbox:
+    """Apply the process-wide patches a model run needs; restore all of them on exit.
+
+    Always: refuse standard input, run ``torch.compile``d code eagerly, silence torch's warning
+    about the recorder's global hooks, and put back the default dtype, grad mode, warnings filters,
+    the global module hook tables, ``Function.apply`` and ``Tensor.register_hook`` as they were on
+    entry (whatever the model did to them), and the cycle collector's thresholds.
+
+    Parameters
+    ----------
+    capture : object, optional
+        A forward capture (a ``TorchFunctionMode`` with ``on_module_pre``, ``on_module_post``,
+        ``wrap_apply`` and ``wrap_register_hook``): its global module hooks, patched
+        ``Function.apply`` and ``Tensor.register_hook`` are installed, then the mode entered.
+    dtype : torch.dtype, optional
+        The default dtype inside the block.
+    modules : iterable of torch.nn.Module, optional
+        Inside the block their parameters and buffers hold working copies (float64 with `cast64`),
+        so whatever re-runs do to them in place is undone; the Parameter objects stay the same.
+    cast64 : bool
+        Make the `modules`' floating-point copies float64.
+    pause_gc : bool
+        Turn the cycle collector off inside the block (see `gc_paused`).
+    """
+
+    def __init__(self, capture: Any = None, *, dtype: torch.dtype | None = None, modules=(),
+                 cast64: bool = False, pause_gc: bool = False):
+        self.capture = capture
+        self.dtype = dtype
+        self.modules = list(modules or ())
+        self.cast64 = cast64
+        self.pause_gc = pause_gc
+        self._stack: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> "Sandbox":
+        if self._stack is not None:
+            raise RuntimeError("a Sandbox is entered once at a time")
+        stack = contextlib.ExitStack()
+        stack.enter_context(LOCK)
+        try:
+            if self.pause_gc:
+                stack.enter_context(gc_paused())
+            self._keep_torch_state(stack)
+            self._no_stdin(stack)
+            self._eager(stack)
+            self._quiet_hook_warning(stack)
+            if self.modules:
+                self._swap_data(stack)
+            if self.capture is not None:
+                self._install(stack, self.capture)
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.__exit__(*exc)  # every callback runs, even when one of them raises
+        return False
+
+    # --- what is applied ---------------------------------------------------------------------
+    def _keep_torch_state(self, stack: contextlib.ExitStack) -> None:
+        fn_cls, tensor_cls = torch.autograd.Function, torch.Tensor
+        apply, register_hook = fn_cls.__dict__["apply"], tensor_cls.__dict__["register_hook"]
+        tables = {name: (table, dict(table)) for name, table in vars(_module).items()
+                  if name.startswith("_global_") and isinstance(table, dict)}
+        dtype, grad = torch.get_default_dtype(), torch.is_grad_enabled()
+        threshold = gc.get_threshold()
+
+        def restore():
+            if fn_cls.__dict__.get("apply") is not apply:
+                fn_cls.apply = apply
+            if tensor_cls.__dict__.get("register_hook") is not register_hook:
+                tensor_cls.register_hook = register_hook
+            # hooks the model registered (and left) on every module go; any it removed come back
+            for name, (table, items) in tables.items():
+                if getattr(_module, name) is not table:
+                    setattr(_module, name, table)
+                if list(table.items()) != list(items.items()):
+                    table.clear()
+                    table.update(items)
+            torch.set_default_dtype(dtype)
+            torch.set_grad_enabled(grad)
+            if gc.get_threshold() != threshold:
+                gc.set_threshold(*threshold)
+
+        stack.callback(restore)
+        if self.dtype is not None:
+            torch.set_default_dtype(self.dtype)
+
+    def _no_stdin(self, stack: contextlib.ExitStack) -> None:
+        # reading standard input (input(), sys.stdin) fails with a clear message
+        old_stdin, old_input = sys.stdin, builtins.input
+
+        def restore():
+            sys.stdin, builtins.input = old_stdin, old_input
+
+        stack.callback(restore)
+        sys.stdin = NoStdin()
+        builtins.input = _refuse_input
+
+    def _eager(self, stack: contextlib.ExitStack) -> None:
+        """Run ``torch.compile``d code eagerly: a compiled region would hide its ops in one opaque node.
+
+        Code compiled before the run (``torch.compile`` at a script's top level, which imports
+        ``torch._dynamo``) runs under ``torch.compiler.set_stance("force_eager")`` (torch 2.6+);
+        ``torch.compile`` called during the run returns its model or function unchanged. Neither
+        imports ``torch._dynamo`` for a model that never compiles (that import takes 1.5 s).
+        """
+        original = torch.compile
+
+        def restore():
+            torch.compile = original
+
+        stack.callback(restore)
+
+        def compile_eagerly(model=None, **kwargs):
+            return model if model is not None else (lambda fn: fn)
+
+        torch.compile = compile_eagerly
+        set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+        if "torch._dynamo" in sys.modules and set_stance is not None:
+            stack.enter_context(set_stance("force_eager"))
+
+    def _quiet_hook_warning(self, stack: contextlib.ExitStack) -> None:
+        # The filter goes straight into the list, without warnings' "filters changed" signal:
+        # that signal (which filterwarnings and catch_warnings send) would make every "show once"
+        # warning of the process show again after each run. An "ignore" filter records nothing
+        # in the once-registries, so taking it out again needs no signal either.
+        filters = warnings.filters
+        kept = list(filters)
+        showwarning = warnings.showwarning
+
+        def restore():
+            if warnings.filters is not filters:
+                warnings.filters = filters
+            current = list(filters)
+            if _HOOK_FILTER in current:
+                current.remove(_HOOK_FILTER)
+                filters.remove(_HOOK_FILTER)
+            if current != kept:  # the model changed the filters: put them back, and say so
+                filters[:] = kept
+                warnings._filters_mutated()
+            warnings.showwarning = showwarning
+
+        stack.callback(restore)
+        filters.insert(0, _HOOK_FILTER)
+
+    def _swap_data(self, stack: contextlib.ExitStack) -> None:
+        """Give the modules' parameters and buffers working copies (float64 with `cast64`).
+
+        Finite differences re-run the model dozens of times. A model made before ``build()``
+        (``model = Net()`` at a script's top level) keeps float32 weights when the default dtype is
+        float64; cast here, it runs in float64 like a model built inside ``build()``, so the check
+        is exact to 1e-6 instead of 5e-2. Whatever the re-runs change in place (running
+        statistics, ``num_batches_tracked``) changes the copies only.
+        """
+        tensors = []
+        seen = set()
+        for m in self.modules:
+            for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]:
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    tensors.append(t)
+        saved = [t.data for t in tensors]
+
+        def restore():
+            for t, original in zip(tensors, saved):
+                t.data = original
+
+        stack.callback(restore)
+        with torch.no_grad():
+            for t in tensors:
+                cast = self.cast64 and t.is_floating_point() and t.dtype != torch.float64
+                t.data = t.data.to(torch.float64) if cast else t.data.clone()
+
+    def _install(self, stack: contextlib.ExitStack, capture: Any) -> None:
+        # modules (which one, which call of it) through global forward hooks; custom
+        # Function.apply calls, which torch function modes do not see; where the script registers
+        # gradient hooks on tensors; then the function mode that logs every op
+        for handle in (_module.register_module_forward_pre_hook(capture.on_module_pre),
+                       _module.register_module_forward_hook(capture.on_module_post)):
+            stack.callback(handle.remove)
+        fn_cls, tensor_cls = torch.autograd.Function, torch.Tensor
+        apply, register_hook = fn_cls.__dict__["apply"], tensor_cls.__dict__["register_hook"]
+        stack.callback(setattr, fn_cls, "apply", apply)
+        fn_cls.apply = classmethod(capture.wrap_apply(apply.__func__))
+        stack.callback(setattr, tensor_cls, "register_hook", register_hook)
+        tensor_cls.register_hook = capture.wrap_register_hook(register_hook)
+        stack.enter_context(capture)

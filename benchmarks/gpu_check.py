@@ -41,11 +41,12 @@ def check_build() -> dict:
 
     start = time.perf_counter()
     state = extension.build_state()
-    print(f"build: {time.perf_counter() - start:.1f} s, dir {state.build_dir}")
+    how = "loaded from the cache" if state.cached else "compiled"
+    print(f"build: {time.perf_counter() - start:.1f} s ({how}), dir {state.build_dir}")
     print(extension.format_backend_report())
     if DEVICE == "cuda" and not state.cuda_ok:
         raise SystemExit(f"FAIL: the cuda backend is not available: {state.cuda_reason}")
-    return {"build_s": state.seconds, "build_dir": str(state.build_dir)}
+    return {"build_s": state.seconds, "build_dir": str(state.build_dir), "build_cached": state.cached}
 
 
 def check_opcheck() -> None:

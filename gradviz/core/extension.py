@@ -85,6 +85,8 @@ class BuildState:
         Why not, when they are not.
     build_dir : pathlib.Path or None
         Where the loaded library was built.
+    cached : bool
+        Whether the library was loaded from the cache (nothing was compiled in this process).
     seconds : float
         Time spent building and loading.
     """
@@ -94,6 +96,7 @@ class BuildState:
     cuda_ok: bool = False
     cuda_reason: str = ""
     build_dir: Path | None = None
+    cached: bool = False
     seconds: float = 0.0
 
 
@@ -160,8 +163,8 @@ def _compiler_problem(with_cuda: bool) -> str:
     return ""
 
 
-def _load(with_cuda: bool) -> Path:
-    """Build (or reuse) and load the library; raise on failure."""
+def _load(with_cuda: bool) -> tuple[Path, bool]:
+    """Build (or reuse) and load the library; return its folder and whether it was cached; raise on failure."""
     from torch.utils import cpp_extension
 
     key = _source_hash(with_cuda)
@@ -186,7 +189,7 @@ def _load(with_cuda: bool) -> Path:
     )
     if not cached:
         print(f"gradviz: built in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
-    return build_dir
+    return build_dir, cached
 
 
 def build_state() -> BuildState:
@@ -219,7 +222,7 @@ def build_state() -> BuildState:
             attempts = [True, False] if want_cuda else [False]
             for with_cuda in attempts:
                 try:
-                    state.build_dir = _load(with_cuda)
+                    state.build_dir, state.cached = _load(with_cuda)
                 except Exception as exc:  # compiler, linker and loader errors all end up here
                     line = first_error_line(str(exc))
                     if with_cuda:

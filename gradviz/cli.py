@@ -48,14 +48,19 @@ def _target_args(p: argparse.ArgumentParser, default: str | None = None) -> None
                    help="memory for kept tensor values in MiB (default 256); past it tensors keep statistics")
 
 
-def _open(args, keep_values: bool = True):
-    """A `Session` with the command's TARGET open (a .gradviz file is loaded, anything else recorded)."""
+def _session(args, keep_values: bool = True):
+    """A `Session` with the recording options of the command line (``--max-nodes``, ``--budget-mb``)."""
     from .core.recorder import DEFAULT_MAX_NODES
     from .core.session import Session
     from .core.tensors import DEFAULT_BUDGET_BYTES
 
     budget = DEFAULT_BUDGET_BYTES if args.budget_mb is None else int(args.budget_mb * 2**20)
-    session = Session(keep_values=keep_values, budget_bytes=budget, max_nodes=args.max_nodes or DEFAULT_MAX_NODES)
+    return Session(keep_values=keep_values, budget_bytes=budget, max_nodes=args.max_nodes or DEFAULT_MAX_NODES)
+
+
+def _open(args, keep_values: bool = True):
+    """A `Session` with the command's TARGET open (a .gradviz file is loaded, anything else recorded)."""
+    session = _session(args, keep_values)
     session.open(args.target, args.param)
     return session
 
@@ -291,7 +296,8 @@ def _cmd_app(args) -> int:
 
         raise GradvizError(f"the desktop app cannot start: {exc}",
                            hint="install the gui extra: pip install 'gradviz[gui]'") from None
-    return run_app(args.target, params=args.param)
+    # the window opens TARGET in the same Session the other commands use (in a worker, with progress)
+    return run_app(args.target, params=args.param, session=_session(args))
 
 
 @_cmd_app.arguments

@@ -478,12 +478,13 @@ def _app() -> QApplication:
 
 
 def build_window(target: str | None = None, params: list[str] | dict | None = None,
-                 settings: QSettings | None = None) -> QtMainWindow:
-    """Make the window and start recording `target` (the last model, else the default); not yet shown."""
+                 settings: QSettings | None = None, session: Session | None = None) -> QtMainWindow:
+    """Make the window on `session` (a new one by default) and start opening `target` (the last model, else
+    the default) in a worker; not yet shown."""
     from gradviz.core.targets import parse_params
 
     _app()
-    win = QtMainWindow(settings)
+    win = QtMainWindow(session if session is not None else Session(), settings=settings)
     if target is None:
         target = str(win.settings.value("last_target", DEFAULT_MODEL))
         if params is None:
@@ -497,7 +498,7 @@ def build_window(target: str | None = None, params: list[str] | dict | None = No
     return win
 
 
-def run_app(target: str | None = None, params: list[str] | None = None) -> int:
+def run_app(target: str | None = None, params: list[str] | None = None, session: Session | None = None) -> int:
     """Open the app on `target` (a built-in model or ``file.py[:function]``; None: the last or default model).
 
     Parameters
@@ -505,6 +506,8 @@ def run_app(target: str | None = None, params: list[str] | None = None) -> int:
     target : str, optional
     params : list of str, optional
         ``"name=value"`` strings, as ``--param`` takes them.
+    session : Session, optional
+        The session the window shows and drives (the command line passes its recording options in it).
 
     Returns
     -------
@@ -512,6 +515,6 @@ def run_app(target: str | None = None, params: list[str] | None = None) -> int:
         The exit code.
     """
     app = _app()
-    win = build_window(target, params)
+    win = build_window(target, params, session=session)
     win.show()
     return app.exec()

@@ -53,10 +53,11 @@ def settings(tmp_path):
 def window(qtbot, settings):
     """A main window (shown, no model yet) that is shut down cleanly after the test."""
     from gradviz.qt import i18n
+    from gradviz.core.session import Session
     from gradviz.qt.app import QtMainWindow
 
     i18n.set_language("en")
-    win = QtMainWindow(settings)
+    win = QtMainWindow(Session(), settings=settings)
     qtbot.addWidget(win)
     win.show()
     yield win

@@ -155,3 +155,19 @@ def test_jobs_run_off_the_gui_thread_and_apply_on_it(qtbot, window, monkeypatch)
     combo = panel.editors["backend"]
     assert [combo.itemText(i) for i in range(combo.count())] == list(session.backends)
     assert seen == {"run": [False, False], "recorded": [True], "checks": [True], "get_backend": {False}}
+
+
+def test_build_window_uses_the_session_the_command_line_made(qtbot, settings):
+    # `gradviz app TARGET --max-nodes 3`: the window records in the CLI's session, with its options
+    from gradviz.qt.app import build_window
+
+    s = Session(max_nodes=3)
+    win = build_window("repeated-layer", settings=settings, session=s)
+    qtbot.addWidget(win)
+    try:
+        qtbot.waitUntil(lambda: not win.is_busy(), timeout=600000)
+        assert win.session is s and s.recording is None
+        assert win.last_error.startswith("error: the autograd graph has more than 3 nodes"), win.last_error
+        assert win.banner.isVisibleTo(win)
+    finally:
+        win.shutdown()

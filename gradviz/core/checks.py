@@ -22,24 +22,15 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import rules as _rules
+from .checktable import FAIL, NO_RULE, PASS, SKIPPED, Check, CheckTable, Tolerance, compare
+from .recorder import leaf_first_use_order
 from .recording import Recording, short_source
+from .rerun import Rerun, rerun_of
 from .sandbox import Sandbox
 from .tensors import TensorData
 
 __all__ = ["Check", "CheckTable", "run_checks", "Tolerance", "compare"]
-
-PASS, FAIL, NO_RULE, SKIPPED = "pass", "fail", "no rule", "skipped"
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Elementwise ``|actual - reference| <= atol + rtol * |reference|``."""
-
-    atol: float
-    rtol: float
-
-    def __str__(self) -> str:
-        return f"atol={self.atol:.0e} rtol={self.rtol:.0e}"
 
 
 def _tolerance_for(dtype: str, kind: str, scale: float) -> Tolerance:
@@ -56,125 +47,24 @@ def _tolerance_for(dtype: str, kind: str, scale: float) -> Tolerance:
     return Tolerance(1e-5 * s, 1e-4)
 
 
-@dataclass
-class Check:
-    """One row of the check table."""
-
-    kind: str
-    what: str
-    reference: str
-    status: str
-    max_abs: float | None = None
-    max_rel: float | None = None
-    tolerance: str = ""
-    node: int | None = None
-    leaf: str | None = None
-    detail: str = ""
-
-    def to_json(self) -> dict:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in self.__dict__.items()}
-
-
-@dataclass
-class CheckTable:
-    """All checks of one recording."""
-
-    rows: list = field(default_factory=list)
-    strict: bool = False
-
-    @property
-    def failed(self) -> list[Check]:
-        return [r for r in self.rows if r.status == FAIL or (self.strict and r.status == NO_RULE)]
-
-    @property
-    def ok(self) -> bool:
-        """True when no row fails (with `strict`, no row lacks a rule either)."""
-        return not self.failed
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for r in self.rows:
-            out[r.status] = out.get(r.status, 0) + 1
-        return out
-
-    def to_json(self) -> dict:
-        return {"ok": self.ok, "strict": self.strict, "counts": self.counts(),
-                "checks": [r.to_json() for r in self.rows]}
-
-    def format(self, width: int = 120) -> str:
-        """The table as aligned text, one row per check, and a summary line."""
-        head = ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result")
-        lines = [head]
-        for r in self.rows:
-            status = r.status.upper() if r.status == FAIL else r.status
-            if self.strict and r.status == NO_RULE:
-                status = "FAIL (no rule)"
-            lines.append((r.kind, r.what, r.reference, _fmt(r.max_abs), _fmt(r.max_rel), r.tolerance, status))
-        widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
-        widths[1] = min(widths[1], 44)
-        widths[2] = min(widths[2], 34)
-        out = []
-        for j, row in enumerate(lines):
-            cells = [str(c)[:widths[i]].ljust(widths[i]) for i, c in enumerate(row)]
-            out.append("  ".join(cells).rstrip())
-            if j == 0:
-                out.append("  ".join("-" * w for w in widths))
-        # why a row was skipped, failed or sampled: one line each, before the summary line
-        notes = [f"  {r.kind} {r.what}: {r.detail.strip().splitlines()[0][:2 * width]}"
-                 for r in self.rows if r.detail.strip()]
-        if notes:
-            out += ["", "notes:", *notes]
-        c = self.counts()
-        summary = ", ".join(f"{v} {k}" for k, v in sorted(c.items()))
-        out.append("")
-        out.append(f"{len(self.rows)} checks: {summary} -> {'OK' if self.ok else 'FAILED'}")
-        return "\n".join(out)
-
-
-def _fmt(x: float | None) -> str:
-    return "" if x is None else f"{x:.2e}"
-
-
-def compare(actual: np.ndarray, reference: np.ndarray, tol: Tolerance) -> tuple[float, float, bool]:
-    """Return ``(max abs error, max rel error, within tolerance)`` of two arrays of one shape."""
-    a = np.asarray(actual, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
-    if a.shape != b.shape:
-        if a.size == b.size:
-            a = a.reshape(b.shape)
-        else:
-            return math.inf, math.inf, False
-    if a.size == 0:
-        return 0.0, 0.0, True
-    with np.errstate(invalid="ignore", over="ignore"):
-        err = np.abs(a - b)
-    same = None
-    if not np.isfinite(err).all():
-        # NaN against NaN and inf against the same inf agree; anything else non-finite does not
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        if not (same | np.isfinite(err)).all():
-            return math.inf, math.inf, False
-        err = np.where(same, 0.0, err)
-        b = np.where(same, 0.0, b)
-    rel = err / np.maximum(np.abs(b), np.finfo(np.float64).tiny)
-    rel = np.where(err == 0, 0.0, rel)
-    ok = bool((err <= tol.atol + tol.rtol * np.abs(b)).all())
-    return float(err.max()), float(rel.max()), ok
-
-
 def _value(t: TensorData | None) -> np.ndarray | None:
     return None if t is None else t.value
 
 
-def run_checks(rec: Recording, *, strict: bool = False, manual: bool = True, finite_diff: bool = True,
-               gradcheck: bool = True, rules: bool = True, flow: bool = True, accumulation: bool = True,
-               fd_max_elements: int = 64, progress: Callable[[float, str], None] | None = None) -> CheckTable:
+def run_checks(rec: Recording, *, rerun: Rerun | None = None, strict: bool = False, manual: bool = True,
+               finite_diff: bool = True, gradcheck: bool = True, rules: bool = True, flow: bool = True,
+               accumulation: bool = True, fd_max_elements: int = 64,
+               progress: Callable[[float, str], None] | None = None) -> CheckTable:
     """Run every check on `rec` and return the table.
 
     Parameters
     ----------
     rec : Recording
+    rerun : Rerun, optional
+        What re-runs the model code (finite differences, gradcheck, the numerical local rule of a
+        custom Function). Default: the one `gradviz.record` remembered for `rec`
+        (`gradviz.core.rerun.rerun_of`); with none (a recording opened from a file) those checks
+        are skipped with a note.
     strict : bool
         Count nodes with no local rule as failures.
     fd_max_elements : int
@@ -183,18 +73,20 @@ def run_checks(rec: Recording, *, strict: bool = False, manual: bool = True, fin
     """
     table = CheckTable(strict=strict)
     progress = progress or (lambda f, m: None)
+    if rerun is None:
+        rerun = rerun_of(rec)
     if manual:
         progress(0.0, "manual calculation")
         table.rows += _manual_checks(rec)
     if finite_diff:
         progress(0.1, "finite differences")
-        table.rows += _fd_checks(rec, fd_max_elements)
+        table.rows += _fd_checks(rec, rerun, fd_max_elements)
     if gradcheck:
         progress(0.4, "gradcheck of custom Functions")
-        table.rows += _gradcheck_checks(rec)
+        table.rows += _gradcheck_checks(rec, rerun)
     if rules:
         progress(0.6, "local rules")
-        table.rows += _rule_checks(rec)
+        table.rows += _rule_checks(rec, rerun)
     if flow:
         progress(0.8, "gradient flow")
         table.rows += _flow_checks(rec)
@@ -266,11 +158,9 @@ def _manual_checks(rec: Recording) -> list[Check]:
 
 
 # ---------------------------------------------------------------------------------------------
-def _fd_checks(rec: Recording, max_elements: int) -> list[Check]:
-    from .recorder import leaf_first_use_order
-
+def _fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int) -> list[Check]:
     rows: list[Check] = []
-    runner = rec.runner
+    runner = None if rerun is None else rerun.runner
     targets = [n for n, info in rec.leaves.items()
                if info.requires_grad and info.grad is not None and info.grad.value is not None]
     if not targets:
@@ -307,12 +197,12 @@ def _fd_checks(rec: Recording, max_elements: int) -> list[Check]:
     probe = next((order[n] for n in targets if n in order), None)
     # the modules' parameters and buffers hold working copies while the model re-runs (the sandbox
     # casts them to float64 with cast64, and restores the originals, untouched, afterwards)
-    copies = Sandbox(modules=rec.modules, cast64=True)
+    copies = Sandbox(modules=rerun.modules, cast64=True)
     try:
         with copies:
             _, probe_dtype = loss_with(probe, 0, 0.0, torch.float64)
     except Exception:  # noqa: BLE001 - a model that cannot run in float64
-        copies = Sandbox(modules=rec.modules, cast64=False)
+        copies = Sandbox(modules=rerun.modules, cast64=False)
         try:
             # differentiate in the model's own dtype, loosely
             with copies:
@@ -369,12 +259,13 @@ def _to64(obj, requires):
     return obj
 
 
-def _gradcheck_checks(rec: Recording) -> list[Check]:
+def _gradcheck_checks(rec: Recording, rerun: Rerun | None) -> list[Check]:
+    replays = {} if rerun is None else rerun.replays
     rows = []
     for node in rec.nodes:
         if node.kind != "custom":
             continue
-        replay = rec.replays.get(node.id)
+        replay = replays.get(node.id)
         what = f"node {node.id} {node.name}" + (f" [{node.backend}]" if node.backend else "")
         if replay is None or replay[0] is None:
             rows.append(Check("gradcheck", what, "torch.autograd.gradcheck, float64", SKIPPED, node=node.id,
@@ -405,19 +296,15 @@ def _gradcheck_checks(rec: Recording) -> list[Check]:
 
 
 # ---------------------------------------------------------------------------------------------
-def _rule_checks(rec: Recording) -> list[Check]:
-    try:
-        from . import rules as _rules
-    except ImportError:
-        _rules = None
+def _rule_checks(rec: Recording, rerun: Rerun | None) -> list[Check]:
     rows = []
     for ev in rec.backward:
         node = rec.nodes[ev.node]
         if node.kind == "leaf":
             continue
         what = f"node {node.id} {node.name}" + (f" [{node.backend}]" if node.backend else "")
-        if _rules is None or not _rules.has_rule(node.torch_name):
-            rows.append(_numeric_vjp_check(rec, node, ev, what) or Check(
+        if not _rules.has_rule(node.torch_name):
+            rows.append(_numeric_vjp_check(rerun, node, ev, what) or Check(
                 "local-rule", what, "no manual rule", NO_RULE, node=node.id,
                 detail=f"no numpy rule for {node.torch_name}"))
             continue
@@ -465,7 +352,7 @@ def _rule_checks(rec: Recording) -> list[Check]:
     return rows
 
 
-def _numeric_vjp_check(rec: Recording, node, ev, what: str, max_elements: int = 64) -> Check | None:
+def _numeric_vjp_check(rerun: Rerun | None, node, ev, what: str, max_elements: int = 64) -> Check | None:
     """The local rule of a custom Function with no numpy rule: its forward, differentiated numerically.
 
     The node's backward turned the gradients that arrived (``grad_outputs``) into one gradient
@@ -475,7 +362,7 @@ def _numeric_vjp_check(rec: Recording, node, ev, what: str, max_elements: int = 
     sample of `max_elements` elements per input beyond that). None when the Function cannot be
     re-run here (a recording opened from a file); skipped when values were not kept.
     """
-    replay = rec.replays.get(node.id)
+    replay = None if rerun is None else rerun.replays.get(node.id)
     if node.kind != "custom" or replay is None or replay[0] is None or replay[1] is None:
         return None
     (fn, args, kwargs), _cls = replay

@@ -1,7 +1,7 @@
 """Errors that gradviz reports to the user as one clear message (exit code 2 on the command line)."""
 from __future__ import annotations
 
-__all__ = ["GradvizError", "ScriptError", "GraphTooLarge", "NonFiniteError", "InplaceModifiedError"]
+__all__ = ["GradvizError", "ScriptError", "GraphTooLarge", "NonFiniteError", "InplaceModifiedError", "Cancelled"]
 
 
 class GradvizError(Exception):
@@ -52,3 +52,10 @@ class NonFiniteError(GradvizError):
 
 class InplaceModifiedError(GradvizError):
     """A tensor saved for backward was modified in place afterwards."""
+
+
+class Cancelled(Exception):
+    """Long work (recording, checks, saving, exporting) was cancelled by the caller.
+
+    Not a `GradvizError`: nothing went wrong, so there is nothing to report but that it stopped.
+    """

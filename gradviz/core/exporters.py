@@ -20,10 +20,12 @@ from typing import Any, Callable, Iterable
 
 
 from .atomic import atomic_path
-from .errors import GradvizError
+from .errors import Cancelled, GradvizError
+from .recording import Recording, io_function
 from .sandbox import gc_paused
-from .recording import Recording
 from .scene import THEMES, Scene, build_scene, get_theme
+from .serialize import recording_to_json
+from .storage import write_recording
 from .timeline import StepState, Timeline
 
 __all__ = ["exporter", "export", "ExportOptions", "Exporter", "exporters", "load_plugins", "register",
@@ -81,7 +83,6 @@ class ExportOptions:
     def check_cancel(self) -> None:
         """Raise `Cancelled` if the caller's cancel hook says so."""
         if self.cancel is not None and self.cancel():
-            from .recorder import Cancelled
             raise Cancelled()
 
     def note(self, message: str) -> None:
@@ -204,6 +205,7 @@ def resolve_step(timeline: Timeline, step: int | None, phase: str | None) -> int
     return last
 
 
+@io_function("export")
 def export(rec: Recording, path: str | os.PathLike, step: int | None = None, phase: str | None = None,
            layout: str = "lr", theme: str = "light", scale: float = 1.0,
            progress: Callable[[float, str], None] | None = None, cancel: Callable[[], bool] | None = None,
@@ -231,7 +233,8 @@ def export(rec: Recording, path: str | os.PathLike, step: int | None = None, pha
     **extra
         Options for some exporters: images take ``region`` (a QRectF of the drawing), ``rolled`` (fold
         the uses of a reused module, as the app can) and ``precomputed`` (a layout to reuse); GIF takes
-        ``max_frames``. Exporters ignore options they do not know.
+        ``max_frames``; ``.gradviz`` takes ``checks`` (a CheckTable to store with the recording).
+        Exporters ignore options they do not know.
 
     Returns
     -------
@@ -280,6 +283,7 @@ def export(rec: Recording, path: str | os.PathLike, step: int | None = None, pha
 REPR_MAX_NODES = 3000
 
 
+@io_function("repr_svg")
 def repr_svg(rec: Recording) -> str:
     """The recording's graph as SVG text (a short SVG note when no SVG exporter is installed or the graph
     has more than `REPR_MAX_NODES` nodes, too big to show inline)."""
@@ -328,8 +332,6 @@ def _caption(rec: Recording, options: ExportOptions) -> str:
 
 @exporter(".json", "the recording as JSON (what gradviz inspect --json prints)")
 def _export_json(rec: Recording, path: Path, options: ExportOptions) -> None:
-    from .serialize import recording_to_json
-
     data = recording_to_json(rec)
     options.report(0.5, "writing JSON")
     with open(path, "w", encoding="utf-8") as fh:
@@ -339,9 +341,8 @@ def _export_json(rec: Recording, path: Path, options: ExportOptions) -> None:
 
 @exporter(".gradviz", "a saved recording: open it again with gradviz or load_recording")
 def _export_gradviz(rec: Recording, path: Path, options: ExportOptions) -> None:
-    from .storage import write_recording
-
-    write_recording(rec, path, checks=getattr(rec, "stored_checks", None), cancel=options.cancel)
+    # checks=TABLE (export(rec, "r.gradviz", checks=table)) stores a check table with it
+    write_recording(rec, path, checks=options.extra.get("checks"), cancel=options.cancel)
 
 
 def _dot_id(text: str) -> str:

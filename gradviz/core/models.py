@@ -16,8 +16,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .buildresult import BuildResult
 from .errors import GradvizError
-from .recorder import BuildResult
 
 __all__ = ["ModelSpec", "MODELS", "model", "repeated_layer_manual"]
 

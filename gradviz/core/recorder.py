@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -20,13 +19,18 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import backends as _backends
-from .errors import GradvizError, GraphTooLarge, InplaceModifiedError, NonFiniteError
+from .buildresult import BuildResult
+from .errors import Cancelled, GradvizError, GraphTooLarge, InplaceModifiedError, NonFiniteError
 from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording
+from .rerun import RecordedRun, Rerun, remember
 from .sandbox import Sandbox
 from .saved import read_saved
+from .targets import resolve_target
 from .tensors import DEFAULT_BUDGET_BYTES, TensorData, TensorStore
 
-__all__ = ["record", "BuildResult", "Cancelled", "DEFAULT_MAX_NODES", "leaf_first_use_order"]
+# BuildResult and Cancelled lived here once: still importable from here
+__all__ = ["record", "record_run", "RecordedRun", "BuildResult", "Cancelled", "DEFAULT_MAX_NODES",
+           "leaf_first_use_order"]
 
 DEFAULT_MAX_NODES = 200_000
 _TORCH_DIR = os.path.dirname(torch.__file__)
@@ -35,28 +39,6 @@ _INTERNAL_FILES = {os.path.join(_HERE, f) for f in ("recorder.py", "backends.py"
 _INPLACE_DUNDERS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow__", "__iand__", "__ior__",
                     "__ixor__", "__imatmul__", "__ifloordiv__", "__imod__"}
 _SKIP_FUNCS = {"__get__", "__set__", "__repr__", "__format__", "__bool__", "__len__", "__hash__"}
-
-
-class Cancelled(Exception):
-    """Recording was cancelled by the caller."""
-
-
-@dataclass
-class BuildResult:
-    """What a model's build function gave back, normalised.
-
-    Attributes
-    ----------
-    loss : torch.Tensor
-    leaves : dict of str to torch.Tensor
-        Named tensors (leaves that need grad, and inputs that do not).
-    module : torch.nn.Module or None
-        A module whose ``named_parameters()`` and ``named_modules()`` name leaves and module paths.
-    """
-
-    loss: Any
-    leaves: dict
-    module: Any = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,16 +285,37 @@ def record(target: Any, *, params: dict | None = None, keep_values: bool = True,
     Returns
     -------
     Recording
+        Data only. What re-runs the model for the checks is remembered for it while it lives
+        (`gradviz.core.rerun.rerun_of`), so ``gradviz.run_checks(rec)`` finds it.
     """
-    from .targets import resolve_target
+    return record_run(target, params=params, keep_values=keep_values, budget_bytes=budget_bytes,
+                      max_nodes=max_nodes, check_finite=check_finite, progress=progress,
+                      cancel=cancel).recording
 
+
+def record_run(target: Any, *, params: dict | None = None, keep_values: bool = True,
+               budget_bytes: int = DEFAULT_BUDGET_BYTES, max_nodes: int = DEFAULT_MAX_NODES,
+               check_finite: bool = True, progress: Callable[[float, str], None] | None = None,
+               cancel: Callable[[], bool] | None = None) -> RecordedRun:
+    """Record `target` as `record` does, and return the recording with its `Rerun`.
+
+    Takes the same arguments as `record`. The `Rerun` (runner, custom Function replays, modules)
+    is also remembered for the recording, as `record` does.
+
+    Returns
+    -------
+    RecordedRun
+        ``.recording`` (the data) and ``.rerun`` (what re-runs the model).
+    """
     runner = resolve_target(target, params)
     with Sandbox(pause_gc=True):
-        return _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
-                       progress or (lambda f, m: None), cancel)
+        run = _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
+                      progress or (lambda f, m: None), cancel)
+    remember(run.recording, run.rerun)
+    return run
 
 
-def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress, cancel) -> Recording:
+def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress, cancel) -> RecordedRun:
     t_start = time.perf_counter()
     store = TensorStore(keep_values, budget_bytes)
     cap = _ForwardCapture(store, cancel=cancel)
@@ -415,10 +418,9 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
                                                        "backward": t_backward - t_forward,
                                                        "total": time.perf_counter() - t_start}},
         manual=manual, leaf_order=[names.get(t, f"source{i}") for i, t in enumerate(cap.leaf_seen)],
-        source_values=cap.source_data,
-        runner=runner, replays=replays, modules=list(cap.module_order))
+        source_values=cap.source_data)
     progress(1.0, "done")
-    return rec
+    return RecordedRun(rec, Rerun(runner, replays, list(cap.module_order)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,19 +1,44 @@
 """The data a recording holds: forward events, the unrolled graph, backward events, leaves.
 
 A `Recording` is plain data: it holds no live tensors and no autograd graph, so it can be viewed,
-stepped, checked, saved and exported after the model has gone.
+stepped, checked, saved and exported after the model has gone. What re-runs the model lives apart,
+in a `gradviz.core.rerun.Rerun`.
+
+Its ``save``, ``export`` and ``_repr_svg_`` methods call into the I/O layer (storage, exporters),
+which sits above this module and imports it. So that this module never imports upward, the I/O
+layer registers its functions here with `io_function` when it is imported, and ``gradviz.core``
+imports it: any code that can hold a Recording has imported ``gradviz.core`` first.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .tensors import TensorData
 
-__all__ = ["short_source", "ForwardEvent", "GraphNode", "BackwardEvent", "Contribution", "LeafInfo", "Recording"]
+__all__ = ["short_source", "ForwardEvent", "GraphNode", "BackwardEvent", "Contribution", "LeafInfo", "Recording",
+           "io_function"]
+
+# "save", "export", "repr_svg": filled by the I/O layer (gradviz.core.storage, gradviz.core.exporters)
+_IO: dict[str, Callable] = {}
+
+
+def io_function(name: str) -> Callable[[Callable], Callable]:
+    """Register the decorated function as the I/O layer's `name` (``"save"``, ``"export"``, ``"repr_svg"``)."""
+    def register(fn: Callable) -> Callable:
+        _IO[name] = fn
+        return fn
+    return register
+
+
+def _io(name: str) -> Callable:
+    fn = _IO.get(name)
+    if fn is None:  # only when gradviz.core was bypassed (gradviz.core/__init__ imports the I/O layer)
+        raise RuntimeError(f"the I/O layer has not registered {name!r}: import gradviz.core")
+    return fn
 
 
 def short_source(source: str | None, empty: str = "") -> str:
@@ -236,12 +261,6 @@ class Recording:
     manual: dict | None = None
     leaf_order: list = field(default_factory=list)
     source_values: list = field(default_factory=list)
-    # live hooks for checks that re-run code; never serialised
-    runner: Any = field(default=None, repr=False)
-    replays: dict = field(default_factory=dict, repr=False)
-    modules: list = field(default_factory=list, repr=False)  # the nn.Modules that ran, in order of first use
-    # the check table saved with the recording (set when opened from a .gradviz file)
-    stored_checks: Any = field(default=None, repr=False)
     _graph: Any = field(default=None, repr=False)
 
     @property
@@ -282,21 +301,15 @@ class Recording:
 
     def save(self, path, checks=None):
         """Save to a ``.gradviz`` file atomically (see `gradviz.core.storage.save_recording`)."""
-        from .storage import save_recording
-
-        return save_recording(self, path, checks=checks)
+        return _io("save")(self, path, checks=checks)
 
     def export(self, path, **options):
         """Export to a file; the format comes from the extension (see `gradviz.core.exporters.export`)."""
-        from .exporters import export
-
-        return export(self, path, **options)
+        return _io("export")(self, path, **options)
 
     def _repr_svg_(self) -> str:
         """The graph as SVG text, so Jupyter shows a recording as its drawing."""
-        from .exporters import repr_svg
-
-        return repr_svg(self)
+        return _io("repr_svg")(self)
 
     def summary(self) -> str:
         """One line: what was recorded and how big it is."""

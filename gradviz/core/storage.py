@@ -31,16 +31,20 @@ from typing import Any, Callable
 import numpy as np
 
 from .atomic import atomic_path
-from .errors import GradvizError
-from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording
+from .checktable import CheckTable
+from .document import Document
+from .errors import Cancelled, GradvizError
+from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording, io_function
 from .tensors import TensorData
 
-__all__ = ["save_recording", "load_recording", "write_recording", "STORAGE_FORMAT", "STORAGE_VERSION",
-           "SUFFIX", "MAX_MEMBERS", "MAX_JSON_BYTES", "DEFAULT_MAX_BYTES", "MAX_COMPRESSION_RATIO"]
+__all__ = ["read_document", "write_document", "save_recording", "load_recording", "write_recording",
+           "open_patterns", "STORAGE_FORMAT", "STORAGE_VERSION", "SUFFIX", "OPEN_SUFFIXES", "MAX_MEMBERS", "MAX_JSON_BYTES", "DEFAULT_MAX_BYTES",
+           "MAX_COMPRESSION_RATIO"]
 
 STORAGE_FORMAT = "gradviz-saved-recording"
 STORAGE_VERSION = 1
 SUFFIX = ".gradviz"
+OPEN_SUFFIXES = (SUFFIX,)  # every suffix read_document opens
 MAX_MEMBERS = 64
 MAX_JSON_BYTES = 1 << 30
 DEFAULT_MAX_BYTES = 16 << 30
@@ -90,7 +94,6 @@ class _Encoder:
         if hit is not None:
             return hit
         if self._cancel is not None and (len(self.tensors) & 1023) == 1023 and self._cancel():
-            from .recorder import Cancelled
             raise Cancelled()
         entry = {"shape": [int(s) for s in t.shape], "dtype": t.dtype, "device": t.device,
                  "requires_grad": bool(t.requires_grad), "uid": int(t.uid),
@@ -167,13 +170,11 @@ def _encode(rec: Recording, checks: Any, cancel: Callable[[], bool] | None) -> t
     return doc, enc
 
 
-def write_recording(rec: Recording, path: str | os.PathLike, checks: Any = None,
-                    cancel: Callable[[], bool] | None = None) -> None:
-    """Write `rec` to `path` directly (not atomically: `save_recording` wraps this)."""
-    doc, enc = _encode(rec, checks, cancel)
+def _write(path: str | os.PathLike, doc: Document, cancel: Callable[[], bool] | None) -> None:
+    data, enc = _encode(doc.recording, doc.checks, cancel)
     with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
         zf.writestr(zipfile.ZipInfo("recording.json", (1980, 1, 1, 0, 0, 0)),
-                    json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8"),
+                    json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8"),
                     compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
         for name, parts in enc.arrays.items():
             dtype = parts[0].dtype
@@ -185,24 +186,20 @@ def write_recording(rec: Recording, path: str | os.PathLike, checks: Any = None,
                     fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (total,)})
                 for k, p in enumerate(parts):
                     if cancel is not None and (k & 1023) == 1023 and cancel():
-                        from .recorder import Cancelled
                         raise Cancelled()
                     fh.write(p.tobytes())
 
 
-def save_recording(rec: Recording, path: str | os.PathLike, checks: Any = None,
-                   cancel: Callable[[], bool] | None = None) -> Path:
-    """Save `rec` to a ``.gradviz`` file, atomically.
+def write_document(path: str | os.PathLike, doc: Document, cancel: Callable[[], bool] | None = None) -> Path:
+    """Save a document (a recording and its stored checks) to a ``.gradviz`` file, atomically.
 
     Parameters
     ----------
-    rec : Recording
     path : str or os.PathLike
         The file to write; an existing file is replaced only once the new one is complete.
-    checks : CheckTable, optional
-        A check table to store with it (default: the recording's own ``stored_checks``, if any).
+    doc : Document
     cancel : callable, optional
-        Polled while writing; returning True stops with `Cancelled` and leaves no file behind.
+        Polled while writing; returning True stops with `Cancelled` and leaves the old file as it was.
 
     Returns
     -------
@@ -214,11 +211,37 @@ def save_recording(rec: Recording, path: str | os.PathLike, checks: Any = None,
     GradvizError
         The path cannot be written.
     """
-    if checks is None:
-        checks = getattr(rec, "stored_checks", None)
     with atomic_path(path) as tmp:
-        write_recording(rec, tmp, checks, cancel)
+        _write(tmp, doc, cancel)
     return Path(os.fspath(path)).absolute()
+
+
+def write_recording(rec: Recording, path: str | os.PathLike, checks: CheckTable | None = None,
+                    cancel: Callable[[], bool] | None = None) -> None:
+    """Write `rec` (and `checks`) to `path` directly, not atomically (exporters make it atomic)."""
+    _write(path, Document(rec, checks), cancel)
+
+
+@io_function("save")
+def save_recording(rec: Recording, path: str | os.PathLike, checks: CheckTable | None = None,
+                   cancel: Callable[[], bool] | None = None) -> Path:
+    """Save `rec` to a ``.gradviz`` file, atomically: ``write_document(path, Document(rec, checks))``.
+
+    Parameters
+    ----------
+    rec : Recording
+    path : str or os.PathLike
+    checks : CheckTable, optional
+        A check table to store with it.
+    cancel : callable, optional
+        Polled while writing; returning True stops with `Cancelled`.
+
+    Returns
+    -------
+    pathlib.Path
+        The absolute path written.
+    """
+    return write_document(path, Document(rec, checks), cancel)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,7 +405,7 @@ def _hashable(v: Any) -> Any:
     return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
 
 
-def _decode(path: Path, doc: dict, arrays: dict[str, np.ndarray]) -> Recording:
+def _decode(path: Path, doc: dict, arrays: dict[str, np.ndarray]) -> Document:
     d = _Decoder(path, doc, arrays)
     forward = [ForwardEvent(index=int(e["index"]), op=_str(e["op"]), inputs=d.tensors_of(e["inputs"]),
                             outputs=d.tensors_of(e["outputs"]), source=_opt_str(e["source"]),
@@ -438,41 +461,46 @@ def _decode(path: Path, doc: dict, arrays: dict[str, np.ndarray]) -> Recording:
         manual = {_str(k): v for k, v in d.plain(doc["manual"])}
     checks = None
     if doc.get("checks") is not None:
-        checks = _checks_from_json(doc["checks"])
+        checks = CheckTable.from_json(doc["checks"])
     rec = Recording(
         target=_str(doc["target"]), params=d.plain(doc["params"]), forward=forward, nodes=nodes, edges=edges,
         input_edges=input_edges, backward=backward, leaves=leaves, loss=d.tensor(doc["loss"]),
         root=int(doc["root"]), keep_values=bool(doc["keep_values"]), budget_bytes=int(doc["budget_bytes"]),
         dropped=d.plain(doc["dropped"]), meta=d.plain(doc["meta"]), manual=manual,
-        leaf_order=d.plain(doc["leaf_order"]), source_values=d.tensors_of(doc["source_values"]) or [],
-        runner=None)
-    rec.stored_checks = checks
-    return rec
+        leaf_order=d.plain(doc["leaf_order"]), source_values=d.tensors_of(doc["source_values"]) or [])
+    return Document(rec, checks)
 
 
-def _checks_from_json(data: dict) -> Any:
-    from .checks import Check, CheckTable
-
-    names = ("kind", "what", "reference", "status", "max_abs", "max_rel", "tolerance", "node", "leaf", "detail")
-    rows = []
-    for row in data["checks"]:
-        rows.append(Check(**{k: row[k] for k in names if k in row}))
-    return CheckTable(rows=rows, strict=bool(data.get("strict", False)))
+def open_patterns() -> list[str]:
+    """File-name patterns of what `read_document` opens (``["*.gradviz"]``), for file dialogs."""
+    return [f"*{suffix}" for suffix in OPEN_SUFFIXES]
 
 
 def load_recording(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> Recording:
-    """Open a ``.gradviz`` file: the recording as it was saved, with ``runner=None``.
+    """Open a ``.gradviz`` file and return its recording (`read_document` gives its stored checks too)."""
+    return read_document(path, max_bytes=max_bytes).recording
+
+
+def read_document(path: str | os.PathLike, progress: Callable[[float, str], None] | None = None,
+                  cancel: Callable[[], bool] | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
+    """Open a ``.gradviz`` file: the recording as it was saved, and the checks stored with it.
+
+    The recording has no `Rerun`: the model is not here to run again.
 
     Parameters
     ----------
     path : str or os.PathLike
+    progress : callable, optional
+        ``progress(fraction, message)``, called as reading advances.
+    cancel : callable, optional
+        Polled between the stages of reading; returning True stops with `Cancelled`.
     max_bytes : int
         Refuse files whose members declare more than this many bytes in all (default 16 GiB).
 
     Returns
     -------
-    Recording
-        With ``stored_checks`` set to the check table saved with it (None if none was).
+    Document
+        ``checks`` is the table saved with the recording, or None if none was.
 
     Raises
     ------
@@ -480,7 +508,15 @@ def load_recording(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) 
         The file is missing, not a recording, truncated, corrupted, hostile (unexpected members,
         pickled data, sizes past the limits) or made by a newer gradviz.
     """
+    report = progress or (lambda f, m: None)
+
+    def stage(fraction: float, message: str) -> None:
+        if cancel is not None and cancel():
+            raise Cancelled()
+        report(fraction, message)
+
     p = Path(os.fspath(path)).expanduser()
+    stage(0.0, "opening the file")
     if not p.exists():
         raise GradvizError(f"cannot open {str(p)!r}: no such file", hint="check the path")
     if p.is_dir():
@@ -508,6 +544,7 @@ def load_recording(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) 
                                    f"version {version}; this gradviz reads up to version {STORAGE_VERSION})",
                                    hint="upgrade gradviz: pip install -U gradviz")
             arrays = {}
+            stage(0.2, "reading the arrays")
             for name, info in members.items():
                 m = _ARRAY_MEMBER.fullmatch(name)
                 if m:
@@ -516,8 +553,11 @@ def load_recording(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) 
             raise _refuse(p, f"it is truncated or corrupted ({exc})") from None
         except (OSError, EOFError, zipfile.LargeZipFile) as exc:
             raise _refuse(p, f"it cannot be read ({exc})") from None
+    stage(0.6, "rebuilding the recording")
     try:
-        return _decode(p, doc, arrays)
+        out = _decode(p, doc, arrays)
+        report(1.0, "done")
+        return out
     except GradvizError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as exc:

@@ -8,8 +8,9 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import GradvizError, ScriptError
-from .recorder import BuildResult, Cancelled
+from .buildresult import BuildResult
+from .errors import Cancelled, GradvizError, ScriptError
+from .models import MODELS
 
 __all__ = ["resolve_target", "Runner", "ScriptRunner", "BuiltinRunner", "CallableRunner", "parse_params"]
 
@@ -222,8 +223,6 @@ def parse_params(items: list[str] | None) -> dict:
 
 def resolve_target(target: Any, params: dict | None = None) -> Runner:
     """Return a `Runner` for a built-in model name, a script ``path.py[:function]`` or a callable."""
-    from .models import MODELS
-
     if isinstance(target, Runner):
         return target
     if callable(target):

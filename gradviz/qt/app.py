@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QStyle
 
 from gradviz.core.layout import layered_layout
 from gradviz.core.session import Session
-from gradviz.core.storage import SUFFIX
+from gradviz.core.storage import open_patterns
 from gradviz.core.timeline import Timeline
 
 from . import gc_guard, i18n
@@ -424,8 +424,9 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
     def open_recording(self, path: str | None = None) -> None:
         """Open a saved recording (``.gradviz``); asks for the file when `path` is None."""
         if path is None:
+            # offer exactly the files the loader opens
             path, _ = QFileDialog.getOpenFileName(self, tr("Open recording…"), os.getcwd(),
-                                                  f"{tr('Recordings')} (*{SUFFIX})")
+                                                  f"{tr('Recordings')} ({' '.join(open_patterns())})")
             if not path:
                 return
         self.open_target(str(path), {})

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBo
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
-from ..core.errors import GradvizError
+from ..core.errors import Cancelled, GradvizError
 from ..core.exporters import LAYOUTS, THEMES, ExportOptions, export, exporter, exporters
 from .i18n import tr
 from .pyside_fix import protect_none
@@ -377,8 +377,6 @@ class _ExportWorker(QObject):
         self.cancel_event = threading.Event()
 
     def run(self) -> None:
-        from ..core.recorder import Cancelled
-
         try:
             out = export(self.rec, self.path, progress=lambda f, m: self.progressed.emit(f, m),
                          cancel=self.cancel_event.is_set, **self.options)

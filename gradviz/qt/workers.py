@@ -9,8 +9,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QThread, Signal
 
-from gradviz.core.errors import GradvizError
-from gradviz.core.recorder import Cancelled
+from gradviz.core.errors import Cancelled, GradvizError
 from gradviz.core.session import Job, JobResult, Session, error_message
 
 __all__ = ["QtTask", "QtJob", "error_text"]

@@ -19,7 +19,7 @@ from gradviz.core.atomic import TEMP_PREFIX
 from gradviz.core.scene import build_scene
 from gradviz.core.errors import GradvizError
 from gradviz.core.serialize import recording_to_json
-from gradviz.core.storage import load_recording
+from gradviz.core.storage import load_recording, read_document
 from gradviz.core.timeline import Timeline
 
 
@@ -219,7 +219,7 @@ def test_failing_exporter_keeps_the_old_file_and_no_temp(rec, tmp_path):
 
 
 def test_cancelled_export_leaves_nothing(rec, tmp_path):
-    from gradviz.core.recorder import Cancelled
+    from gradviz.core.errors import Cancelled
 
     calls = []
 
@@ -250,7 +250,7 @@ def test_cli_record_check_export(tmp_path, capsys):
     run = tmp_path / "run.gradviz"
     assert main(["record", "sum-xy-plus-z", "-o", str(run)]) == 0
     assert "checks pass" in capsys.readouterr().out
-    stored = load_recording(run).stored_checks
+    stored = read_document(run).checks
     assert stored is not None and stored.ok and any(r.kind == "finite-diff" and r.status == "pass"
                                                     for r in stored.rows)
     # check on the file prints the stored table (the finite-difference rows passed at record time)

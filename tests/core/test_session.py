@@ -14,7 +14,7 @@ import gradviz
 from gradviz.core.session import jobs as session_jobs
 from gradviz.core.errors import GradvizError, ScriptError
 from gradviz.core.session import Session, source_of
-from gradviz.core.storage import load_recording, save_recording
+from gradviz.core.storage import read_document, save_recording
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,8 +214,8 @@ def test_export_gradviz_saves_the_sessions_checks(tmp_path):
     s.open("sum-xy-plus-z")
     table = s.run_checks()
     path = s.export(tmp_path / "run.gradviz")
-    back = load_recording(path)
-    assert back.stored_checks is not None and len(back.stored_checks.rows) == len(table.rows)
+    back = read_document(path)
+    assert back.checks is not None and len(back.checks.rows) == len(table.rows)
     dot = s.export(tmp_path / "graph.dot", phase="backward")
     assert dot.read_text().startswith("digraph")
 

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ from gradviz.core.atomic import TEMP_PREFIX
 from gradviz.core.checks import run_checks
 from gradviz.core.errors import GradvizError
 from gradviz.core.serialize import recording_to_json
-from gradviz.core.storage import STORAGE_VERSION, load_recording, save_recording, write_recording
+from gradviz.core.rerun import rerun_of
+from gradviz.core.storage import (STORAGE_VERSION, load_recording, read_document, save_recording, write_document,
+                                  write_recording)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,8 @@ def test_round_trip_same_graph_events_values(recs, tmp_path, name):
     save_recording(rec, path)
     back = load_recording(path)
     _same(rec, back)
-    assert back.runner is None and back.stored_checks is None
+    assert rerun_of(back) is None and read_document(path).checks is None
+    assert not hasattr(back, "runner") and not hasattr(back, "stored_checks")
     assert back.edges == rec.edges and back.input_edges == rec.input_edges
     assert back.backward_order == rec.backward_order
     assert back.leaf_order == rec.leaf_order
@@ -109,11 +113,11 @@ def test_stored_checks_round_trip(recs, tmp_path):
     rec = recs["sum-xy-plus-z"]
     table = run_checks(rec)
     save_recording(rec, tmp_path / "c.gradviz", checks=table)
-    back = load_recording(tmp_path / "c.gradviz")
-    assert back.stored_checks.to_json() == table.to_json()
-    assert back.stored_checks.format() == table.format()
+    doc = read_document(tmp_path / "c.gradviz")
+    assert doc.checks.to_json() == table.to_json()
+    assert doc.checks.format() == table.format()
     # checks run on the opened file skip what needs the model, with that reason
-    fresh = run_checks(back)
+    fresh = run_checks(doc.recording)
     assert any("opened from a file" in r.detail for r in fresh.rows if r.status == "skipped")
 
 
@@ -121,11 +125,11 @@ def test_saving_an_opened_recording_again_keeps_everything(recs, tmp_path):
     rec = recs["rnn-unrolled"]
     table = run_checks(rec)
     save_recording(rec, tmp_path / "a.gradviz", checks=table)
-    once = load_recording(tmp_path / "a.gradviz")
-    once.save(tmp_path / "b.gradviz")  # its stored checks go with it
-    twice = load_recording(tmp_path / "b.gradviz")
-    _same(rec, twice)
-    assert twice.stored_checks.to_json() == table.to_json()
+    once = read_document(tmp_path / "a.gradviz")
+    write_document(tmp_path / "b.gradviz", once)  # its stored checks go with it
+    twice = read_document(tmp_path / "b.gradviz")
+    _same(rec, twice.recording)
+    assert twice.checks.to_json() == table.to_json()
 
 
 def test_recording_save_method(recs, tmp_path):
@@ -294,7 +298,7 @@ def test_failed_save_keeps_old_file_and_leaves_no_temp(recs, tmp_path, monkeypat
 
 
 def test_cancelled_save_leaves_nothing(recs, tmp_path):
-    from gradviz.core.recorder import Cancelled
+    from gradviz.core.errors import Cancelled
 
     rec = gradviz.record("rnn-unrolled", params={"T": 200})
     with pytest.raises(Cancelled):
@@ -327,3 +331,19 @@ def test_write_recording_is_plain_zip_of_json_and_npy(recs, tmp_path):
         arr = np.load(io.BytesIO(zf.read("arrays/float32.npy")), allow_pickle=False)
         assert arr.ndim == 1 and arr.dtype == np.float32
     assert not any(p.name.startswith(TEMP_PREFIX) for p in tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# files written by earlier versions keep opening
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", ["repeated-layer", "mlp"])
+def test_format_v1_files_still_open(name):
+    """Files written (before the schema was unified) by gradviz 0.1's storage, with their inspect --json."""
+    doc = read_document(DATA / f"v1-{name}.gradviz")
+    expected = json.loads((DATA / f"v1-{name}.inspect.json").read_text())
+    got = json.loads(json.dumps(recording_to_json(doc.recording, values=True, checks=doc.checks)))
+    assert got == expected
+    assert (doc.checks is not None) == ("checks" in expected)

@@ -325,12 +325,13 @@ def test_open_recording_and_export_actions(qtbot, window):
 
 def test_a_saved_recording_opens_as_a_target_without_running_the_model(qtbot, window, tmp_path):
     from gradviz.core import record
+    from gradviz.core.rerun import rerun_of
     from gradviz.core.storage import save_recording
 
     path = tmp_path / "run.gradviz"
     save_recording(record("rnn-unrolled", params={"T": 3}), path)
     open_and_wait(qtbot, window, str(path))
-    assert window.recording is not None and window.recording.runner is None
+    assert window.recording is not None and rerun_of(window.recording) is None
     assert window.recording.target == "rnn-unrolled"
     assert len(window.recording.nodes) == len(record("rnn-unrolled", params={"T": 3}).nodes)
     assert not window.banner_label.isVisible() or not window.banner_label.text()

@@ -4,8 +4,8 @@ A job is a long command: ``job.run(progress, cancelled)`` does the work in any t
 session state and never raises; ``Session.apply(result)`` takes the `JobResult` on the session's own
 thread. The rules live here once: a ``.gradviz`` file is loaded (no model code runs, ``params`` do not
 apply), anything else is recorded; the checks of a recording whose model cannot run again are the
-ones stored with it. Every access to how a recording carries its re-run state and its stored checks is
-in `_rerun_of`, `_stored_checks_of` and `_checks` below.
+ones stored with it (a file opens as a `Document`: the recording and its checks; a recording made
+here comes with its `Rerun`).
 """
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from typing import Any, Callable
 
 from ..backends import backend_names, get_backend
 from ..checks import CheckTable, run_checks
-from ..errors import GradvizError
+from ..document import Document
+from ..errors import Cancelled, GradvizError
 from ..exporters import export as export_recording
 from ..models import MODELS
-from ..recorder import Cancelled, record
+from ..recorder import record_run
 from ..recording import Recording
-from ..storage import SUFFIX, load_recording, save_recording
+from ..rerun import Rerun
+from ..storage import SUFFIX, read_document, write_document
 from ..targets import Runner, parse_params
 from ..timeline import Timeline
 
@@ -53,22 +55,9 @@ def error_message(exc: BaseException) -> str:
     return f"error: {type(exc).__name__}: {exc}"
 
 
-# -- the places that know how a recording carries its re-run state and stored checks -----------
-# (today: ``rec.runner`` and ``rec.stored_checks``; every access is in these three functions)
-def _rerun_of(rec: Recording) -> Any:
-    """The live objects that re-run the model for the checks; None for a loaded file."""
-    return rec.runner
-
-
-def _stored_checks_of(rec: Recording) -> CheckTable | None:
-    """The check table saved with a loaded recording, if any."""
-    return getattr(rec, "stored_checks", None)
-
-
-def _checks(rec: Recording, rerun: Any, progress: Progress, **options: Any) -> CheckTable:
+def _checks(rec: Recording, rerun: Rerun | None, progress: Progress, **options: Any) -> CheckTable:
     """Run the checks of `rec`; the ones that need model code run only with `rerun`."""
-    del rerun  # today the recording carries its runner itself
-    return run_checks(rec, progress=progress, **options)
+    return run_checks(rec, rerun=rerun, progress=progress, **options)
 
 
 def backend_availability() -> dict[str, tuple[bool, str]]:
@@ -153,7 +142,7 @@ class Opened:
     params: dict
     source: str
     recording: Recording
-    rerun: Any
+    rerun: Rerun | None
     checks: CheckTable | None
     timeline: Timeline
     backends: dict = dataclasses.field(default_factory=dict)
@@ -177,8 +166,8 @@ class OpenJob(Job):
                 raise GradvizError(f"--param does not apply to a saved recording ({os.fspath(target)})",
                                    hint="parameters are fixed when recording: gradviz record MODEL --param ... -o FILE")
             progress(0.0, "Opening…")
-            rec = load_recording(target)
-            rerun, checks = None, _stored_checks_of(rec)
+            doc = read_document(target)
+            rec, rerun, checks = doc.recording, None, doc.checks
             target = os.fspath(target)
             backends = {}
         else:
@@ -195,10 +184,11 @@ class OpenJob(Job):
                 if cancelled():
                     raise Cancelled()
             o = self.options
-            rec = record(target, params=params or None, keep_values=o["keep_values"],
-                         budget_bytes=o["budget_bytes"], max_nodes=o["max_nodes"], check_finite=o["check_finite"],
-                         progress=lambda f, m: progress(0.85 * f, m), cancel=cancelled)
-            rerun, checks = _rerun_of(rec), None
+            run = record_run(target, params=params or None, keep_values=o["keep_values"],
+                             budget_bytes=o["budget_bytes"], max_nodes=o["max_nodes"],
+                             check_finite=o["check_finite"], progress=lambda f, m: progress(0.85 * f, m),
+                             cancel=cancelled)
+            rec, rerun, checks = run.recording, run.rerun, None
             if has_backend:
                 progress(0.85, "Checking which backends can run…")
                 backends = backend_availability()
@@ -211,7 +201,7 @@ class OpenJob(Job):
 class ChecksJob(Job):
     kind = "checks"
 
-    def __init__(self, rec: Recording, rerun: Any, stored: CheckTable | None, options: dict):
+    def __init__(self, rec: Recording, rerun: Rerun | None, stored: CheckTable | None, options: dict):
         self.recording, self.rerun, self.stored, self.options = rec, rerun, stored, options
 
     def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> CheckTable:
@@ -234,5 +224,5 @@ class ExportJob(Job):
             raise GradvizError("there is no recording to export", hint="open a model first")
         if str(os.fspath(self.path)).lower().endswith(SUFFIX):
             # the document: the recording with the checks the session has (stored or run now)
-            return save_recording(self.recording, self.path, checks=self.checks, cancel=cancelled)
+            return write_document(self.path, Document(self.recording, self.checks), cancel=cancelled)
         return export_recording(self.recording, self.path, progress=progress, cancel=cancelled, **self.options)

@@ -6,16 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import CheckTable
-from ..errors import GradvizError
+from ..errors import Cancelled, GradvizError
 from ..events import Signal
 from ..flow import GradientFlow, gradient_flow
 from ..models import MODELS
-from ..recorder import DEFAULT_MAX_NODES, Cancelled
+from ..recorder import DEFAULT_MAX_NODES
 from ..recording import Recording
+from ..rerun import Rerun, rerun_of
 from ..tensors import DEFAULT_BUDGET_BYTES
 from ..timeline import Stepper, StepState, Timeline
-from .jobs import (ChecksJob, ExportJob, Job, JobResult, Opened, OpenJob, Progress, _rerun_of, _stored_checks_of,
-                   source_of)
+from .jobs import ChecksJob, ExportJob, Job, JobResult, Opened, OpenJob, Progress, source_of
 
 __all__ = ["Session"]
 
@@ -61,10 +61,11 @@ class Session:
         self._params: dict = {}
         self._source: str | None = None
         self._recording: Recording | None = None
-        self._rerun: Any = None
+        self._rerun: Rerun | None = None
         self._timeline: Timeline | None = None
         self._stepper: Stepper | None = None
         self._checks: CheckTable | None = None
+        self._stored_checks: CheckTable | None = None  # the ones a loaded file holds
         self._flow: GradientFlow | None = None
         self._open_job: Job | None = None
         self._backends: dict[str, tuple[bool, str]] = {}
@@ -90,7 +91,7 @@ class Session:
         return self._recording
 
     @property
-    def rerun_state(self) -> Any:
+    def rerun_state(self) -> Rerun | None:
         """The live objects that re-run the model for the checks; None when it cannot run again (a file)."""
         return self._rerun
 
@@ -153,8 +154,8 @@ class Session:
 
     def checks_job(self, strict: bool = False, finite_diff: bool = True, fd_max_elements: int = 64) -> Job:
         """A job that checks the current recording (the stored checks when the model cannot run again)."""
-        return ChecksJob(self._recording, self._rerun, _stored_checks_of(self._recording) if self._recording
-                          else None, {"strict": strict, "finite_diff": finite_diff, "fd_max_elements": fd_max_elements})
+        return ChecksJob(self._recording, self._rerun, self._stored_checks,
+                         {"strict": strict, "finite_diff": finite_diff, "fd_max_elements": fd_max_elements})
 
     def export_job(self, path: str | os.PathLike, **options: Any) -> Job:
         """A job that exports the recording to `path` (options as `gradviz.core.exporters.export`)."""
@@ -186,13 +187,18 @@ class Session:
             self.checks_done.emit(result.value)
         return True
 
-    def set_recording(self, rec: Recording, timeline: Timeline | None = None) -> None:
-        """Show a recording made elsewhere (``gradviz.record(...)``), at step 0; emits `recorded`."""
-        rerun = _rerun_of(rec)
+    def set_recording(self, rec: Recording, timeline: Timeline | None = None, *, rerun: Rerun | None = None,
+                      checks: CheckTable | None = None) -> None:
+        """Show a recording made elsewhere (``gradviz.record(...)``), at step 0; emits `recorded`.
+
+        `rerun` defaults to the one `gradviz.record` remembered (`gradviz.core.rerun.rerun_of`);
+        without one, `checks` (a table stored with a file) are the recording's checks.
+        """
+        rerun = rerun if rerun is not None else rerun_of(rec)
         source = "file" if rerun is None else source_of(rec.target)
         self._open_job = None
         self._set_opened(Opened(rec.target, dict(rec.params or {}) if source == "builtin" else {}, source, rec,
-                                rerun, _stored_checks_of(rec) if rerun is None else None,
+                                rerun, checks if rerun is None else None,
                                 timeline if timeline is not None else Timeline(rec)))
 
     def _set_opened(self, opened: Opened) -> None:
@@ -200,7 +206,7 @@ class Session:
             self._stepper.step_changed.disconnect(self._on_step_changed)
         self._target, self._params, self._source = opened.target, opened.params, opened.source
         self._recording, self._rerun, self._timeline = opened.recording, opened.rerun, opened.timeline
-        self._checks, self._flow = opened.checks, None
+        self._checks, self._stored_checks, self._flow = opened.checks, opened.checks, None
         self._backends = {**self._backends, **opened.backends}
         self._stepper = Stepper(opened.timeline)
         self._stepper.step_changed.connect(self._on_step_changed)

@@ -1,0 +1,140 @@
+"""The check table: one row per check, its status, and the table's text and JSON forms.
+
+Plain data (numpy only, no torch): a table is stored in a ``.gradviz`` document and read back
+where the model cannot run. `gradviz.core.checks` fills it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+__all__ = ["Check", "CheckTable", "Tolerance", "compare", "PASS", "FAIL", "NO_RULE", "SKIPPED"]
+
+PASS, FAIL, NO_RULE, SKIPPED = "pass", "fail", "no rule", "skipped"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Elementwise ``|actual - reference| <= atol + rtol * |reference|``."""
+
+    atol: float
+    rtol: float
+
+    def __str__(self) -> str:
+        return f"atol={self.atol:.0e} rtol={self.rtol:.0e}"
+
+
+@dataclass
+class Check:
+    """One row of the check table."""
+
+    kind: str
+    what: str
+    reference: str
+    status: str
+    max_abs: float | None = None
+    max_rel: float | None = None
+    tolerance: str = ""
+    node: int | None = None
+    leaf: str | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in self.__dict__.items()}
+
+
+@dataclass
+class CheckTable:
+    """All checks of one recording."""
+
+    rows: list = field(default_factory=list)
+    strict: bool = False
+
+    @property
+    def failed(self) -> list[Check]:
+        return [r for r in self.rows if r.status == FAIL or (self.strict and r.status == NO_RULE)]
+
+    @property
+    def ok(self) -> bool:
+        """True when no row fails (with `strict`, no row lacks a rule either)."""
+        return not self.failed
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "strict": self.strict, "counts": self.counts(),
+                "checks": [r.to_json() for r in self.rows]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CheckTable":
+        """The table `to_json` gave (``ok`` and ``counts`` are recomputed, not read)."""
+        names = [f.name for f in fields(Check)]
+        rows = [Check(**{k: row[k] for k in names if k in row}) for row in data["checks"]]
+        return cls(rows=rows, strict=bool(data.get("strict", False)))
+
+    def format(self, width: int = 120) -> str:
+        """The table as aligned text, one row per check, and a summary line."""
+        head = ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result")
+        lines = [head]
+        for r in self.rows:
+            status = r.status.upper() if r.status == FAIL else r.status
+            if self.strict and r.status == NO_RULE:
+                status = "FAIL (no rule)"
+            lines.append((r.kind, r.what, r.reference, _fmt(r.max_abs), _fmt(r.max_rel), r.tolerance, status))
+        widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
+        widths[1] = min(widths[1], 44)
+        widths[2] = min(widths[2], 34)
+        out = []
+        for j, row in enumerate(lines):
+            cells = [str(c)[:widths[i]].ljust(widths[i]) for i, c in enumerate(row)]
+            out.append("  ".join(cells).rstrip())
+            if j == 0:
+                out.append("  ".join("-" * w for w in widths))
+        # why a row was skipped, failed or sampled: one line each, before the summary line
+        notes = [f"  {r.kind} {r.what}: {r.detail.strip().splitlines()[0][:2 * width]}"
+                 for r in self.rows if r.detail.strip()]
+        if notes:
+            out += ["", "notes:", *notes]
+        c = self.counts()
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(c.items()))
+        out.append("")
+        out.append(f"{len(self.rows)} checks: {summary} -> {'OK' if self.ok else 'FAILED'}")
+        return "\n".join(out)
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.2e}"
+
+
+def compare(actual: np.ndarray, reference: np.ndarray, tol: Tolerance) -> tuple[float, float, bool]:
+    """Return ``(max abs error, max rel error, within tolerance)`` of two arrays of one shape."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        if a.size == b.size:
+            a = a.reshape(b.shape)
+        else:
+            return math.inf, math.inf, False
+    if a.size == 0:
+        return 0.0, 0.0, True
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(a - b)
+    same = None
+    if not np.isfinite(err).all():
+        # NaN against NaN and inf against the same inf agree; anything else non-finite does not
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        if not (same | np.isfinite(err)).all():
+            return math.inf, math.inf, False
+        err = np.where(same, 0.0, err)
+        b = np.where(same, 0.0, b)
+    rel = err / np.maximum(np.abs(b), np.finfo(np.float64).tiny)
+    rel = np.where(err == 0, 0.0, rel)
+    ok = bool((err <= tol.atol + tol.rtol * np.abs(b)).all())
+    return float(err.max()), float(rel.max()), ok

@@ -307,9 +307,12 @@ def repr_svg(rec: Recording) -> str:
 # ---------------------------------------------------------------------------------------------
 # what each node looks like at a step (read from the Scene every drawing paints)
 
-def node_style(rec: Recording, state: StepState, theme: str = "light") -> list[dict]:
-    """Per node: its label lines as drawn, kind, fill, outline, status text and whether it is current."""
-    scene = build_scene(rec, None, state, theme)
+def node_style(rec: Recording, state: StepState, theme: str | dict = "light") -> list[dict]:
+    """Per node: its label lines as drawn, kind, fill, outline, status text and whether it is current.
+
+    `theme` is a theme's name (or its colour table, as `ExportOptions.colors` gives).
+    """
+    scene = build_scene(rec, None, state, theme.get("name", "light") if isinstance(theme, dict) else theme)
     return [_styled(scene, n.id) for n in rec.nodes]
 
 

@@ -84,7 +84,8 @@ class _GraphItem(QGraphicsObject):
 
     @property
     def labels(self) -> list:
-        return [self.scene_.lines(g) for g in range(len(self.scene_))] if self.scene_ is not None else []
+        """The Scene's label cache: each drawn node's lines once made, None until then."""
+        return self.scene_._lines if self.scene_ is not None else []
 
     @labels.setter
     def labels(self, _value) -> None:

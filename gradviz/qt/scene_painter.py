@@ -55,6 +55,8 @@ class QtScenePainter:
     def __init__(self) -> None:
         self._theme: str | None = None
         self._styles: tuple = ()
+        self._colors: dict = {}  # colour name -> QColor, QBrush (badges)
+        self._brushes: dict = {}
         f = QFont(FONT_FAMILY)
         f.setPixelSize(int(FONT_PX))
         bold = QFont(f)
@@ -106,8 +108,9 @@ class QtScenePainter:
         else:
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             text = lod >= TEXT_LOD
-            for i in nodes.tolist():
-                self.paint_node(painter, scene, i, text)
+            boxes = np.concatenate([p[nodes] - half[nodes], scene.size[nodes]], axis=1).tolist()
+            for i, box in zip(nodes.tolist(), boxes):
+                self.paint_node(painter, scene, i, text, box)
         self._paint_flow(painter, scene, lod, heads=True)
         for outline in (scene.current_outline(), scene.selected_outline()):
             if outline is not None:
@@ -121,7 +124,7 @@ class QtScenePainter:
         a, b = scene.seg_a, scene.seg_b
         if not len(a):
             return
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        lo, hi = scene.seg_lo, scene.seg_hi
         idx = np.flatnonzero((hi[:, 0] >= x0 - 150) & (lo[:, 0] <= x1 + 150) & (hi[:, 1] >= y0 - 66)
                              & (lo[:, 1] <= y1 + 66))
         if not len(idx):
@@ -160,11 +163,11 @@ class QtScenePainter:
                 path.addRect(x - w / 2, y - h / 2, w, h)
             painter.drawPath(path)
 
-    def paint_node(self, painter: QPainter, scene: Scene, i: int, text: bool = True) -> None:
+    def paint_node(self, painter: QPainter, scene: Scene, i: int, text: bool = True, box: list | None = None) -> None:
         """One node: its box in its style, then (with `text`) its label lines and badges."""
         s = int(scene.style[i])
         st = scene.styles[s]
-        rect = QRectF(*scene.box(i))
+        rect = QRectF(*(box if box is not None else scene.box(i)))
         painter.setPen(self.node_pens[s])
         painter.setBrush(self.node_brushes[s])
         if st.shape == "pill":
@@ -183,13 +186,25 @@ class QtScenePainter:
             painter.drawText(QRectF(rect.left() + 5, y, rect.width() - 10, 15), Qt.AlignmentFlag.AlignHCenter, line)
             y += LINE_STEP
         for badge in scene.badges(i):
-            box = QRectF(badge.x, badge.y, badge.w, badge.h)
+            tab = QRectF(badge.x, badge.y, badge.w, badge.h)
             painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QBrush(QColor(badge.fill)))
-            painter.drawRoundedRect(box, badge.radius, badge.radius)
-            painter.setPen(QColor(badge.text_color))
+            painter.setBrush(self._brush(badge.fill))
+            painter.drawRoundedRect(tab, badge.radius, badge.radius)
+            painter.setPen(self._color(badge.text_color))
             painter.setFont(self.small)
-            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, badge.text)
+            painter.drawText(tab, Qt.AlignmentFlag.AlignCenter, badge.text)
+
+    def _color(self, name: str) -> QColor:
+        c = self._colors.get(name)
+        if c is None:
+            c = self._colors[name] = QColor(name)
+        return c
+
+    def _brush(self, name: str) -> QBrush:
+        b = self._brushes.get(name)
+        if b is None:
+            b = self._brushes[name] = QBrush(QColor(name))
+        return b
 
     def _paint_flow(self, painter: QPainter, scene: Scene, lod: float, heads: bool) -> None:
         """The gradients sent at this step: thick routes (under the nodes), heads and values (over)."""

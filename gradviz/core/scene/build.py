@@ -9,6 +9,10 @@ exports paint it; DOT and GraphML read their labels and colours from it.
 Like a plotting library's graph item it is fed arrays once (`build_scene`) and then moved step by step:
 `Scene.update(state, changed)` touches only the arrays of the nodes that changed and the edges they
 send along, so a step of a 100,000-node graph costs what the step changes, not the graph.
+
+Drawn nodes are groups of recording nodes (`members`, one each unless the layout is rolled) and
+every box has its own size (`size`), so folded rows, collapsed module uses or small proxies of a
+shared parameter are new layouts and groups, not new painters: every output gets them at once.
 """
 from __future__ import annotations
 
@@ -208,6 +212,7 @@ class Scene:
         self.phase = "start"
         self.state: StepState | None = None
         self._lines: list = [None] * g
+        self._badges: list = [None] * g
         self._update()
         self.set_theme(theme)
 
@@ -225,6 +230,8 @@ class Scene:
         else:
             self.seg_a = self.seg_b = np.zeros((0, 2))
             self.seg_edge = np.zeros(0, dtype=np.int64)
+        # each segment's bounding box, for culling to a rectangle
+        self.seg_lo, self.seg_hi = np.minimum(self.seg_a, self.seg_b), np.maximum(self.seg_a, self.seg_b)
 
     def set_theme(self, name: str) -> None:
         """Take every colour from theme `name` (``"light"`` or ``"dark"``) of the one theme table."""
@@ -243,9 +250,11 @@ class Scene:
         """Forget the label lines of `groups` (all when None): they are made again when next drawn."""
         if groups is None:
             self._lines = [None] * len(self.members)
+            self._badges = [None] * len(self.members)
         else:
+            lines, badges = self._lines, self._badges
             for g in groups:
-                self._lines[g] = None
+                lines[g] = badges[g] = None
 
     def set_translator(self, tr: Callable[[str], str]) -> None:
         """Translate the words drawn ("uses", "saved", "waits", "ready") with `tr` from now on."""
@@ -283,7 +292,7 @@ class Scene:
             self.status[groups] = state.status[groups]
             self.pending[groups] = state.pending[groups]
         self.style[groups] = self.kind[groups].astype(np.int16) * 3 + np.minimum(self.status[groups], 2)
-        if changed is None:
+        if everything:  # the phase changed: every node's badges with it
             self.invalidate_labels()
         else:
             self.invalidate_labels(groups.tolist())
@@ -440,6 +449,12 @@ class Scene:
 
     def badges(self, g: int) -> list[Badge]:
         """The badges on drawn node `g` at this step: tensors it saved; in backward, why it waits."""
+        cached = self._badges[g]
+        if cached is None:
+            cached = self._badges[g] = self._make_badges(g)
+        return cached
+
+    def _make_badges(self, g: int) -> list[Badge]:
         th, tr = self.theme, self.tr
         x, y, w, h = self.box(g)
         out = []

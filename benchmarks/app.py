@@ -168,7 +168,7 @@ def main(argv=None) -> int:
 
     import tempfile
 
-    win = QtMainWindow(QSettings(os.path.join(tempfile.mkdtemp(), "s.ini"), QSettings.Format.IniFormat))
+    win = QtMainWindow(settings=QSettings(os.path.join(tempfile.mkdtemp(), "s.ini"), QSettings.Format.IniFormat))
     win.resize(1500, 920)
     win.show()
     QApplication.processEvents()

@@ -305,6 +305,15 @@ def _(p):
     _target_args(p, DEFAULT_MODEL)
 
 
+def _register_lessons() -> None:
+    from .lessons.cli import register  # the lesson command's code lives with the lessons
+
+    register(command)
+
+
+_register_lessons()
+
+
 # ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""

@@ -20,24 +20,26 @@ __all__ = ["register", "run_lesson_command", "plain_math", "format_blocks"]
 _MACROS = {r"\partial": "∂", r"\cdot": "·", r"\times": "×", r"\qquad": "    ", r"\quad": "  ", r"\,": " ",
            r"\sum": "Σ", r"\top": "ᵀ", r"\approx": "≈", r"\leftarrow": "←", r"\rightarrow": "→",
            r"\to": "→", r"\delta": "δ", r"\theta": "θ", r"\odot": "⊙", r"\ldots": "…", r"\tanh": "tanh",
-           r"\mathrm": "", r"\;": " ", r"\ ": " ", r"\!": ""}
+           r"\;": " ", r"\ ": " ", r"\!": ""}
 
 
 def plain_math(formula: str) -> str:
     """A mathtext formula as readable terminal text (``\\frac{a}{b}`` -> ``a/b``, ``\\partial`` -> ∂)."""
-    s = formula
-    for _ in range(4):  # nested fractions, innermost first
-        s = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", lambda m: f"{_paren(m.group(1))}/{_paren(m.group(2))}", s)
+    s = formula.replace(r"\left", "").replace(r"\right", "").replace(r"\_", "_")
     for k in sorted(_MACROS, key=len, reverse=True):
         s = s.replace(k, _MACROS[k])
+    s = re.sub(r"\\(?:mathrm|mathbf|mathit|operatorname)\{([^{}]*)\}", r"\1", s)
     s = re.sub(r"\^\{([^{}]*)\}", r"^\1", s)
     s = re.sub(r"_\{([^{}]*)\}", r"_\1", s)
+    for _ in range(4):  # nested fractions, innermost first
+        s = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", lambda m: f"{_paren(m.group(1))}/{_paren(m.group(2))}", s)
     s = re.sub(r"\\([A-Za-z]+)", r"\1", s)
     return s.replace("{", "").replace("}", "")
 
 
 def _paren(t: str) -> str:
-    return t if re.fullmatch(r"[\w∂\\ ]*", t) and " " not in t.strip() else f"({t})"
+    t = t.strip()
+    return t if re.fullmatch(r"∂? ?[\w^]*", t) else f"({t})"
 
 
 def format_blocks(blocks: list[Rendered], indent: str = "  ") -> str:
@@ -67,7 +69,7 @@ def _walk(run: LessonRun, interactive: bool, progress: Progress) -> int:
     lesson = run.lesson
     zh = run.lang == "zh"
     print(f"{run.text.title}  ({lesson.name}, {len(run)} {'步' if zh else 'steps'})\n")
-    for k, step in enumerate(lesson.steps):
+    for k, step in enumerate(run.steps):
         view = run.go(k)
         progress.visit(lesson.name, step.id)
         print(f"── {k + 1}/{len(run)}  {view.title}   [{view.event}]")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LessonError, line_of
+from .errors import LessonError, key_line, line_of
 from .expr import ExpressionError, Scope, find_nodes, format_value
 from .format import Lesson, Step, choices_of
 from .text import Block, Section, find_placeholders, split_blocks
@@ -103,8 +103,10 @@ class LessonRun:
         for s in lesson.steps:
             if s.params not in self._parts:
                 self._parts.append(s.params)
-        self._part_of = [self._parts.index(s.params) for s in lesson.steps]
+        self._part_of_all = [self._parts.index(s.params) for s in lesson.steps]  # per step of the lesson
+        self._part_of = list(self._part_of_all)  # per step shown
         self._part: int | None = None
+        self.steps: list[Step] = list(lesson.steps)  # the steps shown here (a step's `when` may drop it)
 
     # -- set-up ---------------------------------------------------------------------------------
     @property
@@ -116,16 +118,26 @@ class LessonRun:
         return self.session.recording
 
     def __len__(self) -> int:
-        return len(self.lesson.steps)
+        return len(self.steps)
 
     def open(self) -> "LessonRun":
         """Record the lesson's target (once per parameter set) and resolve every step to a timeline step."""
-        self._steps = [0] * len(self.lesson.steps)
+        steps = self.lesson.steps
+        resolved: dict[int, int] = {}
         for part in reversed(range(len(self._parts))):
             self._open_part(part)
-            for k, s in enumerate(self.lesson.steps):
-                if self._part_of[k] == part:
-                    self._steps[k] = self.resolve(s)
+            for k, s in enumerate(steps):
+                if self._part_of_all[k] != part:
+                    continue
+                if s.when is not None:
+                    line = line_of(self.lesson.toml_text, s.when, s.line or 1)
+                    if not self._evaluate(s.when, self.lesson.toml_path, line):
+                        continue
+                resolved[k] = self.resolve(s)
+        keep = sorted(resolved)
+        self.steps = [steps[k] for k in keep]
+        self._part_of = [self._part_of_all[k] for k in keep]
+        self._steps = [resolved[k] for k in keep]
         return self
 
     def _open_part(self, part: int) -> None:
@@ -162,7 +174,7 @@ class LessonRun:
         steps = sorted(set(steps))
         if not 1 <= at.nth <= len(steps):
             names = sorted({n.name for n in self.recording.nodes} | set(self.recording.leaves))
-            line = line_of(self.lesson.toml_text, "at", step.line or 1) or step.line
+            line = key_line(self.lesson.toml_text, "at", step.line or 1) or step.line
             found = f"{len(steps)} such event(s)" if hits else "no such node"
             raise LessonError(self.lesson.toml_path, line,
                               f"step {step.id!r}: no event {at.describe()} in the recording of "
@@ -234,10 +246,11 @@ class LessonRun:
 
     def view(self, k: int) -> StepView:
         """The view of lesson step `k`: title, event, text, question and choices (no reveal)."""
-        step = self.lesson.steps[k]
+        step = self.steps[k]
         tl = self.session.timeline
         ti = self._steps[k]
         sec = self.text.steps[step.id]
+        table = self.ensure_checks() if step.checks else None
         blocks = (self.render(self.text.intro) if k == 0 else []) + self.render(sec)
         view = StepView(k, step.id, sec.title, tl.steps[ti].describe(self.recording), ti, blocks)
         if step.predict is not None:
@@ -246,18 +259,17 @@ class LessonRun:
             view.question = self.render(q, skip_items=step.predict.kind == "choice")
             if step.predict.kind == "choice":
                 view.choices = [self.fill(c, q.line) for c in choices_of(q)]
-        if step.checks:
-            view.checks = self.ensure_checks()
+        view.checks = table
         return view
 
     def reveal(self, k: int) -> list[Rendered]:
         """The explanation shown once step `k`'s prediction is answered."""
-        return self.render(self.text.reveal.get(self.lesson.steps[k].id))
+        return self.render(self.text.reveal.get(self.steps[k].id))
 
     # -- predictions ----------------------------------------------------------------------------
     def expected(self, k: int):
         """The right answer of step `k`'s prediction, from its expression: a float, a shape or a choice."""
-        step = self.lesson.steps[k]
+        step = self.steps[k]
         p = step.predict
         line = line_of(self.lesson.toml_text, p.answer, step.line or 1)
         value = self._evaluate(p.answer, self.lesson.toml_path, line)
@@ -278,7 +290,7 @@ class LessonRun:
     def answer_text(self, k: int) -> str:
         """The right answer of step `k` as the learner would type it."""
         value = self.expected(k)
-        p = self.lesson.steps[k].predict
+        p = self.steps[k].predict
         if p.kind == "number":
             if float(value).is_integer() and abs(value) < 1e15:
                 return str(int(value))
@@ -289,9 +301,9 @@ class LessonRun:
 
     def grade(self, k: int, given: str) -> Verdict:
         """Grade the learner's answer `given` (text) to step `k`'s prediction."""
-        p = self.lesson.steps[k].predict
+        p = self.steps[k].predict
         if p is None:
-            raise ValueError(f"step {self.lesson.steps[k].id!r} asks nothing")
+            raise ValueError(f"step {self.steps[k].id!r} asks nothing")
         expected = self.expected(k)
         shown = self.answer_text(k)
         given = str(given).strip()
@@ -310,7 +322,7 @@ class LessonRun:
                 return Verdict(False, given, shown, f"{given!r} is not a shape; write it as (2, 3)")
             ok = parsed == expected
             return Verdict(ok, given, shown, f"{'right' if ok else 'not quite'}: the shape is {shown}")
-        choices = choices_of(self.text.predict[self.lesson.steps[k].id])
+        choices = choices_of(self.text.predict[self.steps[k].id])
         pick = _parse_choice(given, choices)
         if pick is None:
             return Verdict(False, given, shown, f"{given!r} is not one of the choices 1..{len(choices)}")
@@ -350,7 +362,7 @@ class LessonRun:
     def self_check(self) -> CheckReport:
         """Walk every step, render it, answer every prediction with its own expression, run the checks."""
         report = CheckReport()
-        for k, step in enumerate(self.lesson.steps):
+        for k, step in enumerate(self.steps):
             view = self.go(k)
             report.add(True, f"step {step.id}: {view.event}")
             self.reveal(k)

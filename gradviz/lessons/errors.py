@@ -1,9 +1,11 @@
 """The one error a broken lesson raises: it names the file, the line and the problem."""
 from __future__ import annotations
 
+import re
+
 from ..core.errors import GradvizError
 
-__all__ = ["LessonError", "line_of"]
+__all__ = ["LessonError", "line_of", "key_line"]
 
 
 class LessonError(GradvizError):
@@ -27,6 +29,16 @@ class LessonError(GradvizError):
         self.path = str(path)
         self.line = line
         self.problem = problem
+
+
+def key_line(text: str, key: str, start: int = 1) -> int | None:
+    """The 1-based line at or after `start` where TOML key `key` is set (``key = ...``), else `line_of`."""
+    pat = re.compile(rf"^\s*{re.escape(key)}\s*=|[{{,]\s*{re.escape(key)}\s*=")
+    lines = text.splitlines()
+    for i in range(max(0, start - 1), len(lines)):
+        if pat.search(lines[i]):
+            return i + 1
+    return line_of(text, key, start)
 
 
 def line_of(text: str, needle: str, start: int = 1) -> int | None:

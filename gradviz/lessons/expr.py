@@ -119,6 +119,8 @@ def check_expression(expr: str, functions) -> str | None:
         elif isinstance(sub, ast.Call):
             if not isinstance(sub.func, ast.Name):
                 return f"only the lesson functions may be called, not methods ({text!r})"
+            if sub.func.id.startswith("_"):
+                return f"the name {sub.func.id!r} is not allowed in a lesson expression ({text!r})"
             if sub.func.id not in functions:
                 return f"unknown function {sub.func.id!r} in {text!r}; known: {', '.join(sorted(functions))}"
         elif isinstance(sub, ast.Name):
@@ -287,11 +289,11 @@ class Scope:
         info = get_backend(name)
         return "" if info.available else info.reason
 
-    def failing(self) -> list:
-        """The failing rows of the check table as ``"kind: what"`` texts (checks must have run)."""
+    def failing(self) -> str:
+        """The failing rows of the check table as a Markdown list of ``kind: what`` (checks must have run)."""
         if self.checks is None:
-            raise ExpressionError("the checks have not run yet")
-        return [f"{r.kind}: {r.what}" for r in self.checks.failed]
+            raise ExpressionError("the checks have not run yet (failing() works on a step with checks = true)")
+        return "\n".join(f"- {r.kind}: {r.what}" for r in self.checks.failed) or "- (none)"
 
     def checks_ok(self) -> bool:
         """Whether every check passes."""

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LessonError, line_of
+from .errors import LessonError, key_line, line_of
 from .expr import check_expression
 from .text import MarkdownText, find_placeholders, parse_markdown, split_blocks
 
@@ -24,7 +24,7 @@ KINDS = ("number", "shape", "choice")
 LANGUAGES = ("en", "zh")
 
 _LESSON_KEYS = {"target": str, "params": dict, "order": int, "languages": list}
-_STEP_KEYS = {"id": str, "at": dict, "predict": dict, "checks": bool, "params": dict}
+_STEP_KEYS = {"id": str, "at": dict, "predict": dict, "checks": bool, "params": dict, "when": str}
 _AT_KEYS = {"phase": str, "node": str, "use": int, "module": str, "backend": str, "nth": int}
 _PREDICT_KEYS = {"kind": str, "answer": str, "tolerance": (int, float), "rtol": (int, float)}
 _CHECKS_KEYS = {"strict": bool, "finite_diff": bool, "expect_fail": list}
@@ -75,6 +75,7 @@ class Step:
     checks: bool = False
     line: int | None = None
     params: dict = field(default_factory=dict)  # the target's parameters from this step on
+    when: str | None = None  # an expression: the step is shown only where it is true
 
 
 @dataclass
@@ -120,12 +121,12 @@ def _toml_line(message: str) -> int | None:
 def _check_keys(path, text, table: dict, allowed: dict, where: str, start: int | None) -> None:
     for key, value in table.items():
         if key not in allowed:
-            raise LessonError(path, line_of(text, key, start or 1) or start,
+            raise LessonError(path, key_line(text, key, start or 1) or start,
                               f"unknown key {key!r} in {where}; allowed: {', '.join(allowed)}")
         want = allowed[key]
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
-            raise LessonError(path, line_of(text, key, start or 1) or start,
+            raise LessonError(path, key_line(text, key, start or 1) or start,
                               f"{where}.{key} must be a {names}, not {value!r}")
 
 
@@ -188,7 +189,7 @@ def read_lesson(folder, functions) -> Lesson:
         at = st.get("at")
         if at is None:
             err(start, f"step {sid!r} has no binding: at = {{ phase = \"backward\", node = \"MulBackward0\" }}")
-        at_line = line_of(text, "at", start or 1)
+        at_line = key_line(text, "at", start or 1)
         _check_keys(path, text, at, _AT_KEYS, f"step {sid!r} at", at_line)
         if at.get("phase") not in PHASES:
             err(at_line, f"step {sid!r}: at.phase must be one of {', '.join(PHASES)}, not {at.get('phase')!r}")
@@ -199,7 +200,7 @@ def read_lesson(folder, functions) -> Lesson:
         pred = None
         if "predict" in st:
             p = st["predict"]
-            p_line = line_of(text, "predict", start or 1)
+            p_line = key_line(text, "predict", start or 1)
             _check_keys(path, text, p, _PREDICT_KEYS, f"step {sid!r} predict", p_line)
             if p.get("kind") not in KINDS:
                 err(p_line, f"step {sid!r}: predict.kind must be one of {', '.join(KINDS)}, not {p.get('kind')!r}")
@@ -212,7 +213,12 @@ def read_lesson(folder, functions) -> Lesson:
         # a step with params re-runs the target with them (added to [lesson] params) from there on
         params = dict(steps[-1].params) if steps else dict(head.get("params", {}))
         params.update(st.get("params", {}))
-        steps.append(Step(sid, binding, pred, bool(st.get("checks", False)), start, params))
+        when = st.get("when")
+        if when is not None:
+            bad = check_expression(when, functions)
+            if bad:
+                err(line_of(text, when, start or 1) or start, f"step {sid!r}: {bad}")
+        steps.append(Step(sid, binding, pred, bool(st.get("checks", False)), start, params, when))
 
     checks = data.get("checks", {})
     c_line = line_of(text, "[checks]")

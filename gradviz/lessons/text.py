@@ -73,7 +73,10 @@ def parse_markdown(path, text: str, error) -> MarkdownText:
         if current is None:
             return
         sid, part = current
-        sec = Section(heading_title, "\n".join(buf).strip("\n"), start)
+        lead = 0
+        while lead < len(buf) and not buf[lead].strip():
+            lead += 1  # the body starts at its first non-blank line
+        sec = Section(heading_title, "\n".join(buf[lead:]).rstrip("\n"), start + lead)
         table = {None: out.steps, "predict": out.predict, "reveal": out.reveal}[part]
         table[sid] = sec
 
@@ -105,8 +108,11 @@ def parse_markdown(path, text: str, error) -> MarkdownText:
     if not title:
         error(1, "the text has no title (a first line '# Title')")
     out.title = title
-    body = "\n".join(intro_lines).strip("\n")
-    out.intro = Section("", body, intro_start) if body.strip() else None
+    lead = 0
+    while lead < len(intro_lines) and not intro_lines[lead].strip():
+        lead += 1
+    body = "\n".join(intro_lines[lead:]).rstrip("\n")
+    out.intro = Section("", body, intro_start + lead) if body.strip() else None
     return out
 
 

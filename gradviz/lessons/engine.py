@@ -1,6 +1,6 @@
 """Run a lesson on a live recording: resolve its steps to events, fill in its text, grade predictions.
 
-`LessonRun` drives a session-like object (see `gradviz.lessons.driver`): it records the lesson's
+`LessonRun` drives a `gradviz.core.session.Session`: it records the lesson's
 target, binds every step to the timeline step of its event, moves the stepper there on `go`, renders
 the step's text with the live values in it, grades the learner's answers against the prediction's own
 expression, and decides whether the lesson's check table holds (every check passes, or exactly the
@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.session import Session
 from .errors import LessonError, key_line, line_of
 from .expr import ExpressionError, Scope, find_nodes, format_value
 from .format import Lesson, Step, choices_of
@@ -79,9 +80,9 @@ class LessonRun:
     lesson : Lesson
     lang : str
         ``"en"`` or ``"zh"`` (any language the lesson has a text for).
-    session : object, optional
-        A session (``open``, ``step_to``, ``run_checks``, ``recording``, ``timeline``, ``checks``);
-        a new `gradviz.lessons.driver.LessonDriver` when None.
+    session : gradviz.core.session.Session, optional
+        The session the lesson drives (it records the target, moves the step, runs the checks); a new
+        one when None.
     """
 
     def __init__(self, lesson: Lesson, lang: str = "en", session=None):
@@ -89,9 +90,7 @@ class LessonRun:
             raise LessonError(lesson.folder, None, f"the lesson has no {lang!r} text; it has "
                               f"{', '.join(lesson.texts)}")
         if session is None:
-            from .driver import make_driver
-
-            session = make_driver()
+            session = Session()
         self.lesson = lesson
         self.lang = lang
         self.session = session
@@ -299,6 +298,10 @@ class LessonRun:
             return format_value(value)
         return str(value)
 
+    def _w(self, text: str) -> str:
+        """A word of the grading messages in the run's language."""
+        return _ZH.get(text, text) if self.lang == "zh" else text
+
     def grade(self, k: int, given: str) -> Verdict:
         """Grade the learner's answer `given` (text) to step `k`'s prediction."""
         p = self.steps[k].predict
@@ -311,24 +314,25 @@ class LessonRun:
             try:
                 x = float(given.replace("−", "-"))
             except ValueError:
-                return Verdict(False, given, shown, f"{given!r} is not a number")
+                return Verdict(False, given, shown, f"{given!r} {self._w('is not a number')}")
             tol = p.tolerance + p.rtol * abs(expected)
             ok = abs(x - expected) <= tol
-            return Verdict(ok, given, shown, f"{'right' if ok else 'not quite'}: the answer is {shown} "
-                           f"(within {tol:.3g})")
+            return Verdict(ok, given, shown, f"{self._w('right' if ok else 'not quite')}: "
+                           f"{self._w('the answer is')} {shown} ({self._w('within')} {tol:.3g})")
         if p.kind == "shape":
             parsed = _parse_shape(given)
             if parsed is None:
-                return Verdict(False, given, shown, f"{given!r} is not a shape; write it as (2, 3)")
+                return Verdict(False, given, shown, f"{given!r} {self._w('is not a shape; write it as (2, 3)')}")
             ok = parsed == expected
-            return Verdict(ok, given, shown, f"{'right' if ok else 'not quite'}: the shape is {shown}")
+            return Verdict(ok, given, shown, f"{self._w('right' if ok else 'not quite')}: "
+                           f"{self._w('the shape is')} {shown}")
         choices = choices_of(self.text.predict[self.steps[k].id])
         pick = _parse_choice(given, choices)
         if pick is None:
-            return Verdict(False, given, shown, f"{given!r} is not one of the choices 1..{len(choices)}")
+            return Verdict(False, given, shown, f"{given!r} {self._w('is not one of the choices')} 1..{len(choices)}")
         ok = pick == expected
-        return Verdict(ok, given, shown, f"{'right' if ok else 'not quite'}: the answer is {expected}. "
-                       f"{self.fill(choices[expected - 1], 1)}")
+        return Verdict(ok, given, shown, f"{self._w('right' if ok else 'not quite')}: "
+                       f"{self._w('the answer is')} {expected}. {self.fill(choices[expected - 1], 1)}")
 
     # -- checks ---------------------------------------------------------------------------------
     def ensure_checks(self):
@@ -381,6 +385,11 @@ class LessonRun:
             for note in notes:
                 report.add("NOT" not in note and "unexpected" not in note, note)
         return report
+
+
+_ZH = {"right": "正确", "not quite": "不对", "the answer is": "答案是", "the shape is": "形状是", "within": "误差不超过",
+       "is not a number": "不是一个数", "is not a shape; write it as (2, 3)": "不是形状，请写成 (2, 3) 的形式",
+       "is not one of the choices": "不是选项之一"}
 
 
 def _bad():

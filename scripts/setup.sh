@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything gradviz needs on a fresh Debian 12 machine (Python 3.11, root, no display):
 # system packages (fonts, Xvfb, Graphviz for the benchmark anchor), a virtual environment in .venv,
-# the CPU build of torch, and gradviz itself with its gui and test extras.
+# the CPU build of torch, gradviz itself with its gui and test extras, and its cpp backend.
 # Safe to run again: every step checks first and does nothing when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,8 +41,22 @@ want="$(sha1sum pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)"
 # gradviz's own bytecode, written even where PYTHONDONTWRITEBYTECODE is set (as on CI): the app
 # would otherwise compile its modules on every start (about 0.2 s of a cold start)
 compile_gradviz() { "$VPY" -m compileall -q gradviz >/dev/null || true; }
+# the cpp backend of linear-function, built once here (about a minute; later a cached load) so a
+# new user's first `gradviz backends` or `--param backend=cpp` does not wait for it; not fatal
+build_kernels() {
+  "$VPY" - <<'PY' || log "warning: could not build the cpp backend; 'gradviz backends' says why"
+import sys
+from gradviz.core import extension
+state = extension.build_state()
+if not state.cpu_ok:
+    print(f"[setup] the cpp backend is not available: {state.cpu_reason}", file=sys.stderr)
+elif not state.cached:
+    print(f"[setup] built the cpp backend in {state.build_dir}", file=sys.stderr)
+PY
+}
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VPY" -c 'import gradviz, torch' 2>/dev/null; then
   compile_gradviz
+  build_kernels
   exit 0
 fi
 "$VPY" -m pip install -q --upgrade pip setuptools wheel </dev/null
@@ -55,4 +69,5 @@ log "installing gradviz with the gui, test and bench extras"
 "$VPY" -m pip install -q --no-build-isolation -e ".[gui,test,bench,kernels]" --config-settings editable_mode=compat </dev/null
 compile_gradviz
 echo "$want" > "$stamp"
+build_kernels
 log "ready: $VENV"

@@ -16,7 +16,10 @@ from typing import Callable
 
 import torch
 
+from .errors import BackendUnavailable
+
 __all__ = [
+    "DEFAULT_BACKEND",
     "LinearFunction",
     "BackendInfo",
     "register_backend",
@@ -126,23 +129,36 @@ def _load_compiled() -> None:
         pass
 
 
+DEFAULT_BACKEND = "torch"
+
+
 def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-           backend: str = "torch") -> tuple[torch.Tensor, str]:
-    """Apply the linear op with `backend`, falling back to ``torch`` when it is not available.
+           backend: str | None = None) -> tuple[torch.Tensor, str]:
+    """Apply the linear op with `backend` (``None``: the default, ``torch``, which always runs).
+
+    A backend asked for by name that cannot run here is an error with its reason, never a silent
+    fallback to ``torch``: a check "of cuda" must not pass without cuda having run.
 
     Returns
     -------
     output : torch.Tensor
     ran : str
-        The backend that actually ran.
-    """
-    info = get_backend(backend)
-    if not info.available:
-        import warnings
+        The backend that ran.
 
-        warnings.warn(f"backend {backend!r} is not available ({info.reason}); using the torch backend",
-                      RuntimeWarning, stacklevel=2)
-        info = get_backend("torch")
+    Raises
+    ------
+    BackendUnavailable
+        `backend` is unknown or cannot run on this machine.
+    """
+    name = backend or DEFAULT_BACKEND
+    known = backend_names()
+    if name not in known:
+        raise BackendUnavailable(f"unknown backend {name!r}", hint=f"choose one of: {', '.join(known)}")
+    info = get_backend(name)
+    if not info.available:
+        raise BackendUnavailable(f"the {name} backend cannot run here: {info.reason}",
+                                 hint="choose another backend (torch always runs); `gradviz backends` "
+                                      "says which backends run here and why")
     return info.fn(input, weight, bias), info.name
 
 

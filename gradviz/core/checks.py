@@ -353,7 +353,11 @@ def _rule_checks(rec: Recording, rerun: Rerun | None) -> list[Check]:
 
 
 def _numeric_vjp_check(rerun: Rerun | None, node, ev, what: str, max_elements: int = 64) -> Check | None:
-    """The local rule of a custom Function with no numpy rule: its forward, differentiated numerically.
+    """The local rule of a custom node with no numpy rule: its forward, differentiated numerically.
+
+    Custom nodes are ``torch.autograd.Function``s and custom ops (the compiled backends'
+    ``gradviz::linear``, whose node torch names ``GeneratedBackwardFor_...``); both are replayed
+    through the call the recording saw.
 
     The node's backward turned the gradients that arrived (``grad_outputs``) into one gradient
     per tensor input (``grad_inputs``). Independently of that backward, each of those is the
@@ -363,7 +367,7 @@ def _numeric_vjp_check(rerun: Rerun | None, node, ev, what: str, max_elements: i
     re-run here (a recording opened from a file); skipped when values were not kept.
     """
     replay = None if rerun is None else rerun.replays.get(node.id)
-    if node.kind != "custom" or replay is None or replay[0] is None or replay[1] is None:
+    if node.kind != "custom" or replay is None or replay[0] is None:
         return None
     (fn, args, kwargs), _cls = replay
     gouts = [None if g is None else g.value for g in ev.grad_outputs]

@@ -1,7 +1,8 @@
 """Errors that gradviz reports to the user as one clear message (exit code 2 on the command line)."""
 from __future__ import annotations
 
-__all__ = ["GradvizError", "ScriptError", "GraphTooLarge", "NonFiniteError", "InplaceModifiedError", "Cancelled"]
+__all__ = ["GradvizError", "ScriptError", "GraphTooLarge", "NonFiniteError", "InplaceModifiedError", "Cancelled",
+           "BackendUnavailable"]
 
 
 class GradvizError(Exception):
@@ -59,3 +60,7 @@ class Cancelled(Exception):
 
     Not a `GradvizError`: nothing went wrong, so there is nothing to report but that it stopped.
     """
+
+
+class BackendUnavailable(GradvizError):
+    """A backend asked for by name cannot run here (no CUDA, no compiler, a build error)."""

@@ -1,16 +1,21 @@
 """Build and register the compiled backends (``cpp``, ``cuda``) of the linear op.
 
-The sources live in ``kernels/`` at the repository root (``GRADVIZ_KERNELS_DIR`` overrides it).
-They are compiled on first use with `torch.utils.cpp_extension.load` into a build directory
-under ``~/.cache/gradviz/ext/`` (``GRADVIZ_CACHE_DIR`` overrides ``~/.cache/gradviz``) named by a
-hash of the sources, the torch version and the build flags, so later runs load the cached
-library in a fraction of a second. No ``-march=native``: the CPU micro-kernels pick AVX-512,
-AVX2 or portable code at run time, so a cached library stays valid on another x86-64 machine.
+The sources are the repository's ``kernels/`` folder; a wheel carries them as the package data
+``gradviz._kernels`` (pyproject.toml maps the folder there), found through `importlib.resources`;
+``GRADVIZ_KERNELS_DIR`` overrides both. They are compiled on first use with
+`torch.utils.cpp_extension.load` into a build directory under ``~/.cache/gradviz/ext/``
+(``GRADVIZ_CACHE_DIR`` overrides ``~/.cache/gradviz``) named by a hash of the sources, the torch
+version and the build flags, and nothing else (not PATH, not which ninja): a library already
+there is loaded directly, without running the build tool at all. Builds run one ninja, pinned:
+``GRADVIZ_NINJA``, else the one of the ``ninja`` package or beside this Python, else PATH's (two
+ninja versions read each other's build logs as "start over" and rebuild everything). No
+``-march=native``: the CPU micro-kernels pick AVX-512, AVX2 or portable code at run time, so a
+cached library stays valid on another x86-64 machine.
 
 Importing this module is cheap and builds nothing; the first ``get_backend("cpp")`` (or
 ``"cuda"``) builds. ``GRADVIZ_NO_BUILD=1`` turns building off: both compiled backends then
-report ``build disabled by GRADVIZ_NO_BUILD`` and `gradviz.core.backends.linear` falls back
-to the ``torch`` backend.
+report ``build disabled by GRADVIZ_NO_BUILD``. A backend that cannot run is an error where it
+is asked for by name (`gradviz.core.backends.linear`), never a silent fallback.
 
 The library defines the ops ``torch.ops.gradviz.linear``, ``linear_grad_input``,
 ``linear_grad_weight`` and ``linear_grad_bias`` in C++; this module adds their autograd
@@ -19,7 +24,9 @@ so they also run under ``torch.compile``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.resources
 import os
 import re
 import shutil
@@ -52,8 +59,24 @@ __all__ = [
     "format_backend_report",
 ]
 
-KERNELS_DIR = Path(os.environ.get("GRADVIZ_KERNELS_DIR",
-                                  Path(__file__).resolve().parents[2] / "kernels"))
+
+
+def _kernels_dir() -> Path:
+    """Where the kernel sources are: ``$GRADVIZ_KERNELS_DIR``, the wheel's data, or the checkout's."""
+    override = os.environ.get("GRADVIZ_KERNELS_DIR")
+    if override:
+        return Path(override)
+    try:
+        # an installed wheel: kernels/ was mapped to the package gradviz._kernels at build time
+        installed = Path(str(importlib.resources.files("gradviz._kernels")))
+        if (installed / "linear.cpp").is_file():
+            return installed
+    except (ImportError, TypeError):  # a checkout or an editable install: no such package
+        pass
+    return Path(__file__).resolve().parents[2] / "kernels"
+
+
+KERNELS_DIR = _kernels_dir()
 CPU_SOURCES = ("linear.cpp", "gemm_cpu.cpp", "gemm_avx512.cpp", "gemm_avx2.cpp", "gemm_portable.cpp")
 CUDA_SOURCES = ("linear_cuda.cpp", "linear_cuda.cu")
 _HEADER_SUFFIXES = (".h", ".inl", ".cuh")
@@ -149,6 +172,48 @@ def first_error_line(output: str) -> str:
     return lines[0] if lines else "build failed"
 
 
+def _cuda_problem() -> str:
+    """Say why CUDA cannot run here at all (cheaply, without building anything), or return ``""``."""
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is built without CUDA"
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    return ""
+
+
+def ninja_path() -> str | None:
+    """The one ninja every build runs: ``$GRADVIZ_NINJA``, the ``ninja`` package's, this Python's, PATH's."""
+    explicit = os.environ.get("GRADVIZ_NINJA")
+    if explicit:
+        return explicit if os.path.isfile(explicit) and os.access(explicit, os.X_OK) else None
+    candidates = []
+    try:
+        import ninja  # the PyPI package (the kernels and test extras) ships its binary
+
+        candidates.append(Path(ninja.BIN_DIR) / "ninja")
+    except (ImportError, AttributeError):
+        pass
+    candidates.append(Path(sys.executable).parent / "ninja")
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return str(c)
+    return shutil.which("ninja")
+
+
+@contextlib.contextmanager
+def _pinned_ninja(ninja: str):
+    """Put `ninja`'s folder first on PATH while torch runs ``ninja`` (torch looks it up there)."""
+    old = os.environ.get("PATH")
+    os.environ["PATH"] = os.path.dirname(ninja) + os.pathsep + (old or "")
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = old
+
+
 def _compiler_problem(with_cuda: bool) -> str:
     """Say what is missing to build, or return ``""``."""
     from torch.utils import cpp_extension
@@ -156,40 +221,64 @@ def _compiler_problem(with_cuda: bool) -> str:
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
         return f"compiler missing ({cxx} not found on PATH)"
-    if not cpp_extension.is_ninja_available():
-        return "compiler missing (ninja not found; pip install ninja)"
+    if ninja_path() is None:
+        where = os.environ.get("GRADVIZ_NINJA")
+        return (f"compiler missing (GRADVIZ_NINJA={where} is not an executable)" if where
+                else "compiler missing (ninja not found; pip install ninja)")
     if with_cuda and cpp_extension.CUDA_HOME is None:
         return "compiler missing (nvcc not found; set CUDA_HOME)"
     return ""
 
 
+class _CannotBuild(Exception):
+    """The tools to build are missing (the message says which)."""
+
+
 def _load(with_cuda: bool) -> tuple[Path, bool]:
-    """Build (or reuse) and load the library; return its folder and whether it was cached; raise on failure."""
+    """Load the cached library, or build and load it; return its folder and whether it was cached.
+
+    Raises on a build or load failure.
+    """
+    key = _source_hash(with_cuda)
+    name = f"gradviz_kernels_{key}"
+    build_dir = cache_dir() / "ext" / key
+    library = build_dir / f"{name}.so"
+    if library.is_file():
+        # the folder's name is the hash of everything the library is built from: it is this build
+        try:
+            torch.ops.load_library(str(library))
+            return build_dir, True
+        except OSError:  # a library cut short (a killed build): build it again
+            library.unlink(missing_ok=True)
+    problem = _compiler_problem(with_cuda)  # only a build needs the tools
+    if problem:
+        raise _CannotBuild(problem)
     from torch.utils import cpp_extension
 
-    key = _source_hash(with_cuda)
-    build_dir = cache_dir() / "ext" / key
     build_dir.mkdir(parents=True, exist_ok=True)
     names = CPU_SOURCES + (CUDA_SOURCES if with_cuda else ())
-    cached = any(build_dir.glob("*.so"))
-    if not cached:
-        what = "cpp and cuda backends" if with_cuda else "cpp backend"
-        print(f"gradviz: building the {what} of the linear op (first use, about a minute) "
-              f"in {build_dir} ...", file=sys.stderr, flush=True)
+    what = "cpp and cuda backends" if with_cuda else "cpp backend"
+    # one line however it ends: "... built in 41.0 s" or "... failed"
+    print(f"gradviz: building the {what} of the linear op (first use, about a minute) "
+          f"in {build_dir} ...", end="", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    cpp_extension.load(
-        name=f"gradviz_kernels_{key}",
-        sources=[str(KERNELS_DIR / n) for n in names],
-        extra_cflags=_CFLAGS,
-        extra_cuda_cflags=_CUDA_CFLAGS,
-        extra_include_paths=[str(KERNELS_DIR)],
-        build_directory=str(build_dir),
-        is_python_module=False,
-        verbose=False,
-    )
-    if not cached:
-        print(f"gradviz: built in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
-    return build_dir, cached
+    try:
+        with _pinned_ninja(ninja_path() or "ninja"):
+            cpp_extension.load(
+                name=name,
+                sources=[str(KERNELS_DIR / n) for n in names],
+                extra_cflags=_CFLAGS,
+                extra_cuda_cflags=_CUDA_CFLAGS,
+                extra_include_paths=[str(KERNELS_DIR)],
+                build_directory=str(build_dir),
+                is_python_module=False,
+                verbose=False,
+            )
+    except BaseException:
+        print(" failed", file=sys.stderr, flush=True)
+        raise
+    print(f" built in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    return build_dir, False
 
 
 def build_state() -> BuildState:
@@ -204,18 +293,10 @@ def build_state() -> BuildState:
             return BuildState(cpu_reason=reason, cuda_reason=reason)
         state = BuildState()
         start = time.perf_counter()
-        want_cuda = False
-        if torch.version.cuda is None:
-            state.cuda_reason = f"torch {torch.__version__} is built without CUDA"
-        elif not torch.cuda.is_available():
-            state.cuda_reason = "no CUDA device"
-        else:
-            state.cuda_reason = _compiler_problem(with_cuda=True)
-            want_cuda = not state.cuda_reason
-        problem = _compiler_problem(with_cuda=False)
+        state.cuda_reason = _cuda_problem()
+        want_cuda = not state.cuda_reason
         if not hasattr(torch.library, "register_autograd"):
             problem = f"torch >= 2.4 needed (torch.library.register_autograd); have {torch.__version__}"
-        if problem:
             state.cpu_reason = problem
             state.cuda_reason = state.cuda_reason or problem
         else:
@@ -223,8 +304,13 @@ def build_state() -> BuildState:
             for with_cuda in attempts:
                 try:
                     state.build_dir, state.cached = _load(with_cuda)
+                except _CannotBuild as exc:
+                    line = str(exc)
                 except Exception as exc:  # compiler, linker and loader errors all end up here
                     line = first_error_line(str(exc))
+                else:
+                    line = ""
+                if line:
                     if with_cuda:
                         state.cuda_reason = line  # try again without the CUDA sources
                     else:
@@ -234,9 +320,6 @@ def build_state() -> BuildState:
                 state.cuda_ok = with_cuda
                 _register_python_parts()
                 break
-        if not state.cpu_ok:
-            print(f"gradviz: the cpp backend is not available ({state.cpu_reason}); "
-                  "the torch backend will be used", file=sys.stderr, flush=True)
         state.seconds = time.perf_counter() - start
         _state = state
         return state
@@ -431,6 +514,10 @@ def _cpp_backend() -> BackendInfo:
 
 @register_backend("cuda")
 def _cuda_backend() -> BackendInfo:
+    problem = _cuda_problem()
+    if problem and _state is None:
+        # no CUDA here at all: say so without building the cpp backend first
+        return BackendInfo("cuda", False, problem)
     state = build_state()
     if not state.cuda_ok:
         return BackendInfo("cuda", False, state.cuda_reason)

@@ -7,7 +7,6 @@ import textwrap
 import pytest
 
 from gradviz.cli import main
-from gradviz.core.backends import get_backend
 
 
 def run(capsys, *argv):
@@ -206,14 +205,28 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
 
 
 def test_warnings_are_one_line_notices(tmp_path, capsys):
-    # gradviz's own (a backend that falls back) as "notice:", a script's with its file and line
+    # a script's warning with its file and line
     path = script(tmp_path, "import warnings, torch\ndef build():\n    warnings.warn('careful')\n"
                             "    x = torch.ones(2, requires_grad=True)\n    return (x * 2).sum(), {'x': x}\n")
     assert main(["inspect", path]) == 0
     out, err = capsys.readouterr()
     assert err.startswith("warning: UserWarning: careful (") and err.endswith("model.py:3)\n"), err
     assert ": 2 forward ops, 3 nodes, 2 edges, 3 backward steps, 1 leaf\n" in out
-    if not get_backend("cuda").available:
-        assert main(["check", "linear-function", "--param", "backend=cuda"]) == 0
-        err = capsys.readouterr().err
-        assert err.startswith("notice: backend 'cuda' is not available (") and err.count("\n") == 1
+
+
+def test_a_backend_asked_for_by_name_that_cannot_run_is_an_error(tmp_path, capsys, monkeypatch):
+    # never a silent fallback to torch: a check "of cuda" must not pass without cuda having run;
+    # and saying so builds nothing (a cold cache stays empty), so the message is the whole output
+    monkeypatch.setenv("GRADVIZ_CACHE_DIR", str(tmp_path))
+    from gradviz.core.extension import _cuda_problem
+
+    reason = _cuda_problem()
+    if not reason:
+        pytest.skip("CUDA can run here")
+    assert main(["check", "linear-function", "--param", "backend=cuda"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    first, hint = err.splitlines()
+    assert first == f"error: the cuda backend cannot run here: {reason}"
+    assert hint.startswith("hint: choose another backend (torch always runs)") and "gradviz backends" in hint
+    assert not (tmp_path / "ext").exists()

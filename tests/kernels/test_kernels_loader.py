@@ -64,27 +64,37 @@ def test_importing_the_loader_builds_nothing(tmp_path):
     assert "building" not in proc.stderr
 
 
-def test_no_build_env_var_reports_and_falls_back(tmp_path):
+def test_no_build_env_var_reports_and_a_backend_asked_for_is_an_error(tmp_path):
     proc = _run_python("""
-        import warnings, torch
+        import torch
         from gradviz.core import backends, extension
+        from gradviz.core.errors import BackendUnavailable
         print(extension.format_backend_report())
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out, ran = backends.linear(torch.ones(2, 3), torch.ones(4, 3), None, backend="cpp")
-        print("ran", ran, out.shape == (2, 4))
-        print("warning", caught[0].message)
+        try:
+            backends.linear(torch.ones(2, 3), torch.ones(4, 3), None, backend="cpp")
+        except BackendUnavailable as exc:
+            print("refused", exc.message)
+        out, ran = backends.linear(torch.ones(2, 3), torch.ones(4, 3), None)
+        print("default", ran, out.shape == (2, 4))
     """, GRADVIZ_NO_BUILD="1", GRADVIZ_CACHE_DIR=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     rows = {line.split()[0]: line for line in lines[1:4]}
-    for name in ("cpp", "cuda"):
-        assert rows[name].split()[1] == "no"
-        assert rows[name].endswith("build disabled by GRADVIZ_NO_BUILD")
-    assert "ran torch True" in lines
-    assert ("warning backend 'cpp' is not available (build disabled by GRADVIZ_NO_BUILD); "
-            "using the torch backend") in lines
+    assert rows["cpp"].split()[1] == "no" and rows["cpp"].endswith("build disabled by GRADVIZ_NO_BUILD")
+    assert rows["cuda"].split()[1] == "no"
+    # never a silent fallback: asked for by name, the backend that cannot run is an error
+    assert "refused the cpp backend cannot run here: build disabled by GRADVIZ_NO_BUILD" in lines
+    assert "default torch True" in lines  # the default backend always runs
+    assert proc.stderr == ""
     assert not (tmp_path / "ext").exists()
+
+
+def test_an_unknown_backend_is_an_error():
+    from gradviz.core.errors import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="unknown backend 'tpu'") as err:
+        backends.linear(torch.ones(1, 2), torch.ones(3, 2), backend="tpu")
+    assert "torch" in err.value.hint
 
 
 GCC_BROKEN = "int main() {\n  int x = 1\n  return x;\n}\n"
@@ -122,29 +132,66 @@ def test_first_error_line_formats(output, expected):
 
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
-def test_broken_source_reports_the_compiler_error_and_falls_back(tmp_path):
+def test_broken_source_reports_the_compiler_error(tmp_path):
     kernels = tmp_path / "kernels"
     shutil.copytree(extension.KERNELS_DIR, kernels)
     # the error comes before the torch includes, so the compiler stops within a second
     text = (kernels / "linear.cpp").read_text()
     (kernels / "linear.cpp").write_text("int oops = ;\n" + text)
     proc = _run_python("""
-        import warnings, torch
+        import torch
         from gradviz.core import backends
+        from gradviz.core.errors import BackendUnavailable
         info = backends.get_backend("cpp")
         print("available", info.available)
         print("reason", info.reason)
-        with warnings.catch_warnings(record=True):
-            warnings.simplefilter("always")
-            print("ran", backends.linear(torch.ones(1, 2), torch.ones(3, 2), backend="cpp")[1])
+        try:
+            backends.linear(torch.ones(1, 2), torch.ones(3, 2), backend="cpp")
+        except BackendUnavailable as exc:
+            print("refused", exc.message)
     """, GRADVIZ_KERNELS_DIR=str(kernels), GRADVIZ_CACHE_DIR=str(tmp_path / "cache"),
         MAX_JOBS="1")  # linear.cpp is the first source: with one job the build stops right there
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
-    assert "available False" in out and "ran torch" in out
+    assert "available False" in out
     reason = next(line for line in out if line.startswith("reason "))
     assert reason.startswith("reason linear.cpp:1:") and "error: expected primary-expression" in reason
-    assert "the cpp backend is not available" in proc.stderr
+    assert f"refused the cpp backend cannot run here: {reason[len('reason '):]}" in out
+    # the build notice is one line, however the build ends
+    assert proc.stderr.startswith("gradviz: building the cpp backend") and proc.stderr.endswith(" failed\n")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_cached_library_loads_without_running_ninja(build, tmp_path):
+    # another ninja first on PATH (here one that fails) must not rebuild or even be run: the
+    # cache key is the sources' hash, and a cached library is loaded directly
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ninja").write_text("#!/bin/sh\necho fake ninja ran >&2\nexit 1\n")
+    (fake / "ninja").chmod(0o755)
+    proc = _run_python("""
+        from gradviz.core import extension
+        state = extension.build_state()
+        print(state.cpu_ok, state.cached, state.build_dir)
+    """, GRADVIZ_CACHE_DIR=str(extension.cache_dir()), PATH=f"{fake}:{os.environ.get('PATH', '')}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", str(build.build_dir)]
+    assert proc.stderr == ""
+
+
+def test_builds_run_one_pinned_ninja(tmp_path, monkeypatch):
+    fake = tmp_path / "ninja"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ.get('PATH', '')}")
+    monkeypatch.delenv("GRADVIZ_NINJA", raising=False)
+    pinned = extension.ninja_path()
+    assert pinned is not None and pinned != str(fake)  # the ninja package's / this Python's, not PATH's
+    monkeypatch.setenv("GRADVIZ_NINJA", str(fake))  # passed explicitly: that one
+    assert extension.ninja_path() == str(fake)
+    monkeypatch.setenv("GRADVIZ_NINJA", str(tmp_path / "missing"))
+    assert extension.ninja_path() is None
+    assert "GRADVIZ_NINJA" in extension._compiler_problem(with_cuda=False)
 
 
 def test_cuda_backend_refuses_cpu_tensors_or_is_unavailable(build):

@@ -440,7 +440,7 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
             return
         if self.recording is None:
             return
-        self._export_dialog = QtExportDialog(self.recording, self.stepper, self.graph, self)
+        self._export_dialog = QtExportDialog(self.recording, self.stepper, self.graph, self, checks=self.check_table)
         self._export_dialog.open()
 
     # -- lifetime -----------------------------------------------------------------------------

@@ -403,6 +403,8 @@ class QtExportDialog(QDialog):
     graph_view : optional
         The app's graph view: offers "visible part" through its ``visible_rect()``, and its layout.
     parent : QWidget, optional
+    checks : CheckTable, optional
+        Stored with the recording when the export is a ``.gradviz`` file (the app gives its session's).
 
     Signals
     -------
@@ -423,10 +425,11 @@ class QtExportDialog(QDialog):
                     "cancelled: no file was written")  # for the translation table
 
     def __init__(self, recording: Recording, stepper: Stepper | None = None, graph_view: Any = None,
-                 parent: QWidget | None = None):
+                 parent: QWidget | None = None, checks: Any = None):
         super().__init__(parent)
         self.setWindowTitle(tr("Export"))
         self.rec, self.stepper, self.graph_view = recording, stepper, graph_view
+        self.checks = checks  # a CheckTable stored with a .gradviz export (the window's session's checks)
         self._thread: QThread | None = None
         self._worker: _ExportWorker | None = None
         from ..core.timeline import Timeline
@@ -530,6 +533,8 @@ class QtExportDialog(QDialog):
             out["rolled"] = bool(getattr(view, "rolled", False))
             if getattr(view, "layout_", None) is not None:
                 out["precomputed"] = view.layout_
+        if self.checks is not None:
+            out["checks"] = self.checks  # kept by a .gradviz file, ignored by the other formats
         return out
 
     @property

@@ -171,3 +171,23 @@ def test_build_window_uses_the_session_the_command_line_made(qtbot, settings):
         assert win.banner.isVisibleTo(win)
     finally:
         win.shutdown()
+
+
+def test_the_export_dialog_saves_the_sessions_checks_in_a_gradviz_file(qtbot, window, tmp_path):
+    from gradviz.core.storage import read_document
+
+    open_and_wait(qtbot, window, "repeated-layer")
+    window.run_checks()
+    qtbot.waitUntil(lambda: window.check_table is not None and not window.is_busy(), timeout=120000)
+    window.export()
+    dialog = window._export_dialog
+    dialog.path_edit.setText(str(tmp_path / "run.gradviz"))
+    with qtbot.waitSignal(dialog.export_finished, timeout=60000):
+        dialog.start_export()
+    dialog.close()
+    doc = read_document(tmp_path / "run.gradviz")
+    assert doc.checks is not None
+    assert [r.to_json() for r in doc.checks.rows] == [r.to_json() for r in window.check_table.rows]
+    # and the saved file opens with them, without running the model
+    open_and_wait(qtbot, window, str(tmp_path / "run.gradviz"))
+    assert window.session.source == "file" and window.checks.table.rowCount() == len(doc.checks.rows)

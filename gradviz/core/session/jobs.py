@@ -166,7 +166,7 @@ class OpenJob(Job):
                 raise GradvizError(f"--param does not apply to a saved recording ({os.fspath(target)})",
                                    hint="parameters are fixed when recording: gradviz record MODEL --param ... -o FILE")
             progress(0.0, "Opening…")
-            doc = read_document(target)
+            doc = read_document(target, progress=lambda f, m: progress(0.9 * f, m), cancel=cancelled)
             rec, rerun, checks = doc.recording, None, doc.checks
             target = os.fspath(target)
             backends = {}

@@ -140,8 +140,11 @@ def _cmd_check(args) -> int:
     if args.json:
         print(json.dumps(table.to_json(), indent=1))
     else:
-        print(f"{session.recording.summary()}\n")
-        print(table.format())
+        from .core.explain import summary_text
+        from .core.textable import format_checks
+
+        print(f"{summary_text(session.recording)}\n")
+        print(format_checks(table))
     return 0 if table.ok else 1
 
 
@@ -186,27 +189,33 @@ def _(p):
 
 
 def format_steps(rec, timeline=None) -> str:
-    """The timeline as text: each step's caption, the gradients it sends, the leaves it touches."""
+    """The timeline as text, in the current language: each step explained in one line
+    (`gradviz.core.explain`), the gradients it sends, the leaves it touches."""
+    from .core.explain import summary_text
+    from .core.i18n import tr
+    from .core.labels import node_title
     from .core.timeline import Timeline
 
     tl = timeline if timeline is not None else Timeline(rec)
-    lines = [rec.summary(), ""]
+    lines = [summary_text(rec), ""]
     for step in tl.steps:
         lines.append(f"[{step.index:3d}] {step.describe(rec)}")
         if step.phase == "forward":
             ev = rec.forward[step.event]
             if ev.outputs:
-                lines.append(f"        output {ev.outputs[0].summary()}" + (f"   ({_short(ev.source)})" if ev.source else ""))
+                where = f"   ({_short(ev.source)})" if ev.source else ""
+                lines.append("        " + tr("output {value}", value=ev.outputs[0].summary()) + where)
         elif step.phase == "backward":
             state = tl.state_at(step.index)
             ev = rec.backward[step.event]
             node = rec.nodes[step.node]
             if ev.grad_outputs:
-                lines.append("        in:  " + ", ".join(g.summary() if g else "None" for g in ev.grad_outputs))
+                lines.append("        " + tr("in: {values}", values=", ".join(g.summary() if g else "None"
+                                                                           for g in ev.grad_outputs)))
             for src, dst, slot, g in state.flowing:
-                waits = int(state.pending[dst])
-                lines.append(f"        out[{slot}] -> node {dst} {rec.nodes[dst].label.splitlines()[0]}: "
-                             f"{g.summary() if g else 'None'}  (it waits for {waits} more)")
+                lines.append("        " + tr("out[{slot}] -> node {id} {name}: {value}  (it waits for {n} more)",
+                                             slot=slot, id=dst, name=node_title(rec.nodes[dst]),
+                                             value=g.summary() if g else "None", n=int(state.pending[dst])))
             if node.kind == "leaf" and node.leaf:
                 info = rec.leaves[node.leaf]
                 parts = [c.value.summary() for c in info.contributions if c.value]
@@ -322,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "With no command: open the app, or with no display, print the default "
                                     "model's steps and checks.")
     parser.add_argument("--debug", action="store_true", help="show full stack traces")
+    parser.add_argument("--lang", choices=("en", "zh"), default=None,
+                        help="the language of tables and step captions (default: the system locale's, "
+                             "zh for LANG=zh_CN.UTF-8, else en)")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (run, arguments, help) in _COMMANDS.items():
@@ -361,8 +373,10 @@ def _default(args) -> int:
     print("No display: printing the default model's steps and checks (gradviz --help lists commands).\n")
     print(format_steps(session.recording, session.timeline))
     print()
+    from .core.textable import format_checks
+
     table = session.run_checks()
-    print(table.format())
+    print(format_checks(table))
     return 0 if table.ok else 1
 
 
@@ -370,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    with warnings.catch_warnings():  # restores the usual display when main() returns
+    from .core.i18n import system_language, using
+
+    with warnings.catch_warnings(), using(args.lang or system_language()):
+        # the warnings' display and the language are restored when main() returns
         warnings.showwarning = _show_warning
         return _run(args)
 

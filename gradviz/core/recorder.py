@@ -65,6 +65,7 @@ class _ForwardCapture(TorchFunctionMode):
         self.module_stack: list[tuple[Any, int]] = []
         self.module_uses: dict[Any, int] = {}
         self.module_order: list[Any] = []
+        self.module_parent: dict[Any, Any] = {}  # each module: the module whose forward first called it
         self.event_module: list[tuple[Any, int] | None] = []
         self.leaf_seen: dict[Any, int] = {}
         self.source_data: list[TensorData] = []
@@ -114,6 +115,7 @@ class _ForwardCapture(TorchFunctionMode):
         use = self.module_uses.get(module, 0) + 1
         if use == 1:
             self.module_order.append(module)
+            self.module_parent[module] = self.module_stack[-1][0] if self.module_stack else None
         self.module_uses[module] = use
         self.module_stack.append((module, use))
 
@@ -414,6 +416,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
         keep_values=keep_values, budget_bytes=budget_bytes,
         dropped={"tensors": store.dropped_count, "bytes": store.dropped_bytes},
         meta={"torch": torch.__version__, "manual_note": manual_note, "grad_hooks": _grad_hooks(cap, names),
+              "module_parents": _module_parents(cap),
               "seconds": {"forward": t_forward - t_start,
                                                        "backward": t_backward - t_forward,
                                                        "total": time.perf_counter() - t_start}},
@@ -442,6 +445,16 @@ def _grad_hooks(cap: _ForwardCapture, names: dict) -> list[str]:
     if getattr(_module, "_global_backward_hooks", None) or getattr(_module, "_global_backward_pre_hooks", None):
         found.append("a global module backward hook")
     return found
+
+
+def _module_parents(cap: _ForwardCapture) -> dict:
+    """Each module that ran, by name: the name of the module whose forward called it (None at the top)."""
+    names = getattr(cap, "module_names", {})
+    out = {}
+    for m in cap.module_order:
+        parent = cap.module_parent.get(m)
+        out[names.get(m, type(m).__name__)] = None if parent is None else names.get(parent, type(parent).__name__)
+    return out
 
 
 def _module_names(built: BuildResult, cap: _ForwardCapture) -> dict:

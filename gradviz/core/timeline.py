@@ -44,15 +44,10 @@ class Step:
     node: int | None
 
     def describe(self, rec: Recording) -> str:
-        """A one-line caption of the step."""
-        if self.phase == "start":
-            return "start: nothing computed yet"
-        if self.phase == "forward":
-            ev = rec.forward[self.event]
-            where = f" ({ev.module} · use {ev.use})" if ev.module and ev.use else ""
-            return f"forward {self.event + 1}/{len(rec.forward)}: {ev.op}{where}"
-        node = rec.nodes[self.node]
-        return f"backward {self.event + 1}/{len(rec.backward)}: {node.name} (node {node.id})"
+        """The step in one line of plain words, in the current language (`gradviz.core.explain`)."""
+        from .explain import explain
+
+        return explain(rec, self)
 
 
 @dataclass

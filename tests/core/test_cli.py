@@ -99,7 +99,8 @@ def test_check_fails_with_exit_1_on_a_wrong_backward(capsys, tmp_path):
 def test_steps_prints_the_timeline(capsys):
     code, out, _ = run(capsys, "steps", "repeated-layer")
     assert code == 0
-    assert "forward 2/3: linear (layer · use 2)" in out
+    assert "forward 2/3: linear (layer · use 2/2) computes" in out
+    assert "MmBackward0 (layer · use 2/2) sends 0.07486 to MmBackward0 (node 2), which is now ready" in out
     assert "layer.weight.grad = " in out and "it waits for 1 more" in out
 
 

@@ -21,6 +21,9 @@ from typing import Callable
 
 import numpy as np
 
+from ..explain import leaf_buffer_text
+from ..i18n import tr as _tr
+from ..labels import label_lines
 from ..layout import NODE_H, NODE_W, Layout, edge_route, edge_segments
 from ..recording import Recording
 from ..tensors import TensorData
@@ -167,7 +170,7 @@ class Scene:
                  tr: Callable[[str], str] | None = None):
         rec = self.recording = recording
         self.layout = layout
-        self.tr = tr or (lambda text: text)
+        self.tr = tr or _tr
         n = len(rec.nodes)
         if layout is None:  # no positions: labels, styles and flow states only (DOT, GraphML)
             self.group_of = np.arange(n, dtype=np.int64)
@@ -256,8 +259,9 @@ class Scene:
             for g in groups:
                 lines[g] = badges[g] = None
 
-    def set_translator(self, tr: Callable[[str], str]) -> None:
-        """Translate the words drawn ("uses", "saved", "waits", "ready") with `tr` from now on."""
+    def set_translator(self, tr: Callable[..., str]) -> None:
+        """Translate the words drawn ("uses", "saved", "waits", "ready") with `tr` from now on
+        (``tr(text, **fields)``, like `gradviz.core.i18n.tr`: templates are filled after translation)."""
         self.tr = tr
         self.invalidate_labels()
 
@@ -405,7 +409,7 @@ class Scene:
         rec, tr = self.recording, self.tr
         members = self.members[g]
         node = rec.nodes[members[0]]
-        lines = node.label.split("\n")
+        lines = label_lines(rec, node)
         if len(members) > 1 and node.module:
             lines = [lines[0], f"{node.module} · {len(members)} {tr('uses')}"]
         state = self.state
@@ -415,9 +419,13 @@ class Scene:
             if node.kind == "leaf" and node.leaf and state is not None and state._timeline is not None \
                     and node.leaf in rec.leaves:
                 ls = state.leaf(node.leaf)
+                if ls.accumulated and ls.grad is not None:
+                    # AccumulateGrad has run: .grad is set
+                    lines.append(tr("grad {value}", value=format_tensor(ls.grad)))
+                    return lines
                 if ls.arrived:
-                    lines.append(f"grad {format_tensor(ls.buffer)}" +
-                                 (f"  ({ls.arrived}/{ls.total})" if ls.total > 1 else ""))
+                    # before AccumulateGrad runs, what has arrived waits in the engine's input buffer
+                    lines.extend(leaf_buffer_text(ls.arrived, ls.total, ls.buffer))
                     return lines
             if t is not None:
                 lines.append(format_tensor(t))
@@ -430,7 +438,7 @@ class Scene:
         if status == BACKWARD_DONE and len(members) == 1:
             ev = self._backward_event(members[0])
             if ev is not None and ev.grad_outputs and ev.grad_outputs[0] is not None:
-                lines.append(f"grad {format_tensor(ev.grad_outputs[0])}")
+                lines.append(tr("grad {value}", value=format_tensor(ev.grad_outputs[0])))
         return lines
 
     def _backward_event(self, nid: int):
@@ -501,7 +509,8 @@ def build_scene(recording: Recording, layout: Layout | None, state: StepState | 
         The step to show (`Timeline.state_at`); None shows the start before any op ran.
     theme : {"light", "dark"}
     tr : callable, optional
-        Translates the words drawn ("uses", "saved", "waits", "ready"); English by default.
+        Translates the words drawn ("uses", "saved", "waits", "ready"); the one catalogue
+        (`gradviz.core.i18n.tr`, in its current language) by default.
 
     Returns
     -------

@@ -1,0 +1,142 @@
+"""Tables for a terminal: every column fits its width by wrapping words onto more lines, never by cutting.
+
+`format_table` lays out any rows; `format_checks` is the check table as `gradviz check` prints it, in
+the current language, fitted to the terminal: the wide text columns ("what", "reference") wrap at
+word boundaries while numbers and node ids stay whole on their line, so "node 3 … receives node 1"
+never loses its node number and "numpy rule for LinearFunctionBackward" never loses its end.
+Widths count display cells (a Chinese character takes two).
+"""
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import unicodedata
+
+from .i18n import tr, translate
+
+__all__ = ["cell_width", "wrap_cell", "format_table", "format_checks", "terminal_width"]
+
+_GAP = "  "
+_WORD = re.compile(r"(?:node |节点 )\d+\S*|\S+")
+
+
+def cell_width(text: str) -> int:
+    """Terminal cells `text` takes: two for a wide (East Asian) character, one otherwise."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _split_long(word: str, width: int) -> list[str]:
+    """A word wider than `width` in pieces of at most `width` cells (nothing is dropped)."""
+    out, cur = [], ""
+    for ch in word:
+        if cur and cell_width(cur + ch) > width:
+            out.append(cur)
+            cur = ""
+        cur += ch
+    return out + [cur] if cur else out
+
+
+def wrap_cell(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` cells, broken between words (a longer word is split)."""
+    text = str(text)
+    if cell_width(text) <= width:
+        return [text]
+    lines: list[str] = []
+    cur = ""
+    # "node 3" is one word: a node's number never goes to another line than "node"
+    for word in _WORD.findall(text):
+        pieces = _split_long(word, width) if cell_width(word) > width else [word]
+        for piece in pieces:
+            trial = f"{cur} {piece}" if cur else piece
+            if cell_width(trial) <= width:
+                cur = trial
+            else:
+                if cur:
+                    lines.append(cur)
+                cur = piece
+    if cur or not lines:
+        lines.append(cur)
+    return lines
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - cell_width(text))
+
+
+def format_table(head: tuple, rows: list, width: int, flexible: tuple = (), minimum: int = 10,
+                 splittable: tuple = ()) -> list[str]:
+    """Aligned lines of `rows` under `head`, at most `width` cells wide where the columns allow.
+
+    Columns in `flexible` give up width down to their longest word and wrap between words; if the
+    table is still too wide, columns in `splittable` give up more, down to `minimum` cells, splitting
+    their longest words over lines (nothing is ever dropped). A row that wraps takes several lines.
+    """
+    ncol = len(head)
+    table = [head, *rows]
+    natural = [max(cell_width(str(r[i])) for r in table) for i in range(ncol)]
+    longest = [max((cell_width(w) for r in table for w in _WORD.findall(str(r[i]))), default=1) for i in range(ncol)]
+    widths = list(natural)
+
+    def shrink(columns, floor) -> None:
+        # take the excess from `columns` in proportion to what each can give above its floor
+        excess = sum(widths) + len(_GAP) * (ncol - 1) - width
+        room = {i: max(0, widths[i] - floor(i)) for i in columns}
+        can = sum(room.values())
+        if excess > 0 and can > 0:
+            for i in columns:
+                widths[i] -= min(room[i], math.ceil(excess * room[i] / can))
+
+    shrink(flexible, lambda i: longest[i])
+    shrink(splittable, lambda i: min(minimum, widths[i]))
+    out = []
+    for j, row in enumerate([head, *rows]):
+        cells = [wrap_cell(str(c), widths[i]) for i, c in enumerate(row)]
+        for k in range(max(len(c) for c in cells)):
+            parts = [_pad(c[k] if k < len(c) else "", widths[i]) for i, c in enumerate(cells)]
+            out.append(_GAP.join(parts).rstrip())
+        if j == 0:
+            out.append(_GAP.join("-" * w for w in widths))
+    return out
+
+
+def terminal_width(default: int = 120) -> int:
+    """Columns of the terminal (``$COLUMNS`` first), or `default` when output goes elsewhere."""
+    return max(40, shutil.get_terminal_size((default, 24)).columns)
+
+
+def _fmt(x) -> str:
+    return "" if x is None else f"{x:.2e}"
+
+
+def format_checks(table, width: int | None = None) -> str:
+    """The check table as text fitted to `width` cells (the terminal's by default), in the current language."""
+    from .checks import FAIL, NO_RULE
+
+    width = terminal_width() if width is None else width
+    head = tuple(tr(h) for h in ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result"))
+    rows = []
+    for r in table.rows:
+        status = tr(r.status.upper() if r.status == FAIL else r.status)
+        if table.strict and r.status == NO_RULE:
+            status = tr("FAIL (no rule)")
+        rows.append((tr(r.kind), translate(r.what), translate(r.reference), _fmt(r.max_abs), _fmt(r.max_rel),
+                     r.tolerance, status))
+    out = format_table(head, rows, width, flexible=tuple(range(len(head))), splittable=(1, 2))
+    notes = []
+    for r in table.rows:
+        detail = r.detail.strip()
+        if detail:
+            # a note wraps under its own start, whole
+            text = f"{tr(r.kind)} {translate(r.what)}: {translate(detail.splitlines()[0])}"
+            lines = wrap_cell(text, width - 2)
+            notes.append("  " + lines[0])
+            if len(lines) > 1:
+                notes += ["    " + line for line in wrap_cell(" ".join(lines[1:]), width - 4)]
+    if notes:
+        out += ["", tr("notes:"), *notes]
+    counts = table.counts()
+    summary = ", ".join(tr("{n} {status}", n=v, status=tr(k)) for k, v in sorted(counts.items()))
+    out += ["", tr("{n} checks: {summary} -> {verdict}", n=len(table.rows), summary=summary,
+                   verdict=tr("OK") if table.ok else tr("FAILED"))]
+    return "\n".join(out)

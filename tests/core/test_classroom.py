@@ -180,3 +180,47 @@ def test_cli_check_table_at_80_columns(capsys, monkeypatch):
     code = main(["--lang", "zh", "check", "repeated-layer", "--no-fd"])
     out = capsys.readouterr().out
     assert "项检查" in out and "通过" in out
+
+
+@pytest.mark.parametrize("name,leaf,params", [("repeated-layer", "layer.weight", {"k": 3, "n": 3}),
+                                              ("rnn-unrolled", "cell.weight_hh", None)])
+def test_accumulation_at_one_element_is_the_cumulative_sum_of_its_contributions(name, leaf, params):
+    from gradviz.core.accumulation import (accumulation_at, as_grid, grid_cell_to_index, index_to_grid_cell,
+                                           parse_index)
+
+    rec = gradviz.record(name, params=params)
+    info = rec.leaves[leaf]
+    shape = tuple(info.tensor.shape)
+    assert len(shape) == 2 and len(info.contributions) >= 3
+    index = parse_index("1, -1", shape)
+    assert index == (1, shape[1] - 1)
+    acc = accumulation_at(rec, leaf, index)
+    # independent reference: each contribution's value at the element, from the recording's arrays
+    want = [float(np.asarray(c.value.value)[index]) for c in info.contributions]
+    np.testing.assert_allclose(acc.values, want, rtol=0, atol=0)
+    # the plotted line is exactly the running sum of the bars
+    total = 0.0
+    for k, v in enumerate(want):
+        total += v
+        assert acc.running[k] == pytest.approx(total, rel=0, abs=1e-12)
+    # and it ends at the .grad torch computed (float32 sums: a float32 tolerance)
+    assert acc.running[-1] == pytest.approx(float(info.grad.value[index]), rel=1e-5, abs=1e-6)
+    assert acc.grad == pytest.approx(float(info.grad.value[index]))
+    # a heat map cell names its element and back
+    for g in acc.grids:
+        assert g.shape == as_grid(info.grad.value).shape
+    r, c = index_to_grid_cell(shape, index)
+    assert grid_cell_to_index(shape, r, c) == index
+    assert acc.grids[0][r, c] == acc.values[0]
+    assert len(acc.rows()) == len(want)
+    assert acc.sources[0].startswith(("TBackward0", "AddmmBackward0"))
+
+
+def test_bad_element_index_is_one_clear_line():
+    from gradviz.core.accumulation import parse_index
+    from gradviz.core.errors import GradvizError
+
+    for text in ("1", "a, 1", "5, 0"):
+        with pytest.raises(GradvizError) as err:
+            parse_index(text, (3, 3))
+        assert "\n" not in str(err.value.args[0])

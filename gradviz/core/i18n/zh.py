@@ -192,4 +192,8 @@ ZH = {
     "out[{slot}] -> node {id} {name}: {value}  (it waits for {n} more)": "输出[{slot}] -> 节点 {id} {name}：{value}（它还要等 {n} 个）",
     "{target}: {f} forward ops, {n} nodes, {e} edges, {b} backward steps, {l} leaves":
         "{target}：{f} 个前向运算，{n} 个节点，{e} 条边，{b} 个反向步骤，{l} 个叶子",
+    "not kept": "未保留",
+    ".grad before backward": "反向传播前的 .grad",
+    "element": "元素",
+    "at element {index}": "在元素 {index}",
 }

@@ -196,4 +196,8 @@ ZH = {
     ".grad before backward": "反向传播前的 .grad",
     "element": "元素",
     "at element {index}": "在元素 {index}",
+    "click a cell to pick its element": "点击一个格子选择该元素",
+    "value at {index}": "{index} 处的值",
+    "running sum at {index}": "{index} 处的累计和",
+    "{n} checks: {summary} — {verdict}": "{n} 项检查：{summary} — {verdict}",
 }

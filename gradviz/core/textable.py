@@ -111,7 +111,7 @@ def _fmt(x) -> str:
 
 def format_checks(table, width: int | None = None) -> str:
     """The check table as text fitted to `width` cells (the terminal's by default), in the current language."""
-    from .checks import FAIL, NO_RULE
+    from .checktable import FAIL, NO_RULE
 
     width = terminal_width() if width is None else width
     head = tuple(tr(h) for h in ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result"))

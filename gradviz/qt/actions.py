@@ -261,6 +261,30 @@ class QtWindowChrome:
 
         QMessageBox.about(self, tr("About gradviz"), f"gradviz {__version__}\nSee PyTorch autograd at work.")
 
+    # -- view options (the window's `_relayout` lays the graph out again) ------------------------
+    def set_direction(self, direction: str) -> None:
+        """Lay the graph out left to right (``"lr"``) or top to bottom (``"tb"``)."""
+        self.settings.setValue("direction", direction)
+        a = self.actions_["direction"]
+        a.blockSignals(True)
+        a.setChecked(direction == "tb")
+        a.blockSignals(False)
+        self._relayout(direction, self.graph.rolled)
+
+    def set_rolled(self, rolled: bool) -> None:
+        """Fold every use of a reused layer into one node (True) or unroll them (False)."""
+        rolled = bool(rolled)
+        self.settings.setValue("rolled", rolled)
+        a = self.actions_["rolled"]
+        a.blockSignals(True)
+        a.setChecked(rolled)
+        a.blockSignals(False)
+        self._relayout(self.graph.direction, rolled)
+
+    def _play_icon(self, playing: bool) -> None:
+        sp = QStyle.StandardPixmap
+        self.actions_["play"].setIcon(self.style().standardIcon(sp.SP_MediaPause if playing else sp.SP_MediaPlay))
+
     def set_theme(self, name: str) -> None:
         """Switch to the light or dark theme."""
         if name not in theme_names():

@@ -17,7 +17,7 @@ from typing import Callable
 
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QStyle
+from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow
 
 from gradviz.core.layout import layered_layout
 from gradviz.core.session import Session
@@ -266,10 +266,6 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         self._panels_timer.stop()
         self._flush_panels()
 
-    def _play_icon(self, playing: bool) -> None:
-        sp = QStyle.StandardPixmap
-        self.actions_["play"].setIcon(self.style().standardIcon(sp.SP_MediaPause if playing else sp.SP_MediaPlay))
-
     def is_playing(self) -> bool:
         return self.play_timer.isActive()
 
@@ -371,25 +367,6 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         self.checks.set_table(table, self.recording)
 
     # -- view options -------------------------------------------------------------------------
-    def set_direction(self, direction: str) -> None:
-        """Lay the graph out left to right (``"lr"``) or top to bottom (``"tb"``)."""
-        self.settings.setValue("direction", direction)
-        a = self.actions_["direction"]
-        a.blockSignals(True)
-        a.setChecked(direction == "tb")
-        a.blockSignals(False)
-        self._relayout(direction, self.graph.rolled)
-
-    def set_rolled(self, rolled: bool) -> None:
-        """Fold every use of a reused layer into one node (True) or unroll them (False)."""
-        rolled = bool(rolled)
-        self.settings.setValue("rolled", rolled)
-        a = self.actions_["rolled"]
-        a.blockSignals(True)
-        a.setChecked(rolled)
-        a.blockSignals(False)
-        self._relayout(self.graph.direction, rolled)
-
     def _relayout(self, direction: str, rolled: bool) -> None:
         rec = self.recording
         if rec is None:

@@ -57,6 +57,7 @@ class QtScenePainter:
         self._styles: tuple = ()
         self._colors: dict = {}  # colour name -> QColor, QBrush (badges)
         self._brushes: dict = {}
+        self._names: dict = {}  # pixel size -> bold font, for names shrunk to fit
         f = QFont(FONT_FAMILY)
         f.setPixelSize(int(FONT_PX))
         bold = QFont(f)
@@ -181,8 +182,9 @@ class QtScenePainter:
             return
         painter.setPen(self.text_colors[s])
         y = rect.top() + TEXT_TOP
-        for j, line in enumerate(scene.lines(i)[:MAX_LINES]):
-            painter.setFont(self.bold if j == 0 else self.font)
+        lines = scene.lines(i)
+        for j, line in enumerate(lines[:MAX_LINES]):
+            painter.setFont(self._bold(scene.name_px(i)) if j == 0 else self.font)
             painter.drawText(QRectF(rect.left() + 5, y, rect.width() - 10, 15), Qt.AlignmentFlag.AlignHCenter, line)
             y += LINE_STEP
         for badge in scene.badges(i):
@@ -193,6 +195,16 @@ class QtScenePainter:
             painter.setPen(self._color(badge.text_color))
             painter.setFont(self.small)
             painter.drawText(tab, Qt.AlignmentFlag.AlignCenter, badge.text)
+
+    def _bold(self, px: float) -> QFont:
+        """The bold font at pixel size `px` (a name shrunk to fit its box)."""
+        if px == FONT_PX:
+            return self.bold
+        f = self._names.get(px)
+        if f is None:
+            f = self._names[px] = QFont(self.bold)
+            f.setPixelSize(int(px))
+        return f
 
     def _color(self, name: str) -> QColor:
         c = self._colors.get(name)

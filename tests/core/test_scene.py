@@ -8,6 +8,7 @@ import gradviz
 from gradviz.core.layout import layered_layout
 from gradviz.core.scene import (DONE, FLOWING, IDLE, KINDS, THEMES, build_scene, elide, format_shape, format_tensor,
                                 text_width)
+from gradviz.core.scene.text import name_px
 from gradviz.core.tensors import TensorData
 from gradviz.core.timeline import BACKWARD_DONE, Stepper, Timeline
 
@@ -98,6 +99,18 @@ def test_labels_are_cut_to_their_box_and_say_so():
     assert text_width(short) <= room < text_width(text[:len(short)] + "…")  # one more character would not fit
     assert elide("short", 113.7) == "short"
     assert text_width("MulBackward0", bold=True) > text_width("MulBackward0") > 0
+
+
+def test_names_shrink_to_fit_their_box_and_are_cut_only_past_the_smallest_size():
+    rec = gradviz.record("mlp")
+    scene = build_scene(rec, layered_layout(rec), None)
+    for g in range(len(scene)):
+        name, px = scene.lines(g)[0], scene.name_px(g)
+        assert text_width(name, px, bold=True) <= scene.text_room(g)
+        assert px == 12 or text_width(name, px + 1, bold=True) > scene.text_room(g)  # the largest size that fits
+    long = next(g for g in range(len(scene)) if rec.nodes[g].name == "LogSoftmaxBackward0")
+    assert scene.lines(long)[0] == "LogSoftmaxBackward0" and 8 <= scene.name_px(long) < 12
+    assert name_px("x" * 80, 140.0) == 8.0 and elide("x" * 80, 140.0, 8.0, bold=True).endswith("…")
 
 
 def test_formatters():

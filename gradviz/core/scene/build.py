@@ -28,7 +28,7 @@ from ..layout import NODE_H, NODE_W, Layout, edge_route, edge_segments
 from ..recording import Recording
 from ..tensors import TensorData
 from ..timeline import BACKWARD_DONE, COMPUTED, StepState
-from .text import FONT_PX, SMALL, SMALL_FONT_PX, elide, format_shape, format_tensor, text_width
+from .text import FONT_PX, SMALL, elide, format_shape, format_tensor, name_px, text_width
 from .theme import KINDS, THEMES, blend, get_theme
 
 __all__ = ["Scene", "build_scene", "NodeStyle", "EdgeStyle", "Badge", "FlowEdge", "Outline",
@@ -216,6 +216,7 @@ class Scene:
         self.state: StepState | None = None
         self._lines: list = [None] * g
         self._badges: list = [None] * g
+        self._name_px = np.full(g, FONT_PX)
         self._update()
         self.set_theme(theme)
 
@@ -395,14 +396,22 @@ class Scene:
 
     def lines(self, g: int) -> list[str]:
         """The label lines of drawn node `g` exactly as drawn (at most `MAX_LINES`): the first line, the
-        name, whole and bold; value lines too wide for the box end in "…", so a cut value never reads
-        as whole."""
+        name, bold, in a smaller font when it is too wide for the box (`name_px`), cut only if even
+        that does not fit; value lines too wide for the box end in "…", so a cut value never reads as
+        whole."""
         cached = self._lines[g]
         if cached is None:
             raw = self._raw_lines(g)
             room = self.text_room(g)
-            cached = self._lines[g] = raw[:1] + [elide(line, room, FONT_PX) for line in raw[1:MAX_LINES]]
+            px = self._name_px[g] = name_px(raw[0], room)
+            cached = self._lines[g] = ([elide(raw[0], room, px, bold=True)]
+                                       + [elide(line, room, FONT_PX) for line in raw[1:MAX_LINES]])
         return cached
+
+    def name_px(self, g: int) -> float:
+        """The pixel size of drawn node `g`'s first line (the name): `FONT_PX` unless it had to shrink."""
+        self.lines(g)
+        return self._name_px[g]
 
     def _raw_lines(self, g: int) -> list[str]:
         """The text of drawn node `g` at this step, before cutting to the box."""

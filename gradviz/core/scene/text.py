@@ -12,14 +12,15 @@ import numpy as np
 
 from ..tensors import TensorData
 
-__all__ = ["format_tensor", "format_shape", "text_width", "elide", "SMALL", "ELLIPSIS", "FONT_FAMILY",
-           "FONT_PX", "SMALL_FONT_PX"]
+__all__ = ["format_tensor", "format_shape", "text_width", "elide", "name_px", "SMALL", "ELLIPSIS", "FONT_FAMILY",
+           "FONT_PX", "SMALL_FONT_PX", "MIN_NAME_PX"]
 
 SMALL = 4  # tensors with at most this many elements show their values in labels
 ELLIPSIS = "…"
 FONT_FAMILY = "DejaVu Sans"
 FONT_PX = 12.0  # label text; the first line (the name) is bold
 SMALL_FONT_PX = 10.0  # badges
+MIN_NAME_PX = 8.0  # a node's name shrinks to fit its box down to this size, then is cut
 
 
 def format_tensor(t: TensorData | None, small: int = SMALL) -> str:
@@ -91,3 +92,11 @@ def elide(text: str, room: float, px: float = FONT_PX, bold: bool = False) -> st
         used += w
         cut += 1
     return text[:cut] + ELLIPSIS
+
+
+def name_px(text: str, room: float, px: float = FONT_PX, min_px: float = MIN_NAME_PX) -> float:
+    """The whole-pixel size at which bold `text` fits in `room` (at most `px`, at least `min_px`)."""
+    width = text_width(text, px, bold=True)
+    if width <= room:
+        return px
+    return float(max(min_px, int(px * room / width)))

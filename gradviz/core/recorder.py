@@ -26,6 +26,7 @@ from .rerun import RecordedRun, Rerun, remember
 from .sandbox import Sandbox
 from .saved import read_saved
 from .targets import resolve_target
+from .teardown import GraphKeeper, clear_exception_frames
 from .tensors import DEFAULT_BUDGET_BYTES, TensorData, TensorStore
 
 # BuildResult and Cancelled lived here once: still importable from here
@@ -33,6 +34,7 @@ __all__ = ["record", "record_run", "RecordedRun", "BuildResult", "Cancelled", "D
            "leaf_first_use_order"]
 
 DEFAULT_MAX_NODES = 200_000
+_LIMIT_HINT = "raise the limit with --max-nodes N (record(..., max_nodes=N)), or record a smaller model"
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _INTERNAL_FILES = {os.path.join(_HERE, f) for f in ("recorder.py", "backends.py", "extension.py", "checks.py")}
@@ -53,9 +55,10 @@ class _ForwardCapture(TorchFunctionMode):
     """
 
     def __init__(self, store: TensorStore | None, on_leaf: Callable | None = None,
-                 cancel: Callable | None = None):
+                 cancel: Callable | None = None, max_nodes: int | None = None):
         super().__init__()
         self.store = store
+        self.max_nodes = max_nodes
         self.on_leaf = on_leaf
         self.cancel = cancel
         self.events: list[ForwardEvent] = []
@@ -138,7 +141,9 @@ class _ForwardCapture(TorchFunctionMode):
         if not torch.is_grad_enabled():
             return out
         outs = _tensors_in(out)
-        if not any(t.grad_fn is not None for t in outs):
+        # (is_leaf, not grad_fn: reading grad_fn gives the node a Python wrapper, which makes
+        # freeing the graph recursive; see teardown.py)
+        if all(t.is_leaf for t in outs):
             return out
         name = getattr(func, "__name__", None) or str(func)
         if isinstance(func, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
@@ -198,7 +203,27 @@ class _ForwardCapture(TorchFunctionMode):
             if fn is not None and fn not in self.grad_fn_event:
                 self.grad_fn_event[fn] = index
                 if replay is not None or custom is not None:
+                    # detached: a replay must not keep the graph alive after recording
+                    if replay is not None:
+                        replay = (replay[0], _detached(replay[1]), _detached(replay[2]))
                     self.replays[fn] = (replay, custom)
+        if self.max_nodes is not None and len(self.grad_fn_event) > self.max_nodes:
+            # stop while the model runs: a graph far past the limit would take minutes and
+            # gigabytes before the walk could refuse it
+            raise GraphTooLarge(f"the model made more than {self.max_nodes:,} autograd nodes while it ran "
+                                f"(the limit)", hint=_LIMIT_HINT)
+
+    def graph_roots(self) -> list:
+        """Every autograd node this capture's tensors reference (for `GraphKeeper`)."""
+        roots = list(self.grad_fn_event)
+        for ins, outs in self.event_tensors:
+            for t in ins:
+                if not t.is_leaf:
+                    roots.append(t.grad_fn)
+            for t in outs:
+                if not t.is_leaf:
+                    roots.append(t.grad_fn)
+        return roots
 
     def _scan_leaves(self, ins) -> bool:
         """Number each source tensor (made by no op of this run) that this op is the first to use.
@@ -211,7 +236,7 @@ class _ForwardCapture(TorchFunctionMode):
         self._depth += 1
         try:
             for t in ins:
-                if t.grad_fn is None and t not in self.leaf_seen:
+                if t.is_leaf and t not in self.leaf_seen:
                     self.leaf_seen[t] = len(self.leaf_seen)
                     new = True
                     if self.store is not None:
@@ -236,6 +261,18 @@ class _ForwardCapture(TorchFunctionMode):
                 return f"{fname}:{f.f_lineno}"
             f = f.f_back
         return None
+
+
+def _detached(obj):
+    """`obj` with every tensor in it (in lists, tuples and dicts) detached, ``requires_grad`` kept."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().requires_grad_(obj.requires_grad) if obj.is_floating_point() or \
+            obj.is_complex() else obj.detach()
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_detached(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _detached(v) for k, v in obj.items()}
+    return obj
 
 
 def _tensors_in(obj) -> list:
@@ -310,17 +347,29 @@ def record_run(target: Any, *, params: dict | None = None, keep_values: bool = T
         ``.recording`` (the data) and ``.rerun`` (what re-runs the model).
     """
     runner = resolve_target(target, params)
-    with Sandbox(pause_gc=True):
-        run = _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
-                      progress or (lambda f, m: None), cancel)
+    keeper = GraphKeeper()
+    try:
+        with Sandbox(pause_gc=True):
+            run = _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
+                          progress or (lambda f, m: None), cancel, keeper)
+    except BaseException as exc:
+        # the model's frames in the traceback hold tensors of the graph: drop them first
+        clear_exception_frames(exc)
+        raise
+    finally:
+        # free the graph one node at a time (see teardown.py): a recursive free of a large
+        # graph overflows the stack
+        keeper.release()
     remember(run.recording, run.rerun)
     return run
 
 
-def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress, cancel) -> RecordedRun:
+def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress, cancel,
+            keeper: GraphKeeper) -> RecordedRun:
     t_start = time.perf_counter()
     store = TensorStore(keep_values, budget_bytes)
-    cap = _ForwardCapture(store, cancel=cancel)
+    cap = _ForwardCapture(store, cancel=cancel, max_nodes=max_nodes)
+    keeper.hold(cap, cap.graph_roots)
     progress(0.0, "running the forward pass")
     with Sandbox(cap):
         result = runner.call()
@@ -331,7 +380,9 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     names = _name_tensors(built, cap)
     progress(0.3, "walking the autograd graph")
     nodes, fn_ids, edges, fns = _walk_graph(loss.grad_fn, max_nodes, cancel)
-    _annotate_nodes(nodes, fns, edges, cap, names)
+    topo = topological_order(len(nodes), edges)
+    keeper.walked(fns, topo)
+    _annotate_nodes(nodes, fns, edges, cap, names, topo)
     input_edges = _input_nodes(nodes, fns, fn_ids, cap, names)
     leaf_node_of = {n.leaf: n.id for n in nodes if n.kind == "leaf" and n.leaf}
 
@@ -527,8 +578,7 @@ def _walk_graph(root_fn, max_nodes: int, cancel) -> tuple:
                 dst = len(fns)
                 if dst >= max_nodes:
                     raise GraphTooLarge(f"the autograd graph has more than {max_nodes:,} nodes (the limit)",
-                                        hint="raise the limit with --max-nodes N (record(..., max_nodes=N)), "
-                                             "or record a smaller model")
+                                        hint=_LIMIT_HINT)
                 fn_ids[nxt] = dst
                 fns.append(nxt)
                 queue.append(nxt)
@@ -566,7 +616,7 @@ def topological_order(n: int, edges) -> list[int]:
     return order
 
 
-def _annotate_nodes(nodes, fns, edges, cap: _ForwardCapture, names: dict) -> None:
+def _annotate_nodes(nodes, fns, edges, cap: _ForwardCapture, names: dict, topo: list[int] | None = None) -> None:
     """Give nodes their forward event, module use, source, custom Function and backend."""
     mod_names = getattr(cap, "module_names", {})
     uses = cap.module_uses
@@ -589,7 +639,7 @@ def _annotate_nodes(nodes, fns, edges, cap: _ForwardCapture, names: dict) -> Non
     own_event = {n.id for n in nodes if n.forward_event is not None}
     # nodes made inside a composite op (no event of their own) belong to the earliest op that
     # consumed them; a topological order (every consumer before its inputs) settles that in one pass
-    for nid in topological_order(len(nodes), edges):
+    for nid in (topological_order(len(nodes), edges) if topo is None else topo):
         ev = nodes[nid].forward_event
         if ev is None or nodes[nid].kind == "leaf":
             continue

@@ -842,6 +842,8 @@ def leaf_first_use_order(runner, on_leaf: Callable, dtype=None):
     is the tensor's position in order of first use, the order `record` keeps in
     ``Recording.leaf_order``; finite-difference checks use it to find a tensor again in a fresh run.
     """
-    cap = _ForwardCapture(None, on_leaf=on_leaf)
-    with Sandbox(cap, dtype=dtype):
+    # not the recorder's forward capture: a re-run needs the sources numbered, nothing else
+    from .sources import SourceFinder
+
+    with Sandbox(SourceFinder(on_leaf), dtype=dtype):
         return runner.call(dtype=dtype)

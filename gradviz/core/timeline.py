@@ -2,25 +2,34 @@
 
 Step 0 is the start (nothing computed); steps 1..F are the forward ops in order; steps F+1..F+B are
 the backward nodes in the order the engine ran them. `Timeline.state_at(i)` is the state after step i.
-Random access replays at most `CHECKPOINT_EVERY` step deltas from the nearest stored checkpoint;
-`Stepper` moves one step at a time in O(changed nodes) and emits `step_changed` to its views.
+
+Memory and time stay linear in the graph: what every step changes is kept once, as flat numpy arrays
+(the nodes each forward op makes, the nodes each backward step runs and the receivers of their
+gradients), and full copies of the state are kept at no more than `MAX_CHECKPOINTS` + 1 steps (every
+``max(CHECKPOINT_EVERY, steps / MAX_CHECKPOINTS)`` steps), so the copies total at most a fixed multiple
+of one state. Random access copies the nearest checkpoint and replays the steps after it in a few
+vectorised numpy operations; `Stepper` moves one step at a time in O(changed nodes) and emits
+`step_changed` to its views.
 """
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .events import Signal
+from .sandbox import gc_paused
 from .recording import Recording
 from .tensors import TensorData
 
 __all__ = ["Step", "StepState", "Timeline", "Stepper", "NOT_REACHED", "COMPUTED", "BACKWARD_DONE",
-           "CHECKPOINT_EVERY"]
+           "CHECKPOINT_EVERY", "MAX_CHECKPOINTS"]
 
 NOT_REACHED, COMPUTED, BACKWARD_DONE = 0, 1, 2
-CHECKPOINT_EVERY = 64
+CHECKPOINT_EVERY = 64  # the closest two checkpoints ever are
+MAX_CHECKPOINTS = 32  # full copies of the state kept after the start's
 
 
 @dataclass(frozen=True)
@@ -109,72 +118,178 @@ class StepState:
         return {name: self.leaf(name) for name in self._timeline.rec.leaves}
 
 
+class _Steps(Sequence):
+    """The steps of a timeline as a sequence, each `Step` made when asked for (a list of a few
+    hundred thousand frozen dataclasses costs seconds to build)."""
+
+    def __init__(self, fw_event, fw_node, bw_event, bw_node):
+        self._fw_event, self._fw_node, self._bw_event, self._bw_node = fw_event, fw_node, bw_event, bw_node
+        self._first_backward = 1 + len(fw_event)
+        self._len = self._first_backward + len(bw_event)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._len))]
+        i = int(i)
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(f"step {i} is outside 0..{self._len - 1}")
+        if i == 0:
+            return Step(0, "start", -1, None)
+        if i < self._first_backward:
+            node = int(self._fw_node[i - 1])
+            return Step(i, "forward", int(self._fw_event[i - 1]), None if node < 0 else node)
+        q = i - self._first_backward
+        return Step(i, "backward", int(self._bw_event[q]), int(self._bw_node[q]))
+
+
+def _first_steps(nodes: np.ndarray, offset: int, n: int) -> np.ndarray:
+    """Per node id, `offset` plus the first position of it in `nodes` (-1 where absent)."""
+    out = np.full(n, -1, dtype=np.int64)
+    valid = np.flatnonzero(nodes >= 0)
+    ids, first = np.unique(nodes[valid], return_index=True)
+    out[ids] = valid[first] + offset
+    return out
+
+
 class Timeline:
     """The steps of a recording and fast access to the state at any of them.
 
     Parameters
     ----------
     rec : Recording
+
+    Attributes
+    ----------
+    steps : sequence of Step
+    first_backward : int
+        The first backward step (``len(steps)`` when backward never ran).
+    dependencies : numpy.ndarray of int32
+        Per node, the gradients it waits for before backward starts (its in-degree).
+    interval : int
+        Steps between two stored checkpoints.
     """
 
     def __init__(self, rec: Recording):
+        # (hundreds of thousands of small objects that live as long as the timeline: a collection
+        # triggered by them would traverse the whole recording and free nothing)
+        with gc_paused():
+            self._build(rec)
+
+    def _build(self, rec: Recording) -> None:
         self.rec = rec
         n = len(rec.nodes)
-        steps = [Step(0, "start", -1, None)]
-        for ev in rec.forward:
-            steps.append(Step(len(steps), "forward", ev.index, ev.node))
-        self.first_backward = len(steps)
-        for ev in rec.backward:
-            steps.append(Step(len(steps), "backward", ev.index, ev.node))
-        self.steps = steps
-        self._out_edges: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-        indeg = np.zeros(n, dtype=np.int32)
-        for s, d, slot in rec.edges:
-            self._out_edges[s].append((d, slot))
-            indeg[d] += 1
-        self.dependencies = indeg
-        # nodes each forward op brings into being (its own node and nodes made inside it)
-        made_by: dict[int, list[int]] = {}
+        n_forward, n_backward = len(rec.forward), len(rec.backward)
+        self.first_backward = 1 + n_forward
+        fw_node = np.fromiter((-1 if ev.node is None else ev.node for ev in rec.forward), np.int64, n_forward)
+        self._ran = np.fromiter((ev.node for ev in rec.backward), np.int64, n_backward)
+        self.steps = _Steps(np.fromiter((ev.index for ev in rec.forward), np.int64, n_forward), fw_node,
+                            np.fromiter((ev.index for ev in rec.backward), np.int64, n_backward), self._ran)
+        steps = self.steps
+
+        # edges as arrays, grouped by sender in the recording's order (a CSR table): the receivers
+        # and slots of node v are out_dst[out_ptr[v]:out_ptr[v + 1]]
+        e = np.asarray(rec.edges, dtype=np.int64).reshape(-1, 3)
+        by_src = np.argsort(e[:, 0], kind="stable")
+        self._out_dst = e[by_src, 1]
+        self._out_slot = e[by_src, 2]
+        self._out_ptr = np.concatenate([[0], np.cumsum(np.bincount(e[:, 0], minlength=n))])
+        self.dependencies = np.bincount(e[:, 1], minlength=n).astype(np.int32)
+
+        # forward: the nodes each forward step brings into being (its op's own node and nodes made
+        # inside it), grouped by step: those of steps a+1..b are made_ids[made_ptr[a]:made_ptr[b]]
+        position = {ev.index: p for p, ev in enumerate(rec.forward)}
         base = np.full(n, NOT_REACHED, dtype=np.int8)
+        made_node, made_pos = [], []
         for node in rec.nodes:
-            if node.kind in ("leaf", "input") or node.forward_event is None:
+            p = None if node.kind in ("leaf", "input") else position.get(node.forward_event)
+            if p is None:
                 base[node.id] = COMPUTED
             else:
-                made_by.setdefault(node.forward_event, []).append(node.id)
-        self._made_by = made_by
-        # checkpoints: (status, pending) after every CHECKPOINT_EVERY-th step
+                made_node.append(node.id)
+                made_pos.append(p)
+        made_node = np.asarray(made_node, dtype=np.int64)
+        made_pos = np.asarray(made_pos, dtype=np.int64)
+        order = np.argsort(made_pos, kind="stable")
+        self._made_ids = made_node[order]
+        self._made_ptr = np.concatenate([[0], np.cumsum(np.bincount(made_pos, minlength=n_forward))])
+
+        # backward: the node each backward step runs, and the receivers of the gradients it sends,
+        # grouped by step: those of backward steps a+1..b are sent_to[sent_ptr[a]:sent_ptr[b]]
+        counts = self._out_ptr[self._ran + 1] - self._out_ptr[self._ran]
+        self._sent_ptr = np.concatenate([[0], np.cumsum(counts)])
+        if len(self._ran):
+            # out_dst gathered sender by sender: the ranges [out_ptr[v], out_ptr[v+1]) concatenated
+            starts = np.repeat(self._out_ptr[self._ran] - self._sent_ptr[:-1], counts)
+            self._sent_to = self._out_dst[starts + np.arange(self._sent_ptr[-1])]
+        else:
+            self._sent_to = np.zeros(0, dtype=np.int64)
+
+        # checkpoints: full copies of (status, pending) after steps 0, K, 2K, ...
+        self.interval = max(CHECKPOINT_EVERY, -(-len(steps) // MAX_CHECKPOINTS))
         self._checkpoints: list[tuple[np.ndarray, np.ndarray]] = []
-        status, pending = base.copy(), indeg.copy()
-        for i, step in enumerate(steps):
-            self._apply(step, status, pending)
-            if i % CHECKPOINT_EVERY == 0:
-                self._checkpoints.append((status.copy(), pending.copy()))
+        status, pending = base, self.dependencies.copy()
+        for k in range(0, len(steps), self.interval):
+            if k:
+                self._replay(k - self.interval, k, status, pending)
+            self._checkpoints.append((status.copy(), pending.copy()))
+
         self._leaf_events = {name: [c.backward_event for c in info.contributions]
                              for name, info in rec.leaves.items()}
-        self._node_step = {}
-        for step in steps:
-            if step.node is not None:
-                self._node_step.setdefault((step.phase, step.node), step.index)
+        # the first step at which each node is computed (forward) or runs (backward), -1 for none
+        self._first_step = {"forward": _first_steps(fw_node, 1, n),
+                            "backward": _first_steps(self._ran, self.first_backward, n)}
 
     def __len__(self) -> int:
         return len(self.steps)
 
-    def _apply(self, step: Step, status: np.ndarray, pending: np.ndarray) -> list[int]:
-        """Apply one step's change in place; return the nodes it changed."""
+    @property
+    def checkpoint_bytes(self) -> int:
+        """Bytes held by the stored copies of the state."""
+        return sum(s.nbytes + p.nbytes for s, p in self._checkpoints)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the step tables and the checkpoints (the Step objects not counted)."""
+        tables = (self._out_dst, self._out_slot, self._out_ptr, self.dependencies, self._made_ids,
+                  self._made_ptr, self._ran, self._sent_ptr, self._sent_to)
+        return self.checkpoint_bytes + sum(a.nbytes for a in tables)
+
+    def _replay(self, a: int, b: int, status: np.ndarray, pending: np.ndarray) -> None:
+        """Apply steps a+1..b to (status, pending) in place.
+
+        Forward steps only raise nodes to COMPUTED and come before every backward step, so a run of
+        steps is applied as one assignment per phase; each gradient sent lowers its receiver's
+        waiting count by one (a receiver reached twice waits for two fewer).
+        """
+        fb = self.first_backward
+        lo, hi = max(a + 1, 1), min(b, fb - 1)  # forward steps lo..hi are forward positions lo-1..hi-1
+        if hi >= lo:
+            status[self._made_ids[self._made_ptr[lo - 1]:self._made_ptr[hi]]] = COMPUTED
+        lo, hi = max(a + 1, fb) - fb, b - fb + 1  # backward positions lo..hi-1
+        if hi > lo:
+            status[self._ran[lo:hi]] = BACKWARD_DONE
+            sent = self._sent_to[self._sent_ptr[lo]:self._sent_ptr[hi]]
+            if len(sent) * 8 > len(pending):
+                pending -= np.bincount(sent, minlength=len(pending)).astype(pending.dtype)
+            else:
+                np.subtract.at(pending, sent, 1)
+
+    def _apply(self, step: Step, status: np.ndarray, pending: np.ndarray) -> np.ndarray:
+        """Apply one step's change in place; return the ids of the nodes it changed."""
+        i = step.index
+        self._replay(i - 1, i, status, pending)
         if step.phase == "forward":
-            ids = self._made_by.get(step.event, [])
-            status[ids] = COMPUTED
-            return list(ids)
+            p = i - 1
+            return self._made_ids[self._made_ptr[p]:self._made_ptr[p + 1]]
         if step.phase == "backward":
-            node = step.node
-            status[node] = BACKWARD_DONE
-            changed = [node]
-            # the node sends one gradient along each edge: each receiver waits for one fewer
-            for dst, _ in self._out_edges[node]:
-                pending[dst] -= 1
-                changed.append(dst)
-            return changed
-        return []
+            q = i - self.first_backward
+            return np.concatenate([[step.node], self._sent_to[self._sent_ptr[q]:self._sent_ptr[q + 1]]])
+        return np.zeros(0, dtype=np.int64)
 
     def state_at(self, i: int) -> StepState:
         """The state after step `i` (negative counts from the end)."""
@@ -182,10 +297,9 @@ class Timeline:
             i += len(self.steps)
         if not 0 <= i < len(self.steps):
             raise IndexError(f"step {i} is outside 0..{len(self.steps) - 1}")
-        k = i // CHECKPOINT_EVERY
+        k = i // self.interval
         status, pending = (a.copy() for a in self._checkpoints[k])
-        for j in range(k * CHECKPOINT_EVERY + 1, i + 1):
-            self._apply(self.steps[j], status, pending)
+        self._replay(k * self.interval, i, status, pending)
         return self._state(i, status, pending)
 
     def _state(self, i: int, status: np.ndarray, pending: np.ndarray) -> StepState:
@@ -193,7 +307,8 @@ class Timeline:
         flowing = []
         if step.phase == "backward":
             ev = self.rec.backward[step.event]
-            for dst, slot in self._out_edges[step.node]:
+            lo, hi = self._out_ptr[step.node], self._out_ptr[step.node + 1]
+            for dst, slot in zip(self._out_dst[lo:hi].tolist(), self._out_slot[lo:hi].tolist()):
                 g = ev.grad_inputs[slot] if slot < len(ev.grad_inputs) else None
                 flowing.append((step.node, dst, slot, g))
         return StepState(step, status, pending, flowing, self)
@@ -207,14 +322,15 @@ class Timeline:
         buffer = info.contributions[arrived - 1].running_sum if arrived else None
         accumulated = False
         if info.node is not None and step.phase == "backward":
-            acc_step = self._node_step.get(("backward", info.node))
+            acc_step = self.step_of(info.node, "backward")
             accumulated = acc_step is not None and acc_step <= step.index
         grad = info.grad if accumulated else info.initial_grad
         return LeafState(name, arrived, len(events), buffer, grad, accumulated)
 
     def step_of(self, node: int, phase: str = "backward") -> int | None:
         """The step at which `node` runs in `phase` (``"forward"`` or ``"backward"``), if it does."""
-        hit = self._node_step.get((phase, node))
+        hit = int(self._first_step[phase][node])
+        hit = None if hit < 0 else hit
         if hit is None and phase == "forward":
             ev = self.rec.nodes[node].forward_event
             if ev is not None:
@@ -267,7 +383,7 @@ class Stepper:
             return old
         if i == cur + 1:
             status, pending = old.status.copy(), old.pending.copy()
-            changed = np.asarray(tl._apply(tl.steps[i], status, pending), dtype=np.int64)
+            changed = tl._apply(tl.steps[i], status, pending).astype(np.int64)
             new = tl._state(i, status, pending)
         else:
             new = tl.state_at(i)

@@ -158,3 +158,32 @@ def test_a_million_node_script_stops_at_the_default_limit(tmp_path):
                 "-o", str(tmp_path / "m.gradviz")])
     assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
     assert "more than 200,000 autograd nodes" in out.stderr and "--max-nodes" in out.stderr
+
+
+def test_finite_differences_rerun_outside_the_recorders_capture(monkeypatch):
+    # the re-runs number the sources with a lean mode of their own: the recorder's forward
+    # capture (events, values, source lines) is never entered, and the rows still pass
+    from gradviz import record, run_checks
+    from gradviz.core import recorder
+
+    rec = record("rnn-unrolled", params={"T": 6})
+    entered, calls = [], []
+    enter, torch_function = recorder._ForwardCapture.__enter__, recorder._ForwardCapture.__torch_function__
+
+    def counting_enter(self):
+        entered.append(self)
+        return enter(self)
+
+    def counting_torch_function(self, *args, **kwargs):
+        calls.append(1)
+        return torch_function(self, *args, **kwargs)
+
+    monkeypatch.setattr(recorder._ForwardCapture, "__enter__", counting_enter)
+    monkeypatch.setattr(recorder._ForwardCapture, "__torch_function__", counting_torch_function)
+    table = run_checks(rec, manual=False, gradcheck=False, rules=False, flow=False, accumulation=False)
+    rows = [r for r in table.rows if r.kind == "finite-diff"]
+    assert len(rows) == 4 and all(r.status == "pass" for r in rows), [(r.what, r.status, r.detail) for r in rows]
+    assert entered == [] and calls == []
+    # the same patches do see a recording: the test would notice a re-run through the capture
+    record("rnn-unrolled", params={"T": 2})
+    assert len(entered) == 1 and calls

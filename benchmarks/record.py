@@ -2,7 +2,7 @@
 
 Prints, side by side: a plain forward+backward, gradviz's record() with values and without,
 timeline random access, and torchviz's make_dot on the same graph (and Graphviz dot laying it out,
-with a time limit). Targets (issue 4): with values under 2 s and at most 6x plain; --no-values at
+with a time limit). Every tool runs with one torch thread (`torch.set_num_threads(1)`). Targets (issue 4): with values under 2 s and at most 6x plain; --no-values at
 most 4x; state_at under 5 ms.
 
     .venv/bin/python benchmarks/record.py [--steps 1700] [--repeat 3] [--dot-timeout 120]
@@ -53,7 +53,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dot-timeout", type=float, default=120.0)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # one torch thread for every tool compared: on a loaded 2-core machine two threads made the
+    # plain run 30-60x slower, and the ratios then measured the load
+    torch.set_num_threads(1)
     build = make_build(args.steps)
 
     def plain():

@@ -306,12 +306,13 @@ def _cmd_app(args) -> int:
         raise GradvizError(f"the desktop app cannot start: {exc}",
                            hint="install the gui extra: pip install 'gradviz[gui]'") from None
     # the window opens TARGET in the same Session the other commands use (in a worker, with progress)
-    return run_app(args.target, params=args.param, session=_session(args))
+    return run_app(args.target, params=args.param, session=_session(args), lesson=args.lesson)
 
 
 @_cmd_app.arguments
 def _(p):
     _target_args(p, DEFAULT_MODEL)
+    p.add_argument("--lesson", metavar="NAME", help="open the Lesson dock on this lesson (gradviz lesson --list)")
 
 
 def _register_lessons() -> None:

@@ -1,4 +1,4 @@
-"""Show the Lesson dock in a real window in Chinese, answer a prediction, and save a screenshot.
+"""Open the app with the Lesson dock in Chinese, go to a step, answer its prediction, save a screenshot.
 
 Usage: python scripts/lesson_screenshot.py OUT.png [LESSON] [STEP_ID] [LANG]
 
@@ -29,24 +29,28 @@ def main(argv: list[str]) -> int:
     name = argv[1] if len(argv) > 1 else "reusing-a-layer"
     step_id = argv[2] if len(argv) > 2 else "accumulate"
     lang = argv[3] if len(argv) > 3 else "zh"
-    from PySide6.QtCore import Qt
+    import os
+    import tempfile
+
+    from PySide6.QtCore import QSettings
     from PySide6.QtGui import QFontMetrics
-    from PySide6.QtWidgets import QApplication, QMainWindow, QTextEdit
 
     from gradviz.core.session import Session
+    from gradviz.lessons import load_lesson
     from gradviz.qt import i18n
-    from gradviz.qt.lesson_dock import QtLessonDock
+    from gradviz.qt.app import _app, build_window
 
-    app = QApplication.instance() or QApplication([])
-    i18n.set_language(lang)
-    win = QMainWindow()
-    win.setCentralWidget(QTextEdit())
+    app = _app()
+    settings = QSettings(os.path.join(tempfile.mkdtemp(), "gradviz.ini"), QSettings.Format.IniFormat)
+    settings.setValue("language", lang)
+    lesson = load_lesson(name)
     session = Session()
-    dock = QtLessonDock(session, win)
-    win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-    win.resize(1300, 900)
-    dock.setMinimumWidth(700)
+    win = build_window(lesson.resolved_target(), lesson.params, settings=settings, session=session)
+    i18n.set_language(lang)
+    win.resize(1500, 950)
     win.show()
+    dock = win.show_lessons()
+    dock.setMinimumWidth(620)
     dock.open_lesson(name, wait=True)
     deadline = time.time() + 120
     while dock.run is None and time.time() < deadline:
@@ -60,6 +64,9 @@ def main(argv: list[str]) -> int:
     if dock.view.kind is not None:
         dock.answer.setText(dock.run.answer_text(k))
         dock._on_check()
+    while win.is_busy() and time.time() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
     for _ in range(30):
         app.processEvents()
         time.sleep(0.01)
@@ -76,6 +83,7 @@ def main(argv: list[str]) -> int:
                       "timeline_step": dock.view.timeline_step, "feedback": dock.feedback.text()},
                      ensure_ascii=False))
     win.close()
+    win.shutdown()
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
+from ..core.flow import gradient_flow
 from ..core.recording import GraphNode, Recording
 from ..core.tensors import TensorData
 
@@ -159,11 +160,12 @@ class Scope:
     def __init__(self, rec: Recording, checks=None):
         self.rec = rec
         self.checks = checks
+        self._flow = None
         self.functions: dict[str, Callable] = {
             # the recording
             "grad": self.grad, "value": self.value, "loss": self.loss, "contribution": self.contribution,
             "contributions": self.contributions, "producer": self.producer, "node": self.node,
-            "count": self.count, "param": self.param,
+            "count": self.count, "param": self.param, "flow": self.flow,
             # tensors
             "shape": _shape, "total": lambda x: float(np.sum(_as_array(x))),
             "mean": lambda x: float(np.mean(_as_array(x))), "norm": lambda x: float(np.linalg.norm(_as_array(x))),
@@ -255,6 +257,16 @@ class Scope:
     def count(self, name: str, module: str | None = None) -> int:
         """How many nodes are called `name`."""
         return len(find_nodes(self.rec, name, module=module))
+
+    def flow(self, module: str, use: int) -> float:
+        """The norm of the gradient reaching use `use` of module `module` (the gradient-flow view's number)."""
+        if self._flow is None:
+            self._flow = gradient_flow(self.rec)
+        for u in self._flow.uses:
+            if u.module == module and u.use == int(use):
+                return u.norm
+        raise ExpressionError(f"module {module!r} has no use {use} in the gradient flow "
+                              f"(only modules used more than once are listed)")
 
     def param(self, key: str):
         """A parameter the target ran with."""

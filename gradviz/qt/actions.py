@@ -184,6 +184,7 @@ class QtWindowChrome:
         self._action("cancel", "Cancel", self.cancel, "Esc")
         self._action("shortcuts", "Shortcuts", self._on_shortcuts, "F1")
         self._action("about", "About gradviz", self._on_about)
+        self._action("lessons", "Lessons", lambda: self.show_lessons())
         sp = QStyle.StandardPixmap
         for key, icon in (("first", sp.SP_MediaSkipBackward), ("prev", sp.SP_MediaSeekBackward),
                           ("play", sp.SP_MediaPlay), ("next", sp.SP_MediaSeekForward), ("last", sp.SP_MediaSkipForward)):
@@ -248,6 +249,7 @@ class QtWindowChrome:
             dm.addAction(d.toggleViewAction())
         m = mb.addMenu(tr("&Help"))
         self._texts.append((m.setTitle, "&Help"))
+        m.addAction(a["lessons"])
         m.addAction(a["shortcuts"])
         m.addAction(a["about"])
 

@@ -420,6 +420,19 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         self._export_dialog = QtExportDialog(self.recording, self.stepper, self.graph, self, checks=self.check_table)
         self._export_dialog.open()
 
+    def show_lessons(self, name: str | None = None):
+        """Open the Lesson dock (Help > Lessons, ``gradviz app --lesson NAME``), on lesson `name` if given."""
+        from .lesson_dock import QtLessonDock  # imported on first use: it reads the lessons
+
+        dock = getattr(self, "lesson_dock", None)
+        if dock is None:
+            dock = self.lesson_dock = QtLessonDock.attach(self)
+        dock.show()
+        QTimer.singleShot(0, dock.raise_)  # once its tab exists: the lesson in front
+        if name:
+            dock.open_lesson(name)
+        return dock
+
     # -- lifetime -----------------------------------------------------------------------------
     def shutdown(self, wait_ms: int = 30000) -> None:
         """Stop playing, cancel running work and wait for the threads to end."""
@@ -476,7 +489,8 @@ def build_window(target: str | None = None, params: list[str] | dict | None = No
     return win
 
 
-def run_app(target: str | None = None, params: list[str] | None = None, session: Session | None = None) -> int:
+def run_app(target: str | None = None, params: list[str] | None = None, session: Session | None = None,
+            lesson: str | None = None) -> int:
     """Open the app on `target` (a built-in model or ``file.py[:function]``; None: the last or default model).
 
     Parameters
@@ -486,6 +500,8 @@ def run_app(target: str | None = None, params: list[str] | None = None, session:
         ``"name=value"`` strings, as ``--param`` takes them.
     session : Session, optional
         The session the window shows and drives (the command line passes its recording options in it).
+    lesson : str, optional
+        A lesson to open in the Lesson dock (its name or folder); the window follows its steps.
 
     Returns
     -------
@@ -495,4 +511,6 @@ def run_app(target: str | None = None, params: list[str] | None = None, session:
     app = _app()
     win = build_window(target, params, session=session)
     win.show()
+    if lesson:
+        win.show_lessons(lesson)
     return app.exec()

@@ -178,6 +178,18 @@ class QtLessonDock(QDockWidget):
         self.destroyed.connect(functools.partial(i18n.language_changed.disconnect, on_language))
         self._apply_font()
 
+    @classmethod
+    def attach(cls, window) -> "QtLessonDock":
+        """A Lesson dock on the right of `window`, following `window.session`."""
+        dock = cls(getattr(window, "session", None), window)
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        others = [d for d in window.findChildren(QDockWidget)
+                  if d is not dock and d.isVisible() and not d.isFloating() and window.dockWidgetArea(d) == right]
+        window.addDockWidget(right, dock)
+        if others:  # a tab beside the first dock on the right: the lesson's text gets its full height
+            window.tabifyDockWidget(others[0], dock)
+        return dock
+
     # -- loading ------------------------------------------------------------------------------
     def open_lesson(self, name: str, wait: bool = False) -> None:
         """Load lesson `name` (or a folder): record its target in a worker, then show its first step."""
@@ -194,14 +206,19 @@ class QtLessonDock(QDockWidget):
         self._set_enabled(False)
         lang = self._lang(lesson)
 
+        bridge = self._bridge
+
         def work():
             try:
-                run = LessonRun(lesson, lang, session=Session()).open()
-                self._bridge.done.emit(run, None)
+                result = (LessonRun(lesson, lang, session=Session()).open(), None)
             except GradvizError as exc:
-                self._bridge.done.emit(None, exc.message)
+                result = (None, exc.message)
             except Exception as exc:  # noqa: BLE001 - shown as one line, never a trace
-                self._bridge.done.emit(None, f"{type(exc).__name__}: {exc}")
+                result = (None, f"{type(exc).__name__}: {exc}")
+            try:
+                bridge.done.emit(*result)
+            except RuntimeError:  # the dock was closed meanwhile: nobody to tell
+                pass
 
         self._worker = threading.Thread(target=work, name="gradviz-lesson", daemon=True)
         self._worker.start()

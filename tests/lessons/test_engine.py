@@ -122,3 +122,16 @@ def test_matrix_blocks_carry_arrays(runs):
     view = run.go(k)
     mats = [b for b in view.blocks if b.kind == "matrix"]
     assert mats and all(np.asarray(m.value).size >= 1 for m in mats)
+
+
+def test_lesson6_gradient_shrinks_towards_early_steps(runs):
+    run = runs("rnn-through-time", "en")
+    k = [s.id for s in run.steps].index("shrinking")
+    view = run.go(k)
+    flow = [m for m in view.blocks if m.kind == "matrix"][0].value
+    assert len(flow) == 5 and all(a > b for a, b in zip(flow, flow[1:]))  # t = 5 first, t = 1 last
+    # the gradient-flow view's number is the gradient arriving at the first node of each use to run
+    scope = run._scope
+    for t in range(1, 6):
+        assert scope.evaluate(f'flow("cell", {t})') == pytest.approx(
+            scope.evaluate(f'norm(node("TanhBackward0", use={t}).grad_output[0])'), rel=1e-6)  # float64 vs float32 sums

@@ -103,3 +103,21 @@ def test_dock_in_chinese_on_a_real_x_server_uses_a_cjk_font(xvfb, tmp_path):
     assert info["session_step"] == info["timeline_step"]
     img = QImage(str(out))
     assert not img.isNull() and img.width() > 600
+
+
+def test_help_lessons_opens_the_dock_and_the_window_follows(window, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADVIZ_CONFIG_DIR", str(tmp_path / "config"))
+    window.actions_["lessons"].trigger()
+    dock = window.lesson_dock
+    assert dock.isVisible()
+    dock.open_lesson("reusing-a-layer", wait=True)
+    qtbot.waitUntil(lambda: dock.run is not None, timeout=60000)
+    _step(dock, "from-use2")
+    qtbot.waitUntil(lambda: not window.is_busy(), timeout=60000)
+    # the window shows the lesson's run, at the lesson's step
+    assert window.session.recording.params["w"] == 0.9472
+    assert window.session.stepper.index == dock.view.timeline_step
+    _step(dock, "three-uses")  # a step with other parameters: the window re-runs the target
+    qtbot.waitUntil(lambda: not window.is_busy(), timeout=60000)
+    assert window.session.recording.params["k"] == 3
+    assert window.session.stepper.index == dock.view.timeline_step

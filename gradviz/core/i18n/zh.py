@@ -7,6 +7,7 @@ ZH = {
     "&Step": "单步(&S)",
     "&Model": "模型(&M)",
     "&Help": "帮助(&H)",
+    "Lessons": "课程",
     "Theme": "主题",
     "Language": "语言",
     "Light": "浅色",

@@ -107,13 +107,25 @@ def _walk(run: LessonRun, interactive: bool, progress: Progress) -> int:
 
 
 def run_lesson_command(args) -> int:
-    """The ``gradviz lesson`` command (see the module doc)."""
+    """The ``gradviz lesson`` command (see the module doc); ``--lang`` sets the tables' language too."""
+    if args.lesson_lang:
+        from ..core.i18n import using
+
+        with using(args.lesson_lang):
+            return _lesson_command(args)
+    return _lesson_command(args)
+
+
+def _lesson_command(args) -> int:
     from ..core.errors import GradvizError
 
     progress = Progress()
+    from ..core.i18n import language  # gradviz --lang (before the command), else the locale's
+
+    lang_given = args.lesson_lang or language()
     if args.list:
         for les in list_lessons():
-            lang = args.lang if args.lang in les.texts else "en"
+            lang = lang_given if lang_given in les.texts else "en"
             done = progress.summary(les.name, len(les.steps))
             print(f"{les.name:20s} {les.title(lang)}" + (f"  [{done}]" if done else ""))
         return 0
@@ -133,7 +145,8 @@ def run_lesson_command(args) -> int:
     if not args.name:
         raise GradvizError("name a lesson, or use --list", hint="gradviz lesson --list shows the lessons")
     lesson = load_lesson(args.name)
-    run = LessonRun(lesson, args.lang).open()
+    lang = args.lesson_lang or (lang_given if lang_given in lesson.texts else next(iter(lesson.texts)))
+    run = LessonRun(lesson, lang).open()
     if args.check:
         report = run.self_check()
         print(f"{lesson.name} ({run.lang}): {run.text.title}")
@@ -153,7 +166,8 @@ def register(command) -> None:
     @_cmd_lesson.arguments
     def _(p):
         p.add_argument("name", nargs="?", help="a lesson name (gradviz lesson --list) or a lesson folder")
-        p.add_argument("--lang", default="en", help="the text's language: en or zh (default en)")
+        p.add_argument("--lang", dest="lesson_lang", default=None,
+                       help="the lesson's language: en or zh (default: gradviz --lang, else the locale's)")
         p.add_argument("--list", action="store_true", help="list the lessons, one a line, name first")
         p.add_argument("--check", action="store_true",
                        help="run every step, answer every prediction with its own answer, run the checks; "

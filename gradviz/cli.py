@@ -413,7 +413,7 @@ def _run(args) -> int:
             return _default(args)
         return args.run(args)
     except GradvizError as exc:
-        if args.debug:
+        if args.debug or _debug_env():
             raise
         print(exc.format(), file=sys.stderr)
         return exc.exit_code
@@ -426,12 +426,28 @@ def _run(args) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one clear line, exit 2
-        if args.debug:
+    except MemoryError:
+        if args.debug or _debug_env():
             raise
-        print(f"error: {type(exc).__name__}: {exc}\nhint: run again with --debug for the full trace, "
-              "and report it if it is gradviz's fault", file=sys.stderr)
+        print("error: out of memory (the recording or the model is too large for this machine)", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 2, no traceback
+        if args.debug or _debug_env():
+            raise
+        print(f"error: {bug_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _debug_env() -> bool:
+    return os.environ.get("GRADVIZ_DEBUG", "") not in ("", "0")
+
+
+def bug_line(exc: BaseException) -> str:
+    """One line for an exception gradviz did not expect: what it was, and that it is a bug to report."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 100 else text[:97] + "..."
+    return (f"unexpected {type(exc).__name__}{': ' + text if text else ''}; this is a bug in gradviz: please report "
+            "it (GRADVIZ_DEBUG=1 shows the trace)")
 
 
 if __name__ == "__main__":  # pragma: no cover

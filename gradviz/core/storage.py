@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +33,7 @@ from .atomic import atomic_path
 from .checktable import CheckTable
 from .document import Document
 from .errors import Cancelled, GradvizError
+from .opening import DEFAULT_MAX_BYTES, MAX_COMPRESSION_RATIO, MAX_JSON_BYTES, MAX_MEMBERS, Invalid, Refused, read_members
 from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording, io_function
 from .tensors import TensorData
 
@@ -45,11 +45,6 @@ STORAGE_FORMAT = "gradviz-saved-recording"
 STORAGE_VERSION = 1
 SUFFIX = ".gradviz"
 OPEN_SUFFIXES = (SUFFIX,)  # every suffix read_document opens
-MAX_MEMBERS = 64
-MAX_JSON_BYTES = 1 << 30
-DEFAULT_MAX_BYTES = 16 << 30
-MAX_COMPRESSION_RATIO = 200  # JSON of real recordings compresses 5-20x; arrays are stored
-_ARRAY_MEMBER = re.compile(r"arrays/([a-z][a-z0-9]{0,15})\.npy")
 _ARRAY_KINDS = "biufc"
 
 
@@ -247,72 +242,9 @@ def save_recording(rec: Recording, path: str | os.PathLike, checks: CheckTable |
 # ---------------------------------------------------------------------------------------------
 # reading
 
-def _refuse(path: Path, problem: str, hint: str = "") -> GradvizError:
-    return GradvizError(f"cannot open {str(path)!r}: {problem}",
-                        hint=hint or "the file is not a gradviz recording or it is damaged; record it again "
-                                     "(gradviz record TARGET -o run.gradviz)")
-
-
-def _check_members(path: Path, zf: zipfile.ZipFile, max_bytes: int) -> dict[str, zipfile.ZipInfo]:
-    infos = zf.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise _refuse(path, f"it has {len(infos)} members, more than a recording ever has ({MAX_MEMBERS})")
-    members: dict[str, zipfile.ZipInfo] = {}
-    total = 0
-    for info in infos:
-        name = info.filename
-        if name != "recording.json" and not _ARRAY_MEMBER.fullmatch(name):
-            raise _refuse(path, f"unexpected member {name!r} (a recording holds only recording.json and "
-                                "arrays/<dtype>.npy; nothing else is ever read, run or unpickled)")
-        if name in members:
-            raise _refuse(path, f"member {name!r} appears twice")
-        if info.flag_bits & 0x1:
-            raise _refuse(path, f"member {name!r} is encrypted")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise _refuse(path, f"member {name!r} uses an unsupported compression")
-        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
-            raise _refuse(path, f"member {name!r} declares {info.file_size} bytes but holds {info.compress_size}")
-        if info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1) + (1 << 20):
-            raise _refuse(path, f"member {name!r} would expand from {info.compress_size} to {info.file_size} "
-                                "bytes (a zip bomb?)")
-        limit = MAX_JSON_BYTES if name == "recording.json" else max_bytes
-        if info.file_size > limit:
-            raise _refuse(path, f"member {name!r} declares {info.file_size} bytes, over the limit of {limit}")
-        total += info.file_size
-        members[name] = info
-    if total > max_bytes:
-        raise _refuse(path, f"its members declare {total} bytes in all, over the limit of {max_bytes}",
-                      hint="pass a larger max_bytes to load_recording if you trust this file")
-    if "recording.json" not in members:
-        raise _refuse(path, "it has no recording.json")
-    return members
-
-
-def _read_array(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, dtype_name: str) -> np.ndarray:
-    with zf.open(info) as fh:
-        try:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-            else:
-                raise ValueError(f"npy version {version}")
-        except ValueError as exc:
-            raise _refuse(path, f"member {info.filename!r} is not a valid array: {exc}") from None
-        if dtype.hasobject or dtype.kind not in _ARRAY_KINDS:
-            raise _refuse(path, f"member {info.filename!r} holds {dtype} objects (pickled data is never loaded)")
-        if dtype.name != dtype_name or fortran or len(shape) != 1:
-            raise _refuse(path, f"member {info.filename!r} is not a flat {dtype_name} array")
-        header = fh.tell()
-        need = shape[0] * dtype.itemsize
-        if header + need != info.file_size:
-            raise _refuse(path, f"member {info.filename!r} declares {shape[0]} elements that do not fit its "
-                                f"{info.file_size} bytes")
-        data = fh.read(need)
-    if len(data) != need:
-        raise _refuse(path, f"member {info.filename!r} is truncated")
-    return np.frombuffer(data, dtype=dtype)
+def _refuse(path: Path, problem: str) -> GradvizError:
+    """The one line for a file that cannot be opened (no hint line: the problem says what to do)."""
+    return GradvizError(f"cannot open {str(path)!r}: {problem}")
 
 
 class _Decoder:
@@ -476,16 +408,19 @@ def open_patterns() -> list[str]:
     return [f"*{suffix}" for suffix in OPEN_SUFFIXES]
 
 
-def load_recording(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> Recording:
+def load_recording(path: str | os.PathLike, max_bytes: int | None = None) -> Recording:
     """Open a ``.gradviz`` file and return its recording (`read_document` gives its stored checks too)."""
     return read_document(path, max_bytes=max_bytes).recording
 
 
 def read_document(path: str | os.PathLike, progress: Callable[[float, str], None] | None = None,
-                  cancel: Callable[[], bool] | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
+                  cancel: Callable[[], bool] | None = None, max_bytes: int | None = None) -> Document:
     """Open a ``.gradviz`` file: the recording as it was saved, and the checks stored with it.
 
-    The recording has no `Rerun`: the model is not here to run again.
+    The recording has no `Rerun`: the model is not here to run again. The whole file is checked
+    before anything is built from it (see `gradviz.core.opening`): a regular file, members streamed
+    with a hard cap, budgets for JSON and arrays, every field's type, every reference's range, an
+    acyclic graph.
 
     Parameters
     ----------
@@ -494,8 +429,9 @@ def read_document(path: str | os.PathLike, progress: Callable[[float, str], None
         ``progress(fraction, message)``, called as reading advances.
     cancel : callable, optional
         Polled between the stages of reading; returning True stops with `Cancelled`.
-    max_bytes : int
-        Refuse files whose members declare more than this many bytes in all (default 16 GiB).
+    max_bytes : int, optional
+        Refuse files whose arrays declare more than this many bytes in all (default: half of the
+        memory available, at most 16 GiB).
 
     Returns
     -------
@@ -505,8 +441,9 @@ def read_document(path: str | os.PathLike, progress: Callable[[float, str], None
     Raises
     ------
     GradvizError
-        The file is missing, not a recording, truncated, corrupted, hostile (unexpected members,
-        pickled data, sizes past the limits) or made by a newer gradviz.
+        One line, ``cannot open FILE: what is wrong (where)``: the file is missing, not a regular
+        file, not a recording, truncated, corrupted, hostile (unexpected members, pickled data,
+        sizes past the limits, references out of range, a cycle) or made by a newer gradviz.
     """
     report = progress or (lambda f, m: None)
 
@@ -516,50 +453,33 @@ def read_document(path: str | os.PathLike, progress: Callable[[float, str], None
         report(fraction, message)
 
     p = Path(os.fspath(path)).expanduser()
-    stage(0.0, "opening the file")
-    if not p.exists():
-        raise GradvizError(f"cannot open {str(p)!r}: no such file", hint="check the path")
-    if p.is_dir():
-        raise GradvizError(f"cannot open {str(p)!r}: it is a folder", hint="give a .gradviz file")
+
+    def check_header(doc: dict) -> None:
+        if doc.get("format") != STORAGE_FORMAT:
+            raise Refused("recording.json is not a gradviz recording")
+        version = doc.get("version")
+        if type(version) is not int or version < 1:
+            raise Refused(f"its format version {str(version)[:20]!r} is not valid")
+        if version > STORAGE_VERSION:
+            raise Refused(f"it was saved by a newer gradviz (file format version {version}; this gradviz "
+                          f"reads up to version {STORAGE_VERSION}): upgrade gradviz (pip install -U gradviz)")
+        stage(0.2, "checking the recording and reading the arrays")
+
     try:
-        zf = zipfile.ZipFile(p, "r")
-    except zipfile.BadZipFile:
-        raise _refuse(p, "it is not a zip archive, or it is truncated") from None
-    except OSError as exc:
-        raise GradvizError(f"cannot open {str(p)!r}: {exc.strerror or exc}") from None
-    with zf:
-        try:
-            members = _check_members(p, zf, max_bytes)
-            try:
-                doc = json.loads(zf.read(members["recording.json"]).decode("utf-8"))
-            except (ValueError, RecursionError) as exc:
-                raise _refuse(p, f"recording.json is not valid JSON ({exc})") from None
-            if not isinstance(doc, dict) or doc.get("format") != STORAGE_FORMAT:
-                raise _refuse(p, "recording.json is not a gradviz recording")
-            version = doc.get("version")
-            if type(version) is not int or version < 1:
-                raise _refuse(p, f"its format version {version!r} is not valid")
-            if version > STORAGE_VERSION:
-                raise GradvizError(f"cannot open {str(p)!r}: it was saved by a newer gradviz (file format "
-                                   f"version {version}; this gradviz reads up to version {STORAGE_VERSION})",
-                                   hint="upgrade gradviz: pip install -U gradviz")
-            arrays = {}
-            stage(0.2, "reading the arrays")
-            for name, info in members.items():
-                m = _ARRAY_MEMBER.fullmatch(name)
-                if m:
-                    arrays[m.group(1)] = _read_array(p, zf, info, m.group(1))
-        except zipfile.BadZipFile as exc:
-            raise _refuse(p, f"it is truncated or corrupted ({exc})") from None
-        except (OSError, EOFError, zipfile.LargeZipFile) as exc:
-            raise _refuse(p, f"it cannot be read ({exc})") from None
-    stage(0.6, "rebuilding the recording")
-    try:
+        stage(0.0, "opening the file")
+        doc, arrays = read_members(p, check_header, max_bytes)
+        stage(0.6, "rebuilding the recording")
         out = _decode(p, doc, arrays)
         report(1.0, "done")
         return out
+    except (Refused, Invalid) as exc:
+        raise _refuse(p, str(exc)) from None
     except GradvizError:
         raise
+    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raise _refuse(p, f"it cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    except MemoryError:
+        raise _refuse(p, "there is not enough memory to hold it") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as exc:
         what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise _refuse(p, f"recording.json is corrupted ({what})") from None
+        raise _refuse(p, f"recording.json is corrupted ({what[:120]})") from None

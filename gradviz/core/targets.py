@@ -42,12 +42,15 @@ class Runner:
             return self._build(dtype)
         except (GradvizError, Cancelled):
             raise
-        except SystemExit as exc:  # sys.exit() in a model must not end the app or the command
-            raise ScriptError(f"{self.name} called sys.exit({'' if exc.code is None else repr(exc.code)})",
-                              details=_user_frames(exc, getattr(self, "path", None)),
-                              hint="return the loss from the build function instead of exiting") from None
+        except (SystemExit, KeyboardInterrupt) as exc:  # never a success: say what the model did, and where
+            raise _exit_error(exc, self._where(exc), "the model") from None
         except Exception as exc:  # the user's code raised: report it in their terms
             raise self._user_error(exc) from None
+
+    def _where(self, exc: BaseException) -> str:
+        """``file:line`` of the innermost frame of the user's code in `exc`'s traceback ("" if none)."""
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_ours(f.filename)]
+        return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
     def _user_error(self, exc: BaseException) -> GradvizError:
         return ScriptError(f"{self.name} raised {type(exc).__name__}: {exc}")
@@ -152,6 +155,8 @@ class ScriptRunner(Runner):
             exec(code, namespace)
         except (GradvizError, Cancelled):
             raise
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise _exit_error(exc, self._where(exc), "the model script") from None
         except Exception as exc:
             raise ScriptError(f"{path} raised {type(exc).__name__} while loading: {exc}",
                               details=_user_frames(exc, path)) from None
@@ -176,6 +181,26 @@ class ScriptRunner(Runner):
         return ScriptError(f"{self.function}() raised {type(exc).__name__}{where}: {exc}",
                            details=_user_frames(exc, self.path),
                            hint="the frames above are your script's; fix the error there and run again")
+
+
+def _is_ours(filename: str) -> bool:
+    """Whether a frame's file is gradviz's, torch's or Python's own (not the user's model code)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    fname = os.path.abspath(filename)
+    return (fname.startswith(here + os.sep) or fname.startswith(os.path.dirname(torch.__file__) + os.sep)
+            or filename.startswith("<frozen") or fname.startswith(os.path.dirname(os.__file__) + os.sep))
+
+
+def _exit_error(exc: BaseException, where: str, who: str) -> ScriptError:
+    """The one line for model code that exited or was interrupted: never reported as success."""
+    at = f" at {where}" if where else ""
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        shown = "" if code is None else repr(code)
+        return ScriptError(f"{who} called sys.exit({shown}){at}: gradviz needs build() to return the loss",
+                           hint="remove the sys.exit() (or SystemExit) from the model code")
+    return ScriptError(f"{who} was interrupted (KeyboardInterrupt){at}",
+                       hint="run it again; the model code raised KeyboardInterrupt or Ctrl+C was pressed")
 
 
 def _user_frames(exc: BaseException, path: str | None) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QMarginsF, QObject, QRectF, QSize, QSizeF, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QBuffer, QCoreApplication, QIODevice, QMarginsF, QObject, QRectF, QSize, QSizeF, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QColor, QGuiApplication, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
@@ -212,6 +212,25 @@ def _fit(w: float, h: float, max_side: float, max_pixels: float | None = None) -
     return f
 
 
+def _memory() -> QBuffer:
+    """An in-memory device for Qt's writers, which do not report write errors to a file."""
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    return buffer
+
+
+def _write_bytes(path: Path, buffer: QBuffer) -> None:
+    """Write what a Qt writer put in `buffer` to `path` (the export's temporary file); an OSError
+    (a full disk) propagates, and the atomic write turns it into one line."""
+    data = bytes(buffer.data())
+    buffer.close()
+    if not data:
+        raise GradvizError(f"cannot write {str(path)!r}: Qt produced no data")
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+
+
 @exporter(".png", "the graph as a PNG image at the chosen step (at most 16384 px per side)")
 def _export_png(rec: Recording, path: Path, options: ExportOptions) -> None:
     ensure_app()
@@ -241,8 +260,10 @@ def _export_png(rec: Recording, path: Path, options: ExportOptions) -> None:
         painter.end()
         renderer.close()
     options.report(0.8, "writing PNG")
-    if not image.save(str(path), "PNG"):
-        raise OSError(f"Qt could not write the PNG file {path}")
+    buffer = _memory()
+    if not image.save(buffer, "PNG"):
+        raise GradvizError(f"cannot write {str(path)!r}: Qt could not encode the PNG image")
+    _write_bytes(path, buffer)
 
 
 @exporter(".svg", "the graph as SVG at the chosen step (vector; labels stay searchable text)")
@@ -252,7 +273,8 @@ def _export_svg(rec: Recording, path: Path, options: ExportOptions) -> None:
     source = _source(renderer, options)
     width, height = max(1, math.ceil(source.width() * options.scale)), max(1, math.ceil(source.height() * options.scale))
     gen = QSvgGenerator()
-    gen.setFileName(str(path))
+    buffer = _memory()  # Qt's SVG writer ignores write errors: it writes to memory, we write the file
+    gen.setOutputDevice(buffer)
     gen.setSize(QSize(width, height))
     gen.setViewBox(QRectF(0, 0, width, height))
     gen.setResolution(96)
@@ -267,6 +289,7 @@ def _export_svg(rec: Recording, path: Path, options: ExportOptions) -> None:
     finally:
         painter.end()
         renderer.close()
+    _write_bytes(path, buffer)
 
 
 @exporter(".pdf", "the graph as a one-page vector PDF at the chosen step (labels stay text)")
@@ -281,7 +304,8 @@ def _export_pdf(rec: Recording, path: Path, options: ExportOptions) -> None:
         options.note(f"PDF page capped at {MAX_PDF_POINTS:g} pt (200 in) per side: the drawing is shrunk by "
                      f"{f:.3g} (still vector: zoom in to read it)")
         w_pt, h_pt = w_pt * f, h_pt * f
-    writer = QPdfWriter(str(path))
+    buffer = _memory()  # Qt's PDF writer ignores write errors: it writes to memory, we write the file
+    writer = QPdfWriter(buffer)
     writer.setResolution(96)
     writer.setCreator("gradviz")
     writer.setTitle(f"gradviz: {rec.target}")
@@ -298,6 +322,8 @@ def _export_pdf(rec: Recording, path: Path, options: ExportOptions) -> None:
     finally:
         painter.end()
         renderer.close()
+    del painter, writer  # the writer flushes the document's end into the buffer
+    _write_bytes(path, buffer)
 
 
 def gif_steps(options: ExportOptions, max_frames: int) -> tuple[list[int], int]:

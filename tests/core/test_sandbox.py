@@ -88,7 +88,7 @@ def test_a_recording_that_returns_leaves_everything_as_it_was(unchanged):
 
 @pytest.mark.parametrize("exc, caught", [
     (ValueError("bad"), ScriptError),
-    (KeyboardInterrupt(), KeyboardInterrupt),
+    (KeyboardInterrupt(), ScriptError),  # reported as what it was (exit 2), never a silent stop
     (SystemExit(3), ScriptError),
     (Cancelled(), Cancelled),
     (GradvizError("refused"), GradvizError),

@@ -131,7 +131,7 @@ def test_what_a_model_changes_itself_is_put_back(unchanged):
         raise KeyboardInterrupt
 
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(ScriptError, match="KeyboardInterrupt"):
             record(_linear_model(effect))
         after = process_state()
         assert {k: after[k] for k in before if after[k] != before[k]} == {}

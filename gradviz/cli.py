@@ -46,6 +46,12 @@ def _target_args(p: argparse.ArgumentParser, default: str | None = None) -> None
     p.add_argument("--max-nodes", type=int, default=None, help="refuse graphs larger than this (default 200,000)")
     p.add_argument("--budget-mb", type=float, default=None,
                    help="memory for kept tensor values in MiB (default 256); past it tensors keep statistics")
+    p.add_argument("--isolate", action="store_true",
+                   help="run the model code in a child process: a crash, os._exit or a hang ends only that process")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop the model after this many seconds (implies --isolate; default: no limit)")
+    p.add_argument("--max-memory", type=float, default=None, metavar="MB",
+                   help="limit the model's process to this much memory in MiB (implies --isolate; default: none)")
 
 
 def _session(args, keep_values: bool = True):
@@ -61,6 +67,15 @@ def _session(args, keep_values: bool = True):
 def _open(args, keep_values: bool = True):
     """A `Session` with the command's TARGET open (a .gradviz file is loaded, anything else recorded)."""
     session = _session(args, keep_values)
+    isolate = getattr(args, "isolate", False) or getattr(args, "timeout", None) or getattr(args, "max_memory", None)
+    if isolate and not str(args.target).lower().endswith(".gradviz"):
+        from .core.isolate import record_isolated
+
+        # the model runs (and is checked) in a child; this process only opens the file it wrote
+        with record_isolated(args.target, args.param, keep_values=keep_values, max_nodes=args.max_nodes,
+                             budget_mb=args.budget_mb, timeout=args.timeout, max_memory_mb=args.max_memory) as run:
+            session.open(str(run.path))
+        return session
     session.open(args.target, args.param)
     return session
 

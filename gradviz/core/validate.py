@@ -17,6 +17,7 @@ import re
 from collections import deque
 from typing import Any
 
+from .checktable import Check
 from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording
 
 __all__ = ["Invalid", "validate_document", "NODE_KINDS", "MAX_DEPTH", "MAX_ELEMENTS"]
@@ -101,8 +102,6 @@ def _schema(cls: type) -> dict[str, tuple[str, bool]]:
 
 
 def _check_schema() -> dict[str, tuple[str, bool]]:
-    from .checktable import Check
-
     return _schema(Check)
 
 

@@ -187,7 +187,7 @@ def test_checks_re_runs_restore_parameters_and_state_even_when_interrupted(uncha
         return lin(torch.ones(2, 3)).sum(), lin
 
     rec = record(build)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(ScriptError, match="KeyboardInterrupt"):  # reported as what it was (issue 12)
         run_checks(rec)
     assert calls[0] == 3
     for name, p in lin.named_parameters():

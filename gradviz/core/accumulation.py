@@ -32,8 +32,8 @@ class ElementAccumulation:
     shape : tuple of int
         The leaf's shape.
     sources : list of str
-        Per bar: where it came from (``"TBackward0 (layer · use 2/3)"``; the first is ``".grad before"``
-        when the leaf had a gradient before backward).
+        Per bar: where it came from (the place of the op that sent it, ``"layer · use 2/3"``, else the
+        node's name; the first is ``".grad before backward"`` when the leaf had a gradient before).
     producers : list of int
         Per bar: the node that sent it (-1 for the gradient the leaf had before).
     values : numpy.ndarray of float64
@@ -172,7 +172,7 @@ def accumulation_at(rec: Recording, leaf: str, index: tuple | None = None) -> El
     for c in info.contributions:
         node = rec.nodes[c.producer]
         place = where(rec, node)
-        add(f"{node_title(node)} ({place})" if place else node_title(node), c.producer,
+        add(place or node_title(node), c.producer,
             None if c.value is None else c.value.value)
     out.values = np.asarray(values, dtype=np.float64)
     # the line is the cumulative sum of the bars, exactly: what a student adds up by eye

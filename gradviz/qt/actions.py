@@ -157,10 +157,12 @@ class QtWindowChrome:
             a.triggered.connect(lambda checked=False: slot())
         self.addAction(a)
         self.actions_[key] = a
+        self._english[key] = text
         return a
 
     def _make_actions(self) -> None:
         self.actions_: dict[str, QAction] = {}
+        self._english: dict[str, str] = {}  # each action's English text (its key in the catalogue)
         K = QKeySequence
         self._action("open_script", "Open model script…", self.open_script, K.StandardKey.Open)
         self._action("open_recording", "Open recording…", self.open_recording, "Ctrl+Shift+O")
@@ -189,7 +191,10 @@ class QtWindowChrome:
         for key, icon in (("first", sp.SP_MediaSkipBackward), ("prev", sp.SP_MediaSeekBackward),
                           ("play", sp.SP_MediaPlay), ("next", sp.SP_MediaSeekForward), ("last", sp.SP_MediaSkipForward)):
             self.actions_[key].setIcon(self.style().standardIcon(icon))
-            self.actions_[key].setToolTip(f"{self.actions_[key].text()} ({self.actions_[key].shortcut().toString()})")
+            act = self.actions_[key]
+            self._texts.append((lambda text, a=act: a.setToolTip(f"{text} ({a.shortcut().toString()})"),
+                                self._english[key]))
+            act.setToolTip(f"{act.text()} ({act.shortcut().toString()})")
         a = self.actions_
         a["direction"].blockSignals(True)
         a["direction"].setChecked(self.graph.direction == "tb")
@@ -244,7 +249,8 @@ class QtWindowChrome:
             group.addAction(act)
             lm.addAction(act)
             self.language_actions[code] = act
-        dm = m.addMenu("Docks")
+        dm = m.addMenu(tr("Docks"))
+        self._texts.append((dm.setTitle, "Docks"))
         for d in self.docks.values():
             dm.addAction(d.toggleViewAction())
         m = mb.addMenu(tr("&Help"))
@@ -295,20 +301,20 @@ class QtWindowChrome:
         self.settings.setValue("theme", name)
         self.setStyleSheet(stylesheet(name))
         self.graph.set_theme(name)
-        for panel in (self.inspector, self.accumulation, self.checks, self.flow):
+        for panel in (self.inspector, self.checks):
             panel.theme = name
+        # every plot restyles at once (their backgrounds and axes are not under the style sheet)
+        self.flow.set_theme(name)
+        self.accumulation.set_theme(name)
         self.theme_actions[name].setChecked(True)
         if self.recording is not None:
-            self.flow.set_flow(self.session.flow())
-            self.flow.set_state(self.stepper.state)
-            self.accumulation._build()
             if self.check_table is not None:
                 self.checks.set_table(self.check_table, self.recording)
             if self.inspector.node_id is not None:
                 self.inspector.show_node(self.recording, self.inspector.node_id, self.stepper.state, self.timeline)
 
     def set_language(self, code: str) -> None:
-        """Switch the UI language (``"en"`` or ``"zh"``); menus and docks change at once, panels on restart."""
+        """Switch the UI language (``"en"`` or ``"zh"``): every menu, dock, panel and caption at once."""
         i18n.set_language(code)
         self.settings.setValue("language", code)
         self.language_actions[code].setChecked(True)
@@ -319,7 +325,13 @@ class QtWindowChrome:
         self.banner_close.setText(tr("Dismiss"))
         self.graph._item.labels = [None] * len(self.graph._item.labels)
         self.graph._item.update()
-        self.statusBar().showMessage(tr("Restart to apply everywhere."))
+        for panel in (self.flow, self.accumulation, self.checks, self.events, self.transport, self.model_panel):
+            panel.retranslate()
+        if self.recording is not None:
+            self._update_panels(self.stepper.state, None)
+            self.inspector.show_node(self.recording, self.inspector.node_id, self.stepper.state, self.timeline)
+        else:
+            self.inspector.show_node(None, None, None)
 
     def show_error(self, message: str) -> None:
         """Show `message` in the window's banner (the window keeps what it showed)."""

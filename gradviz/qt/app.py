@@ -59,10 +59,12 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         self.settings = settings if settings is not None else QSettings("gradviz", "gradviz")
         theme = str(self.settings.value("theme", "light"))
         self.theme = theme if theme in theme_names() else "light"
-        lang = str(self.settings.value("language", "en"))
+        # on first start the app speaks the system's language (LANG=zh_CN.UTF-8: Chinese); then the View choice
+        lang = str(self.settings.value("language", i18n.system_language()))
         if lang in i18n.LANGUAGES:
             i18n.set_language(lang)
         self.last_error: str = ""
+        self._pinned = False
         self._tasks: set[QtTask | QtJob] = set()
         self._record_task: QtJob | None = None
         self._checks_task: QtJob | None = None
@@ -301,7 +303,11 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         self.flow.set_state(state)
         self.accumulation.set_state(state)
         sel = self.inspector.node_id
-        if sel is not None and (changed is None or not len(changed) or sel in changed) and state.phase == "backward":
+        if not self._pinned and state.current is not None:
+            # the Inspector follows the current step unless the user pinned a node by selecting it
+            if sel != state.current or changed is None or state.phase == "backward":
+                self.inspector.show_node(self.recording, state.current, state, tl)
+        elif sel is not None and (changed is None or not len(changed) or sel in changed) and state.phase == "backward":
             self.inspector.show_node(self.recording, sel, state, tl)
 
     # -- selection ----------------------------------------------------------------------------
@@ -310,6 +316,7 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         if self.recording is None:
             return
         self.graph.select_node(node_id)
+        self._pinned = node_id is not None  # a node the user picked stays in the Inspector while stepping
         self.inspector.show_node(self.recording, node_id, self.stepper.state, self.timeline)
         if node_id is not None:
             node = self.recording.nodes[node_id]

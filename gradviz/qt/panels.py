@@ -20,10 +20,11 @@ from gradviz.core.tensors import TensorData
 from gradviz.core.timeline import BACKWARD_DONE, StepState
 
 from .graph_view import format_tensor
-from .i18n import tr
+from .accumulation import QtAccumulation
+from .i18n import tr, translate
 from .theme import get_theme
 
-__all__ = ["QtTensorView", "QtInspector", "QtAccumulation", "QtGradientFlow", "QtChecksPanel", "QtModelPanel",
+__all__ = ["QtElidedLabel", "QtTensorView", "QtInspector", "QtAccumulation", "QtGradientFlow", "QtChecksPanel", "QtModelPanel",
            "QtEventList", "QtTransport", "tensor_norm", "SPEEDS"]
 
 TABLE_MAX = 64  # tensors with at most this many elements (and at most 2 dims) show as a table
@@ -31,13 +32,34 @@ SPEEDS = [1, 2, 5, 10, 30, 100, 1000]
 
 
 def _plot_widget(theme: str) -> pg.PlotWidget:
+    w = pg.PlotWidget()
+    _style_plot(w, theme)
+    w.setMinimumHeight(90)
+    return w
+
+
+def _style_plot(w: pg.PlotWidget, theme: str) -> None:
+    """Give plot `w` the colours of `theme`: background, axes, tick labels, title."""
     th = get_theme(theme)
-    w = pg.PlotWidget(background=th["plot_bg"])
+    w.setBackground(th["plot_bg"])
     for ax in ("left", "bottom"):
         w.getAxis(ax).setPen(pg.mkPen(th["plot_fg"]))
         w.getAxis(ax).setTextPen(pg.mkPen(th["plot_fg"]))
-    w.setMinimumHeight(90)
-    return w
+    title = w.getPlotItem().titleLabel
+    if title.text:
+        w.setTitle(title.text, size="9pt", color=th["plot_fg"])
+
+
+def _integer_ticks(w: pg.PlotWidget, n: int) -> None:
+    """Ticks on whole numbers only along the bottom axis of `w` (0 .. n-1), at most about 10 of them."""
+    if n <= 0:
+        w.getAxis("bottom").setTicks(None)
+        return
+    step = max(1, int(np.ceil(n / 10)))
+    major = [(float(i), str(i)) for i in range(0, n, step)]
+    if (n - 1) % step:
+        major.append((float(n - 1), str(n - 1)))
+    w.getAxis("bottom").setTicks([major, []])
 
 
 class QtTensorView(QWidget):
@@ -154,7 +176,7 @@ class QtInspector(QScrollArea):
             # torch.library's generated class name is an implementation detail: show the op itself
             op = rec.forward[node.forward_event].op
         fields = {
-            "kind": node.kind,
+            "kind": tr(node.kind),
             "op": op if node.kind not in ("leaf", "input") else (node.leaf or node.name),
             "module": node.module or "—",
             "use": f"{node.use}/{node.uses}" if node.use else "—",
@@ -219,162 +241,6 @@ def _short_source(src: str | None) -> str:
     return short_source(src, empty="—")
 
 
-def _contribution_name(rec: Recording, producer: int) -> str:
-    n = rec.nodes[producer]
-    if n.module and n.use:
-        return f"{n.module} · {tr('use')} {n.use}"
-    return n.label.splitlines()[0]
-
-
-class QtAccumulation(QWidget):
-    """A leaf's ``.grad`` building up: each contribution in order, the running sum, a plot."""
-
-    leaf_picked = Signal(str)
-
-    def __init__(self, parent=None, theme: str = "light"):
-        super().__init__(parent)
-        self.theme = theme
-        self._rec: Recording | None = None
-        lay = QVBoxLayout(self)
-        top = QHBoxLayout()
-        self.leaf_combo = QComboBox()
-        self.leaf_combo.currentTextChanged.connect(self._on_leaf_changed)
-        top.addWidget(QLabel(tr("leaf")))
-        top.addWidget(self.leaf_combo, 1)
-        lay.addLayout(top)
-        self.equation = QLabel("")
-        self.equation.setWordWrap(True)
-        self.equation.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        f = self.equation.font()
-        f.setPointSizeF(f.pointSizeF() * 1.1)
-        self.equation.setFont(f)
-        lay.addWidget(self.equation)
-        self.table = QTableWidget(0, 4)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        lay.addWidget(self.table, 1)
-        self.plot = _plot_widget(theme)
-        self.plot.setLabel("bottom", tr("contribution"))
-        self.plot.setLabel("left", tr("running sum"))
-        lay.addWidget(self.plot, 1)
-        self._state = None
-
-    def set_recording(self, rec: Recording | None) -> None:
-        self._rec = rec
-        self._state = None
-        self.leaf_combo.blockSignals(True)
-        self.leaf_combo.clear()
-        if rec is not None:
-            names = [n for n, info in rec.leaves.items() if info.contributions or info.node is not None]
-            self.leaf_combo.addItems(names)
-        self.leaf_combo.blockSignals(False)
-        self._build()
-
-    def set_leaf(self, name: str) -> None:
-        """Show leaf `name`."""
-        i = self.leaf_combo.findText(name)
-        if i >= 0:
-            self.leaf_combo.setCurrentIndex(i)
-
-    def leaf(self) -> str:
-        return self.leaf_combo.currentText()
-
-    def set_state(self, state: StepState) -> None:
-        """Follow `state`: only the rows of contributions that arrived or left since the last state change."""
-        self._state = state
-        name = self.leaf_combo.currentText()
-        if self._rec is not None and name in self._rec.leaves:
-            self._show_arrived(state.leaf(name).arrived)
-
-    def _on_leaf_changed(self, name: str) -> None:
-        self._build()
-        self.leaf_picked.emit(name)
-
-    def _build(self) -> None:
-        """Fill the table and plot for the current leaf (texts and norms computed once per leaf)."""
-        rec, name = self._rec, self.leaf_combo.currentText()
-        self.table.clearSpans()
-        self.table.setRowCount(0)
-        self.plot.clear()
-        self._arrived = None
-        self._cells = []
-        if rec is None or not name or name not in rec.leaves:
-            self.equation.setText("")
-            return
-        info = rec.leaves[name]
-        th = get_theme(self.theme)
-        self._dim = QBrush(QColor(th["text_dim"]))
-        self._normal = self.table.palette().text()
-        self.table.setHorizontalHeaderLabels(["#", tr("from"), tr("value"), tr("running sum")])
-        contribs = info.contributions
-        self._cells = [(str(i + 1), _contribution_name(rec, c.producer), format_tensor(c.value),
-                        format_tensor(c.running_sum)) for i, c in enumerate(contribs)]
-        self._parts = [cells[1] for cells in self._cells]
-        self.table.setRowCount(len(contribs) + 1)
-        for i, cells in enumerate(self._cells):
-            for j in range(4):
-                self.table.setItem(i, j, QTableWidgetItem(cells[j]))
-        total = QTableWidgetItem(f"= {name}.grad")
-        bold = QFont(total.font())
-        bold.setBold(True)
-        total.setFont(bold)
-        self.table.setItem(len(contribs), 0, total)
-        self.table.setSpan(len(contribs), 0, 1, 3)
-        g = QTableWidgetItem("")
-        g.setFont(bold)
-        self.table.setItem(len(contribs), 3, g)
-        # the plot: each contribution (bars) and the running sum (line), scalars as values, else norms
-        scalar = all(c.value is not None and c.value.numel == 1 for c in contribs)
-        f = (lambda t: float(np.asarray(t.value).reshape(-1)[0])) if scalar else tensor_norm
-        self._xs = np.arange(1, len(contribs) + 1, dtype=float)
-        self._vals = np.array([f(c.value) if c.value is not None else np.nan for c in contribs])
-        self._run = np.array([f(c.running_sum) if c.running_sum is not None else np.nan for c in contribs])
-        self._bars = pg.BarGraphItem(x=self._xs[:0], height=self._vals[:0], width=0.5, brush=pg.mkBrush(th["plot_line2"]))
-        self.plot.addItem(self._bars)
-        self._line = self.plot.plot([], [], pen=pg.mkPen(th["plot_line"], width=2.5),
-                                    symbol="o" if len(contribs) <= 50 else None, symbolBrush=th["plot_line"])
-        if len(contribs):
-            self.plot.setXRange(0.4, len(contribs) + 0.6)
-            if len(contribs) <= 20:
-                self.plot.getAxis("bottom").setTicks([[(int(x), str(int(x))) for x in self._xs]])
-            else:
-                self.plot.getAxis("bottom").setTicks(None)
-        self.plot.setLabel("left", tr("running sum") if scalar else f"{tr('norm')} ({tr('running sum')})")
-        self._show_arrived(self._state.leaf(name).arrived if self._state is not None else len(contribs))
-
-    def _show_arrived(self, arrived: int) -> None:
-        rec, name = self._rec, self.leaf_combo.currentText()
-        old = self._arrived
-        if arrived == old:
-            return
-        self._arrived = arrived
-        info = rec.leaves[name]
-        contribs = info.contributions
-        lo, hi = (0, len(contribs)) if old is None else (min(old, arrived), max(old, arrived))
-        for i in range(lo, hi):
-            here = i < arrived
-            for j in (2, 3):
-                item = self.table.item(i, j)
-                item.setText(self._cells[i][j] if here else tr("not yet"))
-            for j in range(4):
-                self.table.item(i, j).setForeground(self._normal if here else self._dim)
-        done = bool(contribs) and arrived == len(contribs)
-        self.table.item(len(contribs), 3).setText(format_tensor(info.grad) if done else "…")
-        parts = self._parts
-        if len(parts) > 6:
-            eq = f"{parts[0]} + {parts[1]} + … + {parts[-1]} ({len(parts)}) = {name}.grad"
-        else:
-            eq = " + ".join(parts) + f" = {name}.grad"
-            if all(c.value is not None and c.value.numel <= 4 for c in contribs):
-                vals = [format_tensor(c.value) if i < arrived else "?" for i, c in enumerate(contribs)]
-                eq += "\n" + " + ".join(vals) + " = " + (format_tensor(info.grad) if done else "…")
-        self.equation.setText(eq)
-        self._bars.setOpts(x=self._xs[:arrived], height=self._vals[:arrived], width=0.5)
-        self._line.setData(self._xs[:arrived], self._run[:arrived])
-
-
 class QtGradientFlow(QWidget):
     """Gradient norm per node along the backward order, and per module use (time step)."""
 
@@ -385,14 +251,10 @@ class QtGradientFlow(QWidget):
         self.theme = theme
         lay = QHBoxLayout(self)
         self.plot = _plot_widget(theme)
-        self.plot.setTitle(tr("gradient norm per node (backward order)"), size="9pt")
-        self.plot.setLabel("bottom", tr("backward step"))
-        self.plot.setLabel("left", tr("norm"))
         lay.addWidget(self.plot, 1)
         self.use_plot = _plot_widget(theme)
-        self.use_plot.setTitle(tr("gradient norm per time step (module use)"), size="9pt")
-        self.use_plot.setLabel("bottom", tr("module use"))
         lay.addWidget(self.use_plot, 1)
+        self.retranslate()
         self.nodes = np.zeros(0, dtype=np.int64)
         self.norms = np.zeros(0)
         self.use_nodes = np.zeros(0, dtype=np.int64)
@@ -403,10 +265,32 @@ class QtGradientFlow(QWidget):
         self._cursor_timer.setSingleShot(True)
         self._cursor_timer.setInterval(40)
         self._cursor_timer.timeout.connect(self._on_cursor_timer)
+        self._flow: GradientFlow | None = None
+
+    def set_theme(self, theme: str) -> None:
+        """Restyle both plots in `theme` at once (background, axes, curves)."""
+        self.theme = theme
+        for w in (self.plot, self.use_plot):
+            _style_plot(w, theme)
+        if self._flow is not None:
+            state = self._pending_state
+            self.set_flow(self._flow)
+            if state is not None:
+                self.set_state(state)
+
+    def retranslate(self) -> None:
+        """Re-read the titles and axis labels in the current language."""
+        fg = get_theme(self.theme)["plot_fg"]
+        self.plot.setTitle(tr("gradient norm per node (backward order)"), size="9pt", color=fg)
+        self.plot.setLabel("bottom", tr("backward step"))
+        self.plot.setLabel("left", tr("norm"))
+        self.use_plot.setTitle(tr("gradient norm per time step (module use)"), size="9pt", color=fg)
+        self.use_plot.setLabel("bottom", tr("module use"))
 
     def set_flow(self, flow: GradientFlow | None) -> None:
         """Plot `flow` (the core's gradient norms, `Session.flow()`); None clears the plots."""
         th = get_theme(self.theme)
+        self._flow = flow
         self.plot.clear()
         self.use_plot.clear()
         self._cursor = None
@@ -425,6 +309,7 @@ class QtGradientFlow(QWidget):
         else:  # thousands of points: click the curve, the nearest backward step is picked
             curve.curve.setClickable(True, width=8)
             curve.sigClicked.connect(self._on_curve_clicked)
+        _integer_ticks(self.plot, len(self.nodes))
         self._cursor = pg.InfiniteLine(0, angle=90, pen=pg.mkPen(th["plot_line2"], width=2))
         self._cursor.setVisible(False)
         self.plot.addItem(self._cursor)
@@ -476,7 +361,8 @@ class QtChecksPanel(QWidget):
 
     run_requested = Signal()
     node_picked = Signal(int)
-    COLUMNS = ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result", "note")
+    # the result next to the check's name: it is what a reader looks for first, never scrolled off
+    COLUMNS = ("check", "result", "what", "reference", "max abs err", "max rel err", "tolerance", "note")
 
     def __init__(self, parent=None, theme: str = "light"):
         super().__init__(parent)
@@ -520,20 +406,31 @@ class QtChecksPanel(QWidget):
         self.table.setRowCount(len(table.rows))
         for i, r in enumerate(table.rows):
             # the note: why a row was skipped, sampled or failed (first line; the tooltip has it all)
-            note = r.detail.strip().splitlines()[0] if r.detail.strip() else ""
-            cells = (r.kind, r.what, r.reference, _fmt(r.max_abs), _fmt(r.max_rel), r.tolerance, r.status, note)
+            note = translate(r.detail.strip().splitlines()[0]) if r.detail.strip() else ""
+            status = {"check": tr(r.kind), "result": tr(r.status), "what": translate(r.what),
+                      "reference": translate(r.reference), "max abs err": _fmt(r.max_abs),
+                      "max rel err": _fmt(r.max_rel), "tolerance": r.tolerance, "note": note}
+            cells = [status[c] for c in self.COLUMNS]
             bg = QBrush(QColor(colours.get(r.status, th["neutral"])))
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(str(text))
                 item.setBackground(bg)
-                if r.detail:
-                    item.setToolTip(r.detail)
+                item.setToolTip(translate(r.detail) if r.detail else str(text))
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
         counts = table.counts()
-        self.summary.setText(f"{len(table.rows)} {tr('checks')}: " +
-                             ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) +
-                             (" — OK" if table.ok else " — FAILED"))
+        summary = ", ".join(tr("{n} {status}", n=v, status=tr(k)) for k, v in sorted(counts.items()))
+        self.summary.setText(tr("{n} checks: {summary} — {verdict}", n=len(table.rows), summary=summary,
+                                verdict=tr("OK") if table.ok else tr("FAILED")))
+
+    def retranslate(self) -> None:
+        """Every text again in the current language."""
+        self.run_button.setText(tr("Run checks"))
+        self.table.setHorizontalHeaderLabels([tr(c) for c in self.COLUMNS])
+        if self.table_data is not None and self._rec is not None:
+            self.set_table(self.table_data, self._rec)
+        else:
+            self.summary.setText(tr("Checks not run yet."))
 
     def node_of_row(self, i: int) -> int | None:
         """The node check row `i` is about (its leaf's AccumulateGrad node for leaf checks)."""
@@ -568,8 +465,17 @@ class QtModelPanel(QWidget):
         from gradviz.core.models import MODELS
 
         self._models = MODELS
-        lay = QVBoxLayout(self)
-        lay.addWidget(QLabel(tr("Built-in model")))
+        outer = QVBoxLayout(self)
+        # the model, its description and parameters scroll; Re-run, progress and Cancel stay in view
+        # at any height of the dock
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        body = QWidget()
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.model_label = QLabel(tr("Built-in model"))
+        lay.addWidget(self.model_label)
         self.combo = QComboBox()
         self.combo.addItems(list(MODELS))
         self.combo.setPlaceholderText(tr("(model script)"))
@@ -581,33 +487,46 @@ class QtModelPanel(QWidget):
         self.description = QLabel("")
         self.description.setWordWrap(True)
         lay.addWidget(self.description)
-        lay.addWidget(_section(tr("Parameters")))
+        self.params_label = _section(tr("Parameters"))
+        lay.addWidget(self.params_label)
         self.form_host = QWidget()
         self.form = QFormLayout(self.form_host)
         lay.addWidget(self.form_host)
+        lay.addStretch(1)
+        scroll.setWidget(body)
+        outer.addWidget(scroll, 1)
         self.editors: dict[str, QWidget] = {}
         self.run_button = QPushButton(tr("Re-run"))
         self.run_button.clicked.connect(self._on_run)
-        lay.addWidget(self.run_button)
+        outer.addWidget(self.run_button)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress_label = QLabel("")
         self.progress_label.setWordWrap(True)
         self.cancel_button = QPushButton(tr("Cancel"))
         self.cancel_button.clicked.connect(self.cancel_requested.emit)
-        lay.addWidget(self.progress)
-        lay.addWidget(self.progress_label)
-        lay.addWidget(self.cancel_button)
-        lay.addStretch(1)
+        outer.addWidget(self.progress)
+        outer.addWidget(self.progress_label)
+        outer.addWidget(self.cancel_button)
+        # a model chosen is a model shown: a pick or a changed parameter re-records (once typing pauses)
+        self.auto_run = True
+        self._run_timer = QTimer(self)
+        self._run_timer.setSingleShot(True)
+        self._run_timer.setInterval(400)
+        self._run_timer.timeout.connect(self._on_auto_run)
+        self._shown: tuple | None = None  # (target, params) last recorded or asked for
+        self.combo.activated.connect(self._changed)  # a user's pick (not a programmatic change)
         self.target = None
         # which backends can run, {name: (available, reason)}: set from the session (found in its worker)
         self.backends: dict[str, tuple[bool, str]] = {}
         self.set_running(False)
-        self._on_model_changed(self.combo.currentText())
+        self.target = self.combo.currentText()
+        self._build_form(self.target, {})
 
     def set_target(self, target: str, params: dict | None = None) -> None:
         """Show `target` (a built-in model name or a script path) with `params`."""
         self.target = target
+        self._run_timer.stop()
         if target in self._models:
             self.combo.blockSignals(True)
             self.combo.setCurrentText(target)
@@ -620,12 +539,37 @@ class QtModelPanel(QWidget):
             self.combo.blockSignals(False)
             self.description.setText(f"{tr('Model script')}: {target}")
             self._clear_form()
+        self._shown = (target, self.params())
 
     def _on_model_changed(self, name: str) -> None:
         if not name:
             return
         self.target = name
         self._build_form(name, {})
+
+    def _changed(self, *_args) -> None:
+        """The user picked a model or changed a parameter: record it again once they pause."""
+        if self.auto_run:
+            self._run_timer.start()
+
+    def _on_auto_run(self) -> None:
+        """Record what the form shows, unless it is what was recorded last."""
+        target = self.target or self.combo.currentText()
+        if (target, self.params()) != self._shown:
+            self._on_run()
+
+    def retranslate(self) -> None:
+        """Every fixed text again in the current language."""
+        self.model_label.setText(tr("Built-in model"))
+        self.combo.setPlaceholderText(tr("(model script)"))
+        self.script_button.setText(tr("Open model script…"))
+        self.params_label.setText(tr("Parameters"))
+        self.run_button.setText(tr("Re-run"))
+        self.cancel_button.setText(tr("Cancel"))
+        if self.target in self._models:  # the description and the parameters' tooltips
+            self._build_form(self.target, self.params())
+        elif self.target:
+            self.description.setText(f"{tr('Model script')}: {self.target}")
 
     def _clear_form(self) -> None:
         while self.form.rowCount():
@@ -638,7 +582,7 @@ class QtModelPanel(QWidget):
         from gradviz.core.backends import backend_names
 
         spec = self._models[name]
-        self.description.setText(spec.description)
+        self.description.setText(tr(spec.description))
         self._clear_form()
         values = {**spec.defaults, **params}
         for key, default in spec.defaults.items():
@@ -670,7 +614,12 @@ class QtModelPanel(QWidget):
                 ed = QLineEdit("" if value is None else str(value))
                 ed.setPlaceholderText("default")
             if key in spec.help:
-                ed.setToolTip(spec.help[key])
+                ed.setToolTip(tr(spec.help[key]))
+            # the user's own edits only (a programmatic set_param records nothing by itself)
+            for sig in ("activated", "clicked", "editingFinished"):
+                if hasattr(ed, sig):
+                    getattr(ed, sig).connect(self._changed)
+                    break
             self.form.addRow(key, ed)
             self.editors[key] = ed
 
@@ -702,8 +651,11 @@ class QtModelPanel(QWidget):
             ed.setText("" if value is None else str(value))
 
     def _on_run(self) -> None:
+        self._run_timer.stop()
         target = self.target or self.combo.currentText()
-        self.run_requested.emit(target, self.params() if target in self._models else {})
+        params = self.params() if target in self._models else {}
+        self._shown = (target, self.params())
+        self.run_requested.emit(target, params)
 
     def set_running(self, running: bool) -> None:
         self.progress.setVisible(running)
@@ -744,10 +696,16 @@ class _EventModel(QAbstractListModel):
         return 0 if self.timeline is None or parent.isValid() else len(self.timeline)
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if role == Qt.ItemDataRole.DisplayRole and self.timeline is not None:
+        # the list elides a long line at its end; the tooltip has it whole
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole) and self.timeline is not None:
             step = self.timeline.steps[index.row()]
             return f"{step.index:>4}  {step.describe(self.timeline.rec)}"
         return None
+
+    def retranslate(self) -> None:
+        """Every line again, in the current language."""
+        if self.timeline is not None and len(self.timeline):
+            self.dataChanged.emit(self.index(0), self.index(len(self.timeline) - 1))
 
 
 class QtEventList(QListView):
@@ -769,6 +727,10 @@ class QtEventList(QListView):
     def set_timeline(self, timeline) -> None:
         self._model.set_timeline(timeline)
 
+    def retranslate(self) -> None:
+        """Every line again, in the current language."""
+        self._model.retranslate()
+
     def set_step(self, i: int) -> None:
         idx = self._model.index(i)
         self.selectionModel().setCurrentIndex(idx, self.selectionModel().SelectionFlag.ClearAndSelect)
@@ -777,6 +739,39 @@ class QtEventList(QListView):
     def pick(self, i: int) -> None:
         """Act as if row `i` was clicked."""
         self.clicked.emit(self._model.index(i))
+
+
+class QtElidedLabel(QLabel):
+    """A one-line label that ends in "…" when it is too narrow for its text, with the whole text as its
+    tooltip: a long caption never runs into its neighbour."""
+
+    def __init__(self, text: str = "", parent=None):
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def text(self) -> str:
+        """The whole text (what the label shows may end in "…")."""
+        return self._full
+
+    def shown(self) -> str:
+        """The text as drawn now."""
+        return super().text()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = max(0, self.contentsRect().width())
+        super().setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width))
 
 
 class QtTransport(QWidget):
@@ -806,8 +801,7 @@ class QtTransport(QWidget):
         self.step_label = QLabel("0/0")
         self.step_label.setMinimumWidth(90)
         lay.addWidget(self.step_label)
-        self.phase_label = QLabel("")
-        self.phase_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.phase_label = QtElidedLabel("")
         f = self.phase_label.font()
         f.setBold(True)
         self.phase_label.setFont(f)
@@ -835,3 +829,9 @@ class QtTransport(QWidget):
 
     def steps_per_second(self) -> int:
         return int(self.speed.currentData())
+
+    def retranslate(self) -> None:
+        """The fixed words in the current language (the caption comes with the next `set_state`)."""
+        self.speed_label.setText(tr("Speed"))
+        for i, s in enumerate(SPEEDS):
+            self.speed.setItemText(i, f"{s} {tr('steps/s')}")

@@ -213,7 +213,7 @@ def test_accumulation_at_one_element_is_the_cumulative_sum_of_its_contributions(
     assert grid_cell_to_index(shape, r, c) == index
     assert acc.grids[0][r, c] == acc.values[0]
     assert len(acc.rows()) == len(want)
-    assert acc.sources[0].startswith(("TBackward0", "AddmmBackward0"))
+    assert acc.sources[0].endswith(f"use {len(want)}/{len(want)}")  # the last use's gradient arrives first
 
 
 def test_bad_element_index_is_one_clear_line():

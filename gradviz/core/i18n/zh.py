@@ -201,4 +201,29 @@ ZH = {
     "value at {index}": "{index} 处的值",
     "running sum at {index}": "{index} 处的累计和",
     "{n} checks: {summary} — {verdict}": "{n} 项检查：{summary} — {verdict}",
+    "Docks": "停靠窗口",
+    "custom": "自定义",
+    "input": "输入",
+    # the built-in models' parameters (their tooltips in the Model dock)
+    "torch, cpp or cuda": "torch、cpp 或 cuda",
+    "uses of the layer": "该层的使用次数",
+    "in/out size": "输入/输出大小",
+    "tanh between uses": "两次使用之间的 tanh",
+    "initial weight for n=1 (default: random from seed)": "n=1 时的初始权重（默认：由种子随机生成）",
+    "time steps": "时间步数",
+    "hidden size": "隐藏层大小",
+    "input size": "输入大小",
+    "batch size": "批大小",
+    "input features": "输入特征数",
+    "hidden units": "隐藏单元数",
+    "classes": "类别数",
+    # the built-in models' descriptions
+    "c = sum(x*y + z) with x, y, z of shape (3, 4)": "c = sum(x*y + z)，x、y、z 的形状为 (3, 4)",
+    "a custom LinearFunction (hand-written backward) on torch, cpp or cuda; loss = sum(output)":
+        "自定义 LinearFunction（手写反向传播），运行在 torch、cpp 或 cuda 上；loss = sum(output)",
+    "one nn.Linear reused k times (x=10, label=5, MSE loss); n>1 and tanh for the general form":
+        "一个 nn.Linear 复用 k 次（x=10，label=5，MSE 损失）；n>1 和 tanh 给出一般形式",
+    "a tanh RNN cell unrolled over T steps; loss = MSE of the last hidden state":
+        "一个 tanh RNN 单元展开 T 步；loss = 最后隐藏状态的 MSE",
+    "a two-layer MLP with ReLU and cross-entropy on a small batch": "一个带 ReLU 的两层 MLP，在小批量上用交叉熵",
 }

@@ -67,11 +67,12 @@ def _kernels_dir() -> Path:
     if override:
         return Path(override)
     try:
-        # an installed wheel: kernels/ was mapped to the package gradviz._kernels at build time
-        installed = Path(str(importlib.resources.files("gradviz._kernels")))
-        if (installed / "linear.cpp").is_file():
-            return installed
-    except (ImportError, TypeError):  # a checkout or an editable install: no such package
+        # an installed wheel: kernels/ was mapped to the (namespace) package gradviz._kernels at
+        # build time; a file of it is a real path (wheels install unzipped)
+        source = importlib.resources.files("gradviz._kernels").joinpath("linear.cpp")
+        if isinstance(source, Path) and source.is_file():
+            return source.parent
+    except (ImportError, TypeError, ValueError):  # a checkout or an editable install: no such package
         pass
     return Path(__file__).resolve().parents[2] / "kernels"
 

@@ -64,6 +64,25 @@ def test_importing_the_loader_builds_nothing(tmp_path):
     assert "building" not in proc.stderr
 
 
+def test_listing_models_and_backends_builds_nothing(tmp_path):
+    # the model list, the backend names and node names never build: only a model's build (which
+    # the app runs in a worker) or an explicit get_backend does
+    proc = _run_python("""
+        import gradviz.core.extension as e
+        from gradviz.core.backends import backend_names, describe_node, get_backend
+        from gradviz.core.models import MODELS
+        from gradviz.core.session import Session
+        assert "linear-function" in MODELS and backend_names() == ["torch", "cpp", "cuda"]
+        assert describe_node(e.NODE_NAME, "cpu") == ("LinearFunction", "cpp")
+        get_backend("torch"), get_backend("cuda") if e._cuda_problem() else None
+        Session()
+        print(e._state)
+    """, GRADVIZ_CACHE_DIR=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "None" and proc.stderr == ""
+    assert not (tmp_path / "ext").exists()
+
+
 def test_no_build_env_var_reports_and_a_backend_asked_for_is_an_error(tmp_path):
     proc = _run_python("""
         import torch

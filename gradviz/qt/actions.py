@@ -174,13 +174,18 @@ class QtWindowChrome:
         self._action("next", "Step forward", self.step_next, "Right")
         self._action("last", "Jump to end", self.step_last, "End")
         self._action("backward", "Jump to backward", self.jump_backward, "B")
-        self._action("fit", "Fit graph", self.graph.fit, "F")
-        self._action("zoom_in", "Zoom in", lambda: self.graph.zoom(1.25), K.StandardKey.ZoomIn)
-        self._action("zoom_out", "Zoom out", lambda: self.graph.zoom(0.8), K.StandardKey.ZoomOut)
+        self._action("fit", "Fit graph", self.graph.fit, [K("Ctrl+0"), K("F")])
+        self._action("fit_all", "Whole graph", self.graph.fit_all, "Shift+F")
+        # Ctrl+= as well as Ctrl++ (no Shift needed), Ctrl+- and the keypad's keys, as in a browser
+        self._action("zoom_in", "Zoom in", lambda: self.graph.zoom(1.25),
+                     K.keyBindings(K.StandardKey.ZoomIn) + [K("Ctrl+=")])
+        self._action("zoom_out", "Zoom out", lambda: self.graph.zoom(0.8),
+                     K.keyBindings(K.StandardKey.ZoomOut) + [K("Ctrl+_")])
         self._action("find", "Find node…", self._on_find, K.StandardKey.Find)
         self._action("direction", "Top to bottom", lambda on: self.set_direction("tb" if on else "lr"), "T", True)
         self._action("rolled", "Roll reused layers", self.set_rolled, "R", True)
         self._action("follow", "Follow current node", self._on_follow, None, True)
+        self._action("overview", "Overview", self._on_overview, None, True)
         self._action("rerun", "Re-run", self.rerun, "Ctrl+R")
         self._action("checks", "Run checks", self.run_checks, "Ctrl+K")
         self._action("cancel", "Cancel", self.cancel, "Esc")
@@ -203,6 +208,7 @@ class QtWindowChrome:
         a["rolled"].setChecked(self.graph.rolled)
         a["rolled"].blockSignals(False)
         a["follow"].setChecked(True)
+        a["overview"].setChecked(True)
 
     def _make_menus(self) -> None:
         a = self.actions_
@@ -223,7 +229,7 @@ class QtWindowChrome:
             m.addAction(a[k])
         m = mb.addMenu(tr("&View"))
         self._texts.append((m.setTitle, "&View"))
-        for k in ("fit", "zoom_in", "zoom_out", "find", "direction", "rolled", "follow"):
+        for k in ("fit", "fit_all", "zoom_in", "zoom_out", "find", "direction", "rolled", "follow", "overview"):
             m.addAction(a[k])
         m.addSeparator()
         tm = m.addMenu(tr("Theme"))
@@ -288,6 +294,11 @@ class QtWindowChrome:
         a.setChecked(rolled)
         a.blockSignals(False)
         self._relayout(self.graph.direction, rolled)
+
+    def _on_overview(self, on: bool) -> None:
+        """View > Overview: the whole graph in a corner of the view when it does not fit legibly."""
+        self.graph.overview.enabled_by_user = bool(on)
+        self.graph.overview.follow_view()
 
     def _play_icon(self, playing: bool) -> None:
         sp = QStyle.StandardPixmap

@@ -468,9 +468,14 @@ def _app() -> QApplication:
         app = QApplication(sys.argv[:1])
         app.setApplicationName("gradviz")
         app.setOrganizationName("gradviz")
+    # the system font's size (10 pt at the least), in DejaVu Sans with a CJK fallback: text scales with it
+    system = QApplication.font()
     f = QFont("DejaVu Sans")
     f.setFamilies(["DejaVu Sans", "WenQuanYi Micro Hei"])
-    f.setPointSize(10)
+    if system.pointSizeF() > 0:
+        f.setPointSizeF(max(10.0, system.pointSizeF()))
+    else:
+        f.setPixelSize(max(13, system.pixelSize()))
     app.setFont(f)
     return app
 

@@ -20,6 +20,8 @@ from gradviz.core.scene.text import SMALL, format_shape, format_tensor
 from gradviz.core.timeline import Stepper, StepState
 
 from .i18n import tr
+from .legible import hidden_px, legible_scale
+from .overview import QtOverview
 from .scene_painter import QtScenePainter, paint_scene
 from .theme import get_theme
 
@@ -37,6 +39,7 @@ class _GraphItem(QGraphicsObject):
         self.setFlag(QGraphicsObject.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
         self.scene_: Scene | None = None
         self.painter_ = QtScenePainter()
+        self.painter_.hidden_px = hidden_px()  # text too small to read is left out (scales with the system font)
         self._rect = QRectF(0, 0, 1, 1)
         self.full_detail = False  # exports to vector files: every label, whatever the zoom
 
@@ -147,10 +150,16 @@ class QtGraphView(QGraphicsView):
         A node was clicked (recording node id).
     node_activated(int)
         A node was double-clicked (recording node id).
+    view_changed()
+        The visible part of the graph moved or was zoomed (the overview follows it).
+    scene_changed()
+        What the graph shows changed: another step, theme or layout.
     """
 
     node_clicked = Signal(int)
     node_activated = Signal(int)
+    view_changed = Signal()
+    scene_changed = Signal()
 
     def __init__(self, recording: Recording | None = None, stepper: Stepper | None = None, layout: str = "lr",
                  theme: str = "light", rolled: bool = False, parent=None, precomputed: Layout | None = None):
@@ -177,6 +186,7 @@ class QtGraphView(QGraphicsView):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(200, 150)
         self._apply_background()
+        self.overview = QtOverview(self)  # the whole graph in a corner when it does not fit legibly
         if recording is not None:
             self.set_recording(recording, stepper, precomputed)
 
@@ -201,6 +211,7 @@ class QtGraphView(QGraphicsView):
         self.scene_ = build_scene(rec, layout, state, self.theme_name, tr)
         self._item.set_scene(self.scene_)
         self._scene.setSceneRect(self._item.boundingRect())
+        self.scene_changed.emit()
         if fit:
             self.fit()
 
@@ -222,6 +233,7 @@ class QtGraphView(QGraphicsView):
         if self.scene_ is not None:
             self.scene_.set_theme(name)
             self._item.update()
+            self.scene_changed.emit()
 
     def _apply_background(self) -> None:
         self.setBackgroundBrush(QBrush(QColor(get_theme(self.theme_name)["background"])))
@@ -247,6 +259,7 @@ class QtGraphView(QGraphicsView):
                 it.update(it.edge_rect(s, d))
             for f in old_flow:
                 it.update(QRectF(*f.label_box).adjusted(-4, -4, 4, 4))
+        self.scene_changed.emit()
         if self.follow and scene.current >= 0 and changed is not None:
             self._keep_visible(scene.current)
 
@@ -333,40 +346,65 @@ class QtGraphView(QGraphicsView):
 
 
     def fit(self) -> None:
-        """Fit the graph in the window; very large graphs open at a readable zoom on the loss instead."""
+        """Fit the graph at a legible zoom (Ctrl+0, F): the whole graph when every label is legible so,
+        else the part around the current step's node (the loss before the first step) at the smallest
+        legible zoom, with the overview to reach the rest."""
         r = self.graph_rect()
         vp = self.viewport().rect()
         self._auto_fit = True  # until the user zooms or pans, a resize fits again
-        if r.isEmpty() or vp.width() < 10:
+        if r.isEmpty() or vp.width() < 10 or self.scene_ is None:
             return
         self.resetTransform()
-        scale = min(vp.width() / r.width(), vp.height() / r.height())
-        if scale >= 0.3:
-            s = min(scale * 0.97, 1.3)
+        whole = min(vp.width() / r.width(), vp.height() / r.height()) * 0.97
+        legible = legible_scale(self.scene_)
+        if whole >= legible:
+            s = min(whole, max(legible, 1.3))
             self.scale(s, s)
             self.centerOn(r.center())
         else:
-            self.scale(0.5, 0.5)
-            it = self._item
-            g = it.current if it.current >= 0 else (int(self.layout_.group_of[self.recording.root])
-                                                     if self.layout_ is not None else -1)
-            self.centerOn(QPointF(*it.pos_[g]) if g >= 0 else r.center())
+            self.scale(legible, legible)
+            self.centerOn(self.focus_point())
+        self.view_changed.emit()
+
+    def focus_point(self) -> QPointF:
+        """Where a legible view of a large graph centres: the current step's node, else the loss."""
+        it = self._item
+        g = it.current
+        if g < 0 and self.layout_ is not None and self.recording is not None:
+            g = int(self.layout_.group_of[self.recording.root])
+        return QPointF(*it.pos_[g]) if g >= 0 else self.graph_rect().center()
+
+    def fits_legibly(self) -> bool:
+        """Whether the whole graph is in view (no overview needed)."""
+        return self.visible_rect().adjusted(-1, -1, 1, 1).contains(self.graph_rect().adjusted(60, 60, -60, -60))
 
     def fit_all(self) -> None:
-        """Show the whole graph, however small that makes it."""
+        """Show the whole graph, however small that makes it (nodes become shapes)."""
+        self._auto_fit = False
         self.fitInView(self.graph_rect(), Qt.AspectRatioMode.KeepAspectRatio)
+        self.view_changed.emit()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
         if getattr(self, "_auto_fit", False) and self.layout_ is not None:
             self.fit()
+        self.view_changed.emit()
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 - Qt API
+        super().scrollContentsBy(dx, dy)
+        self.view_changed.emit()
 
     def zoom(self, factor: float) -> None:
-        """Zoom by `factor` around the view's centre."""
+        """Zoom by `factor` (around the mouse when it is over the graph, else the view's centre)."""
         self._auto_fit = False
         s = self.transform().m11() * factor
-        if 0.0005 < s < 8:
-            self.scale(factor, factor)
+        r, vp = self.graph_rect(), self.viewport().rect()
+        whole = min(vp.width() / max(r.width(), 1.0), vp.height() / max(r.height(), 1.0))
+        # no further out than half the whole graph, no further in than 8x
+        if (factor < 1 and s < min(0.5 * whole, 1.0)) or (factor > 1 and s > 8):
+            return
+        self.scale(factor, factor)
+        self.view_changed.emit()
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.zoom(1.0015 ** event.angleDelta().y())

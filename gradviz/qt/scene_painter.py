@@ -17,9 +17,10 @@ from gradviz.core.scene.text import FONT_FAMILY, FONT_PX, SMALL_FONT_PX
 
 __all__ = ["QtScenePainter", "paint_scene", "COARSE_LOD", "TEXT_LOD", "FLOW_TEXT_LOD", "COARSE_NODES"]
 
-COARSE_LOD = 0.22  # below this zoom nodes are flat boxes coloured by state
-TEXT_LOD = 0.45  # below this zoom boxes carry no text
-FLOW_TEXT_LOD = 0.3  # below this zoom the gradient values on flowing edges are left out
+COARSE_LOD = 0.22  # below this zoom nodes are flat boxes coloured by state, edges one thin line each
+HIDDEN_PX = 6.0  # text smaller than this on screen is left out (the app raises it with the system font)
+TEXT_LOD = HIDDEN_PX / FONT_PX  # below this zoom boxes carry no text
+FLOW_TEXT_LOD = TEXT_LOD  # below this zoom the gradient values on flowing edges are left out
 COARSE_NODES = 4000  # more nodes than this in view: flat boxes (unless every detail is asked for)
 
 
@@ -58,6 +59,8 @@ class QtScenePainter:
         self._colors: dict = {}  # colour name -> QColor, QBrush (badges)
         self._brushes: dict = {}
         self._names: dict = {}  # pixel size -> bold font, for names shrunk to fit
+        self.hidden_px = HIDDEN_PX  # text smaller than this on screen is not drawn
+        self._lod = 1.0  # the zoom of the picture being painted
         f = QFont(FONT_FAMILY)
         f.setPixelSize(int(FONT_PX))
         bold = QFont(f)
@@ -95,6 +98,7 @@ class QtScenePainter:
         self._prepare(scene)
         if full_detail:
             lod = max(lod, 1.0)
+        self._lod = lod
         if rect is None:
             x, y, w, h = scene.bounds
             rect = (x, y, x + w, y + h)
@@ -108,7 +112,7 @@ class QtScenePainter:
             self._paint_coarse(painter, scene, nodes)
         else:
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-            text = lod >= TEXT_LOD
+            text = FONT_PX * lod >= self.hidden_px
             boxes = np.concatenate([p[nodes] - half[nodes], scene.size[nodes]], axis=1).tolist()
             for i, box in zip(nodes.tolist(), boxes):
                 self.paint_node(painter, scene, i, text, box)
@@ -153,16 +157,20 @@ class QtScenePainter:
         painter.drawPath(pgfn.arrayToQPath(x, y, connect="pairs", finiteCheck=False))
 
     def _paint_coarse(self, painter: QPainter, scene: Scene, nodes: np.ndarray) -> None:
-        """Low zoom: every node a flat rectangle in its style's coarse colour, no text."""
+        """Low zoom: every node a flat rectangle in its style's coarse colour, no text (one path per style,
+        built from arrays: 100,000 boxes cost one call, not a Python loop)."""
         painter.setPen(Qt.PenStyle.NoPen)
         styles = scene.style[nodes]
         for s in np.unique(styles).tolist():
             sel = nodes[styles == s]
             painter.setBrush(self.coarse_brushes[s])
-            path = QPainterPath()
-            for (x, y), (w, h) in zip(scene.pos[sel].tolist(), scene.size[sel].tolist()):
-                path.addRect(x - w / 2, y - h / 2, w, h)
-            painter.drawPath(path)
+            lo = scene.pos[sel] - scene.size[sel] / 2
+            hi = lo + scene.size[sel]
+            # four corners per box, each box a closed sub-path (fill closes it)
+            x = np.stack([lo[:, 0], hi[:, 0], hi[:, 0], lo[:, 0]], axis=1).ravel()
+            y = np.stack([lo[:, 1], lo[:, 1], hi[:, 1], hi[:, 1]], axis=1).ravel()
+            connect = np.tile(np.array([1, 1, 1, 0], dtype=np.int32), len(sel))
+            painter.drawPath(pgfn.arrayToQPath(x, y, connect=connect, finiteCheck=False))
 
     def paint_node(self, painter: QPainter, scene: Scene, i: int, text: bool = True, box: list | None = None) -> None:
         """One node: its box in its style, then (with `text`) its label lines and badges."""
@@ -183,10 +191,16 @@ class QtScenePainter:
         painter.setPen(self.text_colors[s])
         y = rect.top() + TEXT_TOP
         lines = scene.lines(i)
+        lod = getattr(self, "_lod", 1.0)
         for j, line in enumerate(lines[:MAX_LINES]):
-            painter.setFont(self._bold(scene.name_px(i)) if j == 0 else self.font)
-            painter.drawText(QRectF(rect.left() + 5, y, rect.width() - 10, 15), Qt.AlignmentFlag.AlignHCenter, line)
+            px = scene.name_px(i) if j == 0 else FONT_PX
+            if px * lod >= self.hidden_px:  # a name shrunk past reading is left out, the rest stays
+                painter.setFont(self._bold(px) if j == 0 else self.font)
+                painter.drawText(QRectF(rect.left() + 5, y, rect.width() - 10, 15), Qt.AlignmentFlag.AlignHCenter,
+                                 line)
             y += LINE_STEP
+        if SMALL_FONT_PX * lod < self.hidden_px:
+            return
         for badge in scene.badges(i):
             tab = QRectF(badge.x, badge.y, badge.w, badge.h)
             painter.setPen(Qt.PenStyle.NoPen)
@@ -232,7 +246,7 @@ class QtScenePainter:
             painter.setBrush(QBrush(self.flow_color))
             painter.setPen(Qt.PenStyle.NoPen)
             painter.drawPolygon(QPolygonF([QPointF(x, y) for x, y in f.head.tolist()]))
-            if f.text and lod >= FLOW_TEXT_LOD:
+            if f.text and FONT_PX * lod >= self.hidden_px:
                 box = QRectF(*f.label_box)
                 painter.setBrush(QBrush(self.background))
                 painter.setPen(QPen(self.flow_color, 1.5))

@@ -21,6 +21,8 @@ ZH = {
     "Fit graph": "适应窗口",
     "Zoom in": "放大",
     "Zoom out": "缩小",
+    "Whole graph": "整张图",
+    "Overview": "全局缩略图",
     "Find node…": "查找节点…",
     "Top to bottom": "从上到下",
     "Roll reused layers": "折叠复用层",

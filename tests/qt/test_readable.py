@@ -1,0 +1,126 @@
+"""Readable at first sight: a legible opening zoom, the overview for large graphs, zoom keys, level of detail."""
+import numpy as np
+from PySide6.QtCore import QPoint, QRectF, Qt
+from PySide6.QtGui import QColor, QImage, QPainter
+
+from gradviz.core import record
+from gradviz.core.layout import layered_layout
+from gradviz.core.scene import build_scene
+from gradviz.core.scene.text import FONT_PX, SMALL_FONT_PX
+from gradviz.qt.legible import legible_px, legible_scale
+from gradviz.qt.scene_painter import paint_scene
+
+from .conftest import open_and_wait
+
+NET20 = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 6)
+        self.fc2 = nn.Linear(6, 6)
+        self.fc3 = nn.Linear(6, 1)
+
+    def forward(self, x):
+        h = torch.tanh(self.fc1(x))
+        h = torch.tanh(self.fc2(h)) + h
+        return torch.tanh(self.fc3(h))
+
+
+def build():
+    net = Net()
+    x = torch.randn(3, 4)
+    return (net(x) ** 2).mean(), net
+'''
+
+
+def _smallest_drawn_px(view) -> float:
+    """The smallest font of any node in view, in screen pixels (the Scene's font size x the view's scale)."""
+    scene, vis = view.scene_, view.visible_rect()
+    s = view.transform().m11()
+    sizes = []
+    for g in range(len(scene)):
+        if QRectF(*scene.box(g)).intersects(vis):
+            sizes += [scene.name_px(g), FONT_PX] + [SMALL_FONT_PX for _ in scene.badges(g)]
+    assert sizes, "no node in view"
+    return min(sizes) * s
+
+
+def test_a_model_script_opens_with_every_label_legible_and_the_loss_in_view(qtbot, window, tmp_path):
+    path = tmp_path / "net20.py"
+    path.write_text(NET20)
+    window.resize(1280, 800)
+    open_and_wait(qtbot, window, str(path))
+    view = window.graph
+    assert len(window.recording.nodes) >= 18
+    assert _smallest_drawn_px(view) >= legible_px() - 1e-6
+    loss = view.layout_.group_of[window.recording.root]
+    assert view.visible_rect().contains(QRectF(*view.scene_.box(int(loss))))
+    # the whole graph does not fit at that zoom: the overview shows it, with the visible part outlined
+    assert not view.fits_legibly() and view.overview.isVisible()
+    box = view.overview.view_box()
+    assert 0 < box.width() < view.overview.width()
+
+
+def test_a_small_graph_opens_whole_and_needs_no_overview(qtbot, window):
+    open_and_wait(qtbot, window, "sum-xy-plus-z")
+    view = window.graph
+    assert view.fits_legibly() and not view.overview.isVisible()
+    assert _smallest_drawn_px(view) >= legible_px() - 1e-6
+
+
+def test_zoom_keys_and_ctrl_0_back_to_the_legible_fit(qtbot, window):
+    open_and_wait(qtbot, window, "rnn-unrolled", {"T": 12})
+    view = window.graph
+    window.activateWindow()
+    view.setFocus()
+    s0 = view.transform().m11()
+    assert abs(s0 - legible_scale(view.scene_)) < 1e-9  # the graph is too large to fit legibly
+    qtbot.keyClick(view, Qt.Key.Key_Equal, Qt.KeyboardModifier.ControlModifier)
+    s1 = view.transform().m11()
+    assert s1 > s0
+    qtbot.keyClick(view, Qt.Key.Key_Minus, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(view, Qt.Key.Key_Minus, Qt.KeyboardModifier.ControlModifier)
+    assert view.transform().m11() < s0
+    qtbot.keyClick(view, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
+    assert abs(view.transform().m11() - s0) < 1e-9
+
+
+def test_clicking_the_overview_moves_the_view_there(qtbot, window):
+    open_and_wait(qtbot, window, "rnn-unrolled", {"T": 12})
+    view, ov = window.graph, window.graph.overview
+    assert ov.isVisible()
+    before = view.visible_rect().center()
+    qtbot.mouseClick(ov, Qt.MouseButton.LeftButton, pos=QPoint(4, ov.height() // 2))
+    after = view.visible_rect().center()
+    assert after.x() < before.x() - 100  # towards the leaves on the left
+    box = ov.view_box()
+    assert box.left() < ov.width() / 3
+    # View > Overview off hides it
+    window.actions_["overview"].setChecked(False)
+    assert not ov.isVisible()
+
+
+def _pixels(scene, scale: float, color: str) -> int:
+    """Paint `scene` at `scale` and count the pixels in `color`."""
+    x, y, w, h = scene.bounds
+    img = QImage(max(1, int(w * scale)), max(1, int(h * scale)), QImage.Format.Format_RGB32)
+    p = QPainter(img)
+    paint_scene(p, scene, QRectF(0, 0, img.width(), img.height()), None, False)
+    p.end()
+    arr = np.frombuffer(img.constBits(), dtype=np.uint32, count=img.width() * img.height()) & 0xFFFFFF
+    return int(np.count_nonzero(arr == (QColor(color).rgb() & 0xFFFFFF)))
+
+
+def test_at_low_zoom_nodes_are_shapes_coloured_by_state(qapp):
+    rec = record("rnn-unrolled", params={"T": 30})
+    scene = build_scene(rec, layered_layout(rec), None)
+    idle_op = scene.styles[0]
+    # far out: flat boxes in the idle op's colour, no text
+    assert _pixels(scene, 0.1, idle_op.coarse) > 100
+    assert _pixels(scene, 0.1, idle_op.text) == 0
+    # at a readable zoom the same boxes carry their labels
+    assert _pixels(scene, 1.0, idle_op.text) > 100

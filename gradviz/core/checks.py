@@ -22,29 +22,17 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import complex_rules as _complex_rules
 from . import rules as _rules
 from .checktable import FAIL, NO_RULE, PASS, SKIPPED, Check, CheckTable, Tolerance, compare
-from .recorder import leaf_first_use_order
+from .checktable import sample_elements as _sample, scale_of as _scale, tolerance_for as _tolerance_for
+from .fdchecks import fd_checks
 from .recording import Recording, short_source
 from .rerun import Rerun, rerun_of
 from .sandbox import Sandbox
 from .tensors import TensorData
 
 __all__ = ["Check", "CheckTable", "run_checks", "Tolerance", "compare"]
-
-
-def _tolerance_for(dtype: str, kind: str, scale: float) -> Tolerance:
-    # float64 work is checked tightly; float32 (about 7 digits) gets room for rounding in sums
-    s = max(1.0, scale)
-    if kind == "finite-diff":
-        if dtype == "float64":
-            return Tolerance(1e-6 * s, 1e-5)
-        return Tolerance(1e-4 * s, 1e-3)
-    if dtype == "float64":
-        return Tolerance(1e-10 * s, 1e-8)
-    if dtype in ("float16", "bfloat16"):
-        return Tolerance(1e-2 * s, 1e-2)
-    return Tolerance(1e-5 * s, 1e-4)
 
 
 def _value(t: TensorData | None) -> np.ndarray | None:
@@ -80,7 +68,7 @@ def run_checks(rec: Recording, *, rerun: Rerun | None = None, strict: bool = Fal
         table.rows += _manual_checks(rec)
     if finite_diff:
         progress(0.1, "finite differences")
-        table.rows += _fd_checks(rec, rerun, fd_max_elements)
+        table.rows += fd_checks(rec, rerun, fd_max_elements, _hooks_note(rec))
     if gradcheck:
         progress(0.4, "gradcheck of custom Functions")
         table.rows += _gradcheck_checks(rec, rerun)
@@ -109,18 +97,6 @@ def _hooks_note(rec: Recording) -> str:
     where = _hooks_where(rec)
     return (f"gradient hooks ({where}) can change what reaches .grad, so it need not be the derivative "
             "of the loss") if where else ""
-
-
-def _sample(n: int, max_elements: int) -> tuple[np.ndarray, str]:
-    """The elements a finite-difference check perturbs: all `n`, or a fixed random sample, said so."""
-    if n <= max_elements:
-        return np.arange(n), ""
-    idx = np.sort(np.random.default_rng(0).choice(n, size=max_elements, replace=False))
-    return idx, f"{max_elements} of {n} elements (fixed random sample)"
-
-
-def _scale(ref: np.ndarray) -> float:
-    return float(np.abs(ref).max()) if ref.size else 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,102 +134,15 @@ def _manual_checks(rec: Recording) -> list[Check]:
 
 
 # ---------------------------------------------------------------------------------------------
-def _fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int) -> list[Check]:
-    rows: list[Check] = []
-    runner = None if rerun is None else rerun.runner
-    targets = [n for n, info in rec.leaves.items()
-               if info.requires_grad and info.grad is not None and info.grad.value is not None]
-    if not targets:
-        return rows
-    if runner is None:
-        return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
-                      detail="the recording was opened from a file: the model is not here to re-run")
-                for n in targets]
-    order = {name: i for i, name in enumerate(rec.leaf_order)}
-    hooks_note = _hooks_note(rec)
-
-    sources = rec.source_values
-
-    def loss_with(leaf_index: int | None, flat_index: int, delta: float, dtype):
-        state = {}
-
-        def on_leaf(t, idx):
-            with torch.no_grad():
-                # evaluate at exactly the recorded point: a float64 re-run may draw other random values
-                data = sources[idx] if idx < len(sources) else None
-                if data is not None and data.value is not None and tuple(t.shape) == tuple(data.shape):
-                    t.copy_(torch.from_numpy(np.asarray(data.value)))
-                if idx == leaf_index:
-                    t.view(-1)[flat_index] += delta
-                    state["dtype"] = t.dtype
-
-        out = leaf_first_use_order(runner, on_leaf, dtype=dtype)
-        built = runner.normalise(out)
-        return float(built.loss.detach().to(torch.float64).cpu()), state.get("dtype")
-
-    # does the model run in float64 when the default dtype is float64 and its modules are cast to
-    # float64? (asked of a leaf that is checked: the first source tensor may be an integer index,
-    # which has no float64 form)
-    probe = next((order[n] for n in targets if n in order), None)
-    # the modules' parameters and buffers hold working copies while the model re-runs (the sandbox
-    # casts them to float64 with cast64, and restores the originals, untouched, afterwards)
-    copies = Sandbox(modules=rerun.modules, cast64=True)
-    try:
-        with copies:
-            _, probe_dtype = loss_with(probe, 0, 0.0, torch.float64)
-    except Exception:  # noqa: BLE001 - a model that cannot run in float64
-        copies = Sandbox(modules=rerun.modules, cast64=False)
-        try:
-            # differentiate in the model's own dtype, loosely
-            with copies:
-                loss_with(probe, 0, 0.0, None)
-            probe_dtype = None
-        except Exception as exc:  # noqa: BLE001 - reported in the rows
-            return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
-                          detail=f"re-running the model failed: {exc}") for n in targets]
-    in64 = probe_dtype == torch.float64
-    run_dtype = torch.float64 if in64 else None
-    with copies:
-        for name in targets:
-            info = rec.leaves[name]
-            if name not in order:
-                rows.append(Check("finite-diff", f"{name}.grad", "finite differences", SKIPPED, leaf=name,
-                                  node=info.node, detail="the leaf was not used by a recorded op"))
-                continue
-            grad = info.grad.value.astype(np.float64)
-            n = grad.size
-            idx, note = _sample(n, max_elements)
-            values = info.tensor.value.reshape(-1).astype(np.float64) if info.tensor.value is not None else None
-            fd = np.empty(len(idx))
-            for j, flat in enumerate(idx):
-                x = abs(values[flat]) if values is not None else 1.0
-                # central differences: error O(h^2); h scaled to the value, sized for the dtype's precision
-                h = (1e-6 if in64 else 1e-2) * max(1.0, x)
-                up, _ = loss_with(order[name], int(flat), h, run_dtype)
-                down, _ = loss_with(order[name], int(flat), -h, run_dtype)
-                fd[j] = (up - down) / (2 * h)
-            ref = fd
-            got = grad.reshape(-1)[idx]
-            if in64:
-                tol = _tolerance_for(info.grad.dtype if info.grad.dtype == "float64" else "float32", "finite-diff",
-                                     _scale(ref))
-                reference = "central differences, float64"
-            else:
-                tol = Tolerance(5e-2 * max(1.0, _scale(ref)), 5e-2)
-                reference = f"central differences, {info.grad.dtype} (model does not run in float64)"
-            ea, er, ok = compare(got, ref, tol)
-            rows.append(Check("finite-diff", f"{name}.grad", reference, PASS if ok else FAIL, ea, er, str(tol),
-                              info.node, name, "; ".join(filter(None, [note, hooks_note]))))
-    return rows
-
-
 # ---------------------------------------------------------------------------------------------
 def _to64(obj, requires):
     # copies, never aliases: gradcheck and the numerical local rule perturb these in place, and a
     # float64 leaf of the user's must not be touched
     if isinstance(obj, torch.Tensor):
-        t = (obj.detach().to(torch.float64, copy=True) if obj.is_floating_point() else obj.detach().clone()).contiguous()
-        return t.requires_grad_(bool(requires.get(id(obj), False))) if t.is_floating_point() else t
+        # float -> float64, complex -> complex128 (gradcheck checks complex in torch's convention)
+        wide = torch.float64 if obj.is_floating_point() else torch.complex128 if obj.is_complex() else None
+        t = (obj.detach().to(wide, copy=True) if wide is not None else obj.detach().clone()).contiguous()
+        return t.requires_grad_(bool(requires.get(id(obj), False))) if wide is not None else t
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to64(o, requires) for o in obj)
     return obj
@@ -303,53 +192,100 @@ def _rule_checks(rec: Recording, rerun: Rerun | None) -> list[Check]:
         if node.kind == "leaf":
             continue
         what = f"node {node.id} {node.name}" + (f" [{node.backend}]" if node.backend else "")
+        if _complex_node(node, ev):
+            rows.append(_complex_rule_check(node, ev, what, rerun))
+            continue
         if not _rules.has_rule(node.torch_name):
             rows.append(_numeric_vjp_check(rerun, node, ev, what) or Check(
                 "local-rule", what, "no manual rule", NO_RULE, node=node.id,
                 detail=f"no numpy rule for {node.torch_name}"))
             continue
-        saved = {}
-        missing = False
-        for k, v in node.saved.items():
-            if isinstance(v, TensorData):
-                if v.value is None:
-                    missing = True
-                saved[k] = v.value
-            else:
-                saved[k] = v
-        gout = [None if g is None else g.value for g in ev.grad_outputs]
-        if missing or any(g is None and d is not None for g, d in zip(gout, ev.grad_outputs)):
-            rows.append(Check("local-rule", what, f"numpy rule for {node.torch_name}", SKIPPED, node=node.id,
-                              detail="values were not kept"))
+        reference = f"numpy rule for {node.torch_name}"
+        inp, missing = _rule_input(node, ev)
+        if missing:
+            rows.append(Check("local-rule", what, reference, SKIPPED, node=node.id, detail="values were not kept"))
             continue
-        meta = [None if g is None else (tuple(g.shape), g.dtype) for g in ev.grad_inputs]
-        inp = _rules.RuleInput(node.torch_name, saved, gout, meta)
         try:
             expected = _rules.apply_rule(inp)
         except Exception as exc:  # noqa: BLE001 - a rule that cannot run is reported, not raised
-            rows.append(Check("local-rule", what, f"numpy rule for {node.torch_name}", FAIL, node=node.id,
+            rows.append(Check("local-rule", what, reference, FAIL, node=node.id,
                               detail=f"the rule raised {type(exc).__name__}: {exc}"))
             continue
-        worst_a = worst_r = 0.0
-        ok = True
-        compared = 0
-        tol_text = ""
-        for slot, (g, e) in enumerate(zip(ev.grad_inputs, expected or [])):
-            if g is None or e is None or g.value is None:
-                continue
-            tol = _tolerance_for(g.dtype, "rule", _scale(np.asarray(e)))
-            tol_text = str(tol)
-            ea, er, good = compare(g.value, e, tol)
-            worst_a, worst_r = max(worst_a, ea), max(worst_r, er)
-            ok = ok and good
-            compared += 1
-        if compared == 0:
-            rows.append(Check("local-rule", what, f"numpy rule for {node.torch_name}", NO_RULE, node=node.id,
-                              detail="the rule computes none of this node's gradients"))
-            continue
-        rows.append(Check("local-rule", what, f"numpy rule for {node.torch_name}", PASS if ok else FAIL,
-                          worst_a, worst_r, tol_text, node.id))
+        rows.append(_rule_row(node, ev, what, reference, expected))
     return rows
+
+
+def _rule_input(node, ev) -> tuple[_rules.RuleInput, bool]:
+    """What a numpy rule sees of `node`, and whether values it needs were not kept."""
+    saved = {}
+    missing = False
+    for k, v in node.saved.items():
+        if isinstance(v, TensorData):
+            if v.value is None:
+                missing = True
+            saved[k] = v.value
+        else:
+            saved[k] = v
+    gout = [None if g is None else g.value for g in ev.grad_outputs]
+    missing = missing or any(g is None and d is not None for g, d in zip(gout, ev.grad_outputs))
+    meta = [None if g is None else (tuple(g.shape), g.dtype) for g in ev.grad_inputs]
+    return _rules.RuleInput(node.torch_name, saved, gout, meta), missing
+
+
+def _rule_row(node, ev, what: str, reference: str, expected) -> Check:
+    """Compare the gradients a node sent with what its rule computes, slot by slot."""
+    worst_a = worst_r = 0.0
+    ok = True
+    compared = 0
+    tol_text = ""
+    for slot, (g, e) in enumerate(zip(ev.grad_inputs, expected or [])):
+        if g is None or e is None or g.value is None:
+            continue
+        tol = _tolerance_for(g.dtype, "rule", _scale(np.asarray(e)))
+        tol_text = str(tol)
+        ea, er, good = compare(g.value, e, tol)
+        worst_a, worst_r = max(worst_a, ea), max(worst_r, er)
+        ok = ok and good
+        compared += 1
+    if compared == 0:
+        return Check("local-rule", what, reference, NO_RULE, node=node.id,
+                     detail="the rule computes none of this node's gradients")
+    return Check("local-rule", what, reference, PASS if ok else FAIL, worst_a, worst_r, tol_text, node.id)
+
+
+def _complex_node(node, ev) -> bool:
+    """Whether a node saved, received or sent a complex tensor."""
+    data = [v for v in node.saved.values() if isinstance(v, TensorData)]
+    data += [g for g in list(ev.grad_outputs) + list(ev.grad_inputs) if g is not None]
+    return any(str(t.dtype).startswith("complex") for t in data)
+
+
+def _complex_rule_check(rec_node, ev, what: str, rerun: Rerun | None) -> Check:
+    """A node with complex tensors: its local rule in torch's conjugate Wirtinger convention.
+
+    A numpy rule of `gradviz.core.complex_rules`, or for a custom Function its forward
+    differentiated numerically along real and imaginary parts; else skipped, with a note (a real
+    rule would discard the imaginary parts).
+    """
+    node = rec_node
+    reference = f"complex numpy rule for {node.torch_name}"
+    if not _complex_rules.has_complex_rule(node.torch_name):
+        numeric = _numeric_vjp_check(rerun, node, ev, what)
+        if numeric is not None:
+            return numeric
+        return Check("local-rule", what, "complex numpy rule", SKIPPED, node=node.id,
+                     detail=f"complex tensors: no complex-aware numpy rule for {node.torch_name} "
+                            "(finite differences of the whole model, along real and imaginary parts, "
+                            "check the leaves' gradients)")
+    inp, missing = _rule_input(node, ev)
+    if missing:
+        return Check("local-rule", what, reference, SKIPPED, node=node.id, detail="values were not kept")
+    try:
+        expected = _complex_rules.apply_complex_rule(inp)
+    except Exception as exc:  # noqa: BLE001 - a rule that cannot run is reported, not raised
+        return Check("local-rule", what, reference, FAIL, node=node.id,
+                     detail=f"the rule raised {type(exc).__name__}: {exc}")
+    return _rule_row(node, ev, what, reference, expected)
 
 
 def _numeric_vjp_check(rerun: Rerun | None, node, ev, what: str, max_elements: int = 64) -> Check | None:
@@ -386,8 +322,10 @@ def _numeric_vjp_check(rerun: Rerun | None, node, ev, what: str, max_elements: i
         outs = [outs] if isinstance(outs, torch.Tensor) else [o for o in outs if isinstance(o, torch.Tensor)]
         total = 0.0
         for out, g in zip(outs, gouts):
-            if g is not None and out.is_floating_point():
-                total += float((out.detach().to(torch.float64).cpu().numpy() * np.asarray(g, np.float64)).sum())
+            if g is not None and (out.is_floating_point() or out.is_complex()):
+                # <g, out> as real vectors: Re(conj(g) * out), which for real tensors is g * out
+                out = out.detach().cpu().numpy().astype(np.complex128 if out.is_complex() else np.float64)
+                total += float(np.real(np.conj(np.asarray(g)) * out).sum())
         return total
 
     worst_a = worst_r = 0.0
@@ -396,27 +334,31 @@ def _numeric_vjp_check(rerun: Rerun | None, node, ev, what: str, max_elements: i
         for slot, pos in enumerate(tensor_args):
             got = ev.grad_inputs[slot] if slot < len(ev.grad_inputs) else None
             x = args64[pos]
-            if got is None or not x.is_floating_point():
+            if got is None or not (x.is_floating_point() or x.is_complex()):
                 continue
             flat = x.view(-1)
             n = flat.numel()
             idx, note = _sample(n, max_elements)
             if note:
                 notes.append(f"input {slot}: {note}")
-            numeric = np.empty(len(idx))
+            # a complex input moves along its real and its imaginary part: torch's gradient is
+            # d/dx + i d/dy of the objective
+            directions = (1.0, 1j) if x.is_complex() else (1.0,)
+            numeric = np.zeros(len(idx), dtype=np.complex128 if x.is_complex() else np.float64)
             for j, k in enumerate(idx):
                 k = int(k)
-                keep = float(flat[k])
+                keep = flat[k].item()
                 h = 1e-6 * max(1.0, abs(keep))
-                flat[k] = keep + h
-                up = objective()
-                flat[k] = keep - h
-                down = objective()
-                flat[k] = keep
-                numeric[j] = (up - down) / (2 * h)
+                for d in directions:
+                    flat[k] = keep + d * h
+                    up = objective()
+                    flat[k] = keep - d * h
+                    down = objective()
+                    flat[k] = keep
+                    numeric[j] += d * (up - down) / (2 * h)
             tol = _tolerance_for(got.dtype, "finite-diff", _scale(numeric))
             tol_text = str(tol)
-            ea, er, good = compare(np.asarray(got.value, np.float64).reshape(-1)[idx], numeric, tol)
+            ea, er, good = compare(np.asarray(got.value).reshape(-1)[idx], numeric, tol)
             worst_a, worst_r = max(worst_a, ea), max(worst_r, er)
             ok = ok and good
             compared += 1
@@ -457,9 +399,10 @@ def _flow_checks(rec: Recording) -> list[Check]:
         values = [t.value for t in sent if t is not None]
         if got is None or got.value is None or any(t is not None and t.value is None for t in sent) or not values:
             continue  # nothing was sent (or values were not kept): nothing to compare
-        total = np.zeros(np.shape(values[0]), dtype=np.float64)
+        # (complex gradients are summed as complex numbers)
+        total = np.zeros(np.shape(values[0]), dtype=np.result_type(np.float64, *values))
         for v in values:
-            total = total + np.asarray(v, dtype=np.float64)
+            total = total + v
         tol = _tolerance_for(got.dtype, "rule", _scale(total))
         ea, er, ok = compare(got.value, total, tol)
         reference = f"sum of the {len(values)} gradients sent" if len(values) > 1 else f"the gradient {names} sent"

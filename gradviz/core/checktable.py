@@ -115,8 +115,10 @@ def _fmt(x: float | None) -> str:
 
 def compare(actual: np.ndarray, reference: np.ndarray, tol: Tolerance) -> tuple[float, float, bool]:
     """Return ``(max abs error, max rel error, within tolerance)`` of two arrays of one shape."""
-    a = np.asarray(actual, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
+    # complex values are compared as complex numbers: |actual - reference| is the modulus
+    dtype = np.complex128 if np.iscomplexobj(actual) or np.iscomplexobj(reference) else np.float64
+    a = np.asarray(actual).astype(dtype)
+    b = np.asarray(reference).astype(dtype)
     if a.shape != b.shape:
         if a.size == b.size:
             a = a.reshape(b.shape)
@@ -138,3 +140,33 @@ def compare(actual: np.ndarray, reference: np.ndarray, tol: Tolerance) -> tuple[
     rel = np.where(err == 0, 0.0, rel)
     ok = bool((err <= tol.atol + tol.rtol * np.abs(b)).all())
     return float(err.max()), float(rel.max()), ok
+
+
+def tolerance_for(dtype: str, kind: str, scale: float) -> Tolerance:
+    """The tolerance for a check of `kind` on values of `dtype` whose reference peaks at `scale`."""
+    # float64 work is checked tightly; float32 (about 7 digits) gets room for rounding in sums
+    s = max(1.0, scale)
+    # a complex dtype is checked as tightly as its parts
+    dtype = {"complex128": "float64", "complex64": "float32", "complex32": "float16"}.get(dtype, dtype)
+    if kind == "finite-diff":
+        if dtype == "float64":
+            return Tolerance(1e-6 * s, 1e-5)
+        return Tolerance(1e-4 * s, 1e-3)
+    if dtype == "float64":
+        return Tolerance(1e-10 * s, 1e-8)
+    if dtype in ("float16", "bfloat16"):
+        return Tolerance(1e-2 * s, 1e-2)
+    return Tolerance(1e-5 * s, 1e-4)
+
+
+def sample_elements(n: int, max_elements: int) -> tuple[np.ndarray, str]:
+    """The elements a finite-difference check perturbs: all `n`, or a fixed random sample, said so."""
+    if n <= max_elements:
+        return np.arange(n), ""
+    idx = np.sort(np.random.default_rng(0).choice(n, size=max_elements, replace=False))
+    return idx, f"{max_elements} of {n} elements (fixed random sample)"
+
+
+def scale_of(ref: np.ndarray) -> float:
+    """The largest magnitude in `ref` (1 when empty): what tolerances scale with."""
+    return float(np.abs(ref).max()) if ref.size else 1.0

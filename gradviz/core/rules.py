@@ -92,7 +92,7 @@ def apply_rule(inp: RuleInput) -> list[np.ndarray | None] | None:
         if meta is None or value is None:
             out.append(None)
             continue
-        arr = np.asarray(value, dtype=np.float64)
+        arr = _f(value)
         shape = tuple(int(s) for s in meta[0])
         if arr.shape != shape:
             raise ValueError(f"rule {inp.name}: slot {i} has shape {arr.shape}, expected {shape}")
@@ -115,7 +115,9 @@ def _int(v):
 
 
 def _f(x) -> np.ndarray:
-    return np.asarray(x, dtype=np.float64)
+    # float64; complex stays complex (gradviz.core.complex_rules evaluates some rules in complex)
+    x = np.asarray(x)
+    return x.astype(np.complex128 if np.iscomplexobj(x) else np.float64, copy=False)
 
 
 def _g(inp: RuleInput, i: int = 0) -> np.ndarray | None:

@@ -161,6 +161,12 @@ ZH = {
     "manual: None (no gradient)": "手算：None（无梯度）",
     "central differences, {dtype}": "中心差分，{dtype}",
     "numpy rule for {name}": "{name} 的 numpy 规则",
+    "complex numpy rule for {name}": "{name} 的复数 numpy 规则",
+    "complex numpy rule": "复数 numpy 规则",
+    "central differences along real and imaginary parts, {dtype}": "沿实部和虚部的中心差分，{dtype}",
+    "complex tensors: no complex-aware numpy rule for {name} (finite differences of the whole model, along "
+    "real and imaginary parts, check the leaves' gradients)":
+        "复数张量：没有 {name} 的复数 numpy 规则（整个模型沿实部和虚部的有限差分检查叶子的梯度）",
     "node {id} {name}": "节点 {id} {name}",
     "node {id} {name} receives node {src}": "节点 {id} {name} 接收节点 {src}",
     "the gradient node {src} sent": "节点 {src} 发出的梯度",

@@ -1,8 +1,10 @@
-"""Backends of the linear op: the hand-written ``LinearFunction`` and its compiled twins.
+"""Every backend of the linear op, the compiled ones included: the module the rest of gradviz asks.
 
-The ``torch`` backend is a ``torch.autograd.Function`` whose forward and backward are written by hand.
-Compiled backends (``cpp``, ``cuda``) register themselves here through `register_backend`; the
-loader that builds them lives in `gradviz.core.extension`. Every backend computes::
+The registry and the ``torch`` backend (`LinearFunction`) live in `gradviz.core.linearop`; the
+compiled backends (``cpp``, ``cuda``) plug into it from `gradviz.core.extension`, imported here so
+that they are always registered (importing it is cheap and builds nothing: a compiled backend is
+built on the first `get_backend` of it). Neither of those modules imports this one, so the three
+form no loop. Every backend computes::
 
     output = input @ weight.T + bias
     grad_input  = grad_output @ weight
@@ -11,12 +13,19 @@ loader that builds them lives in `gradviz.core.extension`. Every backend compute
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 
+from . import extension as _extension  # noqa: F401  (registers the cpp and cuda backends)
 from .errors import BackendUnavailable
+from .linearop import (
+    BackendInfo,
+    LinearFunction,
+    lookup_backend,
+    lookup_node_alias,
+    register_backend,
+    register_node_alias,
+    registered_names,
+)
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -30,106 +39,17 @@ __all__ = [
     "describe_node",
 ]
 
-
-class LinearFunction(torch.autograd.Function):
-    """``output = input @ weight.T + bias`` with a hand-written backward (the ``torch`` backend)."""
-
-    @staticmethod
-    def forward(ctx, input, weight, bias=None):
-        ctx.save_for_backward(input, weight, bias)
-        output = input.mm(weight.t())
-        if bias is not None:
-            # broadcast the bias over the batch rows
-            output = output + bias.unsqueeze(0).expand_as(output)
-        return output
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        input, weight, bias = ctx.saved_tensors
-        grad_input = grad_weight = grad_bias = None
-        # each gradient only where autograd asks for it
-        if ctx.needs_input_grad[0]:
-            grad_input = grad_output.mm(weight)
-        if ctx.needs_input_grad[1]:
-            grad_weight = grad_output.t().mm(input)
-        if bias is not None and ctx.needs_input_grad[2]:
-            # the bias was added to every row: its gradient sums over the rows
-            grad_bias = grad_output.sum(0)
-        return grad_input, grad_weight, grad_bias
-
-
-@dataclass
-class BackendInfo:
-    """One backend of the linear op and whether it can run here.
-
-    Attributes
-    ----------
-    name : str
-        ``"torch"``, ``"cpp"`` or ``"cuda"``.
-    available : bool
-        Whether `fn` can be called on this machine now.
-    reason : str
-        Why it is not available ("no CUDA device", "compiler missing", the compiler's first error).
-    fn : callable or None
-        ``fn(input, weight, bias) -> output``, differentiable.
-    """
-
-    name: str
-    available: bool
-    reason: str = ""
-    fn: Callable | None = None
-
-
-_BACKENDS: dict[str, Callable[[], BackendInfo]] = {}
-# node class name -> (display name, backend name or callable(device) -> backend name)
-_NODE_ALIASES: dict[str, tuple[str, str | Callable[[str], str]]] = {}
-
-
-def register_backend(name: str) -> Callable:
-    """Register a backend factory: a function that returns a `BackendInfo` (it may build code lazily)."""
-
-    def deco(factory: Callable[[], BackendInfo]) -> Callable[[], BackendInfo]:
-        _BACKENDS[name] = factory
-        return factory
-
-    return deco
-
-
-@register_backend("torch")
-def _torch_backend() -> BackendInfo:
-    return BackendInfo("torch", True, "", LinearFunction.apply)
+DEFAULT_BACKEND = "torch"
 
 
 def backend_names() -> list[str]:
     """Names of every known backend, available or not, in registration order."""
-    _load_compiled()
-    return list(_BACKENDS)
+    return registered_names()
 
 
 def get_backend(name: str) -> BackendInfo:
     """Return the `BackendInfo` of backend `name` (building it if needed)."""
-    _load_compiled()
-    if name not in _BACKENDS:
-        return BackendInfo(name, False, f"unknown backend {name!r}; known: {', '.join(_BACKENDS)}")
-    return _BACKENDS[name]()
-
-
-_LOADED = False
-
-
-def _load_compiled() -> None:
-    # the compiled backends register themselves when their loader module is imported (once)
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    try:
-        import gradviz.core.extension  # noqa: F401
-    except ImportError:
-        pass
-
-
-DEFAULT_BACKEND = "torch"
+    return lookup_backend(name)
 
 
 def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -162,24 +82,6 @@ def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     return info.fn(input, weight, bias), info.name
 
 
-def register_node_alias(node_name: str, display: str, backend: str | Callable[[str], str]) -> None:
-    """Show autograd nodes of class `node_name` as `display`, run by `backend`.
-
-    `backend` is a name or a function of the node's device string (``"cpu"``, ``"cuda:0"``).
-    Used for ops registered with ``torch.library.register_autograd``, whose nodes torch names
-    ``GeneratedBackwardFor_<ns>_<op>_defaultBackward``.
-    """
-    _NODE_ALIASES[node_name] = (display, backend)
-
-
-register_node_alias("LinearFunctionBackward", "LinearFunction", "torch")
-
-
 def describe_node(node_name: str, device: str = "cpu") -> tuple[str, str] | None:
     """Return ``(display name, backend)`` for a node class known to a backend, else None."""
-    _load_compiled()
-    hit = _NODE_ALIASES.get(node_name)
-    if hit is None:
-        return None
-    display, backend = hit
-    return display, backend(device) if callable(backend) else backend
+    return lookup_node_alias(node_name, device)

@@ -18,6 +18,7 @@ from .i18n import language, tr
 from .labels import node_title, place_of, where
 from .recording import Recording
 from .tensors import TensorData
+from .valuetext import SMALL, format_shape, format_tensor
 
 __all__ = ["explain", "explain_step", "value_text", "leaf_buffer_text", "summary_text"]
 
@@ -26,8 +27,6 @@ _CACHE: "weakref.WeakKeyDictionary[Recording, tuple]" = weakref.WeakKeyDictionar
 
 def value_text(t: TensorData | None) -> str:
     """A value as a sentence says it: ``0.7486``, ``[1, 2, 3]``, ``a 4×3 tensor``, ``nothing (None)``."""
-    from .scene.text import SMALL, format_shape, format_tensor
-
     if t is None:
         return tr("nothing (None)")
     if t.value is not None and t.numel <= SMALL:
@@ -72,8 +71,6 @@ def _who(rec: Recording, nid: int) -> str:
 
 def leaf_buffer_text(arrived: int, total: int, buffer: TensorData | None) -> tuple[str, str]:
     """The two label lines of a leaf whose AccumulateGrad has not run: the buffer, and how many arrived."""
-    from .scene.text import format_tensor
-
     return (tr("buffer {value}", value=format_tensor(buffer)),
             tr("{arrived} of {total} arrived", arrived=arrived, total=total))
 

@@ -17,6 +17,9 @@ Importing this module is cheap and builds nothing; the first ``get_backend("cpp"
 report ``build disabled by GRADVIZ_NO_BUILD``. A backend that cannot run is an error where it
 is asked for by name (`gradviz.core.backends.linear`), never a silent fallback.
 
+The backends plug into the registry of `gradviz.core.linearop` when this module is imported;
+`gradviz.core.backends`, which the rest of gradviz asks, imports it so they are always there.
+
 The library defines the ops ``torch.ops.gradviz.linear``, ``linear_grad_input``,
 ``linear_grad_weight`` and ``linear_grad_bias`` in C++; this module adds their autograd
 formulas (`torch.library.register_autograd`) and fake kernels (`torch.library.register_fake`)
@@ -38,13 +41,7 @@ from pathlib import Path
 
 import torch
 
-from gradviz.core.backends import (
-    BackendInfo,
-    backend_names,
-    get_backend,
-    register_backend,
-    register_node_alias,
-)
+from .linearop import BackendInfo, lookup_backend, register_backend, register_node_alias, registered_names
 
 __all__ = [
     "KERNELS_DIR",
@@ -527,7 +524,7 @@ def _cuda_backend() -> BackendInfo:
 
 def backend_report() -> list[BackendInfo]:
     """Return the `BackendInfo` of every backend (building the compiled ones if needed)."""
-    return [get_backend(name) for name in backend_names()]
+    return [lookup_backend(name) for name in registered_names()]
 
 
 def format_backend_report() -> str:

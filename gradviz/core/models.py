@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .backends import linear
 from .buildresult import BuildResult
 from .errors import GradvizError
 
@@ -130,8 +131,6 @@ def _(v, seed):
 @model("linear-function", "a custom LinearFunction (hand-written backward) on torch, cpp or cuda; loss = sum(output)",
        help={"backend": "torch, cpp or cuda"}, seed=0, backend="torch", batch=1, in_features=3, out_features=4)
 def linear_function(seed, dtype, backend, batch, in_features, out_features):
-    from .backends import linear
-
     g = _gen(seed)
     device = "cuda" if backend == "cuda" and torch.cuda.is_available() else "cpu"
     input = torch.randn(batch, in_features, generator=g, dtype=dtype).to(device)

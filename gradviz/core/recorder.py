@@ -25,6 +25,7 @@ from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, Lea
 from .rerun import RecordedRun, Rerun, remember
 from .sandbox import Sandbox
 from .saved import read_saved
+from .sources import SourceFinder
 from .targets import resolve_target
 from .teardown import GraphKeeper, clear_exception_frames
 from .tensors import DEFAULT_BUDGET_BYTES, TensorData, TensorStore
@@ -843,7 +844,5 @@ def leaf_first_use_order(runner, on_leaf: Callable, dtype=None):
     ``Recording.leaf_order``; finite-difference checks use it to find a tensor again in a fresh run.
     """
     # not the recorder's forward capture: a re-run needs the sources numbered, nothing else
-    from .sources import SourceFinder
-
     with Sandbox(SourceFinder(on_leaf), dtype=dtype):
         return runner.call(dtype=dtype)

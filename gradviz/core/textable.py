@@ -13,6 +13,7 @@ import re
 import shutil
 import unicodedata
 
+from .checktable import FAIL, NO_RULE
 from .i18n import tr, translate
 
 __all__ = ["cell_width", "wrap_cell", "format_table", "format_checks", "terminal_width"]
@@ -111,8 +112,6 @@ def _fmt(x) -> str:
 
 def format_checks(table, width: int | None = None) -> str:
     """The check table as text fitted to `width` cells (the terminal's by default), in the current language."""
-    from .checktable import FAIL, NO_RULE
-
     width = terminal_width() if width is None else width
     head = tuple(tr(h) for h in ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result"))
     rows = []

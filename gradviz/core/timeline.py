@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .events import Signal
+from .explain import explain
 from .sandbox import gc_paused
 from .recording import Recording
 from .tensors import TensorData
@@ -54,8 +55,6 @@ class Step:
 
     def describe(self, rec: Recording) -> str:
         """The step in one line of plain words, in the current language (`gradviz.core.explain`)."""
-        from .explain import explain
-
         return explain(rec, self)
 
 

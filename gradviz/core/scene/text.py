@@ -1,5 +1,8 @@
 """Text as a drawing shows it: tensor and shape formatters, and a width model that needs no font engine.
 
+The formatters (`format_tensor`, `format_shape`, `SMALL`) are defined in `gradviz.core.valuetext`,
+below the Scene, because explanations write values the same way; they are re-exported here.
+
 Every picture of a step (the app, PNG/SVG/PDF/GIF, DOT, GraphML) shows the same label lines, cut to
 the same width: the cut is made here, once, with the advance widths of DejaVu Sans (the font the Qt
 painter draws with) stored per character, so no output depends on which font metrics it could load.
@@ -8,42 +11,16 @@ says fits does fit.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from ..tensors import TensorData
+from ..valuetext import SMALL, format_shape, format_tensor
 
 __all__ = ["format_tensor", "format_shape", "text_width", "elide", "name_px", "SMALL", "ELLIPSIS", "FONT_FAMILY",
            "FONT_PX", "SMALL_FONT_PX", "MIN_NAME_PX"]
 
-SMALL = 4  # tensors with at most this many elements show their values in labels
 ELLIPSIS = "…"
 FONT_FAMILY = "DejaVu Sans"
 FONT_PX = 12.0  # label text; the first line (the name) is bold
 SMALL_FONT_PX = 10.0  # badges
 MIN_NAME_PX = 8.0  # a node's name shrinks to fit its box down to this size, then is cut
-
-
-def format_tensor(t: TensorData | None, small: int = SMALL) -> str:
-    """Short text for a tensor: its values when it has at most `small` elements, else its shape."""
-    if t is None:
-        return "None"
-    if t.value is not None and t.numel <= small:
-        vals = np.asarray(t.value).reshape(-1)
-        if vals.dtype.kind in "fc":
-            digits = 4 if t.numel == 1 else 3  # lists must fit a node's width
-            text = ", ".join(f"{float(v):.{digits}g}" for v in vals)
-        else:
-            text = ", ".join(str(v) for v in vals.tolist())
-        return text if t.numel == 1 else f"[{text}]"
-    return format_shape(t.shape)
-
-
-def format_shape(shape) -> str:
-    """A shape as a label shows it: ``5×3``, ``(5,)`` for a vector (a bare ``5`` reads as a value), ``scalar``."""
-    shape = tuple(shape)
-    if not shape:
-        return "scalar"
-    return f"({shape[0]},)" if len(shape) == 1 else "×".join(str(s) for s in shape)
 
 
 # advance widths of DejaVu Sans in em (pixel size 1), measured with Qt's QFontMetricsF at 12 px, for

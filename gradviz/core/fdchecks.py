@@ -17,7 +17,10 @@ from .recording import Recording
 from .rerun import Rerun
 from .sandbox import Sandbox
 
-__all__ = ["fd_checks"]
+__all__ = ["fd_checks", "recorded_gradient", "widened", "BEFORE_NOTE"]
+
+BEFORE_NOTE = (".grad held a value before the recorded backward (a backward inside build(), or an earlier "
+               "run): compared what the recorded backward added, .grad minus that value")
 
 _DOUBLE = (torch.float64, torch.complex128)
 
@@ -94,7 +97,11 @@ def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note
                 rows.append(Check("finite-diff", f"{name}.grad", "finite differences", SKIPPED, leaf=name,
                                   node=info.node, detail="the leaf was not used by a recorded op"))
                 continue
-            got = np.asarray(info.grad.value)
+            got, before = recorded_gradient(info)
+            if got is None:
+                rows.append(Check("finite-diff", f"{name}.grad", "finite differences", SKIPPED, leaf=name,
+                                  node=info.node, detail=before))
+                continue
             is_complex = np.iscomplexobj(got)
             idx, note = sample_elements(got.size, max_elements)
             values = info.tensor.value.reshape(-1) if info.tensor.value is not None else None
@@ -118,7 +125,40 @@ def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note
             else:
                 tol = Tolerance(5e-2 * max(1.0, scale_of(fd)), 5e-2)
                 reference = f"central differences{along}, {info.grad.dtype} (model does not run in float64)"
+            tol = widened(tol, info)
             ea, er, ok = compare(got, fd, tol)
             rows.append(Check("finite-diff", f"{name}.grad", reference, PASS if ok else FAIL, ea, er, str(tol),
-                              info.node, name, "; ".join(filter(None, [note, hooks_note]))))
+                              info.node, name, "; ".join(filter(None, [before, note, hooks_note]))))
     return rows
+
+
+def recorded_gradient(info) -> tuple[np.ndarray | None, str]:
+    """What the recorded backward added to a leaf's ``.grad``, and a note saying how it was found.
+
+    ``.grad`` itself, unless it already held a value before the recorded backward (``initial_grad``:
+    a ``backward(retain_graph=True)`` inside ``build()``, a gradient left from an earlier step);
+    then ``.grad - initial_grad``, the sum of the recorded contributions, which is what the
+    derivative of the loss is compared with. None (and why) when a value was not kept.
+    """
+    grad = np.asarray(info.grad.value)
+    if info.initial_grad is None:
+        return grad, ""
+    if info.initial_grad.value is None:
+        return None, "values were not kept (.grad held a value before the recorded backward)"
+    before = np.asarray(info.initial_grad.value)
+    return grad.astype(np.result_type(grad, before, np.float64)) - before, BEFORE_NOTE
+
+
+def widened(tol: Tolerance, info) -> Tolerance:
+    """`tol` with room for the rounding of ``.grad = initial_grad + contribution`` in ``.grad``'s dtype.
+
+    ``.grad - initial_grad`` recovers the contribution only up to that rounding: half a unit in the
+    last place of ``.grad`` (``eps / 2 * |.grad|``) per element, which can exceed a tolerance scaled
+    to a small contribution when the earlier gradient was large.
+    """
+    if info.initial_grad is None or info.grad.value is None:
+        return tol
+    grad = np.asarray(info.grad.value)
+    if grad.dtype.kind not in "fc" or grad.size == 0:
+        return tol
+    return Tolerance(tol.atol + float(np.finfo(grad.dtype).eps) * float(np.abs(grad).max()), tol.rtol)

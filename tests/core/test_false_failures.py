@@ -110,3 +110,66 @@ def test_a_wrong_complex_backward_still_fails():
     assert set(by_kind) >= {"finite-diff", "gradcheck", "local-rule"}
     # at each element the wrong backward sends g*C instead of g*conj(C): off by |2 Im(C)| times |g| = 1
     assert abs(by_kind["local-rule"].max_abs - 4.0) < 1e-6
+
+
+# ---------------------------------------------------------------- a .grad set before the recorded backward
+
+BEFORE = ".grad held a value before the recorded backward"
+
+
+def test_retain_graph_inside_build_passes_through_the_cli_with_a_note():
+    proc = gradviz_check("retain_graph.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fds = rows_of(proc.stdout, "finite-diff")
+    assert len(fds) == 2 and all(r.rstrip().endswith("pass") for r in fds)
+    assert "finite-diff w.grad: " + BEFORE in proc.stdout and "-> OK" in proc.stdout
+
+
+def test_retain_graph_compares_what_the_recorded_backward_added():
+    rec, table, _ = checked("retain_graph.py")
+    assert table.ok
+    w, b = rec.leaves["w"], rec.leaves["b"]
+    wv, bv = w.tensor.value.astype(np.float64), b.tensor.value.astype(np.float64)
+    # loss = sum(w*w*b) + sum(tanh b): dL/dw = 2 w b, dL/db = w^2 + 1 - tanh(b)^2, once before and once recorded
+    ref_w, ref_b = 2 * wv * bv, wv ** 2 + 1 - np.tanh(bv) ** 2
+    np.testing.assert_allclose(w.initial_grad.value, ref_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w.grad.value, 2 * ref_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.grad.value - b.initial_grad.value, ref_b, rtol=1e-5, atol=1e-6)
+    fd = {r.leaf: r for r in kind_rows(table, "finite-diff")}
+    assert all(r.status == "pass" and r.max_abs < 1e-4 and BEFORE in r.detail for r in fd.values())
+
+
+def test_a_large_left_over_grad_does_not_fail_on_rounding():
+    # 1e5 + 2w in float32 keeps about 3 decimals of 2w: the tolerance makes room for that rounding only
+    rec, table, _ = checked("grad_left_over.py")
+    (fd,) = kind_rows(table, "finite-diff")
+    assert fd.status == "pass" and 1e-4 < fd.max_abs < 1.3e-2, fd
+    w = rec.leaves["w"]
+    np.testing.assert_allclose(w.grad.value - 1e5, 2 * w.tensor.value, atol=2e-2)
+
+
+def test_a_wrong_backward_with_retain_graph_still_fails():
+    proc = gradviz_check("retain_graph_wrong.py")
+    assert proc.returncode == 1
+    rec, table, _ = checked("retain_graph_wrong.py")
+    (fd,) = kind_rows(table, "finite-diff")
+    # the wrong backward adds w where 2w is right: off by |w| per element, the earlier .grad taken out
+    assert fd.status == "fail" and abs(fd.max_abs - np.abs(rec.leaves["w"].tensor.value).max()) < 1e-4
+    assert {r.kind for r in table.failed} >= {"finite-diff", "gradcheck"}
+
+
+def test_manual_row_compares_the_recorded_contribution():
+    rec = record("repeated-layer")
+    name = next(iter(rec.manual))
+    info = rec.leaves[name]
+    earlier = np.full(info.grad.value.shape, 3.0, dtype=info.grad.value.dtype)
+    # as if .grad had held 3.0 everywhere before the recorded backward
+    info.initial_grad = type(info.grad)(info.grad.shape, info.grad.dtype, info.grad.device, earlier)
+    info.grad.value = info.grad.value + earlier
+    table = run_checks(rec, finite_diff=False)
+    row = next(r for r in kind_rows(table, "manual") if r.leaf == name)
+    assert row.status == "pass" and BEFORE in row.detail, row
+    # the same .grad with no record of the earlier value is rightly a failure (off by 3.0)
+    info.initial_grad = None
+    row = next(r for r in kind_rows(run_checks(rec, finite_diff=False), "manual") if r.leaf == name)
+    assert row.status == "fail" and abs(row.max_abs - 3.0) < 1e-4

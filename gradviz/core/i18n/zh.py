@@ -163,6 +163,11 @@ ZH = {
     "numpy rule for {name}": "{name} 的 numpy 规则",
     "complex numpy rule for {name}": "{name} 的复数 numpy 规则",
     "complex numpy rule": "复数 numpy 规则",
+    ".grad held a value before the recorded backward (a backward inside build(), or an earlier run): compared "
+    "what the recorded backward added, .grad minus that value":
+        ".grad 在记录的反向传播之前已有值（build() 里的一次反向传播，或更早的运行）：比较的是记录的反向传播加上的部分，"
+        "即 .grad 减去那个值",
+    "values were not kept (.grad held a value before the recorded backward)": "未保留数值（.grad 在记录的反向传播之前已有值）",
     "central differences along real and imaginary parts, {dtype}": "沿实部和虚部的中心差分，{dtype}",
     "complex tensors: no complex-aware numpy rule for {name} (finite differences of the whole model, along "
     "real and imaginary parts, check the leaves' gradients)":

@@ -34,6 +34,7 @@ __all__ = ["QtMainWindow", "run_app", "build_window", "DEFAULT_MODEL", "ASYNC_LA
 
 DEFAULT_MODEL = "repeated-layer"
 ASYNC_LAYOUT_NODES = 2000  # graphs larger than this are laid out again in a worker
+AUTO_CHECK_NODES = 5000  # recordings up to this size are checked as soon as they open (larger: Run checks)
 
 
 class QtMainWindow(QtWindowChrome, QMainWindow):
@@ -193,6 +194,9 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         self.accumulation.set_state(s.state)
         self.flow.set_flow(s.flow())
         self.checks.clear()
+        if s.checks is None and len(rec.nodes) <= AUTO_CHECK_NODES:
+            # the checks run on opening, in a worker: the Checks dock shows results, not "not run yet"
+            self._check_on_open(rec)
         self.inspector.show_node(None, None, None)
         self._on_step_changed(s.state, None)
         self.setWindowTitle(f"gradviz — {rec.target}")
@@ -359,6 +363,15 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         self.checks.set_running(True)
         task.applied.connect(lambda result: self._on_checks_job_done(task, result))
         self._start(task)
+
+    def _check_on_open(self, rec) -> None:
+        """Check `rec` if it is still the one shown and has no checks yet (a run of an older one is dropped)."""
+        if rec is not self.recording or self.check_table is not None:
+            return
+        if self._checks_task is not None:
+            self._checks_task.cancel()  # it checks an older recording: its result would be dropped anyway
+            self._checks_task = None
+        self.run_checks()
 
     def _on_checks_job_done(self, task: QtJob, result) -> None:
         if task is not self._checks_task:

@@ -177,8 +177,9 @@ def test_accumulation_builds_up(qtbot, window):
 
 def test_checks_run_in_worker_and_select_nodes(qtbot, window):
     open_and_wait(qtbot, window, "linear-function")
-    window.run_checks()
-    qtbot.waitUntil(lambda: window.check_table is not None, timeout=60000)
+    assert window.check_table is not None  # checked on opening
+    window.run_checks()  # and again on request
+    qtbot.waitUntil(lambda: window.check_table is not None and not window.is_busy(), timeout=60000)
     table = window.check_table
     assert window.checks.table.rowCount() == len(table.rows) > 0
     assert "OK" in window.checks.summary.text() and table.ok
@@ -364,9 +365,8 @@ def test_check_notes_say_why_in_their_own_column(qtbot, window, tmp_path):
                       "    y = x * 3\n"
                       "    y.register_hook(lambda g: g * 10)\n"
                       "    return (y * y).sum(), {'x': x}\n")
-    open_and_wait(qtbot, window, str(script))
-    window.run_checks()
-    qtbot.waitUntil(lambda: window.check_table is not None, timeout=60000)
+    open_and_wait(qtbot, window, str(script))  # checked on opening
+    assert window.check_table is not None
     panel = window.checks
     note_col = panel.COLUMNS.index("note")
     rows = {panel.table.item(i, 0).text(): panel.table.item(i, note_col).text()

@@ -170,3 +170,18 @@ def test_flow_plot_ticks_are_whole_backward_steps(qtbot, window):
     ticks = window.flow.plot.getAxis("bottom")._tickLevels
     assert ticks and all(float(v).is_integer() for v, _label in ticks[0])
     assert ticks[0][-1][0] == len(window.flow.nodes) - 1
+
+
+def test_checks_run_on_opening_in_the_worker(qtbot, window):
+    """A model opened is a model checked: the Checks dock shows the results without Run checks."""
+    from gradviz.qt.i18n import tr
+
+    open_and_wait(qtbot, window, "repeated-layer")
+    table = window.check_table
+    assert table is not None and table.ok
+    assert window.checks.table.rowCount() == len(table.rows) > 0
+    assert window.checks.summary.text() != tr("Checks not run yet.")
+    # a parameter changed: recorded again and checked again
+    open_and_wait(qtbot, window, "repeated-layer", {"k": 3})
+    assert window.check_table is not None and window.check_table is not table
+    assert window.checks.table.rowCount() == len(window.check_table.rows)

@@ -146,7 +146,7 @@ def test_jobs_run_off_the_gui_thread_and_apply_on_it(qtbot, window, monkeypatch)
     # a cold extension cache builds here, in the worker: allow for a slow, loaded machine
     open_and_wait(qtbot, window, "linear-function", {"backend": "cpp"}, timeout=900000)
     assert window.last_error == "", window.last_error
-    window.run_checks()
+    # the checks ran on opening, in a worker too
     qtbot.waitUntil(lambda: window.check_table is not None and not window.is_busy(), timeout=300000)
     # the Model panel shows which backends can run without asking on the GUI thread
     panel = window.model_panel

@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .fold import FOLD_ASPECT, FOLD_MIN_LAYERS, FOLD_MIN_RATIO, ROW_GAP, Fold, choose_per_row, fold_positions, fold_route
+from .proxies import PROXY_H, PROXY_MAX_W, PROXY_MIN_W, plan_proxies, proxy_label
 from .sandbox import gc_paused
 from .recording import Recording
 
-__all__ = ["Layout", "layered_layout", "layered_positions", "roll_groups", "edge_route", "edge_segments",
-           "LAYER_GAP", "NODE_GAP", "NODE_W", "NODE_H"]
+__all__ = ["Layout", "layered_layout", "layered_positions", "assign_layers", "roll_groups", "edge_route",
+           "edge_segments", "edge_spans", "LAYER_GAP", "NODE_GAP", "NODE_W", "NODE_H"]
 
 NODE_W = 150.0  # the drawn node box the spacing below is made for (the app draws this size)
 NODE_H = 66.0
@@ -66,7 +68,14 @@ class Layout:
     bends : dict of int to numpy.ndarray
         For an edge (row of `adj`) that spans several layers, its bend points from sender to
         receiver, shape (K, 2), two per layer crossed: the edge is drawn through them, around the
-        nodes in between.
+        nodes in between. An edge between two rows of a folded layout runs through the gap between.
+    proxy_of : numpy.ndarray of int, shape (G,)
+        For a proxy of a shared parameter (`gradviz.core.proxies`), the drawn node it stands for;
+        -1 for every other node. A proxy's `members` are its true node's first member.
+    size : numpy.ndarray, shape (G, 2)
+        Each drawn node's box, width and height (a proxy's is small).
+    fold : Fold or None
+        How the layers were folded into rows (`gradviz.core.fold`), None when they were not.
     """
 
     pos: np.ndarray
@@ -79,6 +88,16 @@ class Layout:
     layer: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     input_edge_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     bends: dict = field(default_factory=dict)
+    proxy_of: np.ndarray | None = None
+    size: np.ndarray | None = None
+    fold: Fold | None = None
+
+    def __post_init__(self) -> None:
+        g = len(self.pos)
+        if self.proxy_of is None:
+            self.proxy_of = np.full(g, -1, dtype=np.int64)
+        if self.size is None:
+            self.size = np.tile([NODE_W, NODE_H], (g, 1)).astype(float)
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -156,9 +175,28 @@ def _longest_path_layers(n: int, src: np.ndarray, dst: np.ndarray, roots: list[i
     return np.asarray(layer, dtype=np.int64)
 
 
+def assign_layers(n: int, edges: np.ndarray, roots: list[int] | None = None,
+                  side: dict[int, int] | None = None) -> np.ndarray:
+    """Layer of each of `n` nodes: the longest path from a root over `edges` (M, 2), cycles broken;
+    a node of `side` goes one layer beyond the node it is placed beside."""
+    side = side or {}
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    main = np.ones(len(edges), dtype=bool)
+    if side and len(edges):
+        is_side = np.zeros(n, dtype=bool)
+        is_side[list(side)] = True
+        main = ~(is_side[edges[:, 0]] | is_side[edges[:, 1]])
+    layer = _longest_path_layers(n, edges[main, 0], edges[main, 1], roots or [0])
+    for v, op in side.items():
+        layer[v] = layer[op] + 1
+    return layer
+
+
 def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
                       side: dict[int, int] | None = None, direction: str = "lr",
-                      sweeps: int = SWEEPS, bends: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      sweeps: int = SWEEPS, bends: dict | None = None, layer: np.ndarray | None = None,
+                      size: np.ndarray | None = None, fold: int | str | None = None,
+                      info: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Lay out a graph of `n` nodes with `edges` (M, 2) ``(sender, receiver)``.
 
     Parameters
@@ -171,6 +209,15 @@ def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
     bends : dict, optional
         Filled with the bend points of every routed edge: row of `edges` -> array (K, 2), from
         sender to receiver.
+    layer : numpy.ndarray, optional
+        Layers already assigned (`assign_layers`), used as they are.
+    size : numpy.ndarray, shape (n, 2), optional
+        Each node's box; a node lower than `NODE_H` (a proxy) takes less room in its layer.
+    fold : int, "auto" or None
+        Fold the layers into rows of this many (`gradviz.core.fold`); ``"auto"`` folds a drawing
+        much longer than a page's shape into rows that fit one; None or 0 never folds.
+    info : dict, optional
+        Filled with ``"fold"``: the `Fold` made, or None.
 
     Returns
     -------
@@ -181,16 +228,13 @@ def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
         raise ValueError(f"direction must be 'lr' or 'tb', not {direction!r}")
     side = side or {}
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    if info is not None:
+        info["fold"] = None
     if n == 0:
         return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
-    main = np.ones(len(edges), dtype=bool)
-    if side and len(edges):
-        is_side = np.zeros(n, dtype=bool)
-        is_side[list(side)] = True
-        main = ~(is_side[edges[:, 0]] | is_side[edges[:, 1]])
-    layer = _longest_path_layers(n, edges[main, 0], edges[main, 1], roots or [0])
-    for v, op in side.items():
-        layer[v] = layer[op] + 1
+    if layer is None:
+        layer = assign_layers(n, edges, roots, side)
+    layer = np.asarray(layer, dtype=np.int64)
     # virtual nodes: one per layer that a routed edge crosses, chained from its sender to its receiver
     layer_of = layer.tolist()
     chains: dict[int, list[int]] = {}
@@ -246,41 +290,112 @@ def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
     for _ in range(sweeps):
         sweep(range(1, nlayers), up)
         sweep(range(nlayers - 2, -1, -1), down)
+    # room a node takes across its layer: 2 a full box, 1 a small one (a proxy), 0 a virtual node
+    room = [2] * n + [0] * virtual
+    if size is not None:
+        for v in np.flatnonzero(np.asarray(size)[:, 1] < NODE_H).tolist():
+            room[v] = 1
+    gap_of = {4: 1.0, 3: 0.8, 2: 0.6, 1: 0.6, 0: 0.6}  # by the two neighbours' rooms: slots between centres
     across = np.empty(total)
     for nodes in by_layer:
         # a slot per node, 0.6 of one next to a virtual node (an edge passing by needs less room)
         at = 0.0
         for i, v in enumerate(nodes):
             if i:
-                at += NODE_GAP if v < n and nodes[i - 1] < n else NODE_GAP * 0.6
+                u = nodes[i - 1]
+                at += NODE_GAP * (gap_of[room[u] + room[v]] if room[u] and room[v] else 0.6)
             across[v] = at
         across[nodes] -= at / 2 if nodes else 0.0
-    along = (nlayers - 1 - np.asarray(layer_of)) * LAYER_GAP
-    pos = np.empty((total, 2))
-    if direction == "lr":
-        pos[:, 0], pos[:, 1] = along, across
+    forward = nlayers - 1 - np.asarray(layer_of)
+    along_step = LAYER_GAP if direction == "lr" else LAYER_GAP * 0.55
+    acr = across if direction == "lr" else across * 2.2
+    per_row = 0
+    if fold is not None and fold != 0:
+        sizes = np.zeros((total, 2))
+        sizes[:n] = size if size is not None else (NODE_W, NODE_H)
+        half = sizes[:, 1 if direction == "lr" else 0] / 2
+        if fold == "auto":
+            per_row = _auto_fold(forward, acr, half, nlayers, along_step, direction)
+        else:
+            per_row = int(fold)
+            if per_row < 1:
+                raise ValueError(f"fold must be 'auto', 0 or a number of layers per row, not {fold!r}")
+    folded = 0 < per_row < nlayers
+    if folded:
+        pos, made = fold_positions(forward, acr, half, nlayers, along_step, per_row, direction)
+        row_of = made.row_of_layer[np.asarray(layer_of)]
+        if info is not None:
+            info["fold"] = made
     else:
-        pos[:, 0], pos[:, 1] = across * 2.2, along * 0.55
-    if bends is not None and virtual:
+        along = forward * LAYER_GAP
+        pos = np.empty((total, 2))
+        if direction == "lr":
+            pos[:, 0], pos[:, 1] = along, across
+        else:
+            pos[:, 0], pos[:, 1] = across * 2.2, along * 0.55
+    if bends is not None and (virtual or folded):
         # inside a layer's band of node boxes the route runs parallel to the layer axis, beside the
-        # boxes; it turns only in the free gap between two bands, where there is no node to cross
-        half = NODE_W / 2 if direction == "lr" else NODE_H / 2
+        # boxes; it turns only in the free gap between two bands, where there is no node to cross.
+        # Between two rows of a folded drawing it runs along the gap between the rows.
+        half_box = NODE_W / 2 if direction == "lr" else NODE_H / 2
         axis = 0 if direction == "lr" else 1
-        for row, chain in chains.items():
-            points = []
-            prev = pos[edges[row, 0]]
-            for v in chain:
+        lanes: dict = defaultdict(int)
+        for row, (s, d) in enumerate(edges.tolist()):
+            chain = chains.get(row)
+            if chain is None and not (folded and row_of[s] != row_of[d]
+                                      and abs(layer_of[s] - layer_of[d]) <= MAX_ROUTED_SPAN):
+                continue
+            stations = [s, *(chain or []), d]
+            points: list = []
+            prev = pos[s]
+            for k in range(1, len(stations)):
+                a, v = stations[k - 1], stations[k]
+                if folded and row_of[a] != row_of[v]:
+                    gap = min(row_of[a], row_of[v])
+                    points += fold_route(pos[a], pos[v], int(row_of[a]), int(row_of[v]), made, direction,
+                                         along_step, lanes[gap])
+                    lanes[gap] += 1
+                    prev = points[-1]
+                if k == len(stations) - 1:
+                    break
                 entry, leave = pos[v].copy(), pos[v].copy()
                 toward = 1.0 if prev[axis] > pos[v, axis] else -1.0
-                entry[axis] += toward * half
-                leave[axis] -= toward * half
+                entry[axis] += toward * half_box
+                leave[axis] -= toward * half_box
                 points += [entry, leave]
                 prev = pos[v]
-            bends[row] = np.asarray(points)
+            if points:
+                bends[row] = np.asarray(points)
     return pos[:n], layer
 
 
-def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False) -> Layout:
+def _auto_fold(forward, across, half, nlayers: int, along_step: float, direction: str) -> int:
+    """Layers per row for ``fold="auto"``: 0 (no fold) unless the drawing is a long strip."""
+    if nlayers < FOLD_MIN_LAYERS:
+        return 0
+    length = nlayers * along_step
+    thick = float((across + half).max() - (across - half).min()) + ROW_GAP
+    shape = length / thick
+    if max(shape / FOLD_ASPECT, FOLD_ASPECT / shape) < FOLD_MIN_RATIO:
+        return 0
+    return choose_per_row(forward, across, half, nlayers, along_step, FOLD_ASPECT, direction)
+
+
+def _proxy_sizes(rec: Recording, nodes: list[int]) -> np.ndarray:
+    """The box of a proxy of each recording node in `nodes`: its short name in bold, one line."""
+    from .scene.text import FONT_PX, text_width
+
+    out = np.empty((len(nodes), 2))
+    out[:, 1] = PROXY_H
+    for i, v in enumerate(nodes):
+        node = rec.nodes[v]
+        w = text_width(proxy_label(node.leaf or node.name), FONT_PX, bold=True) + 18
+        out[i, 0] = min(max(w, PROXY_MIN_W), PROXY_MAX_W)
+    return out
+
+
+def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False, proxies: bool = True,
+                   fold: int | str | None = "auto") -> Layout:
     """Lay out a recording's graph (gradient edges and input edges).
 
     Parameters
@@ -290,6 +405,11 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False) 
         ``"lr"`` (forward left to right, loss on the right) or ``"tb"`` (loss at the bottom).
     rolled : bool
         Fold every use of a reused module into one node.
+    proxies : bool
+        Draw a small linked proxy of a shared parameter next to each far use (`gradviz.core.proxies`).
+    fold : int, "auto" or None
+        Wrap the layers into rows (`gradviz.core.fold`): ``"auto"`` when the drawing is a long strip,
+        a number of layers per row, or None / 0 for one long row.
 
     Returns
     -------
@@ -323,10 +443,32 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False) 
     adj_arr = np.asarray(adj, dtype=np.int64).reshape(-1, 2)
     root = int(group_of[rec.root]) if n else 0
     bends: dict = {}
+    proxy_of = np.full(g, -1, dtype=np.int64)
+    size = np.tile([NODE_W, NODE_H], (g, 1)).astype(float)
+    info: dict = {}
     with gc_paused():
-        pos, layer = layered_positions(g, adj_arr, [root], side, direction, bends=bends)
+        layer = assign_layers(g, adj_arr, [root], side) if g else None
+        if proxies and g and len(adj_arr):
+            kind = np.array([rec.nodes[m[0]].kind for m in members])
+            sends = np.zeros(g, dtype=bool)
+            sends[adj_arr[:, 0]] = True
+            candidate = np.isin(kind, ("leaf", "input")) & ~sends
+            redirect, home = plan_proxies(adj_arr, layer, candidate, side)
+            if redirect:
+                redirect = np.asarray(redirect, dtype=np.int64)
+                true, users = adj_arr[redirect, 1].copy(), adj_arr[redirect, 0]
+                new = g + np.arange(len(redirect))
+                adj_arr[redirect, 1] = new
+                side.update(zip(new.tolist(), users.tolist()))
+                members += [[members[t][0]] for t in true.tolist()]
+                layer = np.r_[home, layer[users] + 1]
+                proxy_of = np.r_[proxy_of, true]
+                size = np.r_[size, _proxy_sizes(rec, [members[t][0] for t in true.tolist()])]
+                g += len(redirect)
+        pos, layer = layered_positions(g, adj_arr, [root], side, direction, bends=bends, layer=layer, size=size,
+                                       fold=fold, info=info)
     return Layout(pos, adj_arr, group_of, members, edge_of, direction, rolled, layer,
-                  np.asarray(input_rows, dtype=np.int64), bends)
+                  np.asarray(input_rows, dtype=np.int64), bends, proxy_of, size, info.get("fold"))
 
 
 def _axis(direction: str) -> tuple[int, float, float]:
@@ -345,20 +487,22 @@ def edge_route(lay: Layout, row: int) -> np.ndarray:
     only in the free gaps between bands and never crosses a node box there.
     """
     axis, half, _gap = _axis(lay.direction)
-    a, b = lay.pos[lay.adj[row, 0]], lay.pos[lay.adj[row, 1]]
+    s, d = lay.adj[row]
+    a, b = lay.pos[s], lay.pos[d]
+    half_a = half_b = half  # the band's edge: a smaller box (a proxy) is reached straight along the axis
     bends = lay.bends.get(row)
     first = bends[0] if bends is not None and len(bends) else b
     last = bends[-1] if bends is not None and len(bends) else a
     points = [a]
     if first[axis] != a[axis]:
         out = a.copy()
-        out[axis] += half if first[axis] > a[axis] else -half
+        out[axis] += half_a if first[axis] > a[axis] else -half_a
         points.append(out)
     if bends is not None:
         points += list(bends)
     if last[axis] != b[axis]:
         into = b.copy()
-        into[axis] += half if last[axis] > b[axis] else -half
+        into[axis] += half_b if last[axis] > b[axis] else -half_b
         points.append(into)
     points.append(b)
     return np.asarray(points, dtype=float)
@@ -411,4 +555,22 @@ def edge_segments(lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         starts.append(route[:-1])
         ends.append(route[1:])
         owner.append(np.full(len(route) - 1, row, dtype=np.int64))
+    # a box smaller than the band (a proxy): the leg from the band's edge to its own border
+    own = lay.size[:, axis] / 2
+    for end, port in ((0, pa), (1, pb)):
+        short = np.flatnonzero(own[adj[:, end]] < half - 0.5)
+        if len(short):
+            centre = p[adj[short, end]]
+            border = centre.copy()
+            border[:, axis] += np.sign(port[short, axis] - centre[:, axis]) * own[adj[short, end]]
+            starts.append(border)
+            ends.append(port[short])
+            owner.append(rows[short])
     return np.concatenate(starts), np.concatenate(ends), np.concatenate(owner)
+
+
+def edge_spans(lay: Layout) -> np.ndarray:
+    """How many layers each drawn edge spans, one per row of `adj` (a proxy is one layer from its use)."""
+    if not len(lay.adj):
+        return np.zeros(0, dtype=np.int64)
+    return np.abs(lay.layer[lay.adj[:, 0]] - lay.layer[lay.adj[:, 1]])

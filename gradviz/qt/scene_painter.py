@@ -107,6 +107,8 @@ class QtScenePainter:
         p, half = scene.pos, scene.size / 2
         nodes = np.flatnonzero((p[:, 0] + half[:, 0] >= x0) & (p[:, 0] - half[:, 0] <= x1)
                                & (p[:, 1] + half[:, 1] >= y0) & (p[:, 1] - half[:, 1] <= y1))
+        for badge in scene.fold_marks():  # where a folded drawing's rows continue
+            self._paint_badge(painter, badge)
         self._paint_flow(painter, scene, lod, heads=False)
         if lod < COARSE_LOD or (len(nodes) > COARSE_NODES and not full_detail):
             self._paint_coarse(painter, scene, nodes)
@@ -117,7 +119,8 @@ class QtScenePainter:
             for i, box in zip(nodes.tolist(), boxes):
                 self.paint_node(painter, scene, i, text, box)
         self._paint_flow(painter, scene, lod, heads=True)
-        for outline in (scene.current_outline(), scene.selected_outline()):
+        # the selection, and the other copies of it: a shared parameter's true node and its proxies
+        for outline in (scene.current_outline(), scene.selected_outline(), *scene.linked_outlines()):
             if outline is not None:
                 painter.setBrush(Qt.BrushStyle.NoBrush)
                 painter.setPen(_pen(outline.color, outline.width, outline.dashed))
@@ -202,13 +205,17 @@ class QtScenePainter:
         if SMALL_FONT_PX * lod < self.hidden_px:
             return
         for badge in scene.badges(i):
-            tab = QRectF(badge.x, badge.y, badge.w, badge.h)
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(self._brush(badge.fill))
-            painter.drawRoundedRect(tab, badge.radius, badge.radius)
-            painter.setPen(self._color(badge.text_color))
-            painter.setFont(self.small)
-            painter.drawText(tab, Qt.AlignmentFlag.AlignCenter, badge.text)
+            self._paint_badge(painter, badge)
+
+    def _paint_badge(self, painter: QPainter, badge) -> None:
+        """A small rounded tab with a word on it."""
+        tab = QRectF(badge.x, badge.y, badge.w, badge.h)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(self._brush(badge.fill))
+        painter.drawRoundedRect(tab, badge.radius, badge.radius)
+        painter.setPen(self._color(badge.text_color))
+        painter.setFont(self.small)
+        painter.drawText(tab, Qt.AlignmentFlag.AlignCenter, badge.text)
 
     def _bold(self, px: float) -> QFont:
         """The bold font at pixel size `px` (a name shrunk to fit its box)."""

@@ -64,9 +64,11 @@ def test_ten_thousand_nodes_are_all_placed_in_layers():
     # its speed (target: under 1 s) is measured by benchmarks/app.py, not asserted here
     rec = record("rnn-unrolled", params={"T": 1700, "inputs": 32, "hidden": 64, "batch": 1})
     assert len(rec.nodes) > 10_000
-    lay = layered_layout(rec)
+    lay = layered_layout(rec, proxies=False, fold=None)  # one long row (the default folds it, see test_readable)
     assert all(lay.layer[s] < lay.layer[d] for s, d, _ in rec.edges)
     assert lay.pos.shape == (len(rec.nodes), 2) and lay.layer.max() * LAYER_GAP == lay.pos[:, 0].max()
+    folded = layered_layout(rec)
+    assert all(folded.layer[s] < folded.layer[d] for s, d, _ in rec.edges) and np.isfinite(folded.pos).all()
 
 
 def _multi_span_recording():
@@ -84,8 +86,8 @@ def _edges_through_nodes(lay) -> list[int]:
     hits = set()
     for t in np.linspace(0.0, 1.0, 41):
         q = a + t * (b - a)  # a point on every segment
-        dx = np.abs(q[:, None, 0] - lay.pos[None, :, 0]) < NODE_W / 2 - 0.5
-        dy = np.abs(q[:, None, 1] - lay.pos[None, :, 1]) < NODE_H / 2 - 0.5
+        dx = np.abs(q[:, None, 0] - lay.pos[None, :, 0]) < lay.size[None, :, 0] / 2 - 0.5  # each node's own box
+        dy = np.abs(q[:, None, 1] - lay.pos[None, :, 1]) < lay.size[None, :, 1] / 2 - 0.5
         inside = dx & dy
         inside[np.arange(len(rows)), lay.adj[rows, 0]] = False  # its own ends
         inside[np.arange(len(rows)), lay.adj[rows, 1]] = False

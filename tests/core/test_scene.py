@@ -87,6 +87,9 @@ def test_labels_are_cut_to_their_box_and_say_so():
     scene = build_scene(rec, layered_layout(rec), tl.state_at(len(tl) - 1))
     for g in range(len(scene)):
         lines = scene.lines(g)
+        if g >= len(rec.nodes):  # a proxy of a shared weight: its short name, whole, at full size
+            assert lines == [rec.nodes[scene.members[g][0]].leaf.rsplit(".", 1)[-1]] and scene.name_px(g) == 12
+            continue
         assert lines[0] == rec.nodes[g].label.split("\n")[0]  # names stay whole
         assert len(lines) <= 4
         for line in lines[1:]:

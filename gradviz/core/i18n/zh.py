@@ -66,6 +66,8 @@ ZH = {
     "module": "模块",
     "use": "使用",
     "uses": "次使用",
+    "row": "行",
+    "column": "列",
     "backend": "后端",
     "source": "源代码",
     "shape": "形状",

@@ -25,6 +25,7 @@ from ..explain import leaf_buffer_text
 from ..i18n import tr as _tr
 from ..labels import label_lines
 from ..layout import NODE_H, NODE_W, Layout, edge_route, edge_segments
+from ..proxies import proxy_label
 from ..recording import Recording
 from ..tensors import TensorData
 from ..timeline import BACKWARD_DONE, COMPUTED, StepState
@@ -191,7 +192,21 @@ class Scene:
             self.adj = np.asarray(layout.adj, dtype=np.int64).reshape(-1, 2)
             inputs = layout.input_edge_rows
         g = len(self.members)
-        self.size = np.tile([NODE_W, NODE_H], (g, 1)).astype(float)
+        if layout is not None and layout.size is not None:
+            self.size = np.asarray(layout.size, dtype=float).reshape(-1, 2)
+        else:
+            self.size = np.tile([NODE_W, NODE_H], (g, 1)).astype(float)
+        # proxies of a shared parameter (gradviz.core.proxies): each shows its true node's state
+        proxy_of = layout.proxy_of if layout is not None and layout.proxy_of is not None else None
+        self.proxy_of = (np.asarray(proxy_of, dtype=np.int64) if proxy_of is not None
+                         else np.full(g, -1, dtype=np.int64))
+        self._proxies: dict[int, np.ndarray] = {}
+        for p in np.flatnonzero(self.proxy_of >= 0).tolist():
+            self._proxies.setdefault(int(self.proxy_of[p]), []).append(p)
+        self._proxies = {t: np.asarray(ps, dtype=np.int64) for t, ps in self._proxies.items()}
+        self._has_proxy = np.zeros(g, dtype=bool)
+        self._has_proxy[list(self._proxies)] = True
+        self.fold = layout.fold if layout is not None else None
         kind_index = {k: i for i, k in enumerate(KINDS)}
         self.kind = np.array([kind_index.get(rec.nodes[m[0]].kind, 0) for m in self.members], dtype=np.int8)
         self.is_input = np.zeros(len(self.adj), dtype=bool)
@@ -283,7 +298,7 @@ class Scene:
         everything = changed is None or state.phase != self.phase
         g_of, rec = self.group_of, self.recording
         if changed is None:
-            groups = np.arange(len(self.members))
+            groups = np.flatnonzero(self.proxy_of < 0)
             ids = np.arange(len(rec.nodes))
         else:
             ids = np.asarray(changed, dtype=np.int64)
@@ -296,6 +311,12 @@ class Scene:
         else:
             self.status[groups] = state.status[groups]
             self.pending[groups] = state.pending[groups]
+        linked = groups[self._has_proxy[groups]]
+        if len(linked):  # a proxy shows its true node's state
+            proxies = np.concatenate([self._proxies[int(t)] for t in linked.tolist()])
+            self.status[proxies] = self.status[self.proxy_of[proxies]]
+            self.pending[proxies] = self.pending[self.proxy_of[proxies]]
+            groups = np.concatenate([groups, proxies])
         self.style[groups] = self.kind[groups].astype(np.int16) * 3 + np.minimum(self.status[groups], 2)
         if everything:  # the phase changed: every node's badges with it
             self.invalidate_labels()
@@ -339,7 +360,9 @@ class Scene:
         gs, gd = int(self.group_of[s]), int(self.group_of[d])
         text = format_tensor(grad) if grad is not None else "None"
         if self.layout is not None:
-            route = edge_route(self.layout, int(self.edge_of[self._edge_index(s, d, slot)]))
+            row = int(self.edge_of[self._edge_index(s, d, slot)])
+            gs, gd = (int(v) for v in self.adj[row])  # the receiver drawn may be a proxy of d's node
+            route = edge_route(self.layout, row)
         else:
             route = np.asarray([self.pos[gs], self.pos[gd]], dtype=float)
         a, b = route[-2], route[-1]
@@ -418,6 +441,8 @@ class Scene:
         rec, tr = self.recording, self.tr
         members = self.members[g]
         node = rec.nodes[members[0]]
+        if self.proxy_of[g] >= 0:  # a proxy: the shared parameter's short name, nothing else
+            return [proxy_label(node.leaf or node.name)]
         lines = label_lines(rec, node)
         if len(members) > 1 and node.module:
             lines = [lines[0], f"{node.module} · {len(members)} {tr('uses')}"]
@@ -475,6 +500,8 @@ class Scene:
         th, tr = self.theme, self.tr
         x, y, w, h = self.box(g)
         out = []
+        if self.proxy_of[g] >= 0:  # the true node carries the badges
+            return out
         nsaved = self.saved_count(g)
         if nsaved:
             out.append(Badge(x + w - 52, y - 8, 56, 15, f"{nsaved} {tr('saved')}", th["saved"], th["badge_text"], 4))
@@ -499,6 +526,39 @@ class Scene:
             return None
         x, y, w, h = self.box(self.selected, 9)
         return Outline(self.selected, x, y, w, h, self.theme["selected"], 3.0, 14.0, True)
+
+    def fold_marks(self) -> list[Badge]:
+        """A tab at the start of every row (column, top to bottom) of a folded layout but the first
+        ("↪ row 2"): the drawing
+        continues there from the end of the row before, like the next line of a paragraph."""
+        fold = self.fold
+        if fold is None or len(fold.rows) < 2:
+            return []
+        th, tr = self.theme, self.tr
+        out = []
+        for k, (x, y, _w, _h) in enumerate(fold.rows.tolist()[1:], start=2):
+            text = f"↪ {tr('row' if self.layout.direction == 'lr' else 'column')} {k}"
+            w = text_width(text, 10.0) + 12
+            out.append(Badge(x, y - 18, w, 15, text, th["edge_done"], th["background"], 4))
+        return out
+
+    def linked(self, g: int) -> list[int]:
+        """Drawn node `g`'s true node and every proxy of it (just `g` for a node without proxies)."""
+        if g < 0:
+            return []
+        true = int(self.proxy_of[g]) if self.proxy_of[g] >= 0 else g
+        return [true] + self._proxies.get(true, np.zeros(0, dtype=np.int64)).tolist()
+
+    def linked_outlines(self) -> list[Outline]:
+        """Outlines around the other drawn copies of the selected node: its true node and its proxies."""
+        if self.selected < 0:
+            return []
+        out = []
+        for g in self.linked(self.selected):
+            if g != self.selected:
+                x, y, w, h = self.box(g, 5)
+                out.append(Outline(g, x, y, w, h, self.theme["selected"], 2.0, 10.0, True))
+        return out
 
     def __len__(self) -> int:
         return len(self.members)

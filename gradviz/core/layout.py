@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .fold import FOLD_ASPECT, FOLD_MIN_LAYERS, FOLD_MIN_RATIO, ROW_GAP, Fold, choose_per_row, fold_positions, fold_route
-from .proxies import PROXY_H, PROXY_MAX_W, PROXY_MIN_W, plan_proxies, proxy_label
+from .proxies import PROXY_CHAR_W, PROXY_H, PROXY_MAX_W, PROXY_MIN_W, plan_proxies, proxy_label
 from .sandbox import gc_paused
 from .recording import Recording
 
@@ -382,14 +382,15 @@ def _auto_fold(forward, across, half, nlayers: int, along_step: float, direction
 
 
 def _proxy_sizes(rec: Recording, nodes: list[int]) -> np.ndarray:
-    """The box of a proxy of each recording node in `nodes`: its short name in bold, one line."""
-    from .scene.text import FONT_PX, text_width
+    """The box of a proxy of each recording node in `nodes`: its short name in bold, one line.
 
+    The width is estimated from the name's length (the Scene's width model is above the layout; a
+    name that does not fit is shrunk and cut by the Scene like any other)."""
     out = np.empty((len(nodes), 2))
     out[:, 1] = PROXY_H
     for i, v in enumerate(nodes):
         node = rec.nodes[v]
-        w = text_width(proxy_label(node.leaf or node.name), FONT_PX, bold=True) + 18
+        w = PROXY_CHAR_W * len(proxy_label(node.leaf or node.name)) + 20
         out[i, 0] = min(max(w, PROXY_MIN_W), PROXY_MAX_W)
     return out
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plan_proxies", "PROXY_MIN_USES", "MAX_DRAWN_SPAN", "PROXY_H", "PROXY_MIN_W", "PROXY_MAX_W",
+__all__ = ["plan_proxies", "PROXY_MIN_USES", "MAX_DRAWN_SPAN", "PROXY_H", "PROXY_MIN_W", "PROXY_MAX_W", "PROXY_CHAR_W",
            "proxy_label"]
 
 PROXY_MIN_USES = 3  # a node with fewer users keeps all its edges
@@ -24,6 +24,7 @@ MAX_DRAWN_SPAN = 3  # layers a drawn edge to a shared node may span before its u
 PROXY_H = 26.0  # a proxy's box: one line, the parameter's short name
 PROXY_MIN_W = 56.0
 PROXY_MAX_W = 110.0
+PROXY_CHAR_W = 7.8  # a bold 12 px DejaVu Sans character, on average (a proxy's width from its name's length)
 
 
 def proxy_label(name: str) -> str:

@@ -431,13 +431,14 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
     def export(self) -> None:
         """Open the export dialog (needs ``gradviz.qt.export``)."""
         try:
-            from gradviz.qt.export import QtExportDialog
+            from gradviz.qt.export_dialog import QtExportDialog
         except ImportError:
             self.show_error(f"{tr('Export…')} {tr('not available in this build')}")
             return
         if self.recording is None:
             return
-        self._export_dialog = QtExportDialog(self.recording, self.stepper, self.graph, self, checks=self.check_table)
+        self._export_dialog = QtExportDialog(self.recording, self.stepper, self.graph, self, checks=self.check_table,
+                                             settings=self.settings)
         self._export_dialog.open()
 
     def show_lessons(self, name: str | None = None):

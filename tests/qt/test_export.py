@@ -18,6 +18,7 @@ from gradviz.core import exporters as ex
 from gradviz.core.atomic import TEMP_PREFIX
 from gradviz.core.timeline import Stepper, Timeline
 from gradviz.qt import export as qexport
+from gradviz.qt.export_dialog import QtExportDialog
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +175,7 @@ def test_core_never_imports_qt(tmp_path):
 def test_dialog_exports_in_a_worker(rec, qtbot, tmp_path):
     tl = Timeline(rec)
     stepper = Stepper(tl, tl.first_backward + 2)
-    dialog = qexport.QtExportDialog(rec, stepper)
+    dialog = QtExportDialog(rec, stepper)
     qtbot.addWidget(dialog)
     dialog.path_edit.setText(str(tmp_path / "d.svg"))
     assert "SVG" in dialog.format_label.text()
@@ -206,7 +207,7 @@ def test_dialog_visible_part_uses_the_view(rec, qtbot, tmp_path):
     view.resize(400, 300)
     view.show()
     view.zoom(2.0)
-    dialog = qexport.QtExportDialog(rec, stepper, view)
+    dialog = QtExportDialog(rec, stepper, view)
     qtbot.addWidget(dialog)
     dialog.path_edit.setText(str(tmp_path / "v.png"))
     dialog.region_combo.setCurrentIndex(dialog.region_combo.findData("visible"))
@@ -228,7 +229,7 @@ def test_dialog_follows_a_rolled_dark_view(qtbot, tmp_path):
     tl = Timeline(rolled_rec)
     view = QtGraphView(rolled_rec, Stepper(tl, 0), layout="tb", theme="dark", rolled=True)
     qtbot.addWidget(view)
-    dialog = qexport.QtExportDialog(rolled_rec, view.stepper, view)
+    dialog = QtExportDialog(rolled_rec, view.stepper, view)
     qtbot.addWidget(dialog)
     assert dialog.layout_combo.currentText() == "tb" and dialog.theme_combo.currentText() == "dark"
     options = dialog.export_options()
@@ -246,7 +247,7 @@ def test_dialog_follows_a_rolled_dark_view(qtbot, tmp_path):
 
 def test_dialog_cancel_leaves_no_file(qtbot, tmp_path):
     big = gradviz.record("rnn-unrolled", params={"T": 120}, keep_values=False)
-    dialog = qexport.QtExportDialog(big, None)
+    dialog = QtExportDialog(big, None)
     qtbot.addWidget(dialog)
     dialog.path_edit.setText(str(tmp_path / "c.gif"))
     with qtbot.waitSignal(dialog.export_cancelled, timeout=60000):
@@ -259,7 +260,7 @@ def test_dialog_cancel_leaves_no_file(qtbot, tmp_path):
 
 def test_closing_the_dialog_during_an_export_cancels_it(qtbot, tmp_path):
     big = gradviz.record("rnn-unrolled", params={"T": 120}, keep_values=False)
-    dialog = qexport.QtExportDialog(big, None)
+    dialog = QtExportDialog(big, None)
     qtbot.addWidget(dialog)
     dialog.show()
     dialog.path_edit.setText(str(tmp_path / "c.gif"))
@@ -279,7 +280,7 @@ def test_repr_svg_of_a_huge_graph_is_a_note(qapp):
 
 
 def test_dialog_shows_failures(rec, qtbot, tmp_path):
-    dialog = qexport.QtExportDialog(rec, None)
+    dialog = QtExportDialog(rec, None)
     qtbot.addWidget(dialog)
     dialog.path_edit.setText(str(tmp_path / "missing" / "x.png"))
     with qtbot.waitSignal(dialog.export_failed, timeout=30000) as sig:

@@ -21,9 +21,10 @@ from typing import Any, Callable, Iterable
 
 from .atomic import atomic_path
 from .errors import Cancelled, GradvizError
-from .recording import Recording, io_function
+from .recording import GraphNode, Recording, io_function
 from .sandbox import gc_paused
 from .scene import THEMES, Scene, build_scene, get_theme
+from .schema import scalar_fields
 from .serialize import recording_to_json
 from .storage import write_recording
 from .timeline import StepState, Timeline
@@ -400,6 +401,9 @@ def _export_dot(rec: Recording, path: Path, options: ExportOptions) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
+_GRAPHML_FIELDS = tuple(f for f in scalar_fields(GraphNode) if f.name != "id")
+
+
 @exporter(".graphml", "GraphML for graph tools (networkx, Gephi, yEd); list attributes as text")
 def _export_graphml(rec: Recording, path: Path, options: ExportOptions) -> None:
     scene = options.scene()
@@ -408,12 +412,12 @@ def _export_graphml(rec: Recording, path: Path, options: ExportOptions) -> None:
     g = nx.MultiDiGraph(target=rec.target, step=options.step, layout=options.layout, theme=scene.theme_name)
     for n in rec.nodes:
         st = _styled(scene, n.id)
-        # label and colours as drawn at this step (the Scene's); the rest is the node's data
-        attrs = {"name": n.name, "kind": n.kind, "label": st["label"], "torch_name": n.torch_name,
-                 "module": n.module, "use": n.use, "uses": n.uses, "backend": n.backend, "source": n.source,
-                 "leaf": n.leaf, "function": n.function, "forward_event": n.forward_event, "device": n.device,
-                 "status": st["status"], "current": st["current"], "pending": st["pending"], "fill": st["fill"],
-                 "outline": st["outline"], "text_color": st["text"], "badges": st["badges"] or None}
+        # the node's data: every scalar field of the one schema (the id is the GraphML node's id);
+        # then label and colours as drawn at this step (the Scene's)
+        attrs = {f.name: getattr(n, f.name) for f in _GRAPHML_FIELDS}
+        attrs.update({"label": st["label"], "status": st["status"], "current": st["current"],
+                      "pending": st["pending"], "fill": st["fill"], "outline": st["outline"],
+                      "text_color": st["text"], "badges": st["badges"] or None})
         if n.tensor is not None:
             attrs["shape"] = str(list(n.tensor.shape))
             attrs["dtype"] = n.tensor.dtype

@@ -5,10 +5,13 @@ File format (version 1)
 A zip archive with these members and nothing else:
 
 ``recording.json`` (deflated)
-    ``{"format": "gradviz-saved-recording", "version": 1, ...}``: the structure (forward events,
-    nodes, edges, backward events, leaves and their contributions, manual gradients, metadata and
-    the check table stored at record time). Every tensor snapshot is listed once in ``"tensors"``
-    and referred to elsewhere by its index, so snapshots shared in memory stay shared.
+    ``{"format": "gradviz-recording", "version": 1, ...}``: the structure (forward events, nodes,
+    edges, backward events, leaves and their contributions, manual gradients, metadata and the
+    check table stored at record time), every record written field by field from the one schema
+    (`gradviz.core.schema`, built from the dataclasses). Every tensor snapshot is listed once in
+    ``"tensors"`` and referred to elsewhere by its index, so snapshots shared in memory stay shared.
+    Files that gradviz 0.1 wrote under the name ``"gradviz-saved-recording"`` are the same format
+    and open as before.
 ``arrays/<dtype>.npy`` (stored)
     One flat 1-D numpy array per value dtype (``float32.npy``, ``int64.npy``...), written in the
     ``.npy`` format with no pickled objects. A tensor's value is ``{"array": dtype, "offset": k,
@@ -34,15 +37,16 @@ from .checktable import CheckTable
 from .document import Document
 from .errors import Cancelled, GradvizError
 from .opening import DEFAULT_MAX_BYTES, MAX_COMPRESSION_RATIO, MAX_JSON_BYTES, MAX_MEMBERS, Invalid, Refused, read_members
-from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording, io_function
+from .recording import Recording, io_function
+from .schema import EARLIER_FORMATS, FORMAT, VERSION, Field, fields_of
 from .tensors import TensorData
 
 __all__ = ["read_document", "write_document", "save_recording", "load_recording", "write_recording",
            "open_patterns", "STORAGE_FORMAT", "STORAGE_VERSION", "SUFFIX", "OPEN_SUFFIXES", "MAX_MEMBERS", "MAX_JSON_BYTES", "DEFAULT_MAX_BYTES",
            "MAX_COMPRESSION_RATIO"]
 
-STORAGE_FORMAT = "gradviz-saved-recording"
-STORAGE_VERSION = 1
+STORAGE_FORMAT = FORMAT  # the one format name and version of a recording (gradviz.core.schema)
+STORAGE_VERSION = VERSION
 SUFFIX = ".gradviz"
 OPEN_SUFFIXES = (SUFFIX,)  # every suffix read_document opens
 _ARRAY_KINDS = "biufc"
@@ -90,9 +94,7 @@ class _Encoder:
             return hit
         if self._cancel is not None and (len(self.tensors) & 1023) == 1023 and self._cancel():
             raise Cancelled()
-        entry = {"shape": [int(s) for s in t.shape], "dtype": t.dtype, "device": t.device,
-                 "requires_grad": bool(t.requires_grad), "uid": int(t.uid),
-                 "stats": self.plain(t.stats), "value": None if t.value is None else self.array(t.value)}
+        entry = self.record(TensorData, t)
         index = len(self.tensors)
         self.tensors.append(entry)
         self._tensor_index[id(t)] = index
@@ -128,39 +130,44 @@ class _Encoder:
         return {"$repr": repr(v)}
 
 
+    def record(self, cls: type, obj: Any) -> dict:
+        """One record as the file holds it: each field of the schema, written by its codec."""
+        return {f.name: self.field(f, getattr(obj, f.name)) for f in fields_of(cls)}
+
+    def field(self, f: Field, v: Any) -> Any:
+        if v is None:
+            return None
+        codec = f.codec
+        if codec == "scalar":
+            base = f.kind.rstrip("?")
+            return bool(v) if base == "bool" else v if base in ("str", "kind") else float(v) if base == "float" else int(v)
+        if codec == "tensor":
+            return self.tensor(v)
+        if codec == "tensors":
+            return self.tensors_of(list(v))
+        if codec == "plain":
+            if isinstance(v, tuple) and not f.is_tuple:
+                v = list(v)  # a list field that holds a tuple is still a list
+            elif f.kind.rstrip("?") == "mapping" and type(v) is not dict:
+                v = dict(v)
+            return self.plain(v)
+        if codec == "records":
+            return [self.record(f.record, x) for x in (v.values() if isinstance(v, dict) else v)]
+        if codec == "edges":
+            return [[int(x) for x in e] for e in v]
+        if codec == "pairs":
+            return self.plain([[k, x] for k, x in v.items()])
+        if codec == "shape":
+            return [int(x) for x in v]
+        if codec == "array":
+            return self.array(v)
+        raise AssertionError(f"no codec {codec!r}")  # pragma: no cover - a codec added to the schema only
+
+
 def _encode(rec: Recording, checks: Any, cancel: Callable[[], bool] | None) -> tuple[dict, _Encoder]:
     enc = _Encoder(cancel)
-    forward = [{"index": e.index, "op": e.op, "inputs": enc.tensors_of(e.inputs), "outputs": enc.tensors_of(e.outputs),
-                "source": e.source, "module": e.module, "use": e.use, "node": e.node, "inplace": bool(e.inplace),
-                "input_nodes": enc.plain(e.input_nodes)} for e in rec.forward]
-    nodes = [{"id": n.id, "name": n.name, "kind": n.kind, "torch_name": n.torch_name, "module": n.module,
-              "use": n.use, "uses": n.uses, "backend": n.backend, "source": n.source,
-              "forward_event": n.forward_event, "leaf": n.leaf, "function": n.function,
-              "saved": enc.plain(dict(n.saved)), "tensor": enc.tensor(n.tensor), "device": n.device}
-             for n in rec.nodes]
-    backward = [{"index": e.index, "node": e.node, "grad_outputs": enc.tensors_of(e.grad_outputs),
-                 "grad_inputs": enc.tensors_of(e.grad_inputs)} for e in rec.backward]
-    leaves = [{"name": name, "node": info.node, "tensor": enc.tensor(info.tensor),
-               "requires_grad": bool(info.requires_grad), "grad": enc.tensor(info.grad),
-               "initial_grad": enc.tensor(info.initial_grad),
-               "contributions": [{"producer": c.producer, "slot": c.slot, "value": enc.tensor(c.value),
-                                  "backward_event": c.backward_event, "reduced_from": enc.plain(c.reduced_from)}
-                                 for c in info.contributions]}
-              for name, info in rec.leaves.items()]
-    manual = None if rec.manual is None else enc.plain([[k, v] for k, v in rec.manual.items()])
-    doc = {
-        "format": STORAGE_FORMAT, "version": STORAGE_VERSION,
-        "target": rec.target, "params": enc.plain(rec.params), "meta": enc.plain(rec.meta),
-        "loss": enc.tensor(rec.loss), "root": rec.root, "keep_values": bool(rec.keep_values),
-        "budget_bytes": int(rec.budget_bytes), "dropped": enc.plain(rec.dropped),
-        "forward": forward, "nodes": nodes,
-        "edges": [[int(x) for x in e] for e in rec.edges],
-        "input_edges": [[int(x) for x in e] for e in rec.input_edges],
-        "backward": backward, "leaves": leaves, "manual": manual,
-        "leaf_order": enc.plain(list(rec.leaf_order)),
-        "source_values": enc.tensors_of(list(rec.source_values)),
-        "checks": None if checks is None else checks.to_json(),
-    }
+    doc = {"format": FORMAT, "version": VERSION, **enc.record(Recording, rec),
+           "checks": None if checks is None else checks.to_json()}
     doc["tensors"] = enc.tensors
     return doc, enc
 
@@ -254,12 +261,37 @@ class _Decoder:
         raw = doc["tensors"]
         if not isinstance(raw, list):
             raise TypeError("tensors is not a list")
-        self.tensors: list[TensorData] = []
-        for entry in raw:
-            value = None if entry["value"] is None else self.array(entry["value"])
-            self.tensors.append(TensorData(
-                tuple(int(s) for s in entry["shape"]), _str(entry["dtype"]), _str(entry["device"]), value,
-                self.plain(entry["stats"]), bool(entry["requires_grad"]), int(entry["uid"])))
+        self.tensors: list[TensorData] = [self.record(TensorData, entry) for entry in raw]
+
+    def record(self, cls: type, entry: dict) -> Any:
+        """One record back from the file: each field of the schema the entry holds, read by its codec."""
+        return cls(**{f.name: self.field(f, entry[f.name]) for f in fields_of(cls) if f.name in entry})
+
+    def field(self, f: Field, v: Any) -> Any:
+        codec = f.codec
+        if codec == "tensors":
+            return self.tensors_of(v) if v is not None or f.optional else []
+        if v is None:
+            return None
+        if codec == "scalar":
+            return bool(v) if f.kind.rstrip("?") == "bool" else _str(v) if f.kind.rstrip("?") in ("str", "kind") else v
+        if codec == "tensor":
+            return self.tensor(v)
+        if codec == "plain":
+            x = self.plain(v)
+            return tuple(x) if f.is_tuple and isinstance(x, list) else x
+        if codec == "records":
+            items = [self.record(f.record, e) for e in v]
+            return {x.name: x for x in items} if f.is_dict else items
+        if codec == "edges":
+            return [tuple(int(x) for x in e) for e in v]
+        if codec == "pairs":
+            return {_str(k): x for k, x in self.plain(v)}
+        if codec == "shape":
+            return tuple(int(x) for x in v)
+        if codec == "array":
+            return self.array(v)
+        raise AssertionError(f"no codec {codec!r}")  # pragma: no cover - a codec added to the schema only
 
     def array(self, ref: dict) -> np.ndarray:
         flat = self.arrays.get(ref["array"])
@@ -321,85 +353,17 @@ def _str(v: Any) -> str:
     return v
 
 
-def _opt_int(v: Any) -> int | None:
-    if v is None:
-        return None
-    if type(v) is not int:
-        raise TypeError(f"expected an integer, got {type(v).__name__}")
-    return v
-
-
-def _opt_str(v: Any) -> str | None:
-    return None if v is None else _str(v)
-
-
 def _hashable(v: Any) -> Any:
     return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
 
 
 def _decode(path: Path, doc: dict, arrays: dict[str, np.ndarray]) -> Document:
     d = _Decoder(path, doc, arrays)
-    forward = [ForwardEvent(index=int(e["index"]), op=_str(e["op"]), inputs=d.tensors_of(e["inputs"]),
-                            outputs=d.tensors_of(e["outputs"]), source=_opt_str(e["source"]),
-                            module=_opt_str(e["module"]), use=_opt_int(e["use"]), node=_opt_int(e["node"]),
-                            inplace=bool(e["inplace"]), input_nodes=d.plain(e["input_nodes"]))
-               for e in doc["forward"]]
-    nodes = []
-    for i, n in enumerate(doc["nodes"]):
-        if n["id"] != i:
-            raise ValueError(f"node {i} has id {n['id']!r}")
-        saved = d.plain(n["saved"])
-        if not isinstance(saved, dict):
-            raise TypeError("saved is not a mapping")
-        nodes.append(GraphNode(id=i, name=_str(n["name"]), kind=_str(n["kind"]), torch_name=_str(n["torch_name"]),
-                               module=_opt_str(n["module"]), use=_opt_int(n["use"]), uses=_opt_int(n["uses"]),
-                               backend=_opt_str(n["backend"]), source=_opt_str(n["source"]),
-                               forward_event=_opt_int(n["forward_event"]), leaf=_opt_str(n["leaf"]),
-                               function=_opt_str(n["function"]), saved=saved, tensor=d.tensor(n["tensor"]),
-                               device=_opt_str(n["device"])))
-    count = len(nodes)
-
-    def triples(items: Any) -> list[tuple[int, int, int]]:
-        out = []
-        for e in items:
-            a, b, c = (_opt_int(x) for x in e)
-            if a is None or b is None or c is None or not (0 <= a < count and 0 <= b < count):
-                raise ValueError(f"edge {e!r} refers to a node outside 0..{count - 1}")
-            out.append((a, b, c))
-        return out
-
-    edges, input_edges = triples(doc["edges"]), triples(doc["input_edges"])
-    backward = []
-    for e in doc["backward"]:
-        node = _opt_int(e["node"])
-        if node is None or not 0 <= node < count:
-            raise ValueError(f"backward event refers to node {node!r}")
-        backward.append(BackwardEvent(index=int(e["index"]), node=node, grad_outputs=d.tensors_of(e["grad_outputs"]),
-                                      grad_inputs=d.tensors_of(e["grad_inputs"])))
-    leaves: dict[str, LeafInfo] = {}
-    for entry in doc["leaves"]:
-        info = LeafInfo(name=_str(entry["name"]), node=_opt_int(entry["node"]), tensor=d.tensor(entry["tensor"]),
-                        requires_grad=bool(entry["requires_grad"]), grad=d.tensor(entry["grad"]),
-                        initial_grad=d.tensor(entry["initial_grad"]))
-        for c in entry["contributions"]:
-            reduced = d.plain(c["reduced_from"])
-            info.contributions.append(Contribution(
-                producer=int(c["producer"]), slot=int(c["slot"]), value=d.tensor(c["value"]),
-                backward_event=int(c["backward_event"]), leaf=info,
-                reduced_from=None if reduced is None else tuple(reduced)))
-        leaves[info.name] = info
-    manual = None
-    if doc["manual"] is not None:
-        manual = {_str(k): v for k, v in d.plain(doc["manual"])}
-    checks = None
-    if doc.get("checks") is not None:
-        checks = CheckTable.from_json(doc["checks"])
-    rec = Recording(
-        target=_str(doc["target"]), params=d.plain(doc["params"]), forward=forward, nodes=nodes, edges=edges,
-        input_edges=input_edges, backward=backward, leaves=leaves, loss=d.tensor(doc["loss"]),
-        root=int(doc["root"]), keep_values=bool(doc["keep_values"]), budget_bytes=int(doc["budget_bytes"]),
-        dropped=d.plain(doc["dropped"]), meta=d.plain(doc["meta"]), manual=manual,
-        leaf_order=d.plain(doc["leaf_order"]), source_values=d.tensors_of(doc["source_values"]) or [])
+    rec = d.record(Recording, doc)
+    for info in rec.leaves.values():
+        for c in info.contributions:
+            c.leaf = info  # the back-link the running sums are computed through
+    checks = None if doc.get("checks") is None else CheckTable.from_json(doc["checks"])
     return Document(rec, checks)
 
 
@@ -455,7 +419,7 @@ def read_document(path: str | os.PathLike, progress: Callable[[float, str], None
     p = Path(os.fspath(path)).expanduser()
 
     def check_header(doc: dict) -> None:
-        if doc.get("format") != STORAGE_FORMAT:
+        if doc.get("format") != STORAGE_FORMAT and doc.get("format") not in EARLIER_FORMATS:
             raise Refused("recording.json is not a gradviz recording")
         version = doc.get("version")
         if type(version) is not int or version < 1:

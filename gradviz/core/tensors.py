@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -52,29 +51,6 @@ class TensorData:
         if self.value is not None and self.numel == 1:
             return f"{float(self.value.reshape(-1)[0]):.6g}"
         return f"{tuple(self.shape)} {self.dtype}"
-
-    def to_json(self, values: bool = True) -> dict:
-        """Return a JSON-ready dict; values as nested lists."""
-        out: dict[str, Any] = {"shape": list(self.shape), "dtype": self.dtype, "device": self.device}
-        if self.requires_grad:
-            out["requires_grad"] = True
-        if values and self.value is not None:
-            v = self.value
-            out["value"] = v.tolist() if v.dtype.kind != "f" else _finite_list(v)
-        if self.stats is not None:
-            out["stats"] = self.stats
-        return out
-
-
-def _finite_list(v: np.ndarray) -> Any:
-    # JSON has no NaN/Inf: write them as strings so the file stays valid JSON
-    if np.isfinite(v).all():
-        return v.tolist()
-    obj = v.astype(object)
-    obj[np.isnan(v)] = "nan"
-    obj[np.isposinf(v)] = "inf"
-    obj[np.isneginf(v)] = "-inf"
-    return obj.tolist()
 
 
 def _stats(t: torch.Tensor) -> dict | None:

@@ -2,16 +2,15 @@
 
 `validate_document` walks the parsed ``recording.json`` once and refuses, with `Invalid` naming
 the place (``"forward[0].node"``), anything the rest of gradviz would trip over: a missing or
-unknown field, a field of the wrong type (types come from the dataclasses' annotations, the one
-schema of the record types), an integer that is not a finite 64-bit integer, a reference out of
-range (nodes, edges, slots, forward and backward events, producers, the root, tensors, array
-slices), a graph with a cycle or a self-loop, values nested too deeply. It also returns how many
+unknown field, a field of the wrong type (the fields and their kinds are `gradviz.core.schema`'s,
+built from the dataclasses: the one schema of the record types), an integer that is not a finite
+64-bit integer, a reference out of range (nodes, edges, slots, forward and backward events,
+producers, the root, tensors, array slices), a graph with a cycle or a self-loop, values nested too deeply. It also returns how many
 elements of each array the tensors use, so that the arrays can be checked against it before they
 are read. Everything here is iterative: no hostile nesting can exhaust the stack.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections import deque
@@ -19,6 +18,8 @@ from typing import Any
 
 from .checktable import Check
 from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording
+from .schema import fields_of
+from .tensors import TensorData
 
 __all__ = ["Invalid", "validate_document", "NODE_KINDS", "MAX_DEPTH", "MAX_ELEMENTS"]
 
@@ -29,30 +30,6 @@ MAX_ELEMENTS = 1 << 40         # elements of one tensor (a shape whose product i
 _INT64 = 1 << 63
 _ARRAY_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
 _FLOAT_TAGS = ("nan", "inf", "-inf")
-
-# fields of the record types that are never stored (live objects, caches, back-links)
-_NOT_STORED = {(Recording, "runner"), (Recording, "replays"), (Recording, "modules"), (Recording, "stored_checks"),
-               (Recording, "_graph"), (Contribution, "leaf"), (Contribution, "_running")}
-
-# what each stored field refers to, where its annotation alone does not say
-_REFS: dict[tuple[type, str], str] = {
-    (ForwardEvent, "index"): "position", (ForwardEvent, "node"): "node?",
-    (ForwardEvent, "inputs"): "tensors", (ForwardEvent, "outputs"): "tensors",
-    (ForwardEvent, "input_nodes"): "nodes?",
-    (GraphNode, "id"): "position", (GraphNode, "forward_event"): "forward?", (GraphNode, "kind"): "kind",
-    (GraphNode, "saved"): "mapping",
-    (BackwardEvent, "index"): "position", (BackwardEvent, "node"): "node",
-    (BackwardEvent, "grad_outputs"): "tensors?", (BackwardEvent, "grad_inputs"): "tensors?",
-    (LeafInfo, "node"): "node?", (LeafInfo, "contributions"): "contributions",
-    (Contribution, "producer"): "node", (Contribution, "slot"): "slot",
-    (Contribution, "backward_event"): "backward-or-none",
-    (Recording, "root"): "node", (Recording, "forward"): "records", (Recording, "nodes"): "records",
-    (Recording, "backward"): "records", (Recording, "leaves"): "records",
-    (Recording, "edges"): "edges", (Recording, "input_edges"): "edges",
-    (Recording, "leaf_order"): "names", (Recording, "source_values"): "tensors",
-    (Recording, "manual"): "pairs?", (Recording, "budget_bytes"): "count",
-}
-
 
 class Invalid(ValueError):
     """A document that does not hold together: `problem` says what, `where` says where."""
@@ -85,24 +62,8 @@ def _hashable(key: Any) -> bool:
 
 
 def _schema(cls: type) -> dict[str, tuple[str, bool]]:
-    """Stored field -> (kind, required) of one record type, from its dataclass fields and annotations."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        if (cls, f.name) in _NOT_STORED or f.name.startswith("_"):
-            continue
-        kind = _REFS.get((cls, f.name))
-        if kind is None:
-            ann = str(f.type).replace(" ", "")
-            kind = {"int": "int", "int|None": "int?", "str": "str", "str|None": "str?", "bool": "bool",
-                    "float": "float", "float|None": "float?", "TensorData|None": "tensor?", "TensorData": "tensor",
-                    "dict": "mapping", "dict|None": "mapping?", "tuple|None": "plain", "list": "plain"}.get(ann, "plain")
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        out[f.name] = (kind, required)
-    return out
-
-
-def _check_schema() -> dict[str, tuple[str, bool]]:
-    return _schema(Check)
+    """Stored field -> (kind, required) of one record type (`gradviz.core.schema`)."""
+    return {f.name: (f.kind, f.required) for f in fields_of(cls)}
 
 
 class _Validator:
@@ -186,9 +147,9 @@ class _Validator:
                 self.plain(x[1], f"{where}[{i}]")
         elif base == "plain":
             self.plain(v, where)
-        elif base == "contributions":
-            self.listing(v, where)  # each one is checked by leaves()
-        else:  # pragma: no cover - a kind added to _REFS without a rule here
+        elif base == "records":
+            self.listing(v, where)  # each one is checked by its owner (leaves() for contributions)
+        else:  # pragma: no cover - a kind added to the schema's REFS without a rule here
             raise AssertionError(kind)
 
     def listing(self, v: Any, where: str) -> list:
@@ -290,25 +251,24 @@ class _Validator:
     def tensors(self, raw: Any) -> None:
         self.listing(raw, "tensors")
         self.n_tensors = len(raw)
-        keys = {"shape", "dtype", "device", "requires_grad", "uid", "stats", "value"}
+        fields = fields_of(TensorData)
+        keys = {f.name for f in fields}
         for i, t in enumerate(raw):
             at = f"tensors[{i}]"
             if not isinstance(t, dict) or set(t) != keys:
                 raise Invalid(f"{at} should have exactly the fields {', '.join(sorted(keys))}", at)
-            self.shape(t["shape"], f"{at}.shape")
-            self.value("str", t["dtype"], f"{at}.dtype")
-            self.value("str", t["device"], f"{at}.device")
-            self.value("bool", t["requires_grad"], f"{at}.requires_grad")
-            self.integer(t["uid"], f"{at}.uid")
-            if t["stats"] is not None:
-                self.value("mapping", t["stats"], f"{at}.stats")
-            if t["value"] is not None:
-                self.array_ref(t["value"], f"{at}.value")
-                if t["value"]["shape"] != t["shape"]:
-                    raise Invalid(f"{at}.value has shape {_short(t['value']['shape'])}, the tensor "
-                                  f"{_short(t['shape'])}", f"{at}.value.shape")
-        # tensor refs inside stats are checked now that the count is known
-        self.n_tensors = len(raw)
+            for f in fields:
+                v, where = t[f.name], f"{at}.{f.name}"
+                if f.codec == "shape":
+                    self.shape(v, where)
+                elif f.codec == "array":
+                    if v is not None:
+                        self.array_ref(v, where)
+                else:
+                    self.value(f.kind, v, where)
+            if t["value"] is not None and t["value"]["shape"] != t["shape"]:
+                raise Invalid(f"{at}.value has shape {_short(t['value']['shape'])}, the tensor "
+                              f"{_short(t['shape'])}", f"{at}.value.shape")
 
     def run(self) -> dict[str, int]:
         doc = self.doc
@@ -416,7 +376,7 @@ class _Validator:
         rows = self.listing(raw.get("checks"), "checks.checks")
         if "strict" in raw:
             self.value("bool", raw["strict"], "checks.strict")
-        fields = _check_schema()
+        fields = _schema(Check)
         fields = {k: (("node?" if k == "node" else kind), required) for k, (kind, required) in fields.items()}
         for i, row in enumerate(rows):
             self.record(fields, row, f"checks[{i}]")

@@ -319,7 +319,7 @@ TEXT_EDITS: dict[str, Callable[[bytes], bytes]] = {
     "not-json": lambda t: b"{not json",
     "top-level-list": lambda t: b"[1, 2, 3]",
     "not-utf8": lambda t: t.replace(b'"target": "', b'"target": "\xff\xfe', 1),
-    "wrong-format-name": lambda t: t.replace(b"gradviz-saved-recording", b"something-else"),
+    "wrong-format-name": lambda t: t.replace(b'"gradviz-recording"', b'"something-else"', 1),
 }
 
 

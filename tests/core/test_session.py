@@ -268,3 +268,26 @@ def test_flow_is_the_sessions_and_cached():
     s.rerun()
     assert s.flow() is not flow
     np.testing.assert_array_equal(s.flow().nodes, [ev.node for ev in s.recording.backward])
+
+
+def test_the_open_dialog_patterns_are_exactly_what_opens(tmp_path):
+    # the app's Open dialog offers storage.open_patterns(): a file matching one opens as a recording,
+    # and what the dialog used to offer (*.json, *.npz) is not taken for one
+    from fnmatch import fnmatch
+
+    from gradviz.core.storage import open_patterns
+
+    rec = Session().open("sum-xy-plus-z")
+    assert open_patterns() == ["*.gradviz"]
+    for pattern in open_patterns():
+        path = tmp_path / pattern.replace("*", "run")
+        rec.save(path)
+        assert source_of(str(path)) == "file" and source_of(str(path).upper()) == "file"
+        opened = Session()
+        assert opened.open(path).target == "sum-xy-plus-z" and not opened.can_rerun
+    for name in ("run.json", "run.npz"):
+        assert not any(fnmatch(name, p) for p in open_patterns())
+        rec.export(tmp_path / name) if name.endswith(".json") else (tmp_path / name).write_bytes(b"PK")
+        assert source_of(str(tmp_path / name)) == "script"
+        with pytest.raises(GradvizError, match="not a Python file"):
+            Session().open(str(tmp_path / name))

@@ -24,7 +24,7 @@ from ..models import MODELS
 from ..recorder import record_run
 from ..recording import Recording
 from ..rerun import Rerun
-from ..storage import SUFFIX, read_document, write_document
+from ..storage import OPEN_SUFFIXES, SUFFIX, read_document, write_document
 from ..targets import Runner, parse_params
 from ..timeline import Timeline
 
@@ -41,8 +41,8 @@ def source_of(target: Any) -> str:
     if isinstance(target, Runner) or (callable(target) and not isinstance(target, (str, os.PathLike))):
         return "callable"
     text = os.fspath(target) if isinstance(target, os.PathLike) else target
-    if isinstance(text, str) and text.lower().endswith(SUFFIX):
-        return "file"
+    if isinstance(text, str) and text.lower().endswith(OPEN_SUFFIXES):
+        return "file"  # what the loader opens (storage.open_patterns(), the app's Open dialog offers the same)
     if isinstance(text, str) and text in MODELS:
         return "builtin"
     return "script"

@@ -49,34 +49,36 @@ def _target_args(p: argparse.ArgumentParser, default: str | None = None) -> None
     p.add_argument("--isolate", action="store_true",
                    help="run the model code in a child process: a crash, os._exit or a hang ends only that process")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="stop the model after this many seconds (implies --isolate; default: no limit)")
+                   help="stop the model after this many seconds (implies --isolate; default: no limit; "
+                        "app: 300, 0 for none)")
     p.add_argument("--max-memory", type=float, default=None, metavar="MB",
-                   help="limit the model's process to this much memory in MiB (implies --isolate; default: none)")
+                   help="limit the model's process to this much memory in MiB (implies --isolate; default: none; "
+                        "app: half the RAM, 0 for none)")
 
 
-def _session(args, keep_values: bool = True):
-    """A `Session` with the recording options of the command line (``--max-nodes``, ``--budget-mb``)."""
+def _session(args, keep_values: bool = True, app: bool = False):
+    """A `Session` with the recording options of the command line (``--max-nodes``, ``--budget-mb``) and its
+    isolation (``--isolate``, ``--timeout``, ``--max-memory``; always on for the app, with its defaults)."""
+    from .core.isolate import APP_TIMEOUT_S, app_max_memory_mb
     from .core.recorder import DEFAULT_MAX_NODES
     from .core.session import Session
     from .core.tensors import DEFAULT_BUDGET_BYTES
 
     budget = DEFAULT_BUDGET_BYTES if args.budget_mb is None else int(args.budget_mb * 2**20)
-    return Session(keep_values=keep_values, budget_bytes=budget, max_nodes=args.max_nodes or DEFAULT_MAX_NODES)
+    timeout, memory = getattr(args, "timeout", None), getattr(args, "max_memory", None)
+    isolate = app or getattr(args, "isolate", False) or timeout is not None or memory is not None
+    if app:  # the app's defaults; 0 means no limit
+        timeout = APP_TIMEOUT_S if timeout is None else timeout
+        memory = app_max_memory_mb() if memory is None else memory
+    return Session(keep_values=keep_values, budget_bytes=budget, max_nodes=args.max_nodes or DEFAULT_MAX_NODES,
+                   isolate=bool(isolate), timeout=timeout or None, max_memory_mb=memory or None, warm=app)
 
 
-def _open(args, keep_values: bool = True):
-    """A `Session` with the command's TARGET open (a .gradviz file is loaded, anything else recorded)."""
+def _open(args, keep_values: bool = True, progress: Callable | None = None):
+    """A `Session` with the command's TARGET open (a .gradviz file is loaded, anything else recorded;
+    with --isolate in a child process that records and checks it, this one opens what it wrote)."""
     session = _session(args, keep_values)
-    isolate = getattr(args, "isolate", False) or getattr(args, "timeout", None) or getattr(args, "max_memory", None)
-    if isolate and not str(args.target).lower().endswith(".gradviz"):
-        from .core.isolate import record_isolated
-
-        # the model runs (and is checked) in a child; this process only opens the file it wrote
-        with record_isolated(args.target, args.param, keep_values=keep_values, max_nodes=args.max_nodes,
-                             budget_mb=args.budget_mb, timeout=args.timeout, max_memory_mb=args.max_memory) as run:
-            session.open(str(run.path))
-        return session
-    session.open(args.target, args.param)
+    session.open(args.target, args.param, progress=progress)
     return session
 
 
@@ -248,9 +250,12 @@ def _cmd_record(args) -> int:
 
         raise GradvizError(f"the output {args.output!r} must end in {SUFFIX}",
                            hint="to write other formats use gradviz export TARGET -o FILE")
-    session = _open(args, keep_values=not args.no_values)
-    table = None if args.no_checks else session.run_checks(finite_diff=not args.no_fd)
-    path = session.export(args.output)  # a .gradviz file: the recording and the session's checks
+    progress = _progress_lines if args.progress else None
+    session = _open(args, keep_values=not args.no_values, progress=_part(progress, 0.0, 0.6))
+    table = None if args.no_checks else session.run_checks(finite_diff=not args.no_fd, fd_max_elements=args.fd_elements,
+                                                           progress=_part(progress, 0.6, 0.95))
+    # a .gradviz file: the recording and the session's checks
+    path = session.export(args.output, progress=_part(progress, 0.95, 1.0))
     size = os.path.getsize(path)
     checks = "no checks" if table is None else ("checks pass" if table.ok else f"{len(table.failed)} check(s) FAIL")
     print(f"{session.recording.summary()}\nsaved {path} ({size / 2**20:.2f} MiB; {checks})")
@@ -264,6 +269,24 @@ def _(p):
     p.add_argument("--no-values", action="store_true", help="keep shapes and dtypes only")
     p.add_argument("--no-checks", action="store_true", help="do not run and store the checks")
     p.add_argument("--no-fd", action="store_true", help="skip the finite-difference checks")
+    p.add_argument("--fd-elements", type=int, default=64, metavar="N",
+                   help="finite differences on at most N elements per leaf (default 64)")
+    # for gradviz.core.isolate: progress as 'gradviz-isolate: progress FRACTION MESSAGE' lines on stdout
+    p.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)
+
+
+def _progress_lines(fraction: float, message: str) -> None:
+    """Print one progress line for the parent process (`gradviz.core.isolate` reads them)."""
+    from .core.isolate_child import TAG
+
+    print(f"{TAG} progress {fraction:.3f} {' '.join(str(message).split())}", flush=True)
+
+
+def _part(progress: Callable | None, start: float, end: float) -> Callable | None:
+    """`progress` for one part of a command: its fractions mapped onto [start, end]."""
+    if progress is None:
+        return None
+    return lambda fraction, message="": progress(start + (end - start) * max(0.0, float(fraction)), message)
 
 
 @command("export", "export a target's graph or data: .png .svg .pdf .gif .dot .graphml .json .gradviz")
@@ -321,7 +344,7 @@ def _cmd_app(args) -> int:
         raise GradvizError(f"the desktop app cannot start: {exc}",
                            hint="install the gui extra: pip install 'gradviz[gui]'") from None
     # the window opens TARGET in the same Session the other commands use (in a worker, with progress)
-    return run_app(args.target, params=args.param, session=_session(args), lesson=args.lesson)
+    return run_app(args.target, params=args.param, session=_session(args, app=True), lesson=args.lesson)
 
 
 @_cmd_app.arguments

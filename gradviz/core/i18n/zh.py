@@ -55,6 +55,7 @@ ZH = {
     "Built-in model": "内置模型",
     "Parameters": "参数",
     "Recording…": "正在记录…",
+    "Starting the model's process…": "正在启动模型进程…",
     "Ready": "就绪",
     "Cancelled": "已取消",
     "not available in this build": "此版本不可用",

@@ -146,13 +146,41 @@ class Opened:
     checks: CheckTable | None
     timeline: Timeline
     backends: dict = dataclasses.field(default_factory=dict)
+    stored: CheckTable | None = None  # checks made with the recording in a child, shown when asked for
+
+
+def _record_in_child(target: Any, params: dict, options: dict, progress: Progress, cancelled: Callable[[], bool],
+                     started: Callable[[int], None] | None = None, **checks: Any) -> Document:
+    """Record `target` and run its checks in a child process (`gradviz.core.isolate`); open what it wrote."""
+    from ..i18n import language
+    from ..isolate import record_isolated
+
+    progress(0.0, "Starting the model's process…")
+    o = options
+    with record_isolated(os.fspath(target), [f"{k}={v}" for k, v in params.items()], keep_values=o["keep_values"],
+                         max_nodes=o["max_nodes"], budget_mb=o["budget_bytes"] / 2**20, timeout=o["timeout"],
+                         max_memory_mb=o["max_memory_mb"], cancel=cancelled, progress=progress, started=started,
+                         warm=o["warm"], lang=language(), **checks) as run:
+        return read_document(run.path, cancel=cancelled)
 
 
 class OpenJob(Job):
+    """Open a target: load a ``.gradviz`` file, or record a model (here, or in a child with ``isolate``).
+
+    Attributes
+    ----------
+    pid : int or None
+        The process id of the child recording the model (``isolate``), once it has started.
+    """
+
     kind = "open"
 
     def __init__(self, target: Any, params: Any, options: dict):
         self.target, self.params, self.options = target, params, options
+        self.pid: int | None = None
+
+    def _started(self, pid: int) -> None:
+        self.pid = pid
 
     def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> Opened:
         target = self.target
@@ -184,32 +212,57 @@ class OpenJob(Job):
                 if cancelled():
                     raise Cancelled()
             o = self.options
-            run = record_run(target, params=params or None, keep_values=o["keep_values"],
-                             budget_bytes=o["budget_bytes"], max_nodes=o["max_nodes"],
-                             check_finite=o["check_finite"], progress=lambda f, m: progress(0.85 * f, m),
-                             cancel=cancelled)
-            rec, rerun, checks = run.recording, run.rerun, None
+            stored = None
+            if o.get("isolate") and source in ("builtin", "script"):
+                # model code runs in a child process; this one opens the recording and checks it sent as data
+                doc = _record_in_child(target, params, o, lambda f, m: progress(0.85 * f, m), cancelled,
+                                       self._started)
+                rec, rerun, checks, stored = doc.recording, None, None, doc.checks
+            else:
+                run = record_run(target, params=params or None, keep_values=o["keep_values"],
+                                 budget_bytes=o["budget_bytes"], max_nodes=o["max_nodes"],
+                                 check_finite=o["check_finite"], progress=lambda f, m: progress(0.85 * f, m),
+                                 cancel=cancelled)
+                rec, rerun, checks = run.recording, run.rerun, None
             if has_backend:
                 progress(0.85, "Checking which backends can run…")
                 backends = backend_availability()
         progress(0.9, "Building the timeline…")
         timeline = Timeline(rec)
         progress(1.0, "")
-        return Opened(target, params, source, rec, rerun, checks, timeline, backends)
+        return Opened(target, params, source, rec, rerun, checks, timeline, backends,
+                      stored=stored if source != "file" else None)
 
 
 class ChecksJob(Job):
     kind = "checks"
 
-    def __init__(self, rec: Recording, rerun: Rerun | None, stored: CheckTable | None, options: dict):
+    def __init__(self, rec: Recording, rerun: Rerun | None, stored: CheckTable | None, options: dict,
+                 again: tuple | None = None):
         self.recording, self.rerun, self.stored, self.options = rec, rerun, stored, options
+        self.again = again  # (target, params, session options): a model recorded in a child, to run there again
+        self.pid: int | None = None
+
+    def _started(self, pid: int) -> None:
+        self.pid = pid
 
     def _work(self, progress: Progress, cancelled: Callable[[], bool]) -> CheckTable:
         if self.recording is None:
             raise GradvizError("there is no recording to check", hint="open a model first")
-        if self.rerun is None and self.stored is not None:
-            # the model cannot run again: the checks stored when it was recorded
-            return dataclasses.replace(self.stored, strict=self.options.get("strict", False))
+        strict = self.options.get("strict", False)
+        defaults = self.options.get("finite_diff", True) and self.options.get("fd_max_elements", 64) == 64
+        if self.rerun is None and self.stored is not None and (self.again is None or defaults):
+            # the checks made with the recording (in a child, with the default options), or stored in a file
+            return dataclasses.replace(self.stored, strict=strict)
+        if self.rerun is None and self.again is not None:
+            # other options: the model is recorded and checked again in a new child
+            target, params, options = self.again
+            doc = _record_in_child(target, params, options, progress, cancelled, self._started,
+                                   finite_diff=self.options.get("finite_diff", True),
+                                   fd_max_elements=self.options.get("fd_max_elements", 64))
+            if doc.checks is None:
+                raise GradvizError("the model's process sent no checks", hint="run gradviz check TARGET")
+            return dataclasses.replace(doc.checks, strict=strict)
         return _checks(self.recording, self.rerun, progress, **self.options)
 
 

@@ -33,6 +33,17 @@ class Session:
         Refuse graphs with more nodes than this.
     check_finite : bool
         Stop recording at the first NaN or Inf.
+    isolate : bool
+        Run model code in a child process, one per run (`gradviz.core.isolate`): it records, runs the
+        checks that re-run the model and sends both back as a ``.gradviz`` file, opened here as data. A
+        crash, an exit, an endless loop or a memory hog in the model ends only the child and becomes
+        the job's one-line message. Off by default (the command line's ``--isolate``); the app turns it on.
+    timeout : float, optional
+        With `isolate`: stop a run after this many seconds.
+    max_memory_mb : float, optional
+        With `isolate`: the child's memory limit in MiB.
+    warm : bool
+        With `isolate`: keep the next run's child started and waiting, torch imported (the app).
 
     Signals
     -------
@@ -49,9 +60,11 @@ class Session:
     """
 
     def __init__(self, *, keep_values: bool = True, budget_bytes: int = DEFAULT_BUDGET_BYTES,
-                 max_nodes: int = DEFAULT_MAX_NODES, check_finite: bool = True):
+                 max_nodes: int = DEFAULT_MAX_NODES, check_finite: bool = True, isolate: bool = False,
+                 timeout: float | None = None, max_memory_mb: float | None = None, warm: bool = False):
         self.options = {"keep_values": keep_values, "budget_bytes": budget_bytes, "max_nodes": max_nodes,
-                        "check_finite": check_finite}
+                        "check_finite": check_finite, "isolate": isolate, "timeout": timeout,
+                        "max_memory_mb": max_memory_mb, "warm": warm}
         self.recorded = Signal()
         self.step_changed = Signal()
         self.checks_done = Signal()
@@ -134,7 +147,8 @@ class Session:
         params : dict or list of str, optional
             A built-in model's parameters, as a dict or as ``"name=value"`` strings (``--param``).
         **options
-            ``keep_values``, ``budget_bytes``, ``max_nodes``, ``check_finite`` for this open only.
+            ``keep_values``, ``budget_bytes``, ``max_nodes``, ``check_finite``, ``isolate``, ``timeout``,
+            ``max_memory_mb``, ``warm`` for this open only.
 
         Returns
         -------
@@ -153,9 +167,17 @@ class Session:
         return self.open_job(self._target, self._params or None)
 
     def checks_job(self, strict: bool = False, finite_diff: bool = True, fd_max_elements: int = 64) -> Job:
-        """A job that checks the current recording (the stored checks when the model cannot run again)."""
+        """A job that checks the current recording (the stored checks when the model cannot run again).
+
+        A model recorded in a child process (`isolate`) was checked there with the default options; other
+        options check it again in a new child.
+        """
+        again = None
+        if self._rerun is None and self._source in ("builtin", "script") and self.options["isolate"]:
+            again = (self._target, self._params, self.options)
         return ChecksJob(self._recording, self._rerun, self._stored_checks,
-                         {"strict": strict, "finite_diff": finite_diff, "fd_max_elements": fd_max_elements})
+                         {"strict": strict, "finite_diff": finite_diff, "fd_max_elements": fd_max_elements},
+                         again=again)
 
     def export_job(self, path: str | os.PathLike, **options: Any) -> Job:
         """A job that exports the recording to `path` (options as `gradviz.core.exporters.export`)."""
@@ -206,7 +228,9 @@ class Session:
             self._stepper.step_changed.disconnect(self._on_step_changed)
         self._target, self._params, self._source = opened.target, opened.params, opened.source
         self._recording, self._rerun, self._timeline = opened.recording, opened.rerun, opened.timeline
-        self._checks, self._stored_checks, self._flow = opened.checks, opened.checks, None
+        # a file's checks are shown at once; a child's wait, as the in-process ones do, until asked for
+        self._checks, self._flow = opened.checks, None
+        self._stored_checks = opened.checks if opened.checks is not None else opened.stored
         self._backends = {**self._backends, **opened.backends}
         self._stepper = Stepper(opened.timeline)
         self._stepper.step_changed.connect(self._on_step_changed)

@@ -3,7 +3,9 @@
 `QtMainWindow(session)` is a view of a `gradviz.core.session.Session`, as napari's ``QtDims(dims)`` is
 of ``Dims``: the session holds the target, parameters, recording, timeline, stepper and checks; the
 window lays out docks and actions, subscribes to the session's signals and turns user actions into the
-session's commands (long ones as jobs in a `QtJob` worker). Every user action is a method of
+session's commands (long ones as jobs in a `QtJob` worker). The app's session runs model code in a child
+process per run (`app_session`: ``isolate`` with a time and memory limit, a warm spare child), so a crash,
+an exit, an endless loop or a memory hog in the model becomes the banner's line and Cancel kills the child. Every user action is a method of
 `QtMainWindow` (``open_target``, ``step_to``, ``select_node``, ``run_checks``, ``set_theme`` ...) listed
 in ``QtMainWindow.commands``, so a script, a test or the command line can drive the window exactly as
 the menus do.
@@ -30,11 +32,23 @@ from .i18n import tr
 from .theme import theme_names
 from .workers import QtJob, QtTask
 
-__all__ = ["QtMainWindow", "run_app", "build_window", "DEFAULT_MODEL", "ASYNC_LAYOUT_NODES"]
+__all__ = ["QtMainWindow", "run_app", "build_window", "app_session", "DEFAULT_MODEL", "ASYNC_LAYOUT_NODES"]
 
 DEFAULT_MODEL = "repeated-layer"
 ASYNC_LAYOUT_NODES = 2000  # graphs larger than this are laid out again in a worker
 AUTO_CHECK_NODES = 5000  # recordings up to this size are checked as soon as they open (larger: Run checks)
+
+
+def app_session(**options) -> Session:
+    """The app's `Session`: model code in a child process per run, with the app's limits.
+
+    ``timeout`` is `gradviz.core.isolate.APP_TIMEOUT_S` (300 s) and ``max_memory_mb`` half the RAM
+    (`gradviz.core.isolate.app_max_memory_mb`) unless given; the next run's child waits started (``warm``).
+    """
+    from gradviz.core.isolate import APP_TIMEOUT_S, app_max_memory_mb
+
+    defaults = {"isolate": True, "timeout": APP_TIMEOUT_S, "max_memory_mb": app_max_memory_mb(), "warm": True}
+    return Session(**{**defaults, **options})
 
 
 class QtMainWindow(QtWindowChrome, QMainWindow):
@@ -43,8 +57,8 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
     Parameters
     ----------
     session : Session, optional
-        What the window shows and drives (a new one by default). For older callers a `QSettings`
-        given here is taken as `settings`.
+        What the window shows and drives (by default `app_session()`: model code in a child process). For
+        older callers a `QSettings` given here is taken as `settings`.
     settings : QSettings, optional
         Where the window layout, last model, theme and language are kept (the user's settings by default).
     """
@@ -53,7 +67,7 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         if isinstance(session, QSettings):  # QtMainWindow(settings), as before the Session
             session, settings = None, session
         super().__init__(parent)
-        self.session = session if session is not None else Session()
+        self.session = session if session is not None else app_session()
         # cyclic garbage is collected in this thread only while the window lives (gc_guard)
         gc_guard.acquire()
         self._gc_released = False
@@ -216,7 +230,7 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         return bool(self._tasks)
 
     def cancel(self) -> None:
-        """Cancel the recording in progress (the window keeps what it showed)."""
+        """Cancel the recording in progress (the window keeps what it showed; a child process is killed)."""
         if self._record_task is not None:
             self._record_task.cancel()
             self.model_panel.progress_label.setText(tr("Cancel") + "…")
@@ -456,7 +470,8 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
 
     # -- lifetime -----------------------------------------------------------------------------
     def shutdown(self, wait_ms: int = 30000) -> None:
-        """Stop playing, cancel running work and wait for the threads to end."""
+        """Stop playing, cancel running work and wait for the threads to end (a run's child is killed at
+        once, so its thread ends within a fraction of a second)."""
         self.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -496,12 +511,12 @@ def _app() -> QApplication:
 
 def build_window(target: str | None = None, params: list[str] | dict | None = None,
                  settings: QSettings | None = None, session: Session | None = None) -> QtMainWindow:
-    """Make the window on `session` (a new one by default) and start opening `target` (the last model, else
+    """Make the window on `session` (`app_session()` by default) and start opening `target` (the last model, else
     the default) in a worker; not yet shown."""
     from gradviz.core.targets import parse_params
 
     _app()
-    win = QtMainWindow(session if session is not None else Session(), settings=settings)
+    win = QtMainWindow(session if session is not None else app_session(), settings=settings)
     if target is None:
         target = str(win.settings.value("last_target", DEFAULT_MODEL))
         if params is None:
@@ -525,7 +540,8 @@ def run_app(target: str | None = None, params: list[str] | None = None, session:
     params : list of str, optional
         ``"name=value"`` strings, as ``--param`` takes them.
     session : Session, optional
-        The session the window shows and drives (the command line passes its recording options in it).
+        The session the window shows and drives (the command line passes its recording options and limits
+        in it); `app_session()` by default.
     lesson : str, optional
         A lesson to open in the Lesson dock (its name or folder); the window follows its steps.
 

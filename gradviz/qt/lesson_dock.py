@@ -273,7 +273,9 @@ class QtLessonDock(QDockWidget):
             return
         key = (self.run.lesson.resolved_target(), tuple(sorted(self.run.session.params.items())))
         if self._mirrored != key:
-            s.open(self.run.lesson.resolved_target(), dict(self.run.session.params) or None)
+            # the lesson's own recording of this part, shown as it is: the model is not run a second time
+            # (the window's session may run model code in a child process: seconds, on the GUI thread)
+            s.set_recording(self.run.session.recording, self.run.session.timeline)
             self._mirrored = key
         s.step_to(self.view.timeline_step)
 

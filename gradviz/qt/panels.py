@@ -663,13 +663,15 @@ class QtModelPanel(QWidget):
         self.progress_label.setVisible(running)
         self.run_button.setEnabled(not running)
         if running:
-            self.progress.setValue(0)
+            self.progress.setRange(0, 0)  # busy until the run reports how far it got (a child starting)
             self.progress_label.setText(tr("Recording…"))
 
     def set_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(int(fraction * 1000))
+        if fraction > 0:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(fraction * 1000))
         if message:
-            self.progress_label.setText(message)
+            self.progress_label.setText(translate(message))
 
 
 def _is_number(text: str) -> bool:

@@ -56,22 +56,29 @@ def _target_args(p: argparse.ArgumentParser, default: str | None = None) -> None
                         "app: half the RAM, 0 for none)")
 
 
-def _session(args, keep_values: bool = True, app: bool = False):
-    """A `Session` with the recording options of the command line (``--max-nodes``, ``--budget-mb``) and its
-    isolation (``--isolate``, ``--timeout``, ``--max-memory``; always on for the app, with its defaults)."""
-    from .core.isolate import APP_TIMEOUT_S, app_max_memory_mb
+def _session_options(args, keep_values: bool = True) -> dict:
+    """The `Session` options of the command line: ``--max-nodes``, ``--budget-mb``, and the isolation of model
+    code (``--isolate``, ``--timeout``, ``--max-memory``; a limit of 0 is none)."""
     from .core.recorder import DEFAULT_MAX_NODES
-    from .core.session import Session
     from .core.tensors import DEFAULT_BUDGET_BYTES
 
     budget = DEFAULT_BUDGET_BYTES if args.budget_mb is None else int(args.budget_mb * 2**20)
+    options = {"keep_values": keep_values, "budget_bytes": budget, "max_nodes": args.max_nodes or DEFAULT_MAX_NODES}
     timeout, memory = getattr(args, "timeout", None), getattr(args, "max_memory", None)
-    isolate = app or getattr(args, "isolate", False) or timeout is not None or memory is not None
-    if app:  # the app's defaults; 0 means no limit
-        timeout = APP_TIMEOUT_S if timeout is None else timeout
-        memory = app_max_memory_mb() if memory is None else memory
-    return Session(keep_values=keep_values, budget_bytes=budget, max_nodes=args.max_nodes or DEFAULT_MAX_NODES,
-                   isolate=bool(isolate), timeout=timeout or None, max_memory_mb=memory or None, warm=app)
+    if getattr(args, "isolate", False) or timeout is not None or memory is not None:
+        options["isolate"] = True
+    if timeout is not None:
+        options["timeout"] = timeout or None
+    if memory is not None:
+        options["max_memory_mb"] = memory or None
+    return options
+
+
+def _session(args, keep_values: bool = True):
+    """A `Session` with the options of the command line (`_session_options`)."""
+    from .core.session import Session
+
+    return Session(**_session_options(args, keep_values))
 
 
 def _open(args, keep_values: bool = True, progress: Callable | None = None):
@@ -252,8 +259,9 @@ def _cmd_record(args) -> int:
                            hint="to write other formats use gradviz export TARGET -o FILE")
     progress = _progress_lines if args.progress else None
     session = _open(args, keep_values=not args.no_values, progress=_part(progress, 0.0, 0.6))
-    table = None if args.no_checks else session.run_checks(finite_diff=not args.no_fd, fd_max_elements=args.fd_elements,
-                                                           progress=_part(progress, 0.6, 0.95))
+    skip = args.no_checks or (args.checks_max_nodes is not None and len(session.recording.nodes) > args.checks_max_nodes)
+    table = None if skip else session.run_checks(finite_diff=not args.no_fd, fd_max_elements=args.fd_elements,
+                                                 progress=_part(progress, 0.6, 0.95))
     # a .gradviz file: the recording and the session's checks
     path = session.export(args.output, progress=_part(progress, 0.95, 1.0))
     size = os.path.getsize(path)
@@ -271,13 +279,15 @@ def _(p):
     p.add_argument("--no-fd", action="store_true", help="skip the finite-difference checks")
     p.add_argument("--fd-elements", type=int, default=64, metavar="N",
                    help="finite differences on at most N elements per leaf (default 64)")
+    p.add_argument("--checks-max-nodes", type=int, default=None, metavar="N",
+                   help="store no checks for a graph of more than N nodes (gradviz check runs them)")
     # for gradviz.core.isolate: progress as 'gradviz-isolate: progress FRACTION MESSAGE' lines on stdout
     p.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)
 
 
 def _progress_lines(fraction: float, message: str) -> None:
     """Print one progress line for the parent process (`gradviz.core.isolate` reads them)."""
-    from .core.isolate_child import TAG
+    from .core.isolate import TAG
 
     print(f"{TAG} progress {fraction:.3f} {' '.join(str(message).split())}", flush=True)
 
@@ -344,7 +354,11 @@ def _cmd_app(args) -> int:
         raise GradvizError(f"the desktop app cannot start: {exc}",
                            hint="install the gui extra: pip install 'gradviz[gui]'") from None
     # the window opens TARGET in the same Session the other commands use (in a worker, with progress)
-    return run_app(args.target, params=args.param, session=_session(args, app=True), lesson=args.lesson)
+    from .qt.app import app_session
+
+    # model code runs in a child process per run, with the app's limits unless --timeout/--max-memory say
+    return run_app(args.target, params=args.param, session=app_session(**_session_options(args)),
+                   lesson=args.lesson)
 
 
 @_cmd_app.arguments

@@ -10,7 +10,7 @@ the recording was made (did the model call os._exit()?)".
 
 Each run has a process of its own, used once. Starting one costs an interpreter and ``import torch``
 (a second or more); with ``warm=True`` the next run's child is started as soon as a run ends and waits,
-imports done, for its request (`gradviz.core.isolate_child`), so the app's next recording does not
+imports done, for its request (`gradviz.isolate_child`), so the app's next recording does not
 pay for it. The child reports ``gradviz-isolate: progress FRACTION MESSAGE`` lines on stdout, passed
 on to `progress`.
 """
@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import Cancelled, GradvizError
-from .isolate_child import TAG
 
 __all__ = ["record_isolated", "IsolatedRun", "discard_spare", "APP_TIMEOUT_S", "app_max_memory_mb",
-           "STARTUP_GRACE_S"]
+           "STARTUP_GRACE_S", "TAG"]
 
+TAG = "gradviz-isolate:"  # the child's lines on stdout that the parent reads start with this
 APP_TIMEOUT_S = 300.0  # the app's default time limit for one run of model code
 STARTUP_GRACE_S = 120.0  # a child that has not begun its run this long after the limit is stopped too
 
@@ -76,7 +76,7 @@ class _Child:
         self.key = _key(max_memory_mb)
         self.folder = Path(tempfile.mkdtemp(prefix="gradviz-isolate-"))
         self.err_path = self.folder / "stderr.txt"
-        argv = [sys.executable, "-m", "gradviz.core.isolate_child"]
+        argv = [sys.executable, "-m", "gradviz.isolate_child"]
         if max_memory_mb:
             argv += ["--max-memory", str(float(max_memory_mb))]
         env = {k: v for k, v in os.environ.items() if k not in ("GRADVIZ_TEST_WRITE_PAUSE", "GRADVIZ_DEBUG")}
@@ -189,7 +189,7 @@ atexit.register(discard_spare)
 
 
 def _argv(target: str, params, out: Path, *, keep_values, max_nodes, budget_mb, checks, finite_diff,
-          fd_max_elements, lang) -> list[str]:
+          fd_max_elements, checks_max_nodes, lang) -> list[str]:
     argv = ["--lang", lang] if lang else []
     argv += ["record", str(target), "-o", str(out), "--progress"]
     for p in params or []:
@@ -206,13 +206,15 @@ def _argv(target: str, params, out: Path, *, keep_values, max_nodes, budget_mb, 
         argv.append("--no-fd")
     if fd_max_elements is not None:
         argv += ["--fd-elements", str(int(fd_max_elements))]
+    if checks_max_nodes is not None:
+        argv += ["--checks-max-nodes", str(int(checks_max_nodes))]
     return argv
 
 
 def record_isolated(target: str, params: list[str] | None = None, *, keep_values: bool = True,
                     max_nodes: int | None = None, budget_mb: float | None = None, checks: bool = True,
                     finite_diff: bool = True, fd_max_elements: int | None = None,
-                    timeout: float | None = None, max_memory_mb: float | None = None,
+                    checks_max_nodes: int | None = None, timeout: float | None = None, max_memory_mb: float | None = None,
                     cancel: Callable[[], bool] | None = None, progress: Callable[[float, str], None] | None = None,
                     started: Callable[[int], None] | None = None, warm: bool = False,
                     lang: str | None = None) -> IsolatedRun:
@@ -228,6 +230,8 @@ def record_isolated(target: str, params: list[str] | None = None, *, keep_values
         As for ``gradviz record``.
     finite_diff, fd_max_elements
         The finite-difference checks' options (``--no-fd``, ``--fd-elements``).
+    checks_max_nodes : int, optional
+        Run no checks for a graph of more nodes than this (``--checks-max-nodes``).
     timeout : float, optional
         Stop the child after its run has taken this many seconds (default: no limit).
     max_memory_mb : float, optional
@@ -253,7 +257,8 @@ def record_isolated(target: str, params: list[str] | None = None, *, keep_values
     out = child.folder / "run.gradviz"
     try:
         child.send(_argv(target, params, out, keep_values=keep_values, max_nodes=max_nodes, budget_mb=budget_mb,
-                         checks=checks, finite_diff=finite_diff, fd_max_elements=fd_max_elements, lang=lang))
+                         checks=checks, finite_diff=finite_diff, fd_max_elements=fd_max_elements,
+                         checks_max_nodes=checks_max_nodes, lang=lang))
         if started is not None:
             started(child.pid)
         _wait(child, timeout, cancel, progress)

@@ -43,11 +43,13 @@ def app_session(**options) -> Session:
     """The app's `Session`: model code in a child process per run, with the app's limits.
 
     ``timeout`` is `gradviz.core.isolate.APP_TIMEOUT_S` (300 s) and ``max_memory_mb`` half the RAM
-    (`gradviz.core.isolate.app_max_memory_mb`) unless given; the next run's child waits started (``warm``).
+    (`gradviz.core.isolate.app_max_memory_mb`) unless given; the next run's child waits started (``warm``);
+    the child checks what it recorded up to `AUTO_CHECK_NODES` nodes, the ones the window shows at once.
     """
     from gradviz.core.isolate import APP_TIMEOUT_S, app_max_memory_mb
 
-    defaults = {"isolate": True, "timeout": APP_TIMEOUT_S, "max_memory_mb": app_max_memory_mb(), "warm": True}
+    defaults = {"isolate": True, "timeout": APP_TIMEOUT_S, "max_memory_mb": app_max_memory_mb(), "warm": True,
+                "checks_max_nodes": AUTO_CHECK_NODES}
     return Session(**{**defaults, **options})
 
 

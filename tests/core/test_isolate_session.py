@@ -53,6 +53,15 @@ def test_a_parameter_change_records_again_in_a_child():
     assert s.params == {"k": 1} and len(s.recording.forward) < three
 
 
+def test_a_graph_past_checks_max_nodes_is_checked_in_a_new_child_when_asked():
+    inline = Session()
+    inline.open("repeated-layer", {"k": 2})
+    s = Session(isolate=True, checks_max_nodes=3)
+    s.open("repeated-layer", {"k": 2})
+    assert len(s.recording.nodes) > 3 and s.checks is None
+    assert _rows(s.run_checks()) == _rows(inline.run_checks())
+
+
 def test_what_ends_the_child_is_the_message_and_the_session_keeps_its_recording(tmp_path):
     script = tmp_path / "loop.py"
     script.write_text("def build():\n    while True:\n        pass\n")

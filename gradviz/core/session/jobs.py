@@ -157,6 +157,7 @@ def _record_in_child(target: Any, params: dict, options: dict, progress: Progres
 
     progress(0.0, "Starting the model's process…")
     o = options
+    checks.setdefault("checks_max_nodes", o.get("checks_max_nodes"))
     with record_isolated(os.fspath(target), [f"{k}={v}" for k, v in params.items()], keep_values=o["keep_values"],
                          max_nodes=o["max_nodes"], budget_mb=o["budget_bytes"] / 2**20, timeout=o["timeout"],
                          max_memory_mb=o["max_memory_mb"], cancel=cancelled, progress=progress, started=started,
@@ -258,7 +259,7 @@ class ChecksJob(Job):
             # other options: the model is recorded and checked again in a new child
             target, params, options = self.again
             doc = _record_in_child(target, params, options, progress, cancelled, self._started,
-                                   finite_diff=self.options.get("finite_diff", True),
+                                   checks_max_nodes=None, finite_diff=self.options.get("finite_diff", True),
                                    fd_max_elements=self.options.get("fd_max_elements", 64))
             if doc.checks is None:
                 raise GradvizError("the model's process sent no checks", hint="run gradviz check TARGET")

@@ -44,6 +44,9 @@ class Session:
         With `isolate`: the child's memory limit in MiB.
     warm : bool
         With `isolate`: keep the next run's child started and waiting, torch imported (the app).
+    checks_max_nodes : int, optional
+        With `isolate`: the child checks graphs of at most this many nodes with the recording (larger
+        ones are checked, in a new child, when `run_checks` asks).
 
     Signals
     -------
@@ -61,10 +64,11 @@ class Session:
 
     def __init__(self, *, keep_values: bool = True, budget_bytes: int = DEFAULT_BUDGET_BYTES,
                  max_nodes: int = DEFAULT_MAX_NODES, check_finite: bool = True, isolate: bool = False,
-                 timeout: float | None = None, max_memory_mb: float | None = None, warm: bool = False):
+                 timeout: float | None = None, max_memory_mb: float | None = None, warm: bool = False,
+                 checks_max_nodes: int | None = None):
         self.options = {"keep_values": keep_values, "budget_bytes": budget_bytes, "max_nodes": max_nodes,
                         "check_finite": check_finite, "isolate": isolate, "timeout": timeout,
-                        "max_memory_mb": max_memory_mb, "warm": warm}
+                        "max_memory_mb": max_memory_mb, "warm": warm, "checks_max_nodes": checks_max_nodes}
         self.recorded = Signal()
         self.step_changed = Signal()
         self.checks_done = Signal()
@@ -148,7 +152,7 @@ class Session:
             A built-in model's parameters, as a dict or as ``"name=value"`` strings (``--param``).
         **options
             ``keep_values``, ``budget_bytes``, ``max_nodes``, ``check_finite``, ``isolate``, ``timeout``,
-            ``max_memory_mb``, ``warm`` for this open only.
+            ``max_memory_mb``, ``warm``, ``checks_max_nodes`` for this open only.
 
         Returns
         -------

@@ -1,6 +1,6 @@
 """The child side of `gradviz.core.isolate`: one interpreter that makes one recording, then ends.
 
-``python -m gradviz.core.isolate_child [--max-memory MB]`` limits its own data segment, imports torch
+It runs the command line, so it sits beside it, above the core. ``python -m gradviz.isolate_child [--max-memory MB]`` limits its own data segment, imports torch
 and gradviz (the slow part of starting, done before any run is asked for, so a spare child can wait
 ready), then reads one request from stdin, a JSON line ``{"argv": [...], "cwd": "..."}``, says
 ``gradviz-isolate: begin`` on stdout and runs ``gradviz ARGV`` (``record TARGET -o FILE --progress``).
@@ -14,9 +14,9 @@ import os
 import resource
 import sys
 
-__all__ = ["main", "TAG"]
+from gradviz.core.isolate import TAG
 
-TAG = "gradviz-isolate:"  # the lines the parent reads on stdout start with this
+__all__ = ["main"]
 
 
 def _limit(max_memory_mb: float) -> None:

@@ -255,6 +255,8 @@ def resolve_target(target: Any, params: dict | None = None) -> Runner:
             raise GradvizError("parameters apply to built-in models only",
                                hint="give the callable its values directly (functools.partial)")
         return CallableRunner(target)
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)  # a script given as a path object, named as the user wrote it
     if not isinstance(target, str) or not target:
         raise GradvizError(f"cannot record {target!r}", hint="give a built-in model name, a script path, or a callable")
     if target in MODELS:

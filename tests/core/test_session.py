@@ -290,4 +290,4 @@ def test_the_open_dialog_patterns_are_exactly_what_opens(tmp_path):
         rec.export(tmp_path / name) if name.endswith(".json") else (tmp_path / name).write_bytes(b"PK")
         assert source_of(str(tmp_path / name)) == "script"
         with pytest.raises(GradvizError, match="not a Python file"):
-            Session().open(str(tmp_path / name))
+            Session().open(tmp_path / name)

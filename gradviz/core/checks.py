@@ -151,8 +151,10 @@ def _gradcheck_checks(rec: Recording, rerun: Rerun | None) -> list[Check]:
         replay = replays.get(node.id)
         what = f"node {node.id} {node.name}" + (f" [{node.backend}]" if node.backend else "")
         if replay is None or replay[0] is None:
+            why = ("the recording was opened from a file: the Function is not here to run" if rerun is None else
+                   "the Function's call was not seen while recording (made in another thread or in TorchScript)")
             rows.append(Check("gradcheck", what, "torch.autograd.gradcheck, float64", SKIPPED, node=node.id,
-                              detail="the recording was opened from a file: the Function is not here to run"))
+                              detail=why))
             continue
         (fn, args, kwargs), _cls = replay
         requires = {id(a): a.requires_grad for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)}

@@ -17,7 +17,7 @@ from .recording import Recording
 from .rerun import Rerun
 from .sandbox import Sandbox
 
-__all__ = ["fd_checks", "recorded_gradient", "widened", "BEFORE_NOTE"]
+__all__ = ["fd_checks", "recorded_gradient", "widened", "unseen_note", "BEFORE_NOTE"]
 
 BEFORE_NOTE = (".grad held a value before the recorded backward (a backward inside build(), or an earlier "
                "run): compared what the recorded backward added, .grad minus that value")
@@ -48,6 +48,10 @@ def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note
         return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
                       detail="the recording was opened from a file: the model is not here to re-run")
                 for n in targets]
+    unseen = unseen_note(rec)
+    if unseen:
+        return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n, node=rec.leaves[n].node,
+                      detail=unseen) for n in targets]
     order = {name: i for i, name in enumerate(rec.leaf_order)}
     sources = rec.source_values
 
@@ -162,3 +166,22 @@ def widened(tol: Tolerance, info) -> Tolerance:
     if grad.dtype.kind not in "fc" or grad.size == 0:
         return tol
     return Tolerance(tol.atol + float(np.finfo(grad.dtype).eps) * float(np.abs(grad).max()), tol.rtol)
+
+
+def unseen_note(rec: Recording) -> str:
+    """Why finite differences cannot re-run `rec` faithfully, or ``""``.
+
+    A re-run sets each source tensor to its recorded value, and moves one element, where the op
+    that first uses it runs; it sees ops in its own thread only. Nodes of the graph that no op seen
+    while recording made (``meta["unseen_nodes"]``: ops run in another thread, e.g. in a
+    ``ThreadPoolExecutor`` inside ``build()``, or in TorchScript) used values a re-run can neither
+    set nor move, so its differences would be those of another function: a false failure.
+    """
+    ids = rec.meta.get("unseen_nodes") or []
+    if not ids:
+        return ""
+    names = ", ".join(f"node {i} {rec.nodes[i].name}" for i in ids[:3] if 0 <= i < len(rec.nodes))
+    more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+    return (f"ops ran where gradviz cannot follow them ({names}{more}: made in another thread or in "
+            "TorchScript): a re-run cannot set the values they used, so finite differences are skipped; "
+            "gradcheck, local rules, flow and accumulation still check every node")

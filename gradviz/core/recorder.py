@@ -76,6 +76,9 @@ class _ForwardCapture(TorchFunctionMode):
         self._depth = 0
         self._src_cache: dict[str, bool] = {}
         self.grad_hooks: list[str] = []  # where the script registered gradient hooks on tensors
+        # per op seen in this thread: (nodes it made, nodes it consumed), to tell the graph's
+        # nodes that no seen op made (ops in another thread) from the rest; see unseen_nodes
+        self.seen_ops: list[tuple[list, list]] = []
 
     # --- what the sandbox installs (gradviz.core.sandbox.Sandbox applies and restores them) ------
     def wrap_apply(self, orig: Callable) -> Callable:
@@ -135,28 +138,35 @@ class _ForwardCapture(TorchFunctionMode):
         kwargs = kwargs or {}
         if self._depth:
             return func(*args, **kwargs)
+        name = getattr(func, "__name__", None) or str(func)
+        # an in-place op gives its input (and the input's base, for a view) a new node
+        inplace = name in _INPLACE_NAMES or (name.endswith("_") and not name.endswith("__"))
+        before = _nodes_before(args, kwargs) if inplace and torch.is_grad_enabled() else None
         # what the op runs inside is part of this one event: the autograd Function that
         # torch.library.register_autograd runs inside a custom op is not a second user op
         out = self._inside(func, *args, **kwargs)
         # only ops under grad mode whose result joins the graph are events
         if not torch.is_grad_enabled():
             return out
+        if before is not None:
+            self._note_inplace(before)
         outs = _tensors_in(out)
         # (is_leaf, not grad_fn: reading grad_fn gives the node a Python wrapper, which makes
         # freeing the graph recursive; see teardown.py)
         if all(t.is_leaf for t in outs):
             return out
-        name = getattr(func, "__name__", None) or str(func)
         if isinstance(func, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
             # a custom op says whose it is: gradviz::linear, not a bare "linear" like F.linear
             qualified = str(func).split(".")  # "gradviz.linear" or "gradviz.linear.default"
             if len(qualified) >= 2 and qualified[0] != "aten":
                 name = f"{qualified[0]}::{qualified[1]}"
-        if name in _SKIP_FUNCS:
-            return out
         ins = _tensors_in(args)
         if kwargs:
             ins += _tensors_in(kwargs)
+        if name in _SKIP_FUNCS:
+            # an attribute view (.T, .mT, .real): no event of its own, but its node was seen made
+            self._note_op(ins, outs)
+            return out
         # a real use in the graph: number the source tensors it is the first to use
         if self._scan_leaves(ins) and self.on_leaf is not None:
             # finite differences changed a source in place: run the op again on the new values
@@ -198,6 +208,7 @@ class _ForwardCapture(TorchFunctionMode):
                           source=self._source(), inplace=inplace)
         self.events.append(ev)
         self.event_tensors.append((ins, outs))
+        self._note_op(ins, outs)
         self.event_module.append(self.module_stack[-1] if self.module_stack else None)
         for t in outs:
             fn = t.grad_fn
@@ -214,9 +225,58 @@ class _ForwardCapture(TorchFunctionMode):
             raise GraphTooLarge(f"the model made more than {self.max_nodes:,} autograd nodes while it ran "
                                 f"(the limit)", hint=_LIMIT_HINT)
 
+    def _note_op(self, ins, outs) -> None:
+        """Note the nodes an op seen here made (its outputs') and consumed (its inputs')."""
+        made = [t.grad_fn for t in outs if not t.is_leaf]
+        self.seen_ops.append((made, [t.grad_fn for t in ins if not t.is_leaf]))
+
+    def _note_inplace(self, before) -> None:
+        """Note the nodes an in-place op gave its inputs and their bases (``CopySlices``)."""
+        made = []
+        for t, fn in before:
+            now = t.grad_fn
+            if now is not None and now is not fn:
+                made.append(now)
+        if made:
+            self.seen_ops.append((made, [fn for _, fn in before if fn is not None]))
+
+    def unseen_nodes(self, fns: list, leaf_ids: set) -> list[int]:
+        """Indices into `fns` (the graph walked from the loss) of the nodes no op seen here made.
+
+        Each op seen in this thread made the nodes between its outputs' nodes and its inputs' nodes
+        (one node, or several inside a composite op). A node of the graph reached from none of them
+        was made where the capture could not see: by an op in another thread (torch function modes
+        are per thread), or in TorchScript. A leaf's node counts as seen when a seen op used the
+        leaf (`leaf_ids`: the ids of those leaf tensors).
+        """
+        index = {fn: i for i, fn in enumerate(fns)}
+        explained: set = set()
+        for made, consumed in self.seen_ops:
+            stop = set(consumed)
+            stack = [fn for fn in made if fn in index]
+            while stack:
+                fn = stack.pop()
+                if fn in explained or fn in stop:
+                    continue
+                explained.add(fn)
+                for nxt, _ in fn.next_functions:
+                    if nxt is not None and nxt not in explained:
+                        stack.append(nxt)
+        unseen = []
+        for fn, i in index.items():
+            if fn in explained:
+                continue
+            if hasattr(fn, "variable") and id(fn.variable) in leaf_ids:
+                continue
+            unseen.append(i)
+        return sorted(unseen)
+
     def graph_roots(self) -> list:
         """Every autograd node this capture's tensors reference (for `GraphKeeper`)."""
         roots = list(self.grad_fn_event)
+        for made, consumed in self.seen_ops:
+            roots.extend(made)
+            roots.extend(consumed)
         for ins, outs in self.event_tensors:
             for t in ins:
                 if not t.is_leaf:
@@ -262,6 +322,20 @@ class _ForwardCapture(TorchFunctionMode):
                 return f"{fname}:{f.f_lineno}"
             f = f.f_back
         return None
+
+
+_INPLACE_NAMES = _INPLACE_DUNDERS | {"__setitem__"}
+
+
+def _nodes_before(args, kwargs) -> list:
+    """Each tensor an in-place op may change (its inputs and their bases) with its node now."""
+    out = []
+    for t in _tensors_in(args) + (_tensors_in(kwargs) if kwargs else []):
+        out.append((t, t.grad_fn))
+        base = t._base
+        if base is not None:
+            out.append((base, base.grad_fn))
+    return out
 
 
 def _detached(obj):
@@ -383,6 +457,8 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     nodes, fn_ids, edges, fns = _walk_graph(loss.grad_fn, max_nodes, cancel)
     topo = topological_order(len(nodes), edges)
     keeper.walked(fns, topo)
+    # nodes made by ops this thread's capture did not see (another thread, TorchScript)
+    unseen = cap.unseen_nodes(fns, {id(t) for t in cap.leaf_seen})
     _annotate_nodes(nodes, fns, edges, cap, names, topo)
     input_edges = _input_nodes(nodes, fns, fn_ids, cap, names)
     leaf_node_of = {n.leaf: n.id for n in nodes if n.kind == "leaf" and n.leaf}
@@ -469,6 +545,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
         dropped={"tensors": store.dropped_count, "bytes": store.dropped_bytes},
         meta={"torch": torch.__version__, "manual_note": manual_note, "grad_hooks": _grad_hooks(cap, names),
               "module_parents": _module_parents(cap),
+              "unseen_nodes": unseen,
               "seconds": {"forward": t_forward - t_start,
                                                        "backward": t_backward - t_forward,
                                                        "total": time.perf_counter() - t_start}},

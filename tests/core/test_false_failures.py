@@ -173,3 +173,62 @@ def test_manual_row_compares_the_recorded_contribution():
     info.initial_grad = None
     row = next(r for r in kind_rows(run_checks(rec, finite_diff=False), "manual") if r.leaf == name)
     assert row.status == "fail" and abs(row.max_abs - 3.0) < 1e-4
+
+
+# ------------------------------------------------------------------------- ops in worker threads
+
+UNSEEN = "ops ran where gradviz cannot follow them"
+
+
+def test_a_thread_pool_inside_build_skips_finite_differences_with_a_note_through_the_cli():
+    proc = gradviz_check("threads_pool.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (fd,) = rows_of(proc.stdout, "finite-diff")
+    assert fd.rstrip().endswith("skipped") and "finite-diff w.grad: " + UNSEEN in proc.stdout
+    assert "another thread" in proc.stdout and "-> OK" in proc.stdout and proc.stderr == ""
+
+
+def test_a_thread_pool_records_exactly_and_every_other_row_passes():
+    rec, table, _ = checked("threads_pool.py")
+    assert table.ok and not table.failed
+    (fd,) = kind_rows(table, "finite-diff")
+    assert fd.status == "skipped" and UNSEEN in fd.detail
+    # the nodes the worker made are the ones named, and they are still checked by their local rules
+    unseen = {rec.nodes[i].name for i in rec.meta["unseen_nodes"]}
+    assert unseen == {"TanhBackward0", "MmBackward0"}
+    assert {r.status for r in kind_rows(table, "local-rule")} == {"pass"}
+    assert any("MmBackward0" in r.what for r in kind_rows(table, "local-rule"))
+    # recording is exact: the same gradient as torch alone, bit for bit
+    namespace = {}
+    exec(open(script("threads_pool.py")).read(), namespace)
+    torch.manual_seed(0)
+    loss, leaves = namespace["build"]()
+    (g,) = torch.autograd.grad(loss, [leaves["w"]])
+    np.testing.assert_array_equal(rec.leaves["w"].grad.value, g.numpy())
+
+
+def test_a_wrong_backward_run_in_a_worker_thread_still_fails():
+    proc = gradviz_check("threads_wrong.py")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert any(r.rstrip().endswith("FAIL") for r in rows_of(proc.stdout, "gradcheck"))
+    _, table, _ = checked("threads_wrong.py")
+    failed = {r.kind: r for r in table.failed}
+    assert set(failed) == {"gradcheck", "local-rule"} and "Square" in failed["local-rule"].what
+    # the numerical VJP of Square's forward is 2 x g; the wrong backward sent x g: off by half
+    assert abs(failed["local-rule"].max_rel - 0.5) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["seen_inplace.py", "seen_views.py", "seen_double_backward.py",
+                                  "seen_modules.py", "complex_ops.py", "retain_graph.py"])
+def test_models_without_threads_have_every_node_seen(name):
+    # no false skip: in-place ops on views, attribute views, composite ops, checkpointing, hooks and
+    # backward passes inside build() are all ops gradviz saw make their nodes
+    rec = record(script(name))
+    assert rec.meta["unseen_nodes"] == []
+
+
+@pytest.mark.parametrize("name", ["seen_inplace.py", "seen_double_backward.py"])
+def test_finite_differences_still_run_and_pass_without_threads(name):
+    _, table, _ = checked(name)
+    fds = kind_rows(table, "finite-diff")
+    assert fds and {r.status for r in fds} == {"pass"} and table.ok

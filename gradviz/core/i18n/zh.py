@@ -166,6 +166,13 @@ ZH = {
     "numpy rule for {name}": "{name} 的 numpy 规则",
     "complex numpy rule for {name}": "{name} 的复数 numpy 规则",
     "complex numpy rule": "复数 numpy 规则",
+    "ops ran where gradviz cannot follow them ({nodes}: made in another thread or in TorchScript): a re-run "
+    "cannot set the values they used, so finite differences are skipped; gradcheck, local rules, flow and "
+    "accumulation still check every node":
+        "有运算在 gradviz 无法跟踪的地方运行（{nodes}：在另一个线程或 TorchScript 中生成）：重新运行无法设置它们用到的数值，"
+        "因此跳过有限差分；gradcheck、局部规则、流动和累加仍检查每个节点",
+    "the Function's call was not seen while recording (made in another thread or in TorchScript)":
+        "记录时没有看到该 Function 的调用（在另一个线程或 TorchScript 中生成）",
     ".grad held a value before the recorded backward (a backward inside build(), or an earlier run): compared "
     "what the recorded backward added, .grad minus that value":
         ".grad 在记录的反向传播之前已有值（build() 里的一次反向传播，或更早的运行）：比较的是记录的反向传播加上的部分，"

@@ -307,8 +307,13 @@ def _cmd_export(args) -> int:
         if fraction < 0:
             print(f"note: {message}", file=sys.stderr)
 
+    extra = {k: v for k, v in (("around", args.around), ("steps", args.steps), ("page", args.page)) if v is not None}
+    if args.fold != "auto":
+        extra["fold"] = None if args.fold in ("off", "0") else _fold_rows(args.fold)
+    if args.no_proxies:
+        extra["proxies"] = False
     path = session.export(args.output, step=args.step, phase=args.phase, layout=args.layout, theme=args.theme,
-                          scale=args.scale, progress=progress)
+                          scale=args.scale, progress=progress, **extra)
     print(f"wrote {path} ({os.path.getsize(path) / 1024:.1f} KiB)")
     return 0
 
@@ -326,7 +331,33 @@ def _(p):
                       help="show the first step of this phase")
     p.add_argument("--layout", choices=LAYOUTS, default="lr", help="lr: left to right, the loss on the right; tb: top to bottom, the loss at the bottom")
     p.add_argument("--theme", choices=tuple(THEMES), default="light")
-    p.add_argument("--scale", type=float, default=1.0, help="size factor for raster images (default 1)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="size factor for images (default: 1, or smaller to fit, never below a legible 0.75)")
+    part = p.add_mutually_exclusive_group()
+    part.add_argument("--around", metavar="NODE", default=None,
+                      help="images: only the part of the graph around NODE (an id or a name)")
+    part.add_argument("--steps", metavar="A:B", default=None,
+                      help="images: only the part of the graph that timeline steps A to B run")
+    p.add_argument("--page", metavar="SIZE", default=None,
+                   help="PDF: paper size (a4, a3, a2, letter, tabloid): as many pages as a legible drawing needs")
+    p.add_argument("--fold", metavar="auto|off|N", default="auto",
+                   help="images: wrap a long chain into rows of N layers (auto: when it is much longer than a page)")
+    p.add_argument("--no-proxies", action="store_true",
+                   help="images: draw every edge to a shared parameter instead of a proxy next to each far use")
+
+
+def _fold_rows(text: str) -> int:
+    """--fold N: the number of layers per row."""
+    from .core.errors import GradvizError
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise GradvizError(f"--fold {text!r} is not auto, off or a number of layers per row",
+                           hint="for example --fold 60")
+    return n
 
 
 @command("backends", "report which backends of the linear op can run here, and why not")

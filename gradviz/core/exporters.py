@@ -54,8 +54,9 @@ class ExportOptions:
         ``"lr"`` (left to right, the loss on the right) or ``"tb"`` (top to bottom, the loss at the bottom).
     theme : str
         ``"light"`` or ``"dark"``.
-    scale : float
-        Size factor for raster images (1.0 = the app's size at 100 % zoom).
+    scale : float or None
+        Size factor for images (1.0 = the app's size at 100 % zoom); None lets the exporter choose a
+        legible one (`gradviz.core.pages`).
     extra : dict
         Options only some exporters read (``region="visible"`` with a view, ``max_frames``...).
     """
@@ -64,7 +65,7 @@ class ExportOptions:
     phase: str | None = None
     layout: str = "lr"
     theme: str = "light"
-    scale: float = 1.0
+    scale: float | None = 1.0
     progress: Callable[[float, str], None] | None = None
     cancel: Callable[[], bool] | None = None
     extra: dict = field(default_factory=dict)
@@ -208,7 +209,7 @@ def resolve_step(timeline: Timeline, step: int | None, phase: str | None) -> int
 
 @io_function("export")
 def export(rec: Recording, path: str | os.PathLike, step: int | None = None, phase: str | None = None,
-           layout: str = "lr", theme: str = "light", scale: float = 1.0,
+           layout: str = "lr", theme: str = "light", scale: float | None = None,
            progress: Callable[[float, str], None] | None = None, cancel: Callable[[], bool] | None = None,
            **extra: Any) -> Path:
     """Export `rec` to `path`, in the format its extension names, atomically.
@@ -225,15 +226,21 @@ def export(rec: Recording, path: str | os.PathLike, step: int | None = None, pha
         Show the first step of this phase instead.
     layout : {"lr", "tb"}
     theme : {"light", "dark"}
-    scale : float
-        Size factor for raster images, above 0 and at most 16.
+    scale : float, optional
+        Size factor for images, above 0 and at most 16. By default the exporter chooses: 1, or
+        smaller to fit its limits, never below a legible 0.75 (labels at least 9 px); a drawing
+        too big for that shows a part (images) or takes several pages (PDF).
     progress : callable, optional
         ``progress(fraction, message)``; a fraction of -1 carries a note (a cap that applied).
     cancel : callable, optional
         Polled while exporting; returning True stops with `Cancelled`, leaving no file.
     **extra
-        Options for some exporters: images take ``region`` (a QRectF of the drawing), ``rolled`` (fold
-        the uses of a reused module, as the app can) and ``precomputed`` (a layout to reuse); GIF takes
+        Options for some exporters: images take ``region`` (a QRectF of the drawing), ``around`` (a node
+        id or name: the part of the drawing around it), ``steps`` (``"A:B"``: the part the timeline
+        steps A..B run), ``rolled`` (fold the uses of a reused module, as the app can), ``fold``
+        (``"auto"``, None or layers per row: wrap a long chain into rows), ``proxies`` (False draws a
+        shared parameter's every edge) and ``precomputed`` (a layout to reuse); PDF takes ``page`` (a
+        paper size, ``a4``, ``a3``...: as many pages as a legible drawing needs); GIF takes
         ``max_frames``; ``.gradviz`` takes ``checks`` (a CheckTable to store with the recording).
         Exporters ignore options they do not know.
 
@@ -262,12 +269,13 @@ def export(rec: Recording, path: str | os.PathLike, step: int | None = None, pha
         raise GradvizError(f"unknown layout {layout!r}", hint="use lr (left to right) or tb (top to bottom)")
     if theme not in THEMES:
         raise GradvizError(f"unknown theme {theme!r}", hint=f"use one of {', '.join(THEMES)}")
-    try:
-        scale = float(scale)
-    except (TypeError, ValueError):
-        raise GradvizError(f"scale {scale!r} is not a number") from None
-    if not 0 < scale <= MAX_SCALE:
-        raise GradvizError(f"scale {scale} is outside (0, {MAX_SCALE:g}]")
+    if scale is not None:
+        try:
+            scale = float(scale)
+        except (TypeError, ValueError):
+            raise GradvizError(f"scale {scale!r} is not a number") from None
+        if not 0 < scale <= MAX_SCALE:
+            raise GradvizError(f"scale {scale} is outside (0, {MAX_SCALE:g}]")
     # drawing makes hundreds of thousands of short-lived objects: the cycle collector would only slow it
     with gc_paused():
         timeline = Timeline(rec)

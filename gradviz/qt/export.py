@@ -35,6 +35,7 @@ from ..core.recording import Recording
 from ..core.scene import build_scene
 from ..core.timeline import Stepper
 from .scene_painter import QtScenePainter, paint_scene
+from ..core.pages import LEGIBLE_SCALE, follow_rect, plan_image, plan_pdf, resolve_region
 
 __all__ = ["register", "ensure_app", "QtExportDialog", "MAX_PNG_SIDE", "MAX_PNG_PIXELS", "MAX_PDF_POINTS",
            "MAX_GIF_SIDE", "MAX_GIF_FRAMES", "make_renderer"]
@@ -45,6 +46,7 @@ MAX_PDF_POINTS = 14400.0  # 200 inches, the largest page PDF readers accept
 MAX_GIF_SIDE = 1600
 MAX_GIF_FRAMES = 300
 GIF_FRAME_MS, GIF_LAST_FRAME_MS = 250, 1500
+GIF_FOLLOW = (1280.0, 800.0)  # a frame that follows the backward pass: this much of the drawing at scale 1
 READABLE_SCALE = 0.45  # the app's own zoom below which it drops text
 _APP: Any = None
 
@@ -156,10 +158,16 @@ class _SceneRenderer:
     """
 
     def __init__(self, rec: Recording, options: ExportOptions):
-        rolled = bool(options.extra.get("rolled", False))
-        layout = options.extra.get("precomputed")
-        if layout is None or layout.direction != options.layout or layout.rolled != rolled:
-            layout = layered_layout(rec, options.layout, rolled)
+        extra = options.extra
+        rolled = bool(extra.get("rolled", False))
+        layout = extra.get("precomputed")
+        if layout is None or layout.direction != options.layout or layout.rolled != rolled \
+                or "fold" in extra or "proxies" in extra:
+            try:
+                layout = layered_layout(rec, options.layout, rolled, proxies=bool(extra.get("proxies", True)),
+                                        fold=extra.get("fold", "auto"))
+            except ValueError as exc:
+                raise GradvizError(str(exc), hint="--fold takes auto, off or a number of layers per row") from None
         self.recording = rec
         self.stepper = Stepper(options.timeline, options.step)
         self.scene = build_scene(rec, layout, self.stepper.state, options.theme, tr)
@@ -190,16 +198,28 @@ def make_renderer(rec: Recording, options: ExportOptions) -> _SceneRenderer:
 
 
 def _source(renderer, options: ExportOptions) -> QRectF:
+    return QRectF(*(_region(renderer, options) or renderer.scene.bounds))
+
+
+def _region(renderer, options: ExportOptions) -> tuple | None:
+    """The part of the drawing asked for (x, y, w, h): the app's visible part, ``around`` a node or
+    the nodes of ``steps`` A:B (`gradviz.core.pages`); None for the whole drawing."""
     region = options.extra.get("region")
     whole = renderer.graph_rect()
-    if region is None or region == "whole":
-        return whole
     if isinstance(region, QRectF):
         part = region.intersected(whole)
         if part.isEmpty():
             raise GradvizError("the visible part of the graph is empty", hint="export the whole graph instead")
-        return part
-    raise GradvizError(f"unknown region {region!r}", hint="use the whole graph or a QRectF of it")
+        return (part.x(), part.y(), part.width(), part.height())
+    if region is not None and region != "whole":
+        raise GradvizError(f"unknown region {region!r}", hint="use the whole graph or a QRectF of it")
+    return resolve_region(renderer.recording, renderer.scene, options.timeline, options.extra.get("around"),
+                          options.extra.get("steps"), options.messages)
+
+
+def _notes(options: ExportOptions, notes: list) -> None:
+    for text in notes:
+        options.note(text)
 
 
 def _fit(w: float, h: float, max_side: float, max_pixels: float | None = None) -> float:
@@ -229,18 +249,13 @@ def _write_bytes(path: Path, buffer: QBuffer) -> None:
         fh.flush()
 
 
-@exporter(".png", "the graph as a PNG image at the chosen step (at most 16384 px per side)")
+@exporter(".png", "the graph as a PNG image at the chosen step, at a legible scale (at most 16384 px per side)")
 def _export_png(rec: Recording, path: Path, options: ExportOptions) -> None:
     ensure_app()
     renderer = make_renderer(rec, options)
-    source = _source(renderer, options)
-    scale = options.scale
-    w, h = source.width() * scale, source.height() * scale
-    f = _fit(w, h, MAX_PNG_SIDE, MAX_PNG_PIXELS)
-    if f < 1.0:
-        scale *= f
-        options.note(f"PNG capped at {MAX_PNG_SIDE} px per side and {MAX_PNG_PIXELS // 2**20} Mpx: drawn at scale "
-                     f"{scale:.3g} instead of {options.scale:g} (SVG or PDF keep every detail)")
+    plan = plan_image(renderer.scene, _region(renderer, options), options.scale, MAX_PNG_SIDE, MAX_PNG_PIXELS)
+    _notes(options, plan.notes)
+    source, scale = QRectF(*plan.source), plan.scale
     width, height = max(1, math.ceil(source.width() * scale)), max(1, math.ceil(source.height() * scale))
     image = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
     if image.isNull():
@@ -269,7 +284,8 @@ def _export_svg(rec: Recording, path: Path, options: ExportOptions) -> None:
     ensure_app()
     renderer = make_renderer(rec, options)
     source = _source(renderer, options)
-    width, height = max(1, math.ceil(source.width() * options.scale)), max(1, math.ceil(source.height() * options.scale))
+    scale = 1.0 if options.scale is None else options.scale  # vector: scale 1 is legible, at any size
+    width, height = max(1, math.ceil(source.width() * scale)), max(1, math.ceil(source.height() * scale))
     gen = QSvgGenerator()
     buffer = _memory()  # Qt's SVG writer ignores write errors: it writes to memory, we write the file
     gen.setOutputDevice(buffer)
@@ -290,18 +306,14 @@ def _export_svg(rec: Recording, path: Path, options: ExportOptions) -> None:
     _write_bytes(path, buffer)
 
 
-@exporter(".pdf", "the graph as a one-page vector PDF at the chosen step (labels stay text)")
+@exporter(".pdf", "the graph as vector PDF at the chosen step: one page, or pages of a legible drawing")
 def _export_pdf(rec: Recording, path: Path, options: ExportOptions) -> None:
     ensure_app()
     renderer = make_renderer(rec, options)
-    source = _source(renderer, options)
-    # one drawing pixel is 0.75 pt (96 px per inch), times the scale
-    w_pt, h_pt = source.width() * 0.75 * options.scale, source.height() * 0.75 * options.scale
-    f = _fit(w_pt, h_pt, MAX_PDF_POINTS)
-    if f < 1.0:
-        options.note(f"PDF page capped at {MAX_PDF_POINTS:g} pt (200 in) per side: the drawing is shrunk by "
-                     f"{f:.3g} (still vector: zoom in to read it)")
-        w_pt, h_pt = w_pt * f, h_pt * f
+    plan = plan_pdf(renderer.scene, _region(renderer, options), options.scale, options.extra.get("page"),
+                    MAX_PDF_POINTS)
+    _notes(options, plan.notes)
+    w_pt, h_pt = plan.page_size
     buffer = _memory()  # Qt's PDF writer ignores write errors: it writes to memory, we write the file
     writer = QPdfWriter(buffer)
     writer.setResolution(96)
@@ -316,7 +328,12 @@ def _export_pdf(rec: Recording, path: Path, options: ExportOptions) -> None:
     if not painter.begin(writer):
         raise OSError(f"Qt could not write the PDF file {path}")
     try:
-        renderer.render_to(painter, QRectF(0, 0, writer.width(), writer.height()), source, full_detail=True)
+        for k, page in enumerate(plan.pages):
+            if k:
+                writer.newPage()
+                options.report(0.2 + 0.75 * k / len(plan.pages), f"page {k + 1}/{len(plan.pages)}")
+            renderer.render_to(painter, QRectF(0, 0, writer.width(), writer.height()), QRectF(*page),
+                               full_detail=True)
     finally:
         painter.end()
         renderer.close()
@@ -349,18 +366,35 @@ def _export_gif(rec: Recording, path: Path, options: ExportOptions) -> None:
     if total > len(steps):
         options.note(f"GIF capped at {max_frames} frames: showing {len(steps)} of the {total} backward steps, "
                      "sampled evenly (first and last included)")
-    scale = options.scale
+    scale = 1.0 if options.scale is None else options.scale
     f = _fit(source.width() * scale, source.height() * scale, MAX_GIF_SIDE)
-    if f < 1.0:
+    follow = options.scale is None and scale * f < LEGIBLE_SCALE
+    if follow:
+        # the whole graph would not be legible in a frame: each frame shows the part where the backward
+        # pass is, at scale 1, holding still while the current node stays well inside it
+        view_w, view_h = min(GIF_FOLLOW[0], source.width()), min(GIF_FOLLOW[1], source.height())
+        options.note(f"the whole graph is too big for a legible GIF frame: the frames follow the backward pass, "
+                     f"{view_w:.0f} x {view_h:.0f} px of it at scale 1")
+    elif f < 1.0:
         scale *= f
         options.note(f"GIF frames capped at {MAX_GIF_SIDE} px per side: drawn at scale {scale:.3g}")
-    width, height = max(1, math.ceil(source.width() * scale)), max(1, math.ceil(source.height() * scale))
+    if follow:
+        width, height = math.ceil(view_w), math.ceil(view_h)
+    else:
+        width, height = max(1, math.ceil(source.width() * scale)), max(1, math.ceil(source.height() * scale))
     frames = []
     image = QImage(width, height, QImage.Format.Format_RGB32)
+    part = (source.x(), source.y(), source.width(), source.height())
+    window = None
     try:
         for k, step in enumerate(steps):
             options.report(0.9 * k / len(steps), f"frame {k + 1}/{len(steps)}")
-            frames.append(_gif_frame(renderer, image, width, height, source, step))
+            if follow:
+                renderer.stepper.set_step(step)
+                window = follow_rect(renderer.scene, renderer.scene.current, view_w, view_h, window, part)
+                frames.append(_gif_frame(renderer, image, width, height, QRectF(*window), None))
+            else:
+                frames.append(_gif_frame(renderer, image, width, height, source, step))
     finally:
         renderer.close()
     options.report(0.92, "writing GIF")
@@ -370,7 +404,7 @@ def _export_gif(rec: Recording, path: Path, options: ExportOptions) -> None:
                        optimize=False, disposal=1)
 
 
-def _gif_frame(renderer: _SceneRenderer, image: QImage, width: int, height: int, source: QRectF, step: int):
+def _gif_frame(renderer: _SceneRenderer, image: QImage, width: int, height: int, source: QRectF, step: int | None):
     from PIL import Image
 
     image.fill(renderer.background)

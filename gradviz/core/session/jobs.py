@@ -20,6 +20,8 @@ from ..checks import CheckTable, run_checks
 from ..document import Document
 from ..errors import Cancelled, GradvizError
 from ..exporters import export as export_recording
+from ..i18n import language
+from ..isolate import record_isolated
 from ..models import MODELS
 from ..recorder import record_run
 from ..recording import Recording
@@ -152,9 +154,6 @@ class Opened:
 def _record_in_child(target: Any, params: dict, options: dict, progress: Progress, cancelled: Callable[[], bool],
                      started: Callable[[int], None] | None = None, **checks: Any) -> Document:
     """Record `target` and run its checks in a child process (`gradviz.core.isolate`); open what it wrote."""
-    from ..i18n import language
-    from ..isolate import record_isolated
-
     progress(0.0, "Starting the model's process…")
     o = options
     checks.setdefault("checks_max_nodes", o.get("checks_max_nodes"))

@@ -472,7 +472,16 @@ def main(argv: list[str] | None = None) -> int:
 
     with warnings.catch_warnings(), using(args.lang or system_language()):
         # the warnings' display and the language are restored when main() returns
-        warnings.showwarning = _show_warning
+        # each warning (category and text) reaches the user once: a model that warns in a loop,
+        # or on each of the checks' re-runs, gives one line
+        shown: set = set()
+
+        def show_once(message, category, filename, lineno, file=None, line=None):
+            if (category, str(message)) not in shown:
+                shown.add((category, str(message)))
+                _show_warning(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show_once
         return _run(args)
 
 

@@ -78,12 +78,12 @@ def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note
     probe = next((order[n] for n in targets if n in order), None)
     # the modules' parameters and buffers hold working copies while the model re-runs (the sandbox
     # casts them to float64 with cast64, and restores the originals, untouched, afterwards)
-    copies = Sandbox(modules=rerun.modules, cast64=True)
+    copies = Sandbox(modules=rerun.modules, cast64=True, warned=rerun.warned)
     try:
         with copies:
             _, probe_dtype = loss_with(probe, 0, 0.0, torch.float64)
     except Exception:  # noqa: BLE001 - a model that cannot run in float64
-        copies = Sandbox(modules=rerun.modules, cast64=False)
+        copies = Sandbox(modules=rerun.modules, cast64=False, warned=rerun.warned)
         try:
             # differentiate in the model's own dtype, loosely
             with copies:

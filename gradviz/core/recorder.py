@@ -423,10 +423,12 @@ def record_run(target: Any, *, params: dict | None = None, keep_values: bool = T
     """
     runner = resolve_target(target, params)
     keeper = GraphKeeper()
+    warned: set = set()  # each warning of the model shown once, here and in its re-runs
     try:
-        with Sandbox(pause_gc=True):
+        with Sandbox(pause_gc=True, warned=warned):
             run = _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
                           progress or (lambda f, m: None), cancel, keeper)
+        run.rerun.warned = warned
     except BaseException as exc:
         # the model's frames in the traceback hold tensors of the graph: drop them first
         clear_exception_frames(exc)

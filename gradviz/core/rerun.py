@@ -34,11 +34,15 @@ class Rerun:
         call as recorded, so the node can be run again at its recorded inputs.
     modules : list of torch.nn.Module
         The modules that ran, in order of first use.
+    warned : set
+        The warnings (category, text) the model gave while it was recorded: its re-runs show
+        each of them, and each new one, once (`gradviz.core.sandbox.Sandbox`'s ``warned``).
     """
 
     runner: Any
     replays: dict = field(default_factory=dict, repr=False)
     modules: list = field(default_factory=list, repr=False)
+    warned: set = field(default_factory=set, repr=False)
 
 
 @dataclass(eq=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import gc
+import os
 import re
 import sys
 import threading
@@ -111,6 +112,35 @@ def _refuse_input(*a, **k):
 
 # ---------------------------------------------------------------------------------------------
 
+_GRADVIZ_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
+def _once(show, warned: set):
+    """``warnings.showwarning`` that passes each warning (category and text) to `show` once.
+
+    A warning torch gives inside an op of the model comes from C++, so Python places it at the
+    innermost Python frame: gradviz's capture, which runs the op. It is put at the model's line.
+    """
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        key = (category, str(message))
+        if key in warned:
+            return
+        warned.add(key)
+        if str(filename).startswith(_GRADVIZ_DIR):
+            frame = sys._getframe(1)
+            while frame is not None:
+                name = frame.f_code.co_filename
+                if not (name.startswith((_GRADVIZ_DIR, _TORCH_DIR, "<")) or name == warnings.__file__):
+                    filename, lineno, line = name, frame.f_lineno, None
+                    break
+                frame = frame.f_back
+        show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
 class Sandbox:
     """Apply the process-wide patches a model run needs; restore all of them on exit.
 
@@ -134,10 +164,15 @@ class Sandbox:
         Make the `modules`' floating-point copies float64.
     pause_gc : bool
         Turn the cycle collector off inside the block (see `gc_paused`).
+    warned : set, optional
+        Show each warning (by category and text) once: a warning whose key is in `warned` is not
+        shown again, and each one shown is added. Share one set between a recording and its
+        re-runs, and a model that warns in a loop, or on every run, warns once.
     """
 
     def __init__(self, capture: Any = None, *, dtype: torch.dtype | None = None, modules=(),
-                 cast64: bool = False, pause_gc: bool = False):
+                 cast64: bool = False, pause_gc: bool = False, warned: set | None = None):
+        self.warned = warned
         self.capture = capture
         self.dtype = dtype
         self.modules = list(modules or ())
@@ -260,6 +295,8 @@ class Sandbox:
 
         stack.callback(restore)
         filters.insert(0, _HOOK_FILTER)
+        if self.warned is not None:
+            warnings.showwarning = _once(showwarning, self.warned)
 
     def _swap_data(self, stack: contextlib.ExitStack) -> None:
         """Give the modules' parameters and buffers working copies (float64 with `cast64`).

@@ -232,3 +232,30 @@ def test_finite_differences_still_run_and_pass_without_threads(name):
     _, table, _ = checked(name)
     fds = kind_rows(table, "finite-diff")
     assert fds and {r.status for r in fds} == {"pass"} and table.ok
+
+
+# ------------------------------------------------------------------------------ repeated warnings
+
+def test_a_warning_repeated_in_a_loop_and_in_every_re_run_reaches_the_user_once():
+    proc = gradviz_check("warns_in_a_loop.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    # one line per warning: the script's (shown at its line), and torch's (placed at the script's
+    # line that made torch warn, not inside gradviz)
+    assert lines == [
+        "warning: UserWarning: the learning rate is very small (tests/core/scripts/warns_in_a_loop.py:11)",
+        "warning: UserWarning: To copy construct from a tensor, it is recommended to use sourceTensor.detach()"
+        ".clone() or sourceTensor.detach().clone().requires_grad_(True), rather than torch.tensor(sourceTensor)."
+        " (tests/core/scripts/warns_in_a_loop.py:14)"], proc.stderr
+    # finite differences re-ran the model (each run warned 5 times): still one line each
+    assert rows_of(proc.stdout, "finite-diff")[0].rstrip().endswith("pass")
+
+
+def test_the_python_api_shows_each_warning_of_a_recording_and_its_checks_once():
+    _, table, caught = checked("warns_in_a_loop.py")
+    assert table.ok
+    texts = [str(w.message) for w in caught]
+    assert texts.count("the learning rate is very small") == 1
+    assert sum("To copy construct" in t for t in texts) == 1
+    assert not [w for w in caught if os.path.dirname(os.path.abspath(w.filename)).startswith(
+        os.path.join(ROOT, "gradviz"))]

@@ -20,6 +20,7 @@ from gradviz.core.recording import Recording
 from gradviz.core.timeline import StepState
 
 from .i18n import tr
+from .plots import QtPlot, style_plot
 from .theme import get_theme
 
 __all__ = ["QtAccumulation", "MAX_MAPS"]
@@ -28,13 +29,7 @@ MAX_MAPS = 12  # small heat maps drawn, one per contribution (the first ones)
 _CMAP = "CET-D1"
 
 
-def _style_plot(w: pg.PlotWidget, theme: str) -> None:
-    """Give plot `w` the colours of `theme` (background, axes, tick text)."""
-    th = get_theme(theme)
-    w.setBackground(th["plot_bg"])
-    for ax in ("left", "bottom"):
-        w.getAxis(ax).setPen(pg.mkPen(th["plot_fg"]))
-        w.getAxis(ax).setTextPen(pg.mkPen(th["plot_fg"]))
+_style_plot = style_plot
 
 
 def _image(grid: np.ndarray) -> pg.ImageItem:
@@ -99,8 +94,8 @@ class QtAccumulation(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         lay.addWidget(self.table, 1)
-        self.plot = pg.PlotWidget()
-        self.plot.setMinimumHeight(110)
+        self.plot = QtPlot(theme)
+        self.plot.setMinimumHeight(150)  # room for the vertical axis's label under the title
         self.plot.setLabel("bottom", tr("contribution"))
         lay.addWidget(self.plot, 1)
         # one small heat map per contribution (the whole tensor it carried)
@@ -240,6 +235,7 @@ class QtAccumulation(QWidget):
                 item.setToolTip(cells[j])
                 self.table.setItem(i, j, item)
         total = QTableWidgetItem(f"= {name}.grad{at if data.shape else ''}")
+        total.setToolTip(total.text())
         bold = QFont(total.font())
         bold.setBold(True)
         total.setFont(bold)
@@ -260,7 +256,9 @@ class QtAccumulation(QWidget):
             self.plot.setXRange(0.4, n + 0.6)
             step = max(1, int(np.ceil(n / 12)))
             self.plot.getAxis("bottom").setTicks([[(int(x), str(int(x))) for x in self._xs[::step]]])
-        self.plot.setLabel("left", tr("value at {index}", index=at) if data.shape else tr("value"))
+        # the element in the title (room to spare, elided if not); the vertical axis says just "value"
+        self.plot.setLabel("left", tr("value"))
+        self.plot.set_title(tr("value at {index}", index=at) if data.shape else "")
         # a small heat map of each contribution's whole tensor
         if data.shape:
             for k, grid in enumerate(data.grids[:MAX_MAPS]):

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QLabel, QLineEd
 from . import i18n
 from .graph_view import QtGraphView
 from .i18n import tr
-from .panels import (QtAccumulation, QtChecksPanel, QtEventList, QtGradientFlow, QtInspector, QtModelPanel,
+from .panels import (QtFormScroll as _FormScroll, QtAccumulation, QtChecksPanel, QtEventList, QtGradientFlow, QtInspector, QtModelPanel,
                      QtTransport)
 from .theme import get_theme, theme_names
 
@@ -101,10 +101,12 @@ class QtWindowChrome:
         self.docks: dict[str, QDockWidget] = {}
         left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
                                Qt.DockWidgetArea.BottomDockWidgetArea)
-        model_scroll = QScrollArea()
+        model_scroll = _FormScroll()
         model_scroll.setWidgetResizable(True)
         model_scroll.setFrameShape(QFrame.Shape.NoFrame)
         model_scroll.setWidget(self.model_panel)
+        # the form scrolls up and down, never sideways: the dock is at least as wide as the form needs
+        model_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._dock("model", "Model", model_scroll, left)
         self._dock("events", "Events", self.events, left)
         self._dock("inspector", "Inspector", self.inspector, right)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractListModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QAbstractListModel, QEvent, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListView, QProgressBar, QPushButton,
                                QScrollArea, QSizePolicy, QSlider, QSpinBox, QTableWidget, QTableWidgetItem,
                                QToolButton, QVBoxLayout, QWidget)
@@ -22,44 +22,23 @@ from gradviz.core.timeline import BACKWARD_DONE, StepState
 from .graph_view import format_tensor
 from .accumulation import QtAccumulation
 from .i18n import tr, translate
+from .plots import QtPlot, style_plot
 from .theme import get_theme
 
-__all__ = ["QtElidedLabel", "QtTensorView", "QtInspector", "QtAccumulation", "QtGradientFlow", "QtChecksPanel", "QtModelPanel",
+__all__ = ["QtFormScroll", "QtElidedLabel", "QtTensorView", "QtInspector", "QtAccumulation", "QtGradientFlow", "QtChecksPanel", "QtModelPanel",
            "QtEventList", "QtTransport", "tensor_norm", "SPEEDS"]
 
 TABLE_MAX = 64  # tensors with at most this many elements (and at most 2 dims) show as a table
 SPEEDS = [1, 2, 5, 10, 30, 100, 1000]
 
 
-def _plot_widget(theme: str) -> pg.PlotWidget:
-    w = pg.PlotWidget()
-    _style_plot(w, theme)
+def _plot_widget(theme: str) -> QtPlot:
+    w = QtPlot(theme)
     w.setMinimumHeight(90)
     return w
 
 
-def _style_plot(w: pg.PlotWidget, theme: str) -> None:
-    """Give plot `w` the colours of `theme`: background, axes, tick labels, title."""
-    th = get_theme(theme)
-    w.setBackground(th["plot_bg"])
-    for ax in ("left", "bottom"):
-        w.getAxis(ax).setPen(pg.mkPen(th["plot_fg"]))
-        w.getAxis(ax).setTextPen(pg.mkPen(th["plot_fg"]))
-    title = w.getPlotItem().titleLabel
-    if title.text:
-        w.setTitle(title.text, size="9pt", color=th["plot_fg"])
-
-
-def _integer_ticks(w: pg.PlotWidget, n: int) -> None:
-    """Ticks on whole numbers only along the bottom axis of `w` (0 .. n-1), at most about 10 of them."""
-    if n <= 0:
-        w.getAxis("bottom").setTicks(None)
-        return
-    step = max(1, int(np.ceil(n / 10)))
-    major = [(float(i), str(i)) for i in range(0, n, step)]
-    if (n - 1) % step:
-        major.append((float(n - 1), str(n - 1)))
-    w.getAxis("bottom").setTicks([major, []])
+_style_plot = style_plot
 
 
 class QtTensorView(QWidget):
@@ -280,11 +259,10 @@ class QtGradientFlow(QWidget):
 
     def retranslate(self) -> None:
         """Re-read the titles and axis labels in the current language."""
-        fg = get_theme(self.theme)["plot_fg"]
-        self.plot.setTitle(tr("gradient norm per node (backward order)"), size="9pt", color=fg)
+        self.plot.set_title(tr("gradient norm per node (backward order)"))
         self.plot.setLabel("bottom", tr("backward step"))
         self.plot.setLabel("left", tr("norm"))
-        self.use_plot.setTitle(tr("gradient norm per time step (module use)"), size="9pt", color=fg)
+        self.use_plot.set_title(tr("gradient norm per time step (module use)"))
         self.use_plot.setLabel("bottom", tr("module use"))
 
     def set_flow(self, flow: GradientFlow | None) -> None:
@@ -295,6 +273,7 @@ class QtGradientFlow(QWidget):
         self.use_plot.clear()
         self._cursor = None
         if flow is None:
+            self.plot.set_integer_ticks(0)
             self.nodes, self.norms = np.zeros(0, dtype=np.int64), np.zeros(0)
             self.use_nodes, self.use_norms = np.zeros(0, dtype=np.int64), np.zeros(0)
             return
@@ -309,7 +288,7 @@ class QtGradientFlow(QWidget):
         else:  # thousands of points: click the curve, the nearest backward step is picked
             curve.curve.setClickable(True, width=8)
             curve.sigClicked.connect(self._on_curve_clicked)
-        _integer_ticks(self.plot, len(self.nodes))
+        self.plot.set_integer_ticks(len(self.nodes))
         self._cursor = pg.InfiniteLine(0, angle=90, pen=pg.mkPen(th["plot_line2"], width=2))
         self._cursor.setVisible(False)
         self.plot.addItem(self._cursor)
@@ -418,6 +397,12 @@ class QtChecksPanel(QWidget):
                 item.setToolTip(translate(r.detail) if r.detail else str(text))
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
+        hh = self.table.horizontalHeader()
+        for c in range(self.table.columnCount()):  # a header (Chinese ones too) is never cut by its column
+            text = self.table.horizontalHeaderItem(c).text() if self.table.horizontalHeaderItem(c) else ""
+            need = hh.fontMetrics().horizontalAdvance(text) + 16
+            if self.table.columnWidth(c) < need:
+                self.table.setColumnWidth(c, need)
         counts = table.counts()
         summary = ", ".join(tr("{n} {status}", n=v, status=tr(k)) for k, v in sorted(counts.items()))
         self.summary.setText(tr("{n} checks: {summary} — {verdict}", n=len(table.rows), summary=summary,
@@ -453,6 +438,24 @@ def _fmt(x) -> str:
     return "" if x is None else f"{x:.2e}"
 
 
+class QtFormScroll(QScrollArea):
+    """A scroll area for a form: scrolls vertically, and asks for the width its form needs (so a dock
+    holding it is never narrower than its fields)."""
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt API
+        hint = super().minimumSizeHint()
+        w = self.widget()
+        if w is not None:
+            need = w.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+            hint.setWidth(max(hint.width(), need))
+        return hint
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the form grew or shrank (another model's parameters)
+        return super().eventFilter(obj, event)
+
+
 class QtModelPanel(QWidget):
     """Built-in models, Open model script, the model's parameters as a form, Re-run, progress and Cancel."""
 
@@ -468,9 +471,10 @@ class QtModelPanel(QWidget):
         outer = QVBoxLayout(self)
         # the model, its description and parameters scroll; Re-run, progress and Cancel stay in view
         # at any height of the dock
-        scroll = QScrollArea()
+        scroll = QtFormScroll()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()
         lay = QVBoxLayout(body)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -722,8 +726,14 @@ class QtEventList(QListView):
         self.setUniformItemSizes(True)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.clicked.connect(lambda idx: self.step_picked.emit(idx.row()))
+        # a line too long for the dock ends in "…" (its tooltip has it whole), never scrolls out of sight
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.setWordWrap(False)
         f = QFont("DejaVu Sans Mono")
-        f.setPointSizeF(9)
+        f.setFamilies(["DejaVu Sans Mono", "WenQuanYi Micro Hei Mono", "WenQuanYi Micro Hei"])
+        base = QApplication.font().pointSizeF()
+        f.setPointSizeF(max(9.0, base - 1) if base > 0 else 9.0)  # scales with the system font
         self.setFont(f)
 
     def set_timeline(self, timeline) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QKeySequence, QPainter
 from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPushButton,
                                QScrollArea, QStyle, QVBoxLayout, QWidget)
 
@@ -195,9 +195,10 @@ class QtWindowChrome:
         self._action("about", "About gradviz", self._on_about)
         self._action("lessons", "Lessons", lambda: self.show_lessons())
         sp = QStyle.StandardPixmap
-        for key, icon in (("first", sp.SP_MediaSkipBackward), ("prev", sp.SP_MediaSeekBackward),
-                          ("play", sp.SP_MediaPlay), ("next", sp.SP_MediaSeekForward), ("last", sp.SP_MediaSkipForward)):
-            self.actions_[key].setIcon(self.style().standardIcon(icon))
+        self._transport_icons = {"first": sp.SP_MediaSkipBackward, "prev": sp.SP_MediaSeekBackward,
+                                 "play": sp.SP_MediaPlay, "next": sp.SP_MediaSeekForward, "last": sp.SP_MediaSkipForward}
+        self._tint_transport()
+        for key in self._transport_icons:
             act = self.actions_[key]
             self._texts.append((lambda text, a=act: a.setToolTip(f"{text} ({a.shortcut().toString()})"),
                                 self._english[key]))
@@ -302,9 +303,23 @@ class QtWindowChrome:
         self.graph.overview.enabled_by_user = bool(on)
         self.graph.overview.follow_view()
 
+    def _tinted(self, pixmap) -> QIcon:
+        """Standard icon `pixmap` drawn in the theme's text colour (the style's grey vanishes on dark)."""
+        pm = self.style().standardIcon(pixmap).pixmap(64, 64)
+        p = QPainter(pm)
+        p.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceIn)
+        p.fillRect(pm.rect(), QColor(get_theme(self.theme)["text"]))
+        p.end()
+        return QIcon(pm)
+
+    def _tint_transport(self) -> None:
+        for key, pixmap in self._transport_icons.items():
+            self.actions_[key].setIcon(self._tinted(pixmap))
+        self._play_icon(getattr(self, "play_timer", None) is not None and self.play_timer.isActive())
+
     def _play_icon(self, playing: bool) -> None:
         sp = QStyle.StandardPixmap
-        self.actions_["play"].setIcon(self.style().standardIcon(sp.SP_MediaPause if playing else sp.SP_MediaPlay))
+        self.actions_["play"].setIcon(self._tinted(sp.SP_MediaPause if playing else sp.SP_MediaPlay))
 
     def set_theme(self, name: str) -> None:
         """Switch to the light or dark theme."""
@@ -313,6 +328,7 @@ class QtWindowChrome:
         self.theme = name
         self.settings.setValue("theme", name)
         self.setStyleSheet(stylesheet(name))
+        self._tint_transport()  # icons in the theme's text colour: contrast on either background
         self.graph.set_theme(name)
         for panel in (self.inspector, self.checks):
             panel.theme = name

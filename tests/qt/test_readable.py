@@ -124,3 +124,24 @@ def test_at_low_zoom_nodes_are_shapes_coloured_by_state(qapp):
     assert _pixels(scene, 0.1, idle_op.text) == 0
     # at a readable zoom the same boxes carry their labels
     assert _pixels(scene, 1.0, idle_op.text) > 100
+
+
+def _icon_luminance(action) -> float:
+    """The mean luminance (0 black .. 1 white) of the opaque pixels of `action`'s icon."""
+    img = action.icon().pixmap(32, 32).toImage().convertToFormat(QImage.Format.Format_ARGB32)
+    arr = np.frombuffer(img.constBits(), dtype=np.uint32, count=img.width() * img.height())
+    opaque = arr[(arr >> 24) > 200]
+    r, g, b = (opaque >> 16) & 255, (opaque >> 8) & 255, opaque & 255
+    return float(np.mean(0.2126 * r + 0.7152 * g + 0.0722 * b) / 255)
+
+
+def test_transport_icons_contrast_with_either_theme(qtbot, window):
+    for key in ("first", "prev", "play", "next", "last"):
+        assert _icon_luminance(window.actions_[key]) < 0.3  # dark icons on the light theme
+    window.set_theme("dark")
+    for key in ("first", "prev", "play", "next", "last"):
+        assert _icon_luminance(window.actions_[key]) > 0.7  # light icons on the dark one
+    window._play_icon(True)  # the pause icon too
+    assert _icon_luminance(window.actions_["play"]) > 0.7
+    window._play_icon(False)
+    window.set_theme("light")

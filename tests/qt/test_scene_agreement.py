@@ -142,3 +142,51 @@ def test_formatters_are_reexported_where_they_were():
 
     assert graph_view.format_tensor is format_tensor and graph_view.format_shape is format_shape
     assert panels.format_tensor is format_tensor
+
+
+def test_proxies_and_folded_rows_agree_in_the_app_and_the_images(qtbot, tmp_path):
+    """A folded RNN with proxies of its weights: the SVG, the PNG and the app's view show its Scene,
+    fold marks included, and selecting a proxy outlines every copy of the parameter."""
+    assert ex.load_plugins([EntryPoint("qt", "gradviz.qt.export:register", ex.PLUGIN_GROUP)]) == []
+    rec = gradviz.record("rnn-unrolled", params={"T": 20})
+    tl = Timeline(rec)
+    step = tl.first_backward + 9
+    scene = build_scene(rec, layered_layout(rec, "lr"), tl.state_at(step))
+    proxies = np.flatnonzero(scene.proxy_of >= 0)
+    assert len(proxies) and scene.fold is not None and scene.fold_marks()
+
+    root = ET.parse(ex.export(rec, tmp_path / "g.svg", step=step)).getroot()
+    texts = Counter("".join(el.itertext()) for el in root.iter() if el.tag.endswith("text"))
+    texts.pop("", None)
+    assert texts == _scene_texts(scene) + Counter(m.text for m in scene.fold_marks())
+
+    png = QImage(str(ex.export(rec, tmp_path / "g.png", step=step, scale=1.0)))
+    bx, by = scene.bounds[:2]
+    _check_fills(png, scene, lambda x, y: (x - bx, y - by))
+
+    from gradviz.qt.graph_view import QtGraphView
+
+    view = QtGraphView(rec, Stepper(tl, step))
+    qtbot.addWidget(view)
+    view.resize(900, 600)
+    view.show()
+    shown = view.scene_
+    assert [shown.lines(g) for g in range(len(shown))] == [scene.lines(g) for g in range(len(scene))]
+    np.testing.assert_array_equal(shown.style, scene.style)
+    np.testing.assert_array_equal(shown.pos, scene.pos)
+    # click a proxy: its true node is selected, and the view paints an outline around every copy
+    p = int(proxies[len(proxies) // 2])
+    view.resetTransform()
+    view.centerOn(*shown.pos[p])
+    QApplication.processEvents()
+    leaf = view.node_at_view(view.mapFromScene(QPointF(*shown.pos[p])))
+    assert leaf == shown.members[p][0] and rec.nodes[leaf].kind == "leaf"
+    view.select_node(leaf, center=False)
+    assert shown.selected == shown.proxy_of[p]
+    assert p in [o.group for o in shown.linked_outlines()]
+    QApplication.processEvents()
+    grab = view.viewport().grab().toImage()
+    x, y, w, h = shown.box(p, 5)
+    corner = view.mapFromScene(QPointF(x + w / 2, y))  # the dashed outline's top edge, above the proxy
+    near = {QColor(grab.pixel(corner.x() + dx, corner.y() + dy)).name() for dx in range(-12, 13) for dy in (-1, 0, 1)}
+    assert shown.theme["selected"] in near

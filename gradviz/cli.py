@@ -312,6 +312,8 @@ def _cmd_export(args) -> int:
         extra["fold"] = None if args.fold in ("off", "0") else _fold_rows(args.fold)
     if args.no_proxies:
         extra["proxies"] = False
+    if args.collapse is not None:
+        extra["collapse"] = args.collapse
     path = session.export(args.output, step=args.step, phase=args.phase, layout=args.layout, theme=args.theme,
                           scale=args.scale, progress=progress, **extra)
     print(f"wrote {path} ({os.path.getsize(path) / 1024:.1f} KiB)")
@@ -344,6 +346,8 @@ def _(p):
                    help="images: wrap a long chain into rows of N layers (auto: when it is much longer than a page)")
     p.add_argument("--no-proxies", action="store_true",
                    help="images: draw every edge to a shared parameter instead of a proxy next to each far use")
+    p.add_argument("--collapse", metavar="use|N", default=None,
+                   help="images: draw each module use (use), or each block of N consecutive uses, as one box")
 
 
 def _fold_rows(text: str) -> int:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .collapse import collapse_groups
 from .fold import FOLD_ASPECT, FOLD_MIN_LAYERS, FOLD_MIN_RATIO, ROW_GAP, Fold, choose_per_row, fold_positions, fold_route
 from .proxies import PROXY_CHAR_W, PROXY_H, PROXY_MAX_W, PROXY_MIN_W, plan_proxies, proxy_label
 from .sandbox import gc_paused
@@ -76,6 +77,9 @@ class Layout:
         Each drawn node's box, width and height (a proxy's is small).
     fold : Fold or None
         How the layers were folded into rows (`gradviz.core.fold`), None when they were not.
+    titles : dict of int to tuple
+        For a box that stands for a block of a module's uses (`gradviz.core.collapse`):
+        ``(module, first use, last use, nodes)``; empty unless collapsed.
     """
 
     pos: np.ndarray
@@ -91,6 +95,7 @@ class Layout:
     proxy_of: np.ndarray | None = None
     size: np.ndarray | None = None
     fold: Fold | None = None
+    titles: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         g = len(self.pos)
@@ -396,7 +401,7 @@ def _proxy_sizes(rec: Recording, nodes: list[int]) -> np.ndarray:
 
 
 def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False, proxies: bool = True,
-                   fold: int | str | None = "auto") -> Layout:
+                   fold: int | str | None = "auto", collapse: int | str | None = None) -> Layout:
     """Lay out a recording's graph (gradient edges and input edges).
 
     Parameters
@@ -411,13 +416,20 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False, 
     fold : int, "auto" or None
         Wrap the layers into rows (`gradviz.core.fold`): ``"auto"`` when the drawing is a long strip,
         a number of layers per row, or None / 0 for one long row.
+    collapse : int, "use" or None
+        Draw each module use (``"use"``), or each block of that many consecutive uses, as one box
+        (`gradviz.core.collapse`); not with `rolled`.
 
     Returns
     -------
     Layout
     """
     n = len(rec.nodes)
-    group_of = roll_groups(rec) if rolled else np.arange(n, dtype=np.int64)
+    titles: dict = {}
+    if collapse is not None and not rolled:
+        group_of, titles = collapse_groups(rec, collapse)
+    else:
+        group_of = roll_groups(rec) if rolled else np.arange(n, dtype=np.int64)
     g = int(group_of.max()) + 1 if n else 0
     members: list[list[int]] = [[] for _ in range(g)]
     for v in range(n):
@@ -469,7 +481,7 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False, 
         pos, layer = layered_positions(g, adj_arr, [root], side, direction, bends=bends, layer=layer, size=size,
                                        fold=fold, info=info)
     return Layout(pos, adj_arr, group_of, members, edge_of, direction, rolled, layer,
-                  np.asarray(input_rows, dtype=np.int64), bends, proxy_of, size, info.get("fold"))
+                  np.asarray(input_rows, dtype=np.int64), bends, proxy_of, size, info.get("fold"), titles)
 
 
 def _axis(direction: str) -> tuple[int, float, float]:

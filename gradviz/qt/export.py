@@ -162,12 +162,13 @@ class _SceneRenderer:
         rolled = bool(extra.get("rolled", False))
         layout = extra.get("precomputed")
         if layout is None or layout.direction != options.layout or layout.rolled != rolled \
-                or "fold" in extra or "proxies" in extra:
+                or "fold" in extra or "proxies" in extra or extra.get("collapse") is not None:
             try:
                 layout = layered_layout(rec, options.layout, rolled, proxies=bool(extra.get("proxies", True)),
-                                        fold=extra.get("fold", "auto"))
+                                        fold=extra.get("fold", "auto"), collapse=extra.get("collapse"))
             except ValueError as exc:
-                raise GradvizError(str(exc), hint="--fold takes auto, off or a number of layers per row") from None
+                raise GradvizError(str(exc), hint="--fold takes auto, off or a number of layers per row; "
+                                                  "--collapse takes use or a number of uses per box") from None
         self.recording = rec
         self.stepper = Stepper(options.timeline, options.step)
         self.scene = build_scene(rec, layout, self.stepper.state, options.theme, tr)

@@ -128,3 +128,42 @@ def test_a_1700_step_rnn_has_no_edge_longer_than_three_layers():
         assert edge_spans(lay).max() <= 3
         w, h = (lay.pos + lay.size / 2).max(0) - (lay.pos - lay.size / 2).min(0)
         assert max(w / h, h / w) < 2.0
+
+
+def test_collapse_draws_each_block_of_uses_as_one_box_with_its_gradients_in_and_out():
+    rec = record("rnn-unrolled", params={"T": 12})
+    lay = layered_layout(rec, collapse=3)
+    cells = sorted(lay.titles, key=lambda g: lay.titles[g][1])  # in time order
+    assert len(cells) == 4  # 12 steps in blocks of 3
+    assert [lay.titles[g][1:3] for g in cells] == [(1, 3), (4, 6), (7, 9), (10, 12)]
+    for g in cells:
+        assert all(rec.nodes[v].module == "cell" for v in lay.members[g])
+        assert lay.titles[g][3] == len(lay.members[g])
+    # the gradient goes from each block to the one before it in time, and each block sends to the weights
+    between = {(int(s), int(d)) for s, d in lay.adj.tolist() if s in lay.titles and d in lay.titles and s != d}
+    first_use = {g: lay.titles[g][1] for g in cells}
+    assert sorted(first_use[d] for _s, d in between) == [1, 4, 7]
+    assert edge_spans(lay).max() <= MAX_DRAWN_SPAN
+    tl = Timeline(rec)
+    stepper = Stepper(tl)
+    scene = build_scene(rec, lay, stepper.state)
+    stepper.step_changed.connect(scene.update)
+    assert scene.lines(cells[1]) == ["cell", "uses 4–6", f"{len(lay.members[cells[1]])} × node"]
+    for step in (5, tl.first_backward + 3, len(tl) - 1, 2):
+        stepper.set_step(step)
+        fresh = build_scene(rec, lay, tl.state_at(step))
+        np.testing.assert_array_equal(scene.status, fresh.status)
+        np.testing.assert_array_equal(scene.pending, fresh.pending)
+        for f in scene.flowing:
+            assert f.sender != f.receiver  # gradients inside a block are not drawn as arrows
+    with pytest.raises(ValueError):
+        layered_layout(rec, collapse="sometimes")
+
+
+def test_a_collapsed_1700_step_rnn_is_legible_whole_on_one_png():
+    from gradviz.core.pages import LEGIBLE_SCALE, plan_image
+
+    rec = record("rnn-unrolled", params={"T": 1700})
+    scene = build_scene(rec, layered_layout(rec, collapse=20), None)
+    plan = plan_image(scene, None, None, 16384, 16384 * 8192)
+    assert plan.source == scene.bounds and plan.scale >= LEGIBLE_SCALE and not plan.notes

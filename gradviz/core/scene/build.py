@@ -173,6 +173,7 @@ class Scene:
         self.layout = layout
         self.tr = tr or _tr
         n = len(rec.nodes)
+        self.collapsed = False  # blocks of a module's uses drawn as one box each (gradviz.core.collapse)
         if layout is None:  # no positions: labels, styles and flow states only (DOT, GraphML)
             self.group_of = np.arange(n, dtype=np.int64)
             self.members = [[i] for i in range(n)]
@@ -187,7 +188,8 @@ class Scene:
             self.group_of = np.asarray(layout.group_of, dtype=np.int64)
             self.members = layout.members
             self.pos = np.asarray(layout.pos, dtype=float).reshape(-1, 2)
-            self.rolled = bool(layout.rolled)
+            self.collapsed = bool(layout.titles)
+            self.rolled = bool(layout.rolled) or self.collapsed  # groups of several nodes: states summed
             self.edge_of = np.asarray(layout.edge_of, dtype=np.int64)
             self.adj = np.asarray(layout.adj, dtype=np.int64).reshape(-1, 2)
             inputs = layout.input_edge_rows
@@ -339,8 +341,12 @@ class Scene:
         old_flow = self._flow_rows
         self.state, self.phase = state, state.phase
         self.current = int(g_of[state.current]) if state.current is not None else -1
-        self.flowing = [self._flow_edge(s, d, slot, grad) for s, d, slot, grad in state.flowing]
-        self._flow_rows = np.asarray([self.edge_of[self._edge_index(s, d, slot)] for s, d, slot, _ in state.flowing],
+        # a gradient inside one drawn box (a collapsed block's own edges) is not drawn as an arrow
+        inside = [self.collapsed and g_of[s] == g_of[d] for s, d, _slot, _g in state.flowing]
+        self.flowing = [self._flow_edge(s, d, slot, grad)
+                        for (s, d, slot, grad), skip in zip(state.flowing, inside) if not skip]
+        self._flow_rows = np.asarray([self.edge_of[self._edge_index(s, d, slot)]
+                                      for (s, d, slot, _), skip in zip(state.flowing, inside) if not skip],
                                      dtype=np.int64)
         rows = np.unique(np.concatenate([rows, old_flow, self._flow_rows]))
         self.edge_state[rows] = np.where(self._row_sent[rows] > 0, DONE, IDLE)
@@ -443,6 +449,11 @@ class Scene:
         node = rec.nodes[members[0]]
         if self.proxy_of[g] >= 0:  # a proxy: the shared parameter's short name, nothing else
             return [proxy_label(node.leaf or node.name)]
+        title = self.layout.titles.get(g) if self.layout is not None else None
+        if title is not None:  # a block of a module's uses drawn as one box
+            module, first, last, count = title
+            uses = f"{tr('use')} {first}" if first == last else f"{tr('uses')} {first}–{last}"
+            return [module, uses, f"{count} × {tr('node')}"]
         lines = label_lines(rec, node)
         if len(members) > 1 and node.module:
             lines = [lines[0], f"{node.module} · {len(members)} {tr('uses')}"]

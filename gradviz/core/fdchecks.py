@@ -111,24 +111,28 @@ def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note
             values = info.tensor.value.reshape(-1) if info.tensor.value is not None else None
             # a complex element moves along its real part, then its imaginary part
             directions = (1.0, 1j) if is_complex else (1.0,)
+            # a leaf the script makes in its own dtype (dtype=torch.float32) stays so in a float64
+            # re-run: its differences get the step and tolerance of that dtype
+            leaf64 = in64 and loss_with(order[name], 0, 0.0, run_dtype)[1] in _DOUBLE
             fd = np.zeros(len(idx), dtype=np.complex128 if is_complex else np.float64)
             for j, flat in enumerate(idx):
                 x = abs(values[flat]) if values is not None else 1.0
                 # central differences: error O(h^2); h scaled to the value, sized for the dtype's precision
-                h = (1e-6 if in64 else 1e-2) * max(1.0, float(x))
+                h = (1e-6 if leaf64 else 1e-2) * max(1.0, float(x))
                 for d in directions:
                     up, _ = loss_with(order[name], int(flat), d * h, run_dtype)
                     down, _ = loss_with(order[name], int(flat), -d * h, run_dtype)
                     fd[j] += d * (up - down) / (2 * h)
             got = got.reshape(-1)[idx]
             along = " along real and imaginary parts" if is_complex else ""
-            if in64:
+            if leaf64:
                 dtype = info.grad.dtype if info.grad.dtype in ("float64", "complex128") else "float32"
                 tol = tolerance_for(dtype, "finite-diff", scale_of(fd))
                 reference = f"central differences{along}, {'complex128' if is_complex else 'float64'}"
             else:
                 tol = Tolerance(5e-2 * max(1.0, scale_of(fd)), 5e-2)
-                reference = f"central differences{along}, {info.grad.dtype} (model does not run in float64)"
+                why = "the leaf is made in its own dtype" if in64 else "model does not run in float64"
+                reference = f"central differences{along}, {info.grad.dtype} ({why})"
             tol = widened(tol, info)
             ea, er, ok = compare(got, fd, tol)
             rows.append(Check("finite-diff", f"{name}.grad", reference, PASS if ok else FAIL, ea, er, str(tol),

@@ -164,7 +164,11 @@ class _ForwardCapture(TorchFunctionMode):
         if kwargs:
             ins += _tensors_in(kwargs)
         if name in _SKIP_FUNCS:
-            # an attribute view (.T, .mT, .real): no event of its own, but its node was seen made
+            # an attribute view (.T, .mT, .real): no event of its own, but its node was seen made,
+            # and it is a use of its source (x @ w.T is w's first use)
+            if self._scan_leaves(ins) and self.on_leaf is not None:
+                out = self._inside(func, *args, **kwargs)
+                outs = _tensors_in(out)
             self._note_op(ins, outs)
             return out
         # a real use in the graph: number the source tensors it is the first to use

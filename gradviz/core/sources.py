@@ -96,8 +96,7 @@ class SourceFinder(TorchFunctionMode):
         seen = self._seen_ids
         if all(id(t) in seen or not t.is_leaf for t in ins):
             return out
-        if getattr(func, "__name__", None) in SKIP_FUNCS:
-            return out
+        # (an attribute view such as w.T is a use of its source, as the recorder counts it)
         if self._scan(ins):
             # a source got its recorded value: run the op again on it
             self._depth += 1

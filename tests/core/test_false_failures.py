@@ -259,3 +259,31 @@ def test_the_python_api_shows_each_warning_of_a_recording_and_its_checks_once():
     assert sum("To copy construct" in t for t in texts) == 1
     assert not [w for w in caught if os.path.dirname(os.path.abspath(w.filename)).startswith(
         os.path.join(ROOT, "gradviz"))]
+
+
+# ------------------------------------------------------------- leaves in their own dtype, attribute views
+
+def test_a_float32_leaf_beside_float64_ones_is_differenced_in_float32():
+    # the whole model re-runs in float64, but the script makes v float32: a float64 step (1e-6)
+    # in a float32 tensor was a false failure (error 6.7e-2); v gets float32's step and tolerance
+    rec, table, _ = checked("mixed_dtypes.py")
+    fd = {r.leaf: r for r in kind_rows(table, "finite-diff")}
+    assert fd["w"].status == "pass" and fd["w"].reference == "central differences, float64"
+    assert fd["v"].status == "pass" and "(the leaf is made in its own dtype)" in fd["v"].reference
+    assert fd["v"].max_abs < 1e-3
+    # v.grad = 3 tanh(w), computed here in numpy
+    w = rec.leaves["w"].tensor.value
+    np.testing.assert_allclose(rec.leaves["v"].grad.value, 3 * np.tanh(w), rtol=1e-6)
+
+
+def test_leaves_used_only_through_attribute_views_are_differenced():
+    # x @ w.T and z.real are w's and z's only uses: they were skipped ("not used by a recorded op")
+    proc = gradviz_check("attribute_views.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fds = rows_of(proc.stdout, "finite-diff")
+    assert len(fds) == 2 and all(r.rstrip().endswith("pass") for r in fds)
+    rec, table, _ = checked("attribute_views.py")
+    z = rec.leaves["z"].tensor.value
+    # d/dx (x + y^2) + i d/dy (x + y^2) = 1 + 2 i y
+    np.testing.assert_allclose(rec.leaves["z"].grad.value, 1 + 2j * z.imag, rtol=1e-6)
+    assert {"w", "z"} <= set(rec.leaf_order) and table.ok

@@ -166,6 +166,9 @@ ZH = {
     "numpy rule for {name}": "{name} 的 numpy 规则",
     "complex numpy rule for {name}": "{name} 的复数 numpy 规则",
     "complex numpy rule": "复数 numpy 规则",
+    "central differences, {dtype} (the leaf is made in its own dtype)": "中心差分，{dtype}（该叶子以自己的 dtype 创建）",
+    "central differences along real and imaginary parts, {dtype} (the leaf is made in its own dtype)":
+        "沿实部和虚部的中心差分，{dtype}（该叶子以自己的 dtype 创建）",
     "ops ran where gradviz cannot follow them ({nodes}: made in another thread or in TorchScript): a re-run "
     "cannot set the values they used, so finite differences are skipped; gradcheck, local rules, flow and "
     "accumulation still check every node":

@@ -101,6 +101,18 @@ def test_complex_reference_is_torch_autograd_grad_without_gradviz():
         np.testing.assert_array_equal(rec.leaves[name].grad.value, g.numpy())
 
 
+def test_a_right_complex_custom_function_passes_gradcheck_and_its_numerical_rule():
+    rec, table, _ = checked("complex_function.py")
+    assert table.ok, table.failed
+    assert [r.status for r in kind_rows(table, "gradcheck")] == ["pass"]
+    rule = next(r for r in kind_rows(table, "local-rule") if "Scale" in r.what)
+    assert rule.status == "pass" and rule.reference == "numerical VJP of its forward, float64"
+    # d/dz of sum |C z| in torch's convention: conj(C) * (C z) / |C z|
+    z = rec.leaves["z"].tensor.value
+    c = np.array([0.5 + 2.0j, -1.0 + 0.5j, 2.0 - 1.0j])
+    np.testing.assert_allclose(rec.leaves["z"].grad.value, np.conj(c) * (c * z) / np.abs(c * z), rtol=1e-12)
+
+
 def test_a_wrong_complex_backward_still_fails():
     proc = gradviz_check("complex_wrong.py")
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -2,7 +2,7 @@
 
 It runs the command line, so it sits beside it, above the core. ``python -m gradviz.isolate_child [--max-memory MB]`` limits its own data segment, imports torch
 and gradviz (the slow part of starting, done before any run is asked for, so a spare child can wait
-ready), then reads one request from stdin, a JSON line ``{"argv": [...], "cwd": "..."}``, says
+ready, and says ``gradviz-isolate: ready``), then reads one request from stdin, a JSON line ``{"argv": [...], "cwd": "..."}``, says
 ``gradviz-isolate: begin`` on stdout and runs ``gradviz ARGV`` (``record TARGET -o FILE --progress``).
 Its exit code is the command's. An empty stdin (the parent went away, or did not need this child)
 ends it at once with 0 and nothing done.
@@ -13,8 +13,6 @@ import json
 import os
 import resource
 import sys
-
-from gradviz.core.isolate import TAG
 
 __all__ = ["main"]
 
@@ -35,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from gradviz import cli
     from gradviz.core import checks, session, storage  # noqa: F401
+    from gradviz.core.isolate import TAG
 
+    print(f"{TAG} ready", flush=True)
     line = sys.stdin.readline()
     if not line.strip():
         return 0

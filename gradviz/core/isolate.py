@@ -31,8 +31,8 @@ from typing import Callable
 
 from .errors import Cancelled, GradvizError
 
-__all__ = ["record_isolated", "IsolatedRun", "discard_spare", "APP_TIMEOUT_S", "app_max_memory_mb",
-           "STARTUP_GRACE_S", "TAG"]
+__all__ = ["record_isolated", "IsolatedRun", "discard_spare", "spare_ready", "prestart", "APP_TIMEOUT_S",
+           "app_max_memory_mb", "STARTUP_GRACE_S", "TAG"]
 
 TAG = "gradviz-isolate:"  # the child's lines on stdout that the parent reads start with this
 APP_TIMEOUT_S = 300.0  # the app's default time limit for one run of model code
@@ -82,7 +82,8 @@ class _Child:
         env = {k: v for k, v in os.environ.items() if k not in ("GRADVIZ_TEST_WRITE_PAUSE", "GRADVIZ_DEBUG")}
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.begun: float | None = None  # when the child said it began the run (time.monotonic)
+        self.ready: float | None = None  # when the child said its imports were done (time.monotonic)
+        self.begun: float | None = None  # when the child said it began the run
         self.progress: tuple[float, str] | None = None  # the newest progress it reported
         try:
             with open(self.err_path, "wb") as err:
@@ -105,7 +106,9 @@ class _Child:
             if not line.startswith(TAG):
                 continue
             words = line[len(TAG):].strip().split(" ", 2)
-            if words[0] == "begin":
+            if words[0] == "ready":
+                self.ready = time.monotonic()
+            elif words[0] == "begin":
                 self.begun = time.monotonic()
             elif words[0] == "progress" and len(words) >= 2:
                 try:
@@ -174,6 +177,20 @@ def _start_spare(max_memory_mb: float | None) -> None:
         old, _spare = _spare, child
     if old is not None:
         old.discard()
+
+
+def prestart(max_memory_mb: float | None = None) -> None:
+    """Start a spare child now unless one with this memory limit waits (the app, as its window is built)."""
+    with _spare_lock:
+        fits = _spare is not None and _spare.key == _key(max_memory_mb) and _spare.alive()
+    if not fits:
+        _start_spare(max_memory_mb)
+
+
+def spare_ready() -> bool:
+    """Whether a spare child waits with its imports done (the next warm run starts at once)."""
+    with _spare_lock:
+        return _spare is not None and _spare.ready is not None and _spare.alive()
 
 
 def discard_spare() -> None:

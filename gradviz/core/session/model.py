@@ -69,6 +69,10 @@ class Session:
         self.options = {"keep_values": keep_values, "budget_bytes": budget_bytes, "max_nodes": max_nodes,
                         "check_finite": check_finite, "isolate": isolate, "timeout": timeout,
                         "max_memory_mb": max_memory_mb, "warm": warm, "checks_max_nodes": checks_max_nodes}
+        if isolate and warm:
+            from ..isolate import prestart
+
+            prestart(max_memory_mb)  # the first run's child imports torch while the caller builds its window
         self.recorded = Signal()
         self.step_changed = Signal()
         self.checks_done = Signal()

@@ -10,7 +10,7 @@ recording shown in the window (recorded, checked in the child when isolated, lai
 * child, warm: ``app_session()``, the app's default: the run's child was started after the last run
   and waits with its imports done;
 * app start: a fresh ``python`` from launch to the first recording shown (``build_window``), with the
-  model in-process and in a child.
+  model in-process and in a child (started before Qt is imported, as ``gradviz app`` does).
 """
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ MODEL = "repeated-layer"
 _START = r"""
 import os, sys, time, tempfile
 t0 = float(sys.argv[1])
+if sys.argv[2] == "child":  # as `gradviz app` does: the first child starts before Qt is imported
+    from gradviz.core.isolate import app_max_memory_mb, prestart
+    prestart(app_max_memory_mb())
 from PySide6.QtCore import QSettings
 from gradviz.core.session import Session
 from gradviz.qt.app import _app, app_session, build_window

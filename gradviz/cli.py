@@ -379,8 +379,17 @@ def _cmd_backends(args) -> int:
     return 0
 
 
+def _prestart_child(options: dict) -> None:
+    """Start the app's first model process now: it imports torch while this one imports Qt and builds the window."""
+    from .core.isolate import app_max_memory_mb, prestart
+
+    prestart(options["max_memory_mb"] if "max_memory_mb" in options else app_max_memory_mb())
+
+
 @command("app", "open the desktop app on a target (built-in model, model script)")
 def _cmd_app(args) -> int:
+    options = _session_options(args)
+    _prestart_child(options)
     try:
         from .qt.app import run_app
     except ImportError as exc:
@@ -392,7 +401,7 @@ def _cmd_app(args) -> int:
     from .qt.app import app_session
 
     # model code runs in a child process per run, with the app's limits unless --timeout/--max-memory say
-    return run_app(args.target, params=args.param, session=app_session(**_session_options(args)),
+    return run_app(args.target, params=args.param, session=app_session(**options),
                    lesson=args.lesson)
 
 
@@ -448,9 +457,13 @@ def _has_display() -> bool:
 def _default(args) -> int:
     """No command: the app where a display and Qt are there, else the default model's steps and checks."""
     if _has_display():
+        _prestart_child({})
         try:
             from .qt.app import run_app
         except ImportError:
+            from .core.isolate import discard_spare
+
+            discard_spare()  # no app: the model runs here after all
             run_app = None
         if run_app is not None:
             return run_app(None)

@@ -9,6 +9,7 @@ from ..checks import CheckTable
 from ..errors import Cancelled, GradvizError
 from ..events import Signal
 from ..flow import GradientFlow, gradient_flow
+from ..isolate import prestart
 from ..models import MODELS
 from ..recorder import DEFAULT_MAX_NODES
 from ..recording import Recording
@@ -70,8 +71,6 @@ class Session:
                         "check_finite": check_finite, "isolate": isolate, "timeout": timeout,
                         "max_memory_mb": max_memory_mb, "warm": warm, "checks_max_nodes": checks_max_nodes}
         if isolate and warm:
-            from ..isolate import prestart
-
             prestart(max_memory_mb)  # the first run's child imports torch while the caller builds its window
         self.recorded = Signal()
         self.step_changed = Signal()

@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="folder for the files (default: a temporary one)")
     p.add_argument("--markdown", default=None, help="append the results as a Markdown table to this file")
     p.add_argument("--repeat", type=int, default=1, help="export each format this many times; report the best")
+    p.add_argument("--collapse", default=None, help="draw each N module uses as one box (export's collapse=N)")
     args = p.parse_args(argv)
     import gradviz.qt.export  # noqa: F401 - registers the image formats (also loaded by entry point)
 
@@ -55,6 +56,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for suffix, opts in ((".svg", {}), (".png", {}), (".pdf", {}), (".gif", {"max_frames": 60})):
+        if args.collapse is not None:
+            opts = {**opts, "collapse": args.collapse}
         times = []
         for _ in range(max(1, args.repeat)):
             notes = []

@@ -21,12 +21,13 @@ from .scene import Scene
 from .scene.text import FONT_PX
 from .timeline import Timeline
 
-__all__ = ["LEGIBLE_PX", "LEGIBLE_SCALE", "AROUND_SIZE", "PAPER", "Plan", "fit_scale", "plan_image", "plan_pdf",
+__all__ = ["LEGIBLE_PX", "LEGIBLE_SCALE", "AROUND_SIZE", "PART_SIDE", "PAPER", "Plan", "fit_scale", "plan_image", "plan_pdf",
            "resolve_region", "parse_steps", "find_node", "follow_rect", "PT_PER_PX"]
 
 LEGIBLE_PX = 9.0  # the smallest label text an export chooses on its own, in pixels
 LEGIBLE_SCALE = LEGIBLE_PX / FONT_PX
 AROUND_SIZE = (2400.0, 1600.0)  # the part of the drawing `around` shows: a large screen at scale 1
+PART_SIDE = 8192.0  # pixels per side of the part an image shows when the whole is not legible in one
 PT_PER_PX = 0.75  # PDF points per drawing pixel (96 px per inch)
 PAPER = {"a4": (841.89, 595.28), "a3": (1190.55, 841.89), "a2": (1683.78, 1190.55), "letter": (792.0, 612.0),
          "tabloid": (1224.0, 792.0)}  # landscape, points
@@ -153,8 +154,8 @@ def plan_image(scene: Scene, region: tuple | None, asked: float | None, max_side
     """The scale and the part of the drawing an image shows.
 
     With no scale asked for, the whole drawing (or `region`) at scale 1, or smaller to fit the
-    limits but never below `LEGIBLE_SCALE`; where even that does not fit, the largest part that
-    fits, around this step's node, at the legible scale. An asked-for scale is lowered to fit the
+    limits but never below `LEGIBLE_SCALE`; where even that does not fit, a part of at most
+    `PART_SIDE` pixels per side around this step's node, at the legible scale. An asked-for scale is lowered to fit the
     limits, with a note.
     """
     src = region or scene.bounds
@@ -176,7 +177,8 @@ def plan_image(scene: Scene, region: tuple | None, asked: float | None, max_side
                               f"{FONT_PX * f:.1f} px)")
         return plan
     s = LEGIBLE_SCALE
-    pw, ph = min(w, max_side / s), min(h, max_side / s)
+    side = min(max_side, PART_SIDE)  # a part: a large page, not the largest image allowed (slow to encode)
+    pw, ph = min(w, side / s), min(h, side / s)
     if max_pixels is not None and pw * ph * s * s > max_pixels:
         # as wide as allowed (rows of a folded drawing read across), as high as the pixels allow
         ph = min(ph, max_pixels / (s * s * pw))
@@ -187,7 +189,7 @@ def plan_image(scene: Scene, region: tuple | None, asked: float | None, max_side
     plan.notes.append(f"the whole graph needs {w * s:,.0f} x {h * s:,.0f} px to be legible (labels "
                       f"{LEGIBLE_PX:g} px), more than one {what} holds: this one shows the part around "
                       f"node {scene.members[g][0] if g >= 0 else '?'}; export another part with --around NODE or "
-                      "--steps A:B, or every part as PDF pages (--page a3)")
+                      "--steps A:B, every part as PDF pages (--page a3), or fewer boxes (--collapse N)")
     return plan
 
 

@@ -279,9 +279,9 @@ class QtGraphView(QGraphicsView):
         it = self._item
         old = it.selected
         it.selected = -1 if node_id is None else int(self.layout_.group_of[node_id])
-        for g in (old, it.selected):
-            if g >= 0:
-                it.update(it.node_rect(g, 16))
+        # the selection and its other copies (a shared parameter's true node and proxies) are outlined
+        for g in self.scene_.linked(old) + self.scene_.linked(it.selected):
+            it.update(it.node_rect(g, 16))
         if center and it.selected >= 0:
             self.centerOn(QPointF(*it.pos_[it.selected]))
 

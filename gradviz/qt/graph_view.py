@@ -22,7 +22,8 @@ from gradviz.core.timeline import Stepper, StepState
 from .i18n import tr
 from .legible import hidden_px, legible_scale
 from .overview import QtOverview
-from .scene_painter import QtScenePainter, paint_scene
+from .far_picture import FarPicture
+from .scene_painter import COARSE_LOD, QtScenePainter, paint_scene
 from .theme import get_theme
 
 __all__ = ["QtGraphView", "format_tensor", "format_shape", "NODE_W", "NODE_H", "SMALL"]
@@ -42,11 +43,13 @@ class _GraphItem(QGraphicsObject):
         self.painter_.hidden_px = hidden_px()  # text too small to read is left out (scales with the system font)
         self._rect = QRectF(0, 0, 1, 1)
         self.full_detail = False  # exports to vector files: every label, whatever the zoom
+        self.far = FarPicture(self.painter_, self.update)  # the whole graph far out, painted once per change
 
     def set_scene(self, scene: Scene) -> None:
         """Paint `scene` from now on."""
         self.prepareGeometryChange()
         self.scene_ = scene
+        self.far.forget()
         self._rect = QRectF(*scene.bounds)
         self.update()
 
@@ -124,6 +127,9 @@ class _GraphItem(QGraphicsObject):
             return
         r = option.exposedRect if option is not None and not option.exposedRect.isEmpty() else self._rect
         lod = QStyleOptionGraphicsItem.levelOfDetailFromTransform(painter.worldTransform())
+        if lod < COARSE_LOD and not self.full_detail and widget is not None:
+            self.far.draw(painter, self.scene_, lod)  # far out: one cached picture, panned and scaled
+            return
         self.painter_.paint(painter, self.scene_, (r.left(), r.top(), r.right(), r.bottom()), lod, self.full_detail)
 
 
@@ -187,6 +193,7 @@ class QtGraphView(QGraphicsView):
         self.setMinimumSize(200, 150)
         self._apply_background()
         self.overview = QtOverview(self)  # the whole graph in a corner when it does not fit legibly
+        self.scene_changed.connect(self._item.far.invalidate)
         if recording is not None:
             self.set_recording(recording, stepper, precomputed)
 
@@ -279,6 +286,7 @@ class QtGraphView(QGraphicsView):
         it = self._item
         old = it.selected
         it.selected = -1 if node_id is None else int(self.layout_.group_of[node_id])
+        it.far.invalidate()
         # the selection and its other copies (a shared parameter's true node and proxies) are outlined
         for g in self.scene_.linked(old) + self.scene_.linked(it.selected):
             it.update(it.node_rect(g, 16))

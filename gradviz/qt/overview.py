@@ -8,6 +8,7 @@ view. Clicking or dragging in it moves the view there. Its picture is painted on
 """
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QWidget
@@ -19,7 +20,27 @@ __all__ = ["QtOverview"]
 
 MAX_W, MAX_H = 360, 150  # the overview's largest size in pixels (and at most 40 % of the view's width)
 MIN_H = 40  # a long, flat graph is drawn centred in a box at least this tall
+RASTER_NODES = 5000  # more nodes than this: the overview's boxes are rasterised with numpy, edges left out
 MARGIN = 10  # from the graph view's corner
+
+
+def raster_picture(scene, width: int, height: int) -> QImage:
+    """The nodes of `scene` as boxes of a pixel or more in their state's colour, rasterised with numpy
+    (no edges): a 100,000-node graph in a few milliseconds, where painting each box takes a second."""
+    x, y, w, h = scene.bounds
+    s = min(width / w, height / h)
+    ox, oy = (width - w * s) / 2, (height - h * s) / 2
+    img = np.full((height, width), QColor(scene.background).rgb() & 0xFFFFFFFF, dtype=np.uint32)
+    colours = np.array([QColor(st.coarse).rgb() & 0xFFFFFFFF for st in scene.styles], dtype=np.uint32)[scene.style]
+    lo = np.floor((scene.pos - scene.size / 2 - (x, y)) * s + (ox, oy)).astype(np.int64)
+    span = np.maximum(1, np.round(scene.size * s)).astype(np.int64)
+    for dx in range(int(span[:, 0].max())):
+        for dy in range(int(span[:, 1].max())):
+            keep = (dx < span[:, 0]) & (dy < span[:, 1])
+            px = np.clip(lo[keep, 0] + dx, 0, width - 1)
+            py = np.clip(lo[keep, 1] + dy, 0, height - 1)
+            img[py, px] = colours[keep]
+    return QImage(img.tobytes(), width, height, 4 * width, QImage.Format.Format_RGB32).copy()
 
 
 class QtOverview(QWidget):
@@ -84,13 +105,16 @@ class QtOverview(QWidget):
         if scene is None or self.width() < 2:
             return
         self._dirty = False
-        img = QImage(self.size(), QImage.Format.Format_RGB32)
-        p = QPainter(img)
-        try:
-            paint_scene(p, scene, QRectF(0, 0, self.width(), self.height()), None, False, self._painter)
-        finally:
-            p.end()
-        self._image = img
+        if len(scene) > RASTER_NODES:
+            self._image = raster_picture(scene, self.width(), self.height())
+        else:
+            img = QImage(self.size(), QImage.Format.Format_RGB32)
+            p = QPainter(img)
+            try:
+                paint_scene(p, scene, QRectF(0, 0, self.width(), self.height()), None, False, self._painter)
+            finally:
+                p.end()
+            self._image = img
         self.update()
 
     # -- geometry: the overview's pixels <-> the scene ---------------------------------------------

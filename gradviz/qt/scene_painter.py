@@ -81,6 +81,8 @@ class QtScenePainter:
         es = scene.edge_styles
         self.edge_pens = {k: _pen(s.color, s.width, s.dashed, cosmetic=k != "flowing") for k, s in es.items()}
         self.edge_pens["flowing"].setCapStyle(Qt.PenCapStyle.RoundCap)
+        # far out: one-pixel solid lines in the same colours (the fast way to draw thousands of edges)
+        self.coarse_edge_pens = {k: _pen(s.color, 0, False, cosmetic=True) for k, s in es.items()}
         self.flow_color = QColor(es["flowing"].color)
         self.flow_text = QColor(scene.flow_text)
         self.background = QColor(scene.background)
@@ -141,8 +143,12 @@ class QtScenePainter:
         inp = scene.is_input[rows]
         passed = scene.edge_state[rows] != 0  # a flowing edge is also drawn as passed, under its arrow
         clip = (x0 - 20, y0 - 20, x1 + 20, y1 + 20)
+        # far out, edges are hairlines: drawn without antialiasing (a third of the frame otherwise)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, self._lod >= COARSE_LOD)
+        far = self._lod < COARSE_LOD
         for sel, key in ((~passed & ~inp, "idle"), (inp, "input"), (passed & ~inp, "done")):
-            self._draw_segments(painter, a[idx[sel]], b[idx[sel]], self.edge_pens[key], clip)
+            pen = self.coarse_edge_pens[key] if far else self.edge_pens[key]
+            self._draw_segments(painter, a[idx[sel]], b[idx[sel]], pen, clip)
 
     @staticmethod
     def _draw_segments(painter: QPainter, a: np.ndarray, b: np.ndarray, pen: QPen, clip: tuple) -> None:
@@ -163,6 +169,8 @@ class QtScenePainter:
         """Low zoom: every node a flat rectangle in its style's coarse colour, no text (one path per style,
         built from arrays: 100,000 boxes cost one call, not a Python loop)."""
         painter.setPen(Qt.PenStyle.NoPen)
+        # axis-aligned boxes a few pixels wide: antialiasing adds nothing and costs most of the frame
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         styles = scene.style[nodes]
         for s in np.unique(styles).tolist():
             sel = nodes[styles == s]

@@ -145,3 +145,23 @@ def test_transport_icons_contrast_with_either_theme(qtbot, window):
     assert _icon_luminance(window.actions_["play"]) > 0.7
     window._play_icon(False)
     window.set_theme("light")
+
+
+def test_far_out_the_view_pans_one_cached_picture_and_repaints_it_after_a_step(qtbot, window):
+    open_and_wait(qtbot, window, "rnn-unrolled", {"T": 40})
+    view = window.graph
+    far = view._item.far
+    view.zoom(0.1 / view.transform().m11())  # far out: every node a flat box
+    view.viewport().repaint()
+    painted = far.paints
+    assert painted >= 1 and far.image is not None
+    for _ in range(5):  # panning draws the same picture
+        view.horizontalScrollBar().setValue(view.horizontalScrollBar().value() + 40)
+        view.viewport().repaint()
+    assert far.paints == painted
+    before = far.image.copy()
+    window.jump_backward()  # a step: the picture is stale, then painted again once stepping pauses
+    window.step_next()
+    assert far.stale
+    qtbot.waitUntil(lambda: far.paints > painted and not far.stale, timeout=5000)
+    assert far.image != before  # the nodes that ran show their new state

@@ -11,11 +11,11 @@ import functools
 import os
 import sys
 import time
-from collections import deque
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from . import backends as _backends
@@ -42,6 +42,9 @@ _INTERNAL_FILES = {os.path.join(_HERE, f) for f in ("recorder.py", "backends.py"
 _INPLACE_DUNDERS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow__", "__iand__", "__ior__",
                     "__ixor__", "__imatmul__", "__ifloordiv__", "__imod__"}
 _SKIP_FUNCS = {"__get__", "__set__", "__repr__", "__format__", "__bool__", "__len__", "__hash__"}
+_OVERLOADS = (torch._ops.OpOverload, torch._ops.OpOverloadPacket)
+_OP_NAMES: dict[str, tuple[str, bool]] = {}  # function name -> (op name, in place)
+_grad_enabled = torch.is_grad_enabled
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,6 +75,7 @@ class _ForwardCapture(TorchFunctionMode):
         self.module_parent: dict[Any, Any] = {}  # each module: the module whose forward first called it
         self.event_module: list[tuple[Any, int] | None] = []
         self.leaf_seen: dict[Any, int] = {}
+        self._leaf_ids: set[int] = set()  # ids of leaf_seen's tensors (hashing a tensor is a Python call)
         self.source_data: list[TensorData] = []
         self._depth = 0
         self._src_cache: dict[str, bool] = {}
@@ -135,27 +139,41 @@ class _ForwardCapture(TorchFunctionMode):
 
     # --- ops -------------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+        if kwargs is None:
+            kwargs = {}
         if self._depth:
             return func(*args, **kwargs)
         name = getattr(func, "__name__", None) or str(func)
         # an in-place op gives its input (and the input's base, for a view) a new node
         inplace = name in _INPLACE_NAMES or (name.endswith("_") and not name.endswith("__"))
-        before = _nodes_before(args, kwargs) if inplace and torch.is_grad_enabled() else None
+        before = _nodes_before(args, kwargs) if inplace and _grad_enabled() else None
         # what the op runs inside is part of this one event: the autograd Function that
         # torch.library.register_autograd runs inside a custom op is not a second user op
-        out = self._inside(func, *args, **kwargs)
-        # only ops under grad mode whose result joins the graph are events
-        if not torch.is_grad_enabled():
+        self._depth += 1
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            self._depth -= 1
+        # only ops under grad mode whose result joins the graph are events (most calls are not:
+        # dim(), size(), no-grad ops)
+        if not _grad_enabled():
             return out
         if before is not None:
             self._note_inplace(before)
-        outs = _tensors_in(out)
         # (is_leaf, not grad_fn: reading grad_fn gives the node a Python wrapper, which makes
         # freeing the graph recursive; see teardown.py)
-        if all(t.is_leaf for t in outs):
+        if isinstance(out, Tensor):
+            if out.is_leaf:
+                return out
+            outs = [out]
+        elif isinstance(out, (tuple, list, dict)):
+            outs = _tensors_in(out)
+            if all(t.is_leaf for t in outs):
+                return out
+        else:
             return out
-        if isinstance(func, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        overload = isinstance(func, _OVERLOADS)
+        if overload:
             # a custom op says whose it is: gradviz::linear, not a bare "linear" like F.linear
             qualified = str(func).split(".")  # "gradviz.linear" or "gradviz.linear.default"
             if len(qualified) >= 2 and qualified[0] != "aten":
@@ -177,9 +195,7 @@ class _ForwardCapture(TorchFunctionMode):
             out = self._inside(func, *args, **kwargs)
             outs = _tensors_in(out)
         if self.store is not None:
-            replay = (func, args, kwargs) if isinstance(func, (torch._ops.OpOverload,
-                                                               torch._ops.OpOverloadPacket)) else None
-            self._log(name, ins, outs, replay=replay)
+            self._log(name, ins, outs, replay=(func, args, kwargs) if overload else None)
         return out
 
     def _inside(self, fn, *args, **kwargs):
@@ -193,37 +209,42 @@ class _ForwardCapture(TorchFunctionMode):
 
     def _log(self, name, ins, outs, replay=None, custom=None):
         # our own tensor calls below must not be logged as the user's ops
-        self._inside(self._log_op, name, ins, outs, replay, custom)
+        self._depth += 1
+        try:
+            self._log_op(name, ins, outs, replay, custom)
+        finally:
+            self._depth -= 1
 
     def _log_op(self, name, ins, outs, replay, custom):
         if not outs:
             return
         if self.cancel is not None and self.cancel():
             raise Cancelled()
-        inplace = name in _INPLACE_DUNDERS or (name.endswith("_") and not name.endswith("__"))
-        op = name[2:-2] if name.startswith("__") and name.endswith("__") else name
-        if op.startswith("i") and name in _INPLACE_DUNDERS:
-            op = op[1:] + "_"
+        op_inplace = _OP_NAMES.get(name)
+        if op_inplace is None:
+            inplace = name in _INPLACE_DUNDERS or (name.endswith("_") and not name.endswith("__"))
+            op = name[2:-2] if name.startswith("__") and name.endswith("__") else name
+            if op.startswith("i") and name in _INPLACE_DUNDERS:
+                op = op[1:] + "_"
+            op_inplace = _OP_NAMES[name] = (op, inplace)
         index = len(self.events)
         capture = self.store.capture
-        ev = ForwardEvent(index=index, op=op,
-                          inputs=[capture(t, True) for t in ins],
-                          outputs=[capture(t, True) for t in outs],
-                          source=self._source(), inplace=inplace)
-        self.events.append(ev)
+        self.events.append(ForwardEvent(index, op_inplace[0], [capture(t, True) for t in ins],
+                                        [capture(t, True) for t in outs], self._source(), inplace=op_inplace[1]))
         self.event_tensors.append((ins, outs))
         self._note_op(ins, outs)
         self.event_module.append(self.module_stack[-1] if self.module_stack else None)
+        grad_fn_event = self.grad_fn_event
         for t in outs:
             fn = t.grad_fn
-            if fn is not None and fn not in self.grad_fn_event:
-                self.grad_fn_event[fn] = index
+            if fn is not None and fn not in grad_fn_event:
+                grad_fn_event[fn] = index
                 if replay is not None or custom is not None:
                     # detached: a replay must not keep the graph alive after recording
                     if replay is not None:
                         replay = (replay[0], _detached(replay[1]), _detached(replay[2]))
                     self.replays[fn] = (replay, custom)
-        if self.max_nodes is not None and len(self.grad_fn_event) > self.max_nodes:
+        if self.max_nodes is not None and len(grad_fn_event) > self.max_nodes:
             # stop while the model runs: a graph far past the limit would take minutes and
             # gigabytes before the walk could refuse it
             raise GraphTooLarge(f"the model made more than {self.max_nodes:,} autograd nodes while it ran "
@@ -298,10 +319,17 @@ class _ForwardCapture(TorchFunctionMode):
         source again through ``on_leaf(tensor, index)``. Returns whether any was new.
         """
         new = False
+        ids = self._leaf_ids
+        for t in ins:  # (the common case: every input already numbered or made by an op)
+            if t.is_leaf and id(t) not in ids:
+                break
+        else:
+            return False
         self._depth += 1
         try:
             for t in ins:
-                if t.is_leaf and t not in self.leaf_seen:
+                if t.is_leaf and id(t) not in ids:
+                    ids.add(id(t))  # (the tensor is held in leaf_seen: its id stays its own)
                     self.leaf_seen[t] = len(self.leaf_seen)
                     new = True
                     if self.store is not None:
@@ -313,7 +341,7 @@ class _ForwardCapture(TorchFunctionMode):
         return new
 
     def _source(self) -> str | None:
-        f = sys._getframe(4)
+        f = sys._getframe(2)  # (the frames below are the recorder's own)
         cache = self._src_cache
         while f is not None:
             fname = f.f_code.co_filename
@@ -517,14 +545,27 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
             h.remove()
     t_backward = time.perf_counter()
     if keep_values:
-        backward = [BackwardEvent(i, node_id, [capture(g) for g in gout], [capture(g) for g in gin])
-                    for i, (node_id, gin, gout) in enumerate(raw)]
+        # one snapshot per gradient, copied in groups of one shape (nothing changes them now), in
+        # the order one by one would take them: each step's outputs' gradients, then its inputs'
+        flat: list = []
+        for _, gin, gout in raw:
+            flat.extend(gout)
+            flat.extend(gin)
+        snaps = store.capture_many(flat)
+        flat.clear()
+        backward = []
+        at = 0
+        for i, (node_id, gin, gout) in enumerate(raw):
+            mid = at + len(gout)
+            end = mid + len(gin)
+            backward.append(BackwardEvent(i, node_id, snaps[at:mid], snaps[mid:end]))
+            at = end
     else:
         backward = [BackwardEvent(i, node_id, gout, gin) for i, (node_id, gin, gout) in enumerate(raw)]
     raw.clear()
     if check_finite:
         if keep_values:
-            _check_finite(cap.events, backward, nodes)
+            _check_finite(cap.events, backward, nodes, store.nonfinite())
         else:
             _check_finite_without_values(loss, leaf_tensors)
 
@@ -650,23 +691,23 @@ def _walk_graph(root_fn, max_nodes: int, cancel) -> tuple:
     fn_ids: dict[Any, int] = {root_fn: 0}
     fns = [root_fn]
     edges: list[tuple[int, int, int]] = []
-    queue = deque([root_fn])
-    while queue:
-        fn = queue.popleft()
-        src = fn_ids[fn]
-        for slot, (nxt, _) in enumerate(fn.next_functions):
-            if nxt is None:
-                continue
-            dst = fn_ids.get(nxt)
-            if dst is None:
-                dst = len(fns)
-                if dst >= max_nodes:
-                    raise GraphTooLarge(f"the autograd graph has more than {max_nodes:,} nodes (the limit)",
-                                        hint=_LIMIT_HINT)
-                fn_ids[nxt] = dst
-                fns.append(nxt)
-                queue.append(nxt)
-            edges.append((src, dst, slot))
+    # breadth first: `fns` is the queue too (nodes are taken in the order they were found)
+    src = 0
+    while src < len(fns):
+        slot = 0
+        for nxt, _ in fns[src].next_functions:
+            if nxt is not None:
+                dst = fn_ids.get(nxt)
+                if dst is None:
+                    dst = len(fns)
+                    if dst >= max_nodes:
+                        raise GraphTooLarge(f"the autograd graph has more than {max_nodes:,} nodes (the limit)",
+                                            hint=_LIMIT_HINT)
+                    fn_ids[nxt] = dst
+                    fns.append(nxt)
+                edges.append((src, dst, slot))
+            slot += 1
+        src += 1
         if cancel is not None and (len(fns) & 1023) == 0 and cancel():
             raise Cancelled()
     nodes = []
@@ -704,9 +745,9 @@ def _annotate_nodes(nodes, fns, edges, cap: _ForwardCapture, names: dict, topo: 
     """Give nodes their forward event, module use, source, custom Function and backend."""
     mod_names = getattr(cap, "module_names", {})
     uses = cap.module_uses
-    id_of = {fn: n.id for n, fn in zip(nodes, fns)}
+    grad_fn_event = cap.grad_fn_event
+    custom_types: dict[type, bool] = {}  # node class -> made by a custom autograd Function
     for node, fn in zip(nodes, fns):
-        ev_index = cap.grad_fn_event.get(fn)
         if node.kind == "leaf":
             var = fn.variable
             node.leaf = names.get(var)
@@ -714,24 +755,30 @@ def _annotate_nodes(nodes, fns, edges, cap: _ForwardCapture, names: dict, topo: 
             node.device = str(var.device)
             node.source = None
             continue
+        ev_index = grad_fn_event.get(fn)
         if ev_index is not None:
             node.forward_event = ev_index
-        if hasattr(fn, "_forward_cls"):
+        custom = custom_types.get(type(fn))
+        if custom is None:
+            custom = custom_types[type(fn)] = hasattr(fn, "_forward_cls")
+        if custom:
             node.kind = "custom"
             node.function = fn._forward_cls.__qualname__
             node.name = fn._forward_cls.__name__
     own_event = {n.id for n in nodes if n.forward_event is not None}
+    # each node's inputs, one per next_functions slot (the walk's edges: no second trip through torch)
+    inputs_of: list[list[int]] = [[] for _ in nodes]
+    for s, d, _ in edges:
+        inputs_of[s].append(d)
     # nodes made inside a composite op (no event of their own) belong to the earliest op that
     # consumed them; a topological order (every consumer before its inputs) settles that in one pass
     for nid in (topological_order(len(nodes), edges) if topo is None else topo):
         ev = nodes[nid].forward_event
         if ev is None or nodes[nid].kind == "leaf":
             continue
-        for nxt, _ in fns[nid].next_functions:
-            if nxt is None:
-                continue
-            child = nodes[id_of[nxt]]
-            if child.kind != "leaf" and child.id not in own_event and (
+        for child_id in inputs_of[nid]:
+            child = nodes[child_id]
+            if child.kind != "leaf" and child_id not in own_event and (
                     child.forward_event is None or ev < child.forward_event):
                 child.forward_event = ev
     for node in nodes:
@@ -797,13 +844,17 @@ def _input_nodes(nodes, fns, fn_ids, cap: _ForwardCapture, names: dict) -> list:
     return input_edges
 
 
-def _finite(data: TensorData | None) -> bool:
-    v = None if data is None else data.value
-    return v is None or v.dtype.kind not in "fc" or bool(np.isfinite(v).all())
+def _check_finite(events, backward, nodes, bad: set[int]) -> None:
+    """Name the first forward op, then the first backward node, that produced NaN or Inf.
 
+    `bad` holds the ids of the snapshots whose values hold NaN or Inf (`TensorStore.nonfinite`).
+    """
+    if not bad:
+        return
 
-def _check_finite(events, backward, nodes) -> None:
-    """Name the first forward op, then the first backward node, that produced NaN or Inf."""
+    def _finite(data: TensorData | None) -> bool:
+        return id(data) not in bad
+
     for ev in events:
         if not all(_finite(o) for o in ev.outputs):
             if not all(_finite(i) for i in ev.inputs):

@@ -83,19 +83,37 @@ class TensorStore:
         self._count = 0
         # the same unchanged tensor is snapshotted once; the tensor is held so its memory is not reused
         self._seen: dict[tuple, tuple[TensorData, torch.Tensor]] = {}
+        # where kept values live, for `nonfinite`: one array per group copied at once, with its
+        # snapshots (one per row), and the snapshots copied one at a time
+        self._groups: list[tuple[np.ndarray, list[TensorData]]] = []
+        self._singles: list[TensorData] = []
 
     def capture(self, t: torch.Tensor | None, by_storage: bool = False) -> TensorData | None:
         """Return the snapshot of `t` (None stays None).
 
         With `by_storage`, tensor objects that view the same memory with the same shape, strides and
-        version share one snapshot too (a node's saved output and the forward op's output).
+        version share one snapshot too (a node's saved output and the forward op's output); without
+        values, only the same tensor object does, and only with `by_storage`.
         """
         if t is None:
             return None
         if not self.keep_values:
+            # shapes only: still one snapshot per unchanged tensor object with `by_storage` (the
+            # recorder's forward ops and saved tensors, which it holds anyway); a gradient is not
+            # held, so each of its snapshots is its own
             self._count += 1
-            return TensorData(tuple(t.shape), _dtype_name(t.dtype), _device_name(t), None, None,
-                              t.requires_grad, self._count)
+            if not by_storage:
+                return TensorData(tuple(t.shape), _DTYPE_NAMES.get(t.dtype) or _dtype_name(t.dtype),
+                                  "cpu" if t.is_cpu else str(t.device), None, None, t.requires_grad, self._count)
+            key = (id(t), t._version)
+            hit = self._seen.get(key)
+            if hit is not None:
+                self._count -= 1
+                return hit[0]
+            data = TensorData(tuple(t.shape), _DTYPE_NAMES.get(t.dtype) or _dtype_name(t.dtype),
+                              "cpu" if t.is_cpu else str(t.device), None, None, t.requires_grad, self._count)
+            self._seen[key] = (data, t)
+            return data
         # one snapshot per unchanged tensor object; the object is held, so its id is not reused
         key = (id(t), t._version)
         hit = self._seen.get(key)
@@ -103,7 +121,8 @@ class TensorStore:
             return hit[0]
         skey = None
         if by_storage and t.layout == torch.strided and not t.is_meta:
-            skey = (t.data_ptr(), t.shape, t.stride(), t.dtype, t._version, t.device)
+            # (get_device: -1 on the CPU, the device index elsewhere; cheaper than t.device)
+            skey = (t.data_ptr(), t.shape, t.stride(), t.dtype, t._version, t.get_device())
             hit = self._seen.get(skey)
             if hit is not None:
                 # hold this object too, or its id could be reused by a later tensor
@@ -127,17 +146,93 @@ class TensorStore:
             stats = _stats(t) if t.layout == torch.strided and not t.is_meta else None
         data = TensorData(tuple(t.shape), _dtype_name(t.dtype), _device_name(t), value, stats,
                           t.requires_grad, self._count)
+        if value is not None:
+            self._singles.append(data)
         self._seen[key] = (data, t)
         if skey is not None:
             self._seen[skey] = (data, t)
         return data
 
+    def capture_many(self, tensors: list) -> list:
+        """Return the snapshots of `tensors`, exactly as `capture` one by one would, copied in groups.
+
+        Tensors of one shape and dtype (plain CPU tensors) are copied together, by one
+        ``torch.stack``; each snapshot's value is its row of that one array. The snapshots, their
+        ``uid`` numbers and what the memory budget keeps are those of capturing them one at a time,
+        in order. Only for tensors nobody changes until `release` (the recorder's gradients).
+        """
+        if not self.keep_values:
+            return [self.capture(t) for t in tensors]
+        out: list = [None] * len(tensors)
+        groups: dict[tuple, list] = {}
+        seen = self._seen
+        for i, t in enumerate(tensors):
+            if t is None:
+                continue
+            key = (id(t), t._version)
+            hit = seen.get(key)
+            if hit is not None:
+                out[i] = hit[0]
+                continue
+            name = _STACKABLE.get(t.dtype)
+            if (name is None or type(t) is not torch.Tensor or not t.is_cpu or t.layout != torch.strided
+                    or t.is_conj() or t.is_neg()):
+                out[i] = self.capture(t)  # (one at a time, as numpy(force=True) copies it)
+                continue
+            nbytes = t.numel() * t.element_size()
+            if self.bytes_kept + nbytes > self.budget_bytes:
+                out[i] = self.capture(t)  # (past the budget: statistics, as one by one)
+                continue
+            self.bytes_kept += nbytes
+            self._count += 1
+            shape = tuple(t.shape)
+            data = TensorData(shape, name, "cpu", None, None, t.requires_grad, self._count)
+            groups.setdefault((shape, t.dtype), []).append((data, t))
+            seen[key] = (data, t)
+            out[i] = data
+        with torch.no_grad():
+            for items in groups.values():
+                # one copy for the group: row j is the j-th tensor's values, bit for bit
+                buf = torch.stack([t for _, t in items]).numpy()
+                datas = [d for d, _ in items]
+                for j, d in enumerate(datas):
+                    d.value = buf[j, ...]
+                self._groups.append((buf, datas))
+        return out
+
+    def nonfinite(self) -> set[int]:
+        """Return the ids of the snapshots whose kept values hold NaN or Inf (floating and complex).
+
+        One vectorised test per group and per dtype; snapshots are looked at one by one only where
+        their group holds a NaN or Inf.
+        """
+        bad: set[int] = set()
+        for buf, datas in self._groups:
+            if buf.dtype.kind in "fc" and not np.isfinite(buf).all():
+                rows = ~np.isfinite(buf.reshape(len(datas), -1)).all(axis=1)
+                bad.update(id(datas[j]) for j in np.flatnonzero(rows))
+        by_dtype: dict = {}
+        for d in self._singles:
+            v = d.value
+            if v is not None and v.dtype.kind in "fc":
+                by_dtype.setdefault(v.dtype, []).append(d)
+        for datas in by_dtype.values():
+            if not np.isfinite(np.concatenate([d.value.reshape(-1) for d in datas])).all():
+                bad.update(id(d) for d in datas if not np.isfinite(d.value).all())
+        return bad
+
     def release(self) -> None:
         """Drop the references that kept captured tensors alive."""
         self._seen.clear()
+        self._groups.clear()
+        self._singles.clear()
 
 
 _DTYPE_NAMES: dict = {}
+# the dtypes numpy holds as they are: `capture_many` copies these in groups
+_STACKABLE = {d: str(d).replace("torch.", "") for d in (
+    torch.float16, torch.float32, torch.float64, torch.complex64, torch.complex128, torch.bool, torch.uint8,
+    torch.int8, torch.int16, torch.int32, torch.int64)}
 
 
 def _device_name(t: torch.Tensor) -> str:

@@ -4,7 +4,8 @@ It runs the command line, so it sits beside it, above the core. ``python -m grad
 and gradviz (the slow part of starting, done before any run is asked for, so a spare child can wait
 ready, and says ``gradviz-isolate: ready``), then reads one request from stdin, a JSON line ``{"argv": [...], "cwd": "..."}``, says
 ``gradviz-isolate: begin`` on stdout and runs ``gradviz ARGV`` (``record TARGET -o FILE --progress``).
-Its exit code is the command's. An empty stdin (the parent went away, or did not need this child)
+Its exit code is the command's; if the parent dies first (SIGKILL, SIGTERM), a watch thread ends the
+child's whole process group within half a second. An empty stdin (the parent went away, or did not need this child)
 ends it at once with 0 and nothing done.
 """
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import sys
+import threading
+import time
 
 __all__ = ["main"]
 
@@ -23,9 +27,22 @@ def _limit(max_memory_mb: float) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
+def _watch_parent(interval: float = 0.5) -> None:
+    """End this process group when the parent is gone (killed outright, it could not stop this run itself)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="gradviz-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Wait for one request on stdin and run it; return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _watch_parent()
     if len(argv) == 2 and argv[0] == "--max-memory":
         _limit(float(argv[1]))
     # the imports a recording needs, made before the request comes (a spare child waits here, warm)

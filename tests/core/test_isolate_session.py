@@ -6,7 +6,11 @@ child is the session's one-line message and keeps what it had; a cancel kills th
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +104,36 @@ def test_a_cancel_kills_the_child_and_its_process_group(tmp_path):
         os.kill(job.pid, 0)
     with pytest.raises(ProcessLookupError):
         os.killpg(job.pid, 0)
+
+
+ORPHAN = r"""
+import os, signal, sys, threading
+from gradviz.core.session import Session
+
+job = Session(isolate=True).open_job(sys.argv[1])
+began = threading.Event()
+threading.Thread(target=job.run, args=(lambda f, m: m == "running the forward pass" and began.set(),),
+                 daemon=True).start()
+began.wait(600)
+print(job.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # the parent dies without a word: no cancel, no atexit
+"""
+
+
+def test_a_child_whose_parent_is_killed_ends_too(tmp_path):
+    script = tmp_path / "loop.py"
+    script.write_text("def build():\n    while True:\n        pass\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, "-c", ORPHAN, str(script)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == -9, proc.stderr
+    pid = int(proc.stdout)
+    # the child's watch thread sees its parent gone within half a second; wait for that, bounded
+    for _ in range(600):
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)

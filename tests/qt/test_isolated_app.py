@@ -85,6 +85,12 @@ def test_faulty_model_scripts_become_the_banner_line(qtbot, make_window, tmp_pat
     assert len(win.flow.nodes) == len(win.recording.backward)
     open_and_wait(qtbot, win, "repeated-layer", {"k": 1})
     assert len(win.recording.forward) < three and win.session.params == {"k": 1}
+    # Re-run sends the whole form, its empty fields (w) as None: the model's defaults in the child too
+    before = win.recording
+    win.rerun()
+    qtbot.waitUntil(lambda: not win.is_busy(), timeout=120000)
+    assert win.last_error == "" and win.recording is not before and win.session.params["w"] is None
+    assert len(win.recording.forward) < three
 
 
 def test_cancel_kills_the_child_of_an_endless_loop(qtbot, make_window, tmp_path):

@@ -157,7 +157,9 @@ def _record_in_child(target: Any, params: dict, options: dict, progress: Progres
     progress(0.0, "Starting the model's process…")
     o = options
     checks.setdefault("checks_max_nodes", o.get("checks_max_nodes"))
-    with record_isolated(os.fspath(target), [f"{k}={v}" for k, v in params.items()], keep_values=o["keep_values"],
+    # the child takes NAME=VALUE text; an empty field (None) is the model's default, so it is left out
+    given = [f"{k}={v}" for k, v in params.items() if v is not None]
+    with record_isolated(os.fspath(target), given, keep_values=o["keep_values"],
                          max_nodes=o["max_nodes"], budget_mb=o["budget_bytes"] / 2**20, timeout=o["timeout"],
                          max_memory_mb=o["max_memory_mb"], cancel=cancelled, progress=progress, started=started,
                          warm=o["warm"], lang=language(), **checks) as run:

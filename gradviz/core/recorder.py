@@ -458,17 +458,24 @@ def record_run(target: Any, *, params: dict | None = None, keep_values: bool = T
     warned: set = set()  # each warning of the model shown once, here and in its re-runs
     try:
         with Sandbox(pause_gc=True, warned=warned):
-            run = _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
-                          progress or (lambda f, m: None), cancel, keeper)
+            try:
+                run = _record(runner, keep_values, budget_bytes, max_nodes, check_finite,
+                              progress or (lambda f, m: None), cancel, keeper)
+            except BaseException as exc:
+                # the model's frames in the traceback hold tensors of the graph: drop them first
+                clear_exception_frames(exc)
+                raise
+            finally:
+                # free the graph one node at a time (see teardown.py): a recursive free of a large
+                # graph overflows the stack. Before the cycle collector runs again: its first pass
+                # then looks at the recording only, not at the graph and its tensors too
+                keeper.release()
         run.rerun.warned = warned
     except BaseException as exc:
-        # the model's frames in the traceback hold tensors of the graph: drop them first
         clear_exception_frames(exc)
         raise
     finally:
-        # free the graph one node at a time (see teardown.py): a recursive free of a large
-        # graph overflows the stack
-        keeper.release()
+        keeper.release()  # (nothing left to free unless entering the Sandbox failed)
     remember(run.recording, run.rerun)
     return run
 

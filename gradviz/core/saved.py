@@ -8,6 +8,7 @@ import torch
 __all__ = ["read_saved", "saved_attribute_names", "plain_value"]
 
 _ATTR_CACHE: dict[type, tuple[str, ...]] = {}
+_CUSTOM_CACHE: dict[type, bool] = {}
 _INT64_WRAP = 2**63
 
 
@@ -25,6 +26,15 @@ def saved_attribute_names(fn: Any) -> tuple[str, ...]:
         names = tuple(a for a in dir(fn) if a.startswith("_saved_"))
         _ATTR_CACHE[cls] = names
     return names
+
+
+def _is_custom(fn: Any) -> bool:
+    """Whether `fn` is a custom ``torch.autograd.Function``'s node (its class knows the Function)."""
+    cls = type(fn)
+    custom = _CUSTOM_CACHE.get(cls)
+    if custom is None:
+        custom = _CUSTOM_CACHE[cls] = hasattr(fn, "_forward_cls")  # (a class attribute)
+    return custom and hasattr(fn, "saved_tensors")
 
 
 def plain_value(value: Any) -> Any:
@@ -81,7 +91,7 @@ def read_saved(fn: Any) -> dict[str, Any]:
                 out[f"{key}[{i}]"] = None if v is None else v.detach()
         else:
             out[key] = plain_value(value)
-    if hasattr(fn, "_forward_cls") and hasattr(fn, "saved_tensors"):
+    if _is_custom(fn):
         for i, t in enumerate(fn.saved_tensors):
             if t is not None:
                 out[f"saved_tensors[{i}]"] = t.detach()

@@ -224,8 +224,10 @@ class QtAccumulation(QWidget):
             self.leaf_map.addItem(self._marker)
             self.leaf_map.setToolTip(tr("click a cell to pick its element"))
         self.leaf_map.setVisible(self._leaf_image is not None and bool(data.shape))
-        self.table.setHorizontalHeaderLabels(["#", tr("from"), tr("value at {index}", index=at),
-                                              tr("running sum at {index}", index=at)])
+        # short headers that fit their columns (the element is in the line above and in the tooltips)
+        self.table.setHorizontalHeaderLabels(["#", tr("from"), tr("value"), tr("running sum")])
+        for j, tip in ((2, tr("value at {index}", index=at)), (3, tr("running sum at {index}", index=at))):
+            self.table.horizontalHeaderItem(j).setToolTip(tip)
         self._cells = data.rows()
         n = len(self._cells)
         self.table.setRowCount(n + 1)

@@ -18,6 +18,8 @@ Every rule is measured, not looked at:
   scrolls sideways cuts rows without saying so: it is a problem); sibling widgets do not overlap
   and stay inside their parent; plot titles and axis labels fit their plot and tick labels do not
   run into each other;
+* each view is audited as it opens and again at the end of backward with a leaf selected (the
+  Accumulation dock in front); the graph rules apply to the opening view;
 * theme: in a screenshot of the window, the dominant colour of every panel, button, list, table,
   plot and bar is dark in the dark theme and light in the light one.
 """
@@ -277,6 +279,8 @@ def _problems_theme(win, theme: str) -> list[str]:
             continue  # no clear background (a heat map, say)
         c = int(values[counts.argmax()])
         r, g, b = (c >> 16) & 255, (c >> 8) & 255, c & 255
+        if max(r, g, b) - min(r, g, b) > 60:
+            continue  # a saturated colour is data (a heat map, a pass/fail row), not a background
         lum = (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
         if (theme == "dark") != (lum < 0.5):
             out.append(f"theme: {type(w).__name__}({w.objectName()}) has a {'light' if lum >= 0.5 else 'dark'}"
@@ -342,6 +346,22 @@ def main(argv=None) -> int:
                         print(json.dumps({"problem": f"{where}: {p}"}, ensure_ascii=False), flush=True)
                     if args.shots:
                         win.grab().save(os.path.join(args.shots, where.replace(" ", "_") + ".png"))
+                    n += 1
+            # the end of backward with a leaf picked: the Accumulation dock in front, every panel filled
+            win.step_last()
+            win.select_node(next(iter(win.recording.leaves.values())).node)
+            for theme in args.themes.split(","):
+                win.set_theme(theme)
+                for lang in args.languages.split(","):
+                    win.set_language(lang)
+                    settle(False)
+                    where = f"{size} {Path(target).name} {theme} {lang} end"
+                    for p in _problems_widgets(win) + _problems_plots(win) + _problems_theme(win, theme):
+                        print(json.dumps({"problem": f"{where}: {p}"}, ensure_ascii=False), flush=True)
+                    if args.shots:
+                        win.grab().save(os.path.join(args.shots, where.replace(" ", "_") + ".png"))
+                    win.select_node(None)
+                    win.select_node(next(iter(win.recording.leaves.values())).node)
                     n += 1
     win.close()
     QApplication.processEvents()

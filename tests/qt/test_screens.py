@@ -2,7 +2,8 @@
 light and dark, English and Chinese, measured by `screen_audit.py` from the Scene's and the widgets' geometry.
 
 One app process opens each model once per window size and switches theme and language inside it (the
-way a user would), so the 48 views take a couple of minutes, not one process each.
+way a user would), so the 96 views (each as it opens, and at the end with a leaf selected) take a couple
+of minutes, not one process each.
 """
 import json
 import os
@@ -28,6 +29,6 @@ def test_every_view_is_legible_uncut_and_in_one_theme(xvfb, tmp_path):  # noqa: 
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     problems = [x["problem"] for x in lines if "problem" in x]
     done = [x["done"] for x in lines if "done" in x]
-    # 2 sizes x 6 models x 2 themes x 2 languages
-    assert done == [48], proc.stdout[-3000:] + proc.stderr[-3000:]
+    # 2 sizes x 6 models x 2 themes x 2 languages, as opened and at the end with a leaf selected
+    assert done == [96], proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not problems, "\n".join(problems[:60])

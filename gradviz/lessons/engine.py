@@ -105,6 +105,7 @@ class LessonRun:
         self._part_of_all = [self._parts.index(s.params) for s in lesson.steps]  # per step of the lesson
         self._part_of = list(self._part_of_all)  # per step shown
         self._part: int | None = None
+        self._made: dict = {}  # part -> the session's snapshot of its recording
         self.steps: list[Step] = list(lesson.steps)  # the steps shown here (a step's `when` may drop it)
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -143,7 +144,14 @@ class LessonRun:
         """Run the target with the parameters of `part` (the session records it afresh)."""
         if self._part == part:
             return
-        self.session.open(self.lesson.resolved_target(), dict(self._parts[part]) or None)
+        made = self._made.get(part)
+        if made is not None:
+            # recorded before: shown again as it was (no model code runs, no child process starts)
+            self.session.restore(made)
+        else:
+            self.session.open(self.lesson.resolved_target(), dict(self._parts[part]) or None)
+            if hasattr(self.session, "snapshot"):
+                self._made[part] = self.session.snapshot()
         self._scope = Scope(self.session.recording, getattr(self.session, "checks", None))
         self._part = part
 

@@ -28,6 +28,9 @@ from . import i18n
 
 __all__ = ["QtLessonDock", "math_image", "matrix_markdown", "cjk_family"]
 
+# the window session's options a lesson's own session takes: its model runs where the window's does
+ISOLATION = ("isolate", "timeout", "max_memory_mb", "warm", "checks_max_nodes")
+
 _TEXT = {
     "Lesson": "课程", "Back": "上一步", "Next": "下一步", "Check": "核对", "Loading…": "正在加载…",
     "Step {k} of {n}": "第 {k} 步，共 {n} 步", "Your answer": "你的答案",
@@ -207,10 +210,13 @@ class QtLessonDock(QDockWidget):
         lang = self._lang(lesson)
 
         bridge = self._bridge
+        # the lesson's model runs as the window's does (in a child process per run, with its limits)
+        view = self.view_session
+        isolation = {k: view.options[k] for k in ISOLATION if view is not None and k in view.options}
 
         def work():
             try:
-                result = (LessonRun(lesson, lang, session=Session()).open(), None)
+                result = (LessonRun(lesson, lang, session=Session(**isolation)).open(), None)
             except GradvizError as exc:
                 result = (None, exc.message)
             except Exception as exc:  # noqa: BLE001 - shown as one line, never a trace
@@ -267,15 +273,14 @@ class QtLessonDock(QDockWidget):
             self.go(self.run.position - 1)
 
     def _mirror(self) -> None:
-        """Move the window's session to the lesson's step (re-recording there when the target changed)."""
+        """Move the window's session to the lesson's step (showing the lesson's recording when its parameters changed)."""
         s = self.view_session
         if s is None or self.run is None:
             return
         key = (self.run.lesson.resolved_target(), tuple(sorted(self.run.session.params.items())))
         if self._mirrored != key:
             # the lesson's own recording of this part, shown as it is: the model is not run a second time
-            # (the window's session may run model code in a child process: seconds, on the GUI thread)
-            s.set_recording(self.run.session.recording, self.run.session.timeline)
+            s.restore(self.run.session.snapshot())
             self._mirrored = key
         s.step_to(self.view.timeline_step)
 

@@ -150,3 +150,20 @@ def test_closing_the_window_mid_run_exits_0_and_kills_the_child(tmp_path):
     pid = int(proc.stdout.split()[1])
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
+
+
+def test_a_lesson_runs_its_model_in_a_child_and_the_window_follows(qtbot, make_window, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADVIZ_CONFIG_DIR", str(tmp_path / "config"))
+    win = make_window()
+    dock = win.show_lessons()
+    dock.open_lesson("reusing-a-layer", wait=True)
+    qtbot.waitUntil(lambda: dock.run is not None, timeout=600000)
+    lesson = dock.run.session
+    assert lesson.options["isolate"] and lesson.source == "builtin" and not lesson.can_rerun  # made in a child
+    ids = [s.id for s in dock.run.steps]
+    for step, key, value in (("from-use2", "w", 0.9472), ("three-uses", "k", 3), ("from-use2", "w", 0.9472)):
+        dock.go(ids.index(step))  # a step with other parameters: the lesson's recording of them, shown again
+        qtbot.waitUntil(lambda: not win.is_busy(), timeout=120000)
+        assert win.session.recording is lesson.recording and win.session.recording.params[key] == value
+        assert win.session.stepper.index == dock.view.timeline_step and win.session.source == "builtin"
+    assert win.last_error == ""

@@ -230,6 +230,19 @@ class Session:
                                 rerun, checks if rerun is None else None,
                                 timeline if timeline is not None else Timeline(rec)))
 
+    def snapshot(self) -> Opened | None:
+        """What is open now (target, parameters, recording, re-run state, checks, timeline), for `restore`."""
+        if self._recording is None:
+            return None
+        return Opened(self._target, dict(self._params), self._source, self._recording, self._rerun, self._checks,
+                      self._timeline, dict(self._backends), stored=self._stored_checks)
+
+    def restore(self, snapshot: Opened) -> None:
+        """Show a `snapshot` of this or another session again, at step 0; emits `recorded`. No model code runs:
+        a lesson going back to a parameter set it recorded, a window showing a lesson's recording."""
+        self._open_job = None
+        self._set_opened(snapshot)
+
     def _set_opened(self, opened: Opened) -> None:
         if self._stepper is not None:
             self._stepper.step_changed.disconnect(self._on_step_changed)

@@ -27,7 +27,7 @@ __all__ = ["LEGIBLE_PX", "LEGIBLE_SCALE", "AROUND_SIZE", "PART_SIDE", "PAPER", "
 LEGIBLE_PX = 9.0  # the smallest label text an export chooses on its own, in pixels
 LEGIBLE_SCALE = LEGIBLE_PX / FONT_PX
 AROUND_SIZE = (2400.0, 1600.0)  # the part of the drawing `around` shows: a large screen at scale 1
-PART_SIDE = 8192.0  # pixels per side of the part an image shows when the whole is not legible in one
+PART_SIDE = 4096.0  # pixels per side of the part an image shows when the whole is not legible in one (quick to encode)
 PT_PER_PX = 0.75  # PDF points per drawing pixel (96 px per inch)
 PAPER = {"a4": (841.89, 595.28), "a3": (1190.55, 841.89), "a2": (1683.78, 1190.55), "letter": (792.0, 612.0),
          "tabloid": (1224.0, 792.0)}  # landscape, points
@@ -186,7 +186,8 @@ def plan_image(scene: Scene, region: tuple | None, asked: float | None, max_side
     x, y = scene.pos[g] if g >= 0 else (src[0] + w / 2, src[1] + h / 2)
     part = _clamp(x - pw / 2, y - ph / 2, pw, ph, src)
     plan = Plan(s, [part])
-    plan.notes.append(f"the whole graph needs {w * s:,.0f} x {h * s:,.0f} px to be legible (labels "
+    plan.notes.append(f"{'the part asked for' if region else 'the whole graph'} needs {w * s:,.0f} x {h * s:,.0f} "
+                      f"px to be legible (labels "
                       f"{LEGIBLE_PX:g} px), more than one {what} holds: this one shows the part around "
                       f"node {scene.members[g][0] if g >= 0 else '?'}; export another part with --around NODE or "
                       "--steps A:B, every part as PDF pages (--page a3), or fewer boxes (--collapse N)")

@@ -110,6 +110,7 @@ class QtTensorView(QWidget):
 
 def _section(title: str) -> QLabel:
     lab = QLabel(title)
+    lab.setWordWrap(True)  # "grad_inputs (sent on) [0] → TanhBackward0" wraps instead of widening the dock
     f = lab.font()
     f.setBold(True)
     lab.setFont(f)

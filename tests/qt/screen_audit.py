@@ -172,7 +172,8 @@ def _problems_widgets(win) -> list[str]:
                     idx = model.index(r, c)
                     text = str(model.data(idx) or "")
                     span = sum(w.columnWidth(c + k) for k in range(max(1, w.columnSpan(r, c))))
-                    if text and cfm.horizontalAdvance(text) + 8 > span and not model.data(
+                    # Qt elides a cell whose text is wider than the column less its two 3-px margins
+                    if text and cfm.horizontalAdvance(text) + 6 > span and not model.data(
                             idx, Qt.ItemDataRole.ToolTipRole):
                         out.append(f"widget: {name(w)} cell {text[:30]!r} cut without a tooltip")
         if isinstance(w, QListView):
@@ -360,6 +361,12 @@ def main(argv=None) -> int:
                         print(json.dumps({"problem": f"{where}: {p}"}, ensure_ascii=False), flush=True)
                     if args.shots:
                         win.grab().save(os.path.join(args.shots, where.replace(" ", "_") + ".png"))
+                    # the Inspector in front, on the loss at the end of backward (values, gradients, tables)
+                    win.docks["inspector"].raise_()
+                    win.inspector.show_node(win.recording, win.recording.root, win.stepper.state, win.timeline)
+                    settle(False, 4)
+                    for p in _problems_widgets(win):
+                        print(json.dumps({"problem": f"{where} inspector: {p}"}, ensure_ascii=False), flush=True)
                     win.select_node(None)
                     win.select_node(next(iter(win.recording.leaves.values())).node)
                     n += 1

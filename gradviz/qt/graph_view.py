@@ -9,9 +9,9 @@ rectangle and drops text and shapes at low zoom, so large graphs stay fast.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter
-from PySide6.QtWidgets import QGraphicsObject, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem
+from PySide6.QtWidgets import QGraphicsObject, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem, QToolTip
 
 from gradviz.core.layout import NODE_H, NODE_W, Layout, layered_layout
 from gradviz.core.recording import Recording
@@ -448,6 +448,26 @@ class QtGraphView(QGraphicsView):
             self.node_activated.emit(nid)
         else:
             super().mouseDoubleClickEvent(event)
+
+    def tooltip_at(self, point) -> str:
+        """The whole label of the node under viewport `point` (its lines uncut), or ""."""
+        if self.layout_ is None or self.scene_ is None:
+            return ""
+        p = self.mapToScene(point)
+        g = self._item.node_at(p.x(), p.y())
+        # the Scene's lines before they are cut to the box: what an elided or shrunk name really says
+        return "" if g < 0 else "\n".join(self.scene_._raw_lines(g))
+
+    def viewportEvent(self, event) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.ToolTip:
+            text = self.tooltip_at(event.pos())
+            if text:
+                QToolTip.showText(event.globalPos(), text, self.viewport())
+            else:
+                QToolTip.hideText()
+                event.ignore()
+            return True
+        return super().viewportEvent(event)
 
     def node_at_view(self, point) -> int | None:
         """The recording node id under viewport `point`, or None."""

@@ -165,3 +165,36 @@ def test_far_out_the_view_pans_one_cached_picture_and_repaints_it_after_a_step(q
     assert far.stale
     qtbot.waitUntil(lambda: far.paints > painted and not far.stale, timeout=5000)
     assert far.image != before  # the nodes that ran show their new state
+
+
+def test_a_node_name_cut_to_its_box_is_whole_in_its_tooltip(qtbot, window):
+    open_and_wait(qtbot, window, "linear-function")
+    view, scene = window.graph, window.graph.scene_
+    # "LinearFunction [torch]" is too wide for its box at the normal size: it is drawn smaller
+    g = next(g for g in range(len(scene)) if scene.name_px(g) < FONT_PX)
+    view.centerOn(*scene.pos[g])
+    tip = view.tooltip_at(view.mapFromScene(*scene.pos[g]))
+    assert tip.splitlines()[0] == "LinearFunction [torch]"
+    # off every node: no tooltip
+    empty = view.mapFromScene(scene.bounds[0] + 2, scene.bounds[1] + 2)
+    assert view.node_at_view(empty) is None and view.tooltip_at(empty) == ""
+
+
+def test_graph_text_scales_with_the_system_font(qtbot, window):
+    from PySide6.QtWidgets import QApplication
+
+    open_and_wait(qtbot, window, "rnn-unrolled", {"T": 12})
+    view = window.graph
+    normal_px, normal_scale = legible_px(), view.transform().m11()
+    font = QApplication.font()
+    try:
+        big = QApplication.font()
+        big.setPointSizeF(font.pointSizeF() * 1.6)
+        QApplication.setFont(big)
+        assert legible_px() > normal_px  # a larger desktop font asks for larger graph text
+        view.fit()
+        assert view.transform().m11() > normal_scale
+        assert _smallest_drawn_px(view) >= legible_px() - 1e-6
+    finally:
+        QApplication.setFont(font)
+        view.fit()

@@ -557,6 +557,8 @@ def edge_segments(lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         w = pb[long_] - pa[long_]
         w = w / np.maximum(np.hypot(w[:, 0], w[:, 1]), 1e-9)[:, None]
         reach = 0.8 * gap / np.maximum(np.abs(w[:, axis]), 1e-9)
+        if lay.fold is not None:  # ends in other rows: a steep stub would run across rows, keep it short
+            reach = np.minimum(reach, 2 * gap)
         tip_a = pa[long_] + w * reach[:, None]
         tip_b = pb[long_] - w * reach[:, None]
         for u, v in ((pa[long_], tip_a), (tip_b, pb[long_])):

@@ -167,3 +167,15 @@ def test_a_collapsed_1700_step_rnn_is_legible_whole_on_one_png():
     scene = build_scene(rec, layered_layout(rec, collapse=20), None)
     plan = plan_image(scene, None, None, 16384, 16384 * 8192)
     assert plan.source == scene.bounds and plan.scale >= LEGIBLE_SCALE and not plan.notes
+
+
+def test_an_unrouted_long_edge_of_a_folded_layout_is_drawn_as_short_stubs():
+    # without proxies, the weights' edges span up to 60 layers: too many to route, drawn as a stub at each end
+    rec = record("rnn-unrolled", params={"T": 20})
+    lay = layered_layout(rec, proxies=False, fold=9)
+    a, b, owner = edge_segments(lay)
+    long_rows = np.flatnonzero(edge_spans(lay) > 8)
+    assert len(long_rows)
+    stub = np.isin(owner, long_rows)
+    length = np.hypot(*(b[stub] - a[stub]).T)
+    assert length.max() <= 2 * (200 - NODE_W) + 1e-6  # within two layer gaps, however far the other end is

@@ -118,8 +118,9 @@ class QtScenePainter:
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             text = FONT_PX * lod >= self.hidden_px
             boxes = np.concatenate([p[nodes] - half[nodes], scene.size[nodes]], axis=1).tolist()
+            later = {scene.current, scene.selected}  # their badges go over their outlines, below
             for i, box in zip(nodes.tolist(), boxes):
-                self.paint_node(painter, scene, i, text, box)
+                self.paint_node(painter, scene, i, text, box, badges=i not in later)
         self._paint_flow(painter, scene, lod, heads=True)
         # the selection, and the other copies of it: a shared parameter's true node and its proxies
         for outline in (scene.current_outline(), scene.selected_outline(), *scene.linked_outlines()):
@@ -128,6 +129,13 @@ class QtScenePainter:
                 painter.setPen(_pen(outline.color, outline.width, outline.dashed))
                 painter.drawRoundedRect(QRectF(outline.x, outline.y, outline.w, outline.h), outline.radius,
                                         outline.radius)
+        # the badges of the outlined nodes go over their outline (it hid part of "2 saved")
+        if not (lod < COARSE_LOD or (len(nodes) > COARSE_NODES and not full_detail)) \
+                and FONT_PX * lod >= self.hidden_px and SMALL_FONT_PX * lod >= self.hidden_px:
+            shown = set(nodes.tolist())
+            for g in {scene.current, scene.selected} & shown:
+                for badge in scene.badges(g):
+                    self._paint_badge(painter, badge)
 
     def _paint_edges(self, painter: QPainter, scene: Scene, x0: float, y0: float, x1: float, y1: float) -> None:
         """Edge segments whose box meets the rectangle, one path per style, clipped to it."""
@@ -183,8 +191,9 @@ class QtScenePainter:
             connect = np.tile(np.array([1, 1, 1, 0], dtype=np.int32), len(sel))
             painter.drawPath(pgfn.arrayToQPath(x, y, connect=connect, finiteCheck=False))
 
-    def paint_node(self, painter: QPainter, scene: Scene, i: int, text: bool = True, box: list | None = None) -> None:
-        """One node: its box in its style, then (with `text`) its label lines and badges."""
+    def paint_node(self, painter: QPainter, scene: Scene, i: int, text: bool = True, box: list | None = None,
+                   badges: bool = True) -> None:
+        """One node: its box in its style, then (with `text`) its label lines and (with `badges`) badges."""
         s = int(scene.style[i])
         st = scene.styles[s]
         rect = QRectF(*(box if box is not None else scene.box(i)))
@@ -210,7 +219,7 @@ class QtScenePainter:
                 painter.drawText(QRectF(rect.left() + 5, y, rect.width() - 10, 15), Qt.AlignmentFlag.AlignHCenter,
                                  line)
             y += LINE_STEP
-        if SMALL_FONT_PX * lod < self.hidden_px:
+        if SMALL_FONT_PX * lod < self.hidden_px or not badges:
             return
         for badge in scene.badges(i):
             self._paint_badge(painter, badge)

@@ -13,7 +13,9 @@ import numpy as np
 
 from .recording import Recording
 
-__all__ = ["collapse_groups", "parse_block"]
+__all__ = ["collapse_groups", "parse_block", "auto_block", "block_key", "BOXES"]
+
+BOXES = 100  # an automatic block size draws a module's uses as about this many boxes
 
 
 def parse_block(value) -> int:
@@ -29,8 +31,22 @@ def parse_block(value) -> int:
     return block
 
 
-def collapse_groups(rec: Recording, block) -> tuple[np.ndarray, dict[int, tuple]]:
+def auto_block(rec: Recording) -> int:
+    """A block size that draws the most used module as about `BOXES` boxes (1: one box per use)."""
+    uses = max((n.uses or 1 for n in rec.nodes if n.module is not None), default=1)
+    return max(1, -(-uses // BOXES))
+
+
+def block_key(title: tuple, block: int) -> tuple:
+    """The key of the block a collapsed box stands for (its `Layout.titles` entry): (module, block index)."""
+    return (title[0], (int(title[1]) - 1) // block)
+
+
+def collapse_groups(rec: Recording, block, expanded=()) -> tuple[np.ndarray, dict[int, tuple]]:
     """Group id per node, with each block of `block` uses of a module as one group.
+
+    A block whose key (`block_key`: module, block index) is in `expanded` is drawn node by node,
+    expanded in place.
 
     Returns
     -------
@@ -39,6 +55,7 @@ def collapse_groups(rec: Recording, block) -> tuple[np.ndarray, dict[int, tuple]
         For every group that stands for several nodes: ``(module, first use, last use, nodes)``.
     """
     block = parse_block(block)
+    expanded = set(expanded)
     key_of: dict = {}
     group = np.empty(len(rec.nodes), dtype=np.int64)
     span: dict = {}
@@ -47,8 +64,11 @@ def collapse_groups(rec: Recording, block) -> tuple[np.ndarray, dict[int, tuple]
         if node.module is not None and node.use is not None and (node.uses or 1) > 1:
             b = (int(node.use) - 1) // block
             key = ("m", node.module, b)
-            lo, hi = span.get(key, (node.use, node.use))
-            span[key] = (min(lo, node.use), max(hi, node.use))
+            if (node.module, b) in expanded:
+                key = ("n", node.id)
+            else:
+                lo, hi = span.get(key, (node.use, node.use))
+                span[key] = (min(lo, node.use), max(hi, node.use))
         else:
             key = ("n", node.id)
         gid = key_of.get(key)

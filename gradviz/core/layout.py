@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .collapse import collapse_groups
+from .collapse import collapse_groups, parse_block
 from .fold import FOLD_ASPECT, FOLD_MIN_LAYERS, FOLD_MIN_RATIO, ROW_GAP, Fold, choose_per_row, fold_positions, fold_route
 from .proxies import PROXY_CHAR_W, PROXY_H, PROXY_MAX_W, PROXY_MIN_W, plan_proxies, proxy_label
 from .sandbox import gc_paused
@@ -96,6 +96,8 @@ class Layout:
     size: np.ndarray | None = None
     fold: Fold | None = None
     titles: dict = field(default_factory=dict)
+    collapse: int | None = None
+    expanded: frozenset = frozenset()
 
     def __post_init__(self) -> None:
         g = len(self.pos)
@@ -401,7 +403,8 @@ def _proxy_sizes(rec: Recording, nodes: list[int]) -> np.ndarray:
 
 
 def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False, proxies: bool = True,
-                   fold: int | str | None = "auto", collapse: int | str | None = None) -> Layout:
+                   fold: int | str | None = "auto", collapse: int | str | None = None,
+                   expanded=()) -> Layout:
     """Lay out a recording's graph (gradient edges and input edges).
 
     Parameters
@@ -419,6 +422,8 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False, 
     collapse : int, "use" or None
         Draw each module use (``"use"``), or each block of that many consecutive uses, as one box
         (`gradviz.core.collapse`); not with `rolled`.
+    expanded : iterable of tuple
+        Blocks (`gradviz.core.collapse.block_key`) drawn node by node although collapsing.
 
     Returns
     -------
@@ -426,8 +431,10 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False, 
     """
     n = len(rec.nodes)
     titles: dict = {}
+    block = None
     if collapse is not None and not rolled:
-        group_of, titles = collapse_groups(rec, collapse)
+        block = parse_block(collapse)
+        group_of, titles = collapse_groups(rec, block, expanded)
     else:
         group_of = roll_groups(rec) if rolled else np.arange(n, dtype=np.int64)
     g = int(group_of.max()) + 1 if n else 0
@@ -481,7 +488,8 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False, 
         pos, layer = layered_positions(g, adj_arr, [root], side, direction, bends=bends, layer=layer, size=size,
                                        fold=fold, info=info)
     return Layout(pos, adj_arr, group_of, members, edge_of, direction, rolled, layer,
-                  np.asarray(input_rows, dtype=np.int64), bends, proxy_of, size, info.get("fold"), titles)
+                  np.asarray(input_rows, dtype=np.int64), bends, proxy_of, size, info.get("fold"), titles,
+                  block, frozenset(expanded) if block else frozenset())
 
 
 def _axis(direction: str) -> tuple[int, float, float]:

@@ -14,6 +14,8 @@ from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QKeySequence, QP
 from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPushButton,
                                QScrollArea, QStyle, QVBoxLayout, QWidget)
 
+from gradviz.core.collapse import auto_block
+
 from . import i18n
 from .graph_view import QtGraphView
 from .i18n import tr
@@ -186,6 +188,7 @@ class QtWindowChrome:
         self._action("find", "Find node…", self._on_find, K.StandardKey.Find)
         self._action("direction", "Top to bottom", lambda on: self.set_direction("tb" if on else "lr"), "T", True)
         self._action("rolled", "Roll reused layers", self.set_rolled, "R", True)
+        self._action("collapsed", "Collapse time steps", self.set_collapsed, "C", True)
         self._action("follow", "Follow current node", self._on_follow, None, True)
         self._action("overview", "Overview", self._on_overview, None, True)
         self._action("rerun", "Re-run", self.rerun, "Ctrl+R")
@@ -232,7 +235,8 @@ class QtWindowChrome:
             m.addAction(a[k])
         m = mb.addMenu(tr("&View"))
         self._texts.append((m.setTitle, "&View"))
-        for k in ("fit", "fit_all", "zoom_in", "zoom_out", "find", "direction", "rolled", "follow", "overview"):
+        for k in ("fit", "fit_all", "zoom_in", "zoom_out", "find", "direction", "rolled", "collapsed", "follow",
+                  "overview"):
             m.addAction(a[k])
         m.addSeparator()
         tm = m.addMenu(tr("Theme"))
@@ -297,6 +301,18 @@ class QtWindowChrome:
         a.setChecked(rolled)
         a.blockSignals(False)
         self._relayout(self.graph.direction, rolled)
+
+    def set_collapsed(self, on: bool) -> None:
+        """Draw each block of module uses (time steps) as one box (True; double-click a box to open it in
+        place), or every node (False). The block size draws the most used module as about 100 boxes."""
+        rec = self.recording
+        self.graph.collapse = auto_block(rec) if on and rec is not None else (1 if on else None)
+        self.graph.expanded = frozenset()
+        a = self.actions_["collapsed"]
+        a.blockSignals(True)
+        a.setChecked(bool(on))
+        a.blockSignals(False)
+        self._relayout(self.graph.direction, self.graph.rolled)
 
     def _on_overview(self, on: bool) -> None:
         """View > Overview: the whole graph in a corner of the view when it does not fit legibly."""

@@ -203,6 +203,12 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
             made = self._record_task.extra  # laid out by the worker that recorded it
         self.stop()
         s = self.session
+        self.graph.collapse = None  # a new recording opens node by node (View > Collapse time steps again)
+        collapsed = self.actions_.get("collapsed") if hasattr(self, "actions_") else None
+        if collapsed is not None:
+            collapsed.blockSignals(True)
+            collapsed.setChecked(False)
+            collapsed.blockSignals(False)
         self.graph.set_recording(rec, s.stepper, made[1] if made is not None and made[0] is rec else None)
         self.events.set_timeline(s.timeline)
         self.transport.set_range(len(s.timeline))
@@ -411,7 +417,9 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         if len(rec.nodes) <= ASYNC_LAYOUT_NODES:
             self.graph.relayout(direction, rolled)
             return
-        task = QtTask(lambda progress, cancelled: layered_layout(rec, direction, rolled), self, name="layout")
+        collapse, expanded = self.graph.collapse, self.graph.expanded
+        task = QtTask(lambda progress, cancelled: layered_layout(rec, direction, rolled, collapse=collapse,
+                                                                 expanded=expanded), self, name="layout")
         self._layout_task = task
         self.statusBar().showMessage(tr("Laying out…"))
 

@@ -13,6 +13,7 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter
 from PySide6.QtWidgets import QGraphicsObject, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem, QToolTip
 
+from gradviz.core.collapse import block_key
 from gradviz.core.layout import NODE_H, NODE_W, Layout, layered_layout
 from gradviz.core.recording import Recording
 from gradviz.core.scene import IDLE, Scene, build_scene
@@ -173,6 +174,8 @@ class QtGraphView(QGraphicsView):
         self.theme_name = theme
         self.direction = layout
         self.rolled = rolled
+        self.collapse: int | None = None  # module uses per box when collapsed (gradviz.core.collapse)
+        self.expanded: frozenset = frozenset()  # collapsed blocks opened in place
         self.follow = True
         self.recording: Recording | None = None
         self.stepper: Stepper | None = None
@@ -207,13 +210,16 @@ class QtGraphView(QGraphicsView):
         self.stepper = stepper
         if stepper is not None:
             stepper.step_changed.connect(self._on_step_changed)
-        self.set_layout(precomputed or layered_layout(recording, self.direction, self.rolled), fit=True)
+        self.expanded = frozenset()
+        self.set_layout(precomputed or layered_layout(recording, self.direction, self.rolled,
+                                                      collapse=self.collapse), fit=True)
 
     def set_layout(self, layout: Layout, fit: bool = True) -> None:
         """Draw the graph with positions from `layout` (from `gradviz.core.layout`)."""
         rec = self.recording
         self.layout_ = layout
         self.direction, self.rolled = layout.direction, layout.rolled
+        self.collapse, self.expanded = layout.collapse, layout.expanded
         state = self.stepper.state if self.stepper is not None else None
         self.scene_ = build_scene(rec, layout, state, self.theme_name, tr)
         self._item.set_scene(self.scene_)
@@ -222,16 +228,35 @@ class QtGraphView(QGraphicsView):
         if fit:
             self.fit()
 
-    def relayout(self, direction: str | None = None, rolled: bool | None = None) -> None:
-        """Lay the graph out again with another direction or rolled mode (computed here, synchronously)."""
+    def relayout(self, direction: str | None = None, rolled: bool | None = None, fit: bool = True) -> None:
+        """Lay the graph out again with another direction or rolled mode (computed here, synchronously),
+        collapsed as `collapse` and `expanded` say."""
         if self.recording is None:
             return
         d = self.direction if direction is None else direction
         r = self.rolled if rolled is None else rolled
         sel = self.selected_node()
-        self.set_layout(layered_layout(self.recording, d, r), fit=True)
+        self.set_layout(layered_layout(self.recording, d, r, collapse=self.collapse, expanded=self.expanded), fit=fit)
         if sel is not None:
             self.select_node(sel, center=False)
+
+    def expand_block(self, g: int) -> bool:
+        """Open collapsed box `g` in place: its module uses drawn node by node, the view kept on them.
+
+        Returns False when `g` is not a collapsed box."""
+        lay = self.layout_
+        title = lay.titles.get(g) if lay is not None else None
+        if title is None or not lay.collapse:
+            return False
+        first = lay.members[g][0]
+        before = self.mapFromScene(QPointF(*self._item.pos_[g]))
+        self.expanded = self.expanded | {block_key(title, lay.collapse)}
+        self.relayout(fit=False)
+        # the first of its nodes where the box was on the screen: the picture opens where you clicked
+        after = self.mapFromScene(QPointF(*self._item.pos_[int(self.layout_.group_of[first])]))
+        shift = self.mapToScene(after) - self.mapToScene(before)
+        self.centerOn(self.mapToScene(self.viewport().rect().center()) + shift)
+        return True
 
     def set_theme(self, name: str) -> None:
         """Switch to theme `name` (``"light"`` or ``"dark"``)."""
@@ -442,6 +467,9 @@ class QtGraphView(QGraphicsView):
         self._press = None
 
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802 - Qt API
+        p = self.mapToScene(event.position().toPoint())
+        if self.expand_block(self._item.node_at(p.x(), p.y())):  # a collapsed block of module uses opens
+            return
         nid = self.node_at_view(event.position().toPoint())
         if nid is not None:
             self.select_node(nid, center=False)

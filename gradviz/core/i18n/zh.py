@@ -26,6 +26,7 @@ ZH = {
     "Find node…": "查找节点…",
     "Top to bottom": "从上到下",
     "Roll reused layers": "折叠复用层",
+    "Collapse time steps": "折叠时间步",
     "Follow current node": "跟随当前节点",
     "Step forward": "前进一步",
     "Step back": "后退一步",

@@ -108,7 +108,7 @@ class QtExportDialog(QDialog):
     WHEN = ("current step", "step", "start of forward", "start of backward", "end")
     TEXTS = WHEN + ("Export", "Browse…", "File", "Format", "Show", "Step", "Layout", "Theme", "Scale", "Region",
                     "whole graph", "visible part", "exporting…", "cancelling…", "wrote",
-                    "cancelled: no file was written", "Close", "Open folder", "Export {name}")  # translation table
+                    "cancelled: no file was written", "Close", "Open folder", "Export {name}", "legible")  # translation table
 
     def __init__(self, recording: Recording, stepper: Stepper | None = None, graph_view: Any = None,
                  parent: QWidget | None = None, checks: Any = None, settings: QSettings | None = None):
@@ -149,9 +149,10 @@ class QtExportDialog(QDialog):
         if isinstance(theme, str) and theme in THEMES:
             self.theme_combo.setCurrentText(theme)
         self.scale_spin = QDoubleSpinBox()
-        self.scale_spin.setRange(0.1, 16.0)
+        self.scale_spin.setRange(0.0, 16.0)  # 0 reads "legible": the exporter chooses (gradviz.core.pages)
+        self.scale_spin.setSpecialValueText(tr("legible"))
         self.scale_spin.setSingleStep(0.5)
-        self.scale_spin.setValue(1.0)
+        self.scale_spin.setValue(0.0)
         self.region_combo = QComboBox()
         self.region_combo.addItem(tr("whole graph"), "whole")
         if graph_view is not None and hasattr(graph_view, "visible_rect"):
@@ -214,7 +215,7 @@ class QtExportDialog(QDialog):
         """The options the dialog's fields give, as keyword arguments of `export`."""
         when = self.when_combo.currentData()
         out: dict[str, Any] = {"layout": self.layout_combo.currentText(), "theme": self.theme_combo.currentText(),
-                               "scale": self.scale_spin.value()}
+                               "scale": self.scale_spin.value() or None}  # None: a legible scale, chosen
         if when == "current step" and self.stepper is not None:
             out["step"] = self.stepper.index
         elif when == "step":

@@ -366,3 +366,17 @@ def test_gui_thread_bridge_answers_and_never_hangs(qtbot):
     assert not t.is_alive()
     assert "did not draw the graph" in str(results["blocked"])
     qtbot.wait(50)  # the abandoned request is then skipped
+
+
+def test_the_dialog_exports_at_a_legible_scale_unless_one_is_asked_for(qtbot, tmp_path):
+    big = gradviz.record("rnn-unrolled", params={"T": 150}, keep_values=False)
+    dialog = QtExportDialog(big, None)
+    qtbot.addWidget(dialog)
+    assert dialog.scale_spin.text() == "legible" and dialog.export_options()["scale"] is None
+    dialog.path_edit.setText(str(tmp_path / "g.png"))
+    with qtbot.waitSignal(dialog.export_finished, timeout=120000):
+        dialog.start_export()
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.info.get("dpi", (96, 96))[0] >= 96 * 0.75 - 1  # written at scale 0.75 or more
+    dialog.scale_spin.setValue(2.0)
+    assert dialog.export_options()["scale"] == 2.0

@@ -264,6 +264,7 @@ ZH = {
     "Scale": "缩放",
     "Region": "区域",
     "whole graph": "整张图",
+    "legible": "清晰可读",
     "visible part": "可见部分",
     "exporting…": "正在导出…",
     "cancelling…": "正在取消…",

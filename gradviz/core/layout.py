@@ -7,7 +7,7 @@ The layout is a small Sugiyama scheme written for speed on long unrolled graphs:
 3. an edge that spans a few layers (up to `MAX_ROUTED_SPAN`) gets a virtual node in every layer it
    crosses, so that it is ordered with the real nodes and routed around them instead of being drawn
    straight through them; longer edges (a weight shared by every time step) are not routed, and
-   `edge_segments` draws them as a stub at each end;
+   `gradviz.core.edges.edge_segments` draws them as a stub at each end;
 4. crossing reduction by barycenter sweeps, down and up, a fixed number of times;
 5. coordinates: layer along the main axis, order within the layer across it (virtual nodes take
    0.6 of a slot); each virtual node becomes two bend points, at the two sides of its layer's
@@ -32,8 +32,7 @@ from .proxies import PROXY_CHAR_W, PROXY_H, PROXY_MAX_W, PROXY_MIN_W, plan_proxi
 from .sandbox import gc_paused
 from .recording import Recording
 
-__all__ = ["Layout", "layered_layout", "layered_positions", "assign_layers", "roll_groups", "edge_route",
-           "edge_segments", "edge_spans", "LAYER_GAP", "NODE_GAP", "NODE_W", "NODE_H"]
+__all__ = ["Layout", "layered_layout", "layered_positions", "assign_layers", "roll_groups", "LAYER_GAP", "NODE_GAP", "NODE_W", "NODE_H"]
 
 NODE_W = 150.0  # the drawn node box the spacing below is made for (the app draws this size)
 NODE_H = 66.0
@@ -490,110 +489,3 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False, 
     return Layout(pos, adj_arr, group_of, members, edge_of, direction, rolled, layer,
                   np.asarray(input_rows, dtype=np.int64), bends, proxy_of, size, info.get("fold"), titles,
                   block, frozenset(expanded) if block else frozenset())
-
-
-def _axis(direction: str) -> tuple[int, float, float]:
-    """The layer axis (0: x, 1: y), a node box's half extent along it, and the free gap between two
-    layers' bands of boxes."""
-    if direction == "lr":
-        return 0, NODE_W / 2, LAYER_GAP - NODE_W
-    return 1, NODE_H / 2, LAYER_GAP * 0.55 - NODE_H
-
-
-def edge_route(lay: Layout, row: int) -> np.ndarray:
-    """The points edge `row` of `lay` is drawn through, from sender to receiver, shape (K, 2).
-
-    Out of the sender's side, through the bend points of a routed edge, into the receiver's
-    side: inside a layer's band of node boxes the route runs along the layer axis, so it turns
-    only in the free gaps between bands and never crosses a node box there.
-    """
-    axis, half, _gap = _axis(lay.direction)
-    s, d = lay.adj[row]
-    a, b = lay.pos[s], lay.pos[d]
-    half_a = half_b = half  # the band's edge: a smaller box (a proxy) is reached straight along the axis
-    bends = lay.bends.get(row)
-    first = bends[0] if bends is not None and len(bends) else b
-    last = bends[-1] if bends is not None and len(bends) else a
-    points = [a]
-    if first[axis] != a[axis]:
-        out = a.copy()
-        out[axis] += half_a if first[axis] > a[axis] else -half_a
-        points.append(out)
-    if bends is not None:
-        points += list(bends)
-    if last[axis] != b[axis]:
-        into = b.copy()
-        into[axis] += half_b if last[axis] > b[axis] else -half_b
-        points.append(into)
-    points.append(b)
-    return np.asarray(points, dtype=float)
-
-
-def edge_segments(lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every drawn segment of `lay`'s edges: start points (S, 2), end points (S, 2), edge rows (S,).
-
-    Edges follow `edge_route`, from port to port (the legs to the nodes' centres are under the
-    nodes' boxes). An edge across more layers than are routed (a weight shared by
-    every time step) is drawn as a stub at each end, inside the gap next to its node: a straight
-    line would cross the nodes between, and thousands of them across the view would slow every
-    repaint.
-    """
-    adj = lay.adj
-    if not len(adj):
-        return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
-    axis, half, gap = _axis(lay.direction)
-    p = lay.pos
-    a, b = p[adj[:, 0]], p[adj[:, 1]]
-    routed = np.zeros(len(adj), dtype=bool)
-    routed[list(lay.bends)] = True
-    d = b - a
-    long_ = (np.abs(lay.layer[adj[:, 0]] - lay.layer[adj[:, 1]]) >= 2) & ~routed
-    # ports: where an edge leaves its sender's box and enters its receiver's, along the layer axis
-    sgn = np.sign(d[:, axis])
-    pa, pb = a.copy(), b.copy()
-    pa[:, axis] += sgn * half
-    pb[:, axis] -= sgn * half
-    rows = np.arange(len(adj))
-    starts, ends, owner = [], [], []
-    # (the legs from a node's centre to its port lie under the node's own box: not drawn)
-    plain = ~long_ & ~routed
-    starts.append(pa[plain])
-    ends.append(pb[plain])
-    owner.append(rows[plain])
-    if long_.any():
-        # stubs: out of each end's box, then most of the gap towards the other end
-        w = pb[long_] - pa[long_]
-        w = w / np.maximum(np.hypot(w[:, 0], w[:, 1]), 1e-9)[:, None]
-        reach = 0.8 * gap / np.maximum(np.abs(w[:, axis]), 1e-9)
-        if lay.fold is not None:  # ends in other rows: a steep stub would run across rows, keep it short
-            reach = np.minimum(reach, 2 * gap)
-        tip_a = pa[long_] + w * reach[:, None]
-        tip_b = pb[long_] - w * reach[:, None]
-        for u, v in ((pa[long_], tip_a), (tip_b, pb[long_])):
-            starts.append(u)
-            ends.append(v)
-            owner.append(rows[long_])
-    for row in np.flatnonzero(routed).tolist():
-        route = edge_route(lay, row)[1:-1]  # port to port
-        starts.append(route[:-1])
-        ends.append(route[1:])
-        owner.append(np.full(len(route) - 1, row, dtype=np.int64))
-    # a box smaller than the band (a proxy): the leg from the band's edge to its own border
-    own = lay.size[:, axis] / 2
-    for end, port in ((0, pa), (1, pb)):
-        short = np.flatnonzero(own[adj[:, end]] < half - 0.5)
-        if len(short):
-            centre = p[adj[short, end]]
-            border = centre.copy()
-            border[:, axis] += np.sign(port[short, axis] - centre[:, axis]) * own[adj[short, end]]
-            starts.append(border)
-            ends.append(port[short])
-            owner.append(rows[short])
-    return np.concatenate(starts), np.concatenate(ends), np.concatenate(owner)
-
-
-def edge_spans(lay: Layout) -> np.ndarray:
-    """How many layers each drawn edge spans, one per row of `adj` (a proxy is one layer from its use)."""
-    if not len(lay.adj):
-        return np.zeros(0, dtype=np.int64)
-    return np.abs(lay.layer[lay.adj[:, 0]] - lay.layer[lay.adj[:, 1]])

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from gradviz.core import record
 from gradviz.core import layout as layout_module
-from gradviz.core.layout import (LAYER_GAP, NODE_H, NODE_W, Layout, edge_segments, layered_layout,
-                                 layered_positions, roll_groups)
+from gradviz.core.edges import edge_segments
+from gradviz.core.layout import (LAYER_GAP, NODE_H, NODE_W, Layout, layered_layout, layered_positions,
+                                 roll_groups)
 
 
 def test_layers_follow_longest_path_from_loss():

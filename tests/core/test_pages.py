@@ -12,7 +12,8 @@ import pytest
 
 import gradviz
 from gradviz.core.errors import GradvizError
-from gradviz.core.layout import edge_spans, layered_layout
+from gradviz.core.edges import edge_spans
+from gradviz.core.layout import layered_layout
 from gradviz.core.pages import (AROUND_SIZE, LEGIBLE_PX, LEGIBLE_SCALE, PAPER, PT_PER_PX, follow_rect, parse_steps,
                                 plan_image, plan_pdf, resolve_region)
 from gradviz.core.scene import build_scene

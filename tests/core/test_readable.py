@@ -5,7 +5,8 @@ import pytest
 
 from gradviz.core import record
 from gradviz.core.fold import FOLD_ASPECT
-from gradviz.core.layout import NODE_H, NODE_W, edge_segments, edge_spans, layered_layout
+from gradviz.core.edges import edge_segments, edge_spans
+from gradviz.core.layout import NODE_H, NODE_W, layered_layout
 from gradviz.core.proxies import MAX_DRAWN_SPAN, PROXY_H
 from gradviz.core.scene import build_scene
 from gradviz.core.timeline import Stepper, Timeline

@@ -24,7 +24,8 @@ import numpy as np
 from ..explain import leaf_buffer_text
 from ..i18n import tr as _tr
 from ..labels import label_lines
-from ..layout import NODE_H, NODE_W, Layout, edge_route, edge_segments
+from ..edges import edge_route, edge_segments
+from ..layout import NODE_H, NODE_W, Layout
 from ..proxies import proxy_label
 from ..recording import Recording
 from ..tensors import TensorData

@@ -386,8 +386,22 @@ class Scene:
         half = len(route) // 2
         mid = route[half] if len(route) % 2 else (route[half - 1] + route[half]) / 2
         bw = text_width(text, FONT_PX, bold=True) + 14
-        box = (float(mid[0] - bw / 2), float(mid[1] - 10), float(bw), 20.0)
+        box = self._free_label_box(float(mid[0]), float(mid[1]), float(bw), 20.0)
         return FlowEdge(gs, gd, int(slot), text, route, head, box)
+
+    def _free_label_box(self, cx: float, cy: float, w: float, h: float) -> tuple[float, float, float, float]:
+        """A `w` x `h` box for a gradient's value centred at (cx, cy), moved up or down by whole lines
+        (at most six) to the nearest place where it covers no node's box: a value wider than the gap
+        between two layers sits above or below the nodes it would hide, never on their borders."""
+        p, half = self.pos, self.size / 2
+        near = np.flatnonzero((np.abs(p[:, 0] - cx) < half[:, 0] + w / 2 + 2)
+                              & (np.abs(p[:, 1] - cy) < half[:, 1] + h / 2 + 6 * (h + 4) + 2))
+        lo, hi = p[near] - half[near] - 2, p[near] + half[near] + 2  # 2 px clear of every border
+        for k in (0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6):
+            x, y = cx - w / 2, cy - h / 2 + k * (h + 4)
+            if not np.any((lo[:, 0] < x + w) & (x < hi[:, 0]) & (lo[:, 1] < y + h) & (y < hi[:, 1])):
+                return (x, y, w, h)
+        return (cx - w / 2, cy - h / 2, w, h)
 
     # -- what a node shows ------------------------------------------------------------------------
     def node_style(self, g: int) -> NodeStyle:

@@ -52,6 +52,7 @@ class FarPicture:
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self._refresh)
         self.paints = 0  # pictures painted (for tests and benchmarks)
+        self.active = False  # the view drew from far at its last paint (else a stale picture is dropped)
 
     def invalidate(self) -> None:
         """What the Scene shows changed: paint the picture again soon."""
@@ -66,7 +67,7 @@ class FarPicture:
 
     def draw(self, painter: QPainter, scene: Scene, lod: float) -> None:
         """Draw the whole graph far out at zoom `lod` (scene coordinates, `painter`'s transform)."""
-        self._scene, self._wanted = scene, lod
+        self._scene, self._wanted, self.active = scene, lod, True
         if self.image is None or not (0.5 <= lod / self.lod <= 2.0):
             self._paint_picture(scene, lod)
         elif abs(lod / self.lod - 1) > 0.02 and not self._timer.isActive():
@@ -91,6 +92,9 @@ class FarPicture:
         self.paints += 1
 
     def _refresh(self) -> None:
+        if not self.active:  # zoomed back in: no picture to keep up to date (a new one when needed)
+            self.image, self.stale = None, False
+            return
         if self._scene is not None and self.image is not None and (self.stale or self._wanted != self.lod):
             self._paint_picture(self._scene, self._wanted)
             self._update()

@@ -131,6 +131,7 @@ class _GraphItem(QGraphicsObject):
         if lod < COARSE_LOD and not self.full_detail and widget is not None:
             self.far.draw(painter, self.scene_, lod)  # far out: one cached picture, panned and scaled
             return
+        self.far.active = False
         self.painter_.paint(painter, self.scene_, (r.left(), r.top(), r.right(), r.bottom()), lod, self.full_detail)
 
 

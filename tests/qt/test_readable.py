@@ -165,6 +165,13 @@ def test_far_out_the_view_pans_one_cached_picture_and_repaints_it_after_a_step(q
     assert far.stale
     qtbot.waitUntil(lambda: far.paints > painted and not far.stale, timeout=5000)
     assert far.image != before  # the nodes that ran show their new state
+    # zoomed back in: steps no longer repaint a far picture nobody sees
+    window.graph.fit()
+    view.viewport().repaint()
+    painted = far.paints
+    window.step_next()
+    qtbot.waitUntil(lambda: not far._timer.isActive(), timeout=5000)
+    assert far.paints == painted and far.image is None
 
 
 def test_a_node_name_cut_to_its_box_is_whole_in_its_tooltip(qtbot, window):

@@ -297,8 +297,14 @@ class QtGraphView(QGraphicsView):
             self._keep_visible(scene.current)
 
     def _keep_visible(self, g: int) -> None:
+        """Scroll so node `g` is in view, with the values it sends this step when they fit too."""
         r = self._item.node_rect(g, 20)
-        if not self.visible_rect().contains(r):
+        vis = self.visible_rect()
+        for f in self.scene_.flowing if self.scene_ is not None else ():
+            grown = r.united(QRectF(*f.label_box).adjusted(-10, -10, 10, 10))
+            if grown.width() <= vis.width() and grown.height() <= vis.height():
+                r = grown
+        if not vis.contains(r):
             self.centerOn(r.center())
 
     # -- labels -------------------------------------------------------------------------------

@@ -205,3 +205,14 @@ def test_graph_text_scales_with_the_system_font(qtbot, window):
     finally:
         QApplication.setFont(font)
         view.fit()
+
+
+def test_following_the_steps_keeps_the_sent_values_in_view(qtbot, window):
+    open_and_wait(qtbot, window, "rnn-unrolled", {"T": 12})
+    view = window.graph
+    window.jump_backward()
+    for _ in range(12):
+        window.step_next()
+        vis = view.visible_rect()
+        for f in view.scene_.flowing:
+            assert vis.contains(QRectF(*f.label_box)), f.text

@@ -2,8 +2,11 @@
 
 Prints, side by side: a plain forward+backward, gradviz's record() with values and without,
 timeline random access, and torchviz's make_dot on the same graph (and Graphviz dot laying it out,
-with a time limit). Every tool runs with one torch thread (`torch.set_num_threads(1)`). Targets (issue 4): with values under 2 s and at most 6x plain; --no-values at
-most 4x; state_at under 5 ms.
+with a time limit). Every tool runs with one torch thread (`torch.set_num_threads(1)`, set before
+anything runs, and the output says so): on a loaded 2-core machine two threads made the plain run
+30-60x slower. Besides wall-clock seconds it prints CPU seconds (`time.process_time`), which other
+processes on a shared machine disturb less. Targets (issue 16): with values at most 3.5x plain,
+--no-values at most 2.5x; (issue 4) with values under 2 s; state_at under 5 ms.
 
     .venv/bin/python benchmarks/record.py [--steps 1700] [--repeat 3] [--dot-timeout 120]
 """
@@ -38,12 +41,15 @@ def make_build(steps: int):
 
 
 def best(fn, repeat):
-    times = []
+    """Best wall-clock seconds, median, the result, and the best CPU seconds of `repeat` runs."""
+    times, cpu = [], []
     for _ in range(repeat):
         gc.collect()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    best.cpu = min(cpu)
     return min(times), statistics.median(times), out
 
 
@@ -63,8 +69,11 @@ def main() -> None:
         loss.backward()
 
     t_plain, m_plain, _ = best(plain, args.repeat)
+    c_plain = best.cpu
     t_rec, m_rec, rec = best(lambda: record(build), args.repeat)
+    c_rec = best.cpu
     t_nov, m_nov, _ = best(lambda: record(build, keep_values=False), args.repeat)
+    c_nov = best.cpu
     n = len(rec.nodes)
 
     tl = Timeline(rec)
@@ -109,13 +118,16 @@ def main() -> None:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    print(f"machine: {os.cpu_count()} cores, {cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"machine: {os.cpu_count()} cores, {cpu}; torch {torch.__version__}, {torch.get_num_threads()} torch "
+          f"thread(s) for every tool; load average {os.getloadavg()[0]:.1f}")
     print(f"graph: RNNCell(32, 64), batch 8, {args.steps} steps -> {n} nodes, {len(rec.edges)} edges, "
           f"{len(rec.backward)} backward steps; best of {args.repeat}")
     print(f"{'what':44s} {'seconds':>9s} {'x plain':>8s}")
     rows = [("plain forward + backward", t_plain),
             ("gradviz record (values kept)", t_rec),
             ("gradviz record --no-values", t_nov)]
+    cpu_rows = [("plain forward + backward, CPU", c_plain), ("gradviz record (values kept), CPU", c_rec),
+                ("gradviz record --no-values, CPU", c_nov)]
     if t_dot_build is not None:
         rows.append(("torchviz make_dot (graph source only)", t_dot_build))
         rows.append(("torchviz make_dot + Graphviz dot -Tsvg", t_dot_build + t_dot_layout if t_dot_layout else None))
@@ -124,11 +136,13 @@ def main() -> None:
             print(f"{name:44s} {'-':>9s} {'':>8s}  {dot_note}")
         else:
             print(f"{name:44s} {sec:9.3f} {sec / t_plain:8.2f}")
+    for name, sec in cpu_rows:
+        print(f"{name:44s} {sec:9.3f} {sec / c_plain:8.2f}")
     print(f"{'timeline state_at (random step, mean)':44s} {t_access * 1000:8.2f} ms")
     print()
     print(f"targets: values < 2 s: {'yes' if t_rec < 2 else 'NO'} ({t_rec:.2f} s); "
-          f"values <= 6x: {'yes' if t_rec <= 6 * t_plain else 'NO'} ({t_rec / t_plain:.1f}x); "
-          f"no-values <= 4x: {'yes' if t_nov <= 4 * t_plain else 'NO'} ({t_nov / t_plain:.1f}x); "
+          f"values <= 3.5x: {'yes' if t_rec <= 3.5 * t_plain else 'NO'} ({t_rec / t_plain:.1f}x); "
+          f"no-values <= 2.5x: {'yes' if t_nov <= 2.5 * t_plain else 'NO'} ({t_nov / t_plain:.1f}x); "
           f"state_at < 5 ms: {'yes' if t_access < 0.005 else 'NO'} ({t_access * 1000:.2f} ms)")
 
 

@@ -504,9 +504,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Print a warning as one line: gradviz's own as a notice, a script's with where it came from."""
+    from .core.errors import ChildWarning
     from .core.recording import short_source
 
-    if os.path.abspath(filename).startswith(os.path.dirname(os.path.abspath(__file__)) + os.sep):
+    if issubclass(category, ChildWarning):  # the model's child process printed it whole already
+        print(str(message), file=sys.stderr)
+    elif os.path.abspath(filename).startswith(os.path.dirname(os.path.abspath(__file__)) + os.sep):
         print(f"notice: {message}", file=sys.stderr)
     else:
         print(f"warning: {category.__name__}: {message} ({short_source(f'{filename}:{lineno}')})",

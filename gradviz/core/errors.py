@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = ["GradvizError", "ScriptError", "GraphTooLarge", "NonFiniteError", "InplaceModifiedError", "Cancelled",
-           "BackendUnavailable"]
+           "BackendUnavailable", "ChildWarning"]
 
 
 class GradvizError(Exception):
@@ -64,3 +64,7 @@ class Cancelled(Exception):
 
 class BackendUnavailable(GradvizError):
     """A backend asked for by name cannot run here (no CUDA, no compiler, a build error)."""
+
+
+class ChildWarning(UserWarning):
+    """A warning the model's child process printed, passed on as its one finished line (``warning: ...``)."""

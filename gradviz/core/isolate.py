@@ -55,9 +55,11 @@ def app_max_memory_mb() -> float:
 class IsolatedRun:
     """A recording made in a child process: ``path`` is its ``.gradviz`` file; `close` removes it."""
 
-    def __init__(self, folder: Path, path: Path):
+    def __init__(self, folder: Path, path: Path, messages: list[str] | None = None):
         self.folder = folder
         self.path = path
+        # the child's warning and notice lines, each once, in the order it printed them
+        self.messages = messages or []
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -323,7 +325,8 @@ def _result(child: _Child, out: Path, max_memory_mb: float | None) -> IsolatedRu
     lines = [ln for ln in child.err_path.read_text(errors="replace").splitlines() if ln.strip()]
     errors = [ln[len("error: "):] for ln in lines if ln.startswith("error: ")]
     if code == 0 and out.is_file():
-        return IsolatedRun(child.folder, out)
+        messages = list(dict.fromkeys(ln for ln in lines if ln.startswith(("warning: ", "notice: "))))
+        return IsolatedRun(child.folder, out, messages)
     if errors:
         message = errors[0]
         if ("out of memory" in message or "MemoryError" in message) and max_memory_mb:

@@ -44,3 +44,23 @@ def test_an_isolated_check_passes_like_an_inline_one(tmp_path):
     proc = _gradviz("check", "repeated-layer", "--isolate", "--timeout", "300", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "-> OK" in proc.stdout and "repeated-layer" in proc.stdout
+
+
+def test_an_isolated_run_passes_the_model_warnings_on_once(tmp_path):
+    script = tmp_path / "model.py"
+    script.write_text(textwrap.dedent("""\
+        import warnings
+        import torch
+
+        def build():
+            x = torch.ones(3, requires_grad=True)
+            for _ in range(5):
+                warnings.warn("the learning rate looks odd")
+            return (x * 2).sum()
+        """))
+    proc = _gradviz("check", str(script), "--isolate", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "the learning rate looks odd" in ln]
+    # one line, as the child printed it: the warning's kind and the script's own line
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("warning: UserWarning: the learning rate looks odd") and "model.py:7" in lines[0], lines

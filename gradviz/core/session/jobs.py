@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +19,7 @@ from typing import Any, Callable
 from ..backends import backend_names, get_backend
 from ..checks import CheckTable, run_checks
 from ..document import Document
-from ..errors import Cancelled, GradvizError
+from ..errors import Cancelled, ChildWarning, GradvizError
 from ..exporters import export as export_recording
 from ..i18n import language
 from ..isolate import record_isolated
@@ -163,6 +164,8 @@ def _record_in_child(target: Any, params: dict, options: dict, progress: Progres
                          max_nodes=o["max_nodes"], budget_mb=o["budget_bytes"] / 2**20, timeout=o["timeout"],
                          max_memory_mb=o["max_memory_mb"], cancel=cancelled, progress=progress, started=started,
                          warm=o["warm"], lang=language(), **checks) as run:
+        for line in run.messages:  # the model's warnings reach the user as the child printed them
+            warnings.warn(ChildWarning(line))
         return read_document(run.path, cancel=cancelled)
 
 

@@ -19,8 +19,8 @@ from gradviz.core.collapse import auto_block
 from . import i18n
 from .graph_view import QtGraphView
 from .i18n import tr
-from .panels import (QtFormScroll as _FormScroll, QtAccumulation, QtChecksPanel, QtEventList, QtGradientFlow, QtInspector, QtModelPanel,
-                     QtTransport)
+from .model_panel import QtFormScroll as _FormScroll, QtModelPanel
+from .panels import QtAccumulation, QtChecksPanel, QtEventList, QtGradientFlow, QtInspector, QtTransport
 from .theme import get_theme, theme_names
 
 __all__ = ["QtWindowChrome", "stylesheet"]

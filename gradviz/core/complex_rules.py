@@ -26,6 +26,7 @@ import numpy as np
 
 from . import rules as _rules
 from .rules import RuleInput
+from .rules.registry import _sum_to
 
 __all__ = ["is_complex", "has_complex_rule", "apply_complex_rule"]
 
@@ -158,6 +159,6 @@ def apply_complex_rule(inp: RuleInput) -> list[np.ndarray | None] | None:
         if meta is None or value is None:
             out.append(None)
             continue
-        value = _rules._sum_to(np.asarray(value), tuple(int(s) for s in meta[0]))
+        value = _sum_to(np.asarray(value), tuple(int(s) for s in meta[0]))
         out.append(value if "complex" in str(meta[1]) else np.real(value))
     return out

@@ -7,21 +7,17 @@ every node, so the backward events come in the order PyTorch's engine really ran
 """
 from __future__ import annotations
 
-import functools
-import os
-import sys
 import time
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import Tensor
-from torch.overrides import TorchFunctionMode
 
 from . import backends as _backends
 from .buildresult import BuildResult
+from .capture import LIMIT_HINT, ForwardCapture
 from .errors import Cancelled, GradvizError, GraphTooLarge, InplaceModifiedError, NonFiniteError
-from .recording import BackwardEvent, Contribution, ForwardEvent, GraphNode, LeafInfo, Recording
+from .recording import BackwardEvent, Contribution, GraphNode, LeafInfo, Recording
 from .rerun import RecordedRun, Rerun, remember
 from .sandbox import Sandbox
 from .saved import read_saved
@@ -35,367 +31,6 @@ __all__ = ["record", "record_run", "RecordedRun", "BuildResult", "Cancelled", "D
            "leaf_first_use_order"]
 
 DEFAULT_MAX_NODES = 200_000
-_LIMIT_HINT = "raise the limit with --max-nodes N (record(..., max_nodes=N)), or record a smaller model"
-_TORCH_DIR = os.path.dirname(torch.__file__)
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_INTERNAL_FILES = {os.path.join(_HERE, f) for f in ("recorder.py", "backends.py", "extension.py", "checks.py")}
-_INPLACE_DUNDERS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow__", "__iand__", "__ior__",
-                    "__ixor__", "__imatmul__", "__ifloordiv__", "__imod__"}
-_SKIP_FUNCS = {"__get__", "__set__", "__repr__", "__format__", "__bool__", "__len__", "__hash__"}
-_OVERLOADS = (torch._ops.OpOverload, torch._ops.OpOverloadPacket)
-_OP_NAMES: dict[str, tuple[str, bool]] = {}  # function name -> (op name, in place)
-_grad_enabled = torch.is_grad_enabled
-
-
-# ---------------------------------------------------------------------------------------------
-# forward capture
-
-class _ForwardCapture(TorchFunctionMode):
-    """A torch function mode that logs every op that takes part in autograd.
-
-    Also follows modules (global forward hooks: which module, which call of it) and custom
-    ``torch.autograd.Function.apply`` calls, which torch function modes do not see; `Sandbox`
-    installs those hooks and patches, enters the mode and restores everything afterwards.
-    """
-
-    def __init__(self, store: TensorStore | None, on_leaf: Callable | None = None,
-                 cancel: Callable | None = None, max_nodes: int | None = None):
-        super().__init__()
-        self.store = store
-        self.max_nodes = max_nodes
-        self.on_leaf = on_leaf
-        self.cancel = cancel
-        self.events: list[ForwardEvent] = []
-        self.event_tensors: list[tuple[list, list]] = []  # (input tensors, output tensors) per event
-        self.grad_fn_event: dict[Any, int] = {}
-        self.replays: dict[Any, tuple] = {}
-        self.module_stack: list[tuple[Any, int]] = []
-        self.module_uses: dict[Any, int] = {}
-        self.module_order: list[Any] = []
-        self.module_parent: dict[Any, Any] = {}  # each module: the module whose forward first called it
-        self.event_module: list[tuple[Any, int] | None] = []
-        self.leaf_seen: dict[Any, int] = {}
-        self._leaf_ids: set[int] = set()  # ids of leaf_seen's tensors (hashing a tensor is a Python call)
-        self.source_data: list[TensorData] = []
-        self._depth = 0
-        self._src_cache: dict[str, bool] = {}
-        self.grad_hooks: list[str] = []  # where the script registered gradient hooks on tensors
-        # per op seen in this thread: (nodes it made, nodes it consumed), to tell the graph's
-        # nodes that no seen op made (ops in another thread) from the rest; see unseen_nodes
-        self.seen_ops: list[tuple[list, list]] = []
-
-    # --- what the sandbox installs (gradviz.core.sandbox.Sandbox applies and restores them) ------
-    def wrap_apply(self, orig: Callable) -> Callable:
-        """``Function.apply`` that logs each custom Function call as one op (`orig`: the unpatched one)."""
-        cap = self
-
-        def apply(cls, *args, **kwargs):
-            if cap._depth:
-                return orig(cls, *args, **kwargs)
-            ins = _tensors_in(args) + _tensors_in(kwargs)
-            if torch.is_grad_enabled():
-                cap._scan_leaves(ins)
-            out = cap._inside(orig, cls, *args, **kwargs)
-            if cap.store is not None:
-                # the replay calls the unpatched apply: a check that replays this node later must
-                # not log into this recording
-                cap._log(cls.__name__, ins, _tensors_in(out), replay=(functools.partial(orig, cls), args, kwargs),
-                         custom=cls)
-            return out
-
-        return apply
-
-    def wrap_register_hook(self, orig: Callable) -> Callable:
-        """``Tensor.register_hook`` that notes where the script registers a gradient hook."""
-        # a gradient hook can change what reaches .grad (torch's own hooks, from checkpointing or
-        # module hooks, are registered from torch's files)
-        hooks = self.grad_hooks
-
-        def register_hook(tensor, hook):
-            caller = sys._getframe(1)
-            fname = caller.f_code.co_filename
-            # (torch's function-mode dispatch calls this again from the recorder: counted once)
-            if not fname.startswith(_TORCH_DIR) and fname not in _INTERNAL_FILES:
-                hooks.append(f"{fname}:{caller.f_lineno}")
-            return orig(tensor, hook)
-
-        return register_hook
-
-    # --- modules ---------------------------------------------------------------------------
-    def on_module_pre(self, module, args):
-        use = self.module_uses.get(module, 0) + 1
-        if use == 1:
-            self.module_order.append(module)
-            self.module_parent[module] = self.module_stack[-1][0] if self.module_stack else None
-        self.module_uses[module] = use
-        self.module_stack.append((module, use))
-
-    def on_module_post(self, module, args, output):
-        # pop back to this module (a module that raised may have left frames behind)
-        while self.module_stack:
-            m, _ = self.module_stack.pop()
-            if m is module:
-                break
-
-    # --- ops -------------------------------------------------------------------------------
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if kwargs is None:
-            kwargs = {}
-        if self._depth:
-            return func(*args, **kwargs)
-        name = getattr(func, "__name__", None) or str(func)
-        # an in-place op gives its input (and the input's base, for a view) a new node
-        inplace = name in _INPLACE_NAMES or (name.endswith("_") and not name.endswith("__"))
-        before = _nodes_before(args, kwargs) if inplace and _grad_enabled() else None
-        # what the op runs inside is part of this one event: the autograd Function that
-        # torch.library.register_autograd runs inside a custom op is not a second user op
-        self._depth += 1
-        try:
-            out = func(*args, **kwargs)
-        finally:
-            self._depth -= 1
-        # only ops under grad mode whose result joins the graph are events (most calls are not:
-        # dim(), size(), no-grad ops)
-        if not _grad_enabled():
-            return out
-        if before is not None:
-            self._note_inplace(before)
-        # (is_leaf, not grad_fn: reading grad_fn gives the node a Python wrapper, which makes
-        # freeing the graph recursive; see teardown.py)
-        if isinstance(out, Tensor):
-            if out.is_leaf:
-                return out
-            outs = [out]
-        elif isinstance(out, (tuple, list, dict)):
-            outs = _tensors_in(out)
-            if all(t.is_leaf for t in outs):
-                return out
-        else:
-            return out
-        overload = isinstance(func, _OVERLOADS)
-        if overload:
-            # a custom op says whose it is: gradviz::linear, not a bare "linear" like F.linear
-            qualified = str(func).split(".")  # "gradviz.linear" or "gradviz.linear.default"
-            if len(qualified) >= 2 and qualified[0] != "aten":
-                name = f"{qualified[0]}::{qualified[1]}"
-        ins = _tensors_in(args)
-        if kwargs:
-            ins += _tensors_in(kwargs)
-        if name in _SKIP_FUNCS:
-            # an attribute view (.T, .mT, .real): no event of its own, but its node was seen made,
-            # and it is a use of its source (x @ w.T is w's first use)
-            if self._scan_leaves(ins) and self.on_leaf is not None:
-                out = self._inside(func, *args, **kwargs)
-                outs = _tensors_in(out)
-            self._note_op(ins, outs)
-            return out
-        # a real use in the graph: number the source tensors it is the first to use
-        if self._scan_leaves(ins) and self.on_leaf is not None:
-            # finite differences changed a source in place: run the op again on the new values
-            out = self._inside(func, *args, **kwargs)
-            outs = _tensors_in(out)
-        if self.store is not None:
-            self._log(name, ins, outs, replay=(func, args, kwargs) if overload else None)
-        return out
-
-    def _inside(self, fn, *args, **kwargs):
-        """Call `fn` with logging off: what runs inside an op (or inside the recorder) is not a
-        user op of its own."""
-        self._depth += 1
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self._depth -= 1
-
-    def _log(self, name, ins, outs, replay=None, custom=None):
-        # our own tensor calls below must not be logged as the user's ops
-        self._depth += 1
-        try:
-            self._log_op(name, ins, outs, replay, custom)
-        finally:
-            self._depth -= 1
-
-    def _log_op(self, name, ins, outs, replay, custom):
-        if not outs:
-            return
-        if self.cancel is not None and self.cancel():
-            raise Cancelled()
-        op_inplace = _OP_NAMES.get(name)
-        if op_inplace is None:
-            inplace = name in _INPLACE_DUNDERS or (name.endswith("_") and not name.endswith("__"))
-            op = name[2:-2] if name.startswith("__") and name.endswith("__") else name
-            if op.startswith("i") and name in _INPLACE_DUNDERS:
-                op = op[1:] + "_"
-            op_inplace = _OP_NAMES[name] = (op, inplace)
-        index = len(self.events)
-        capture = self.store.capture
-        self.events.append(ForwardEvent(index, op_inplace[0], [capture(t, True) for t in ins],
-                                        [capture(t, True) for t in outs], self._source(), inplace=op_inplace[1]))
-        self.event_tensors.append((ins, outs))
-        self._note_op(ins, outs)
-        self.event_module.append(self.module_stack[-1] if self.module_stack else None)
-        grad_fn_event = self.grad_fn_event
-        for t in outs:
-            fn = t.grad_fn
-            if fn is not None and fn not in grad_fn_event:
-                grad_fn_event[fn] = index
-                if replay is not None or custom is not None:
-                    # detached: a replay must not keep the graph alive after recording
-                    if replay is not None:
-                        replay = (replay[0], _detached(replay[1]), _detached(replay[2]))
-                    self.replays[fn] = (replay, custom)
-        if self.max_nodes is not None and len(grad_fn_event) > self.max_nodes:
-            # stop while the model runs: a graph far past the limit would take minutes and
-            # gigabytes before the walk could refuse it
-            raise GraphTooLarge(f"the model made more than {self.max_nodes:,} autograd nodes while it ran "
-                                f"(the limit)", hint=_LIMIT_HINT)
-
-    def _note_op(self, ins, outs) -> None:
-        """Note the nodes an op seen here made (its outputs') and consumed (its inputs')."""
-        made = [t.grad_fn for t in outs if not t.is_leaf]
-        self.seen_ops.append((made, [t.grad_fn for t in ins if not t.is_leaf]))
-
-    def _note_inplace(self, before) -> None:
-        """Note the nodes an in-place op gave its inputs and their bases (``CopySlices``)."""
-        made = []
-        for t, fn in before:
-            now = t.grad_fn
-            if now is not None and now is not fn:
-                made.append(now)
-        if made:
-            self.seen_ops.append((made, [fn for _, fn in before if fn is not None]))
-
-    def unseen_nodes(self, fns: list, leaf_ids: set) -> list[int]:
-        """Indices into `fns` (the graph walked from the loss) of the nodes no op seen here made.
-
-        Each op seen in this thread made the nodes between its outputs' nodes and its inputs' nodes
-        (one node, or several inside a composite op). A node of the graph reached from none of them
-        was made where the capture could not see: by an op in another thread (torch function modes
-        are per thread), or in TorchScript. A leaf's node counts as seen when a seen op used the
-        leaf (`leaf_ids`: the ids of those leaf tensors).
-        """
-        index = {fn: i for i, fn in enumerate(fns)}
-        explained: set = set()
-        for made, consumed in self.seen_ops:
-            stop = set(consumed)
-            stack = [fn for fn in made if fn in index]
-            while stack:
-                fn = stack.pop()
-                if fn in explained or fn in stop:
-                    continue
-                explained.add(fn)
-                for nxt, _ in fn.next_functions:
-                    if nxt is not None and nxt not in explained:
-                        stack.append(nxt)
-        unseen = []
-        for fn, i in index.items():
-            if fn in explained:
-                continue
-            if hasattr(fn, "variable") and id(fn.variable) in leaf_ids:
-                continue
-            unseen.append(i)
-        return sorted(unseen)
-
-    def graph_roots(self) -> list:
-        """Every autograd node this capture's tensors reference (for `GraphKeeper`)."""
-        roots = list(self.grad_fn_event)
-        for made, consumed in self.seen_ops:
-            roots.extend(made)
-            roots.extend(consumed)
-        for ins, outs in self.event_tensors:
-            for t in ins:
-                if not t.is_leaf:
-                    roots.append(t.grad_fn)
-            for t in outs:
-                if not t.is_leaf:
-                    roots.append(t.grad_fn)
-        return roots
-
-    def _scan_leaves(self, ins) -> bool:
-        """Number each source tensor (made by no op of this run) that this op is the first to use.
-
-        Sources are leaves and inputs that need no grad; the numbering (order of first use in an op
-        that joins the graph) is the same in every run of a model, so finite differences find each
-        source again through ``on_leaf(tensor, index)``. Returns whether any was new.
-        """
-        new = False
-        ids = self._leaf_ids
-        for t in ins:  # (the common case: every input already numbered or made by an op)
-            if t.is_leaf and id(t) not in ids:
-                break
-        else:
-            return False
-        self._depth += 1
-        try:
-            for t in ins:
-                if t.is_leaf and id(t) not in ids:
-                    ids.add(id(t))  # (the tensor is held in leaf_seen: its id stays its own)
-                    self.leaf_seen[t] = len(self.leaf_seen)
-                    new = True
-                    if self.store is not None:
-                        self.source_data.append(self.store.capture(t, True))
-                    if self.on_leaf is not None:
-                        self.on_leaf(t, len(self.leaf_seen) - 1)
-        finally:
-            self._depth -= 1
-        return new
-
-    def _source(self) -> str | None:
-        f = sys._getframe(2)  # (the frames below are the recorder's own)
-        cache = self._src_cache
-        while f is not None:
-            fname = f.f_code.co_filename
-            internal = cache.get(fname)
-            if internal is None:
-                internal = (fname.startswith(_TORCH_DIR) or fname in _INTERNAL_FILES
-                            or fname.startswith("<frozen") or fname.endswith(("contextlib.py", "functools.py")))
-                cache[fname] = internal
-            if not internal:
-                return f"{fname}:{f.f_lineno}"
-            f = f.f_back
-        return None
-
-
-_INPLACE_NAMES = _INPLACE_DUNDERS | {"__setitem__"}
-
-
-def _nodes_before(args, kwargs) -> list:
-    """Each tensor an in-place op may change (its inputs and their bases) with its node now."""
-    out = []
-    for t in _tensors_in(args) + (_tensors_in(kwargs) if kwargs else []):
-        out.append((t, t.grad_fn))
-        base = t._base
-        if base is not None:
-            out.append((base, base.grad_fn))
-    return out
-
-
-def _detached(obj):
-    """`obj` with every tensor in it (in lists, tuples and dicts) detached, ``requires_grad`` kept."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().requires_grad_(obj.requires_grad) if obj.is_floating_point() or \
-            obj.is_complex() else obj.detach()
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_detached(o) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _detached(v) for k, v in obj.items()}
-    return obj
-
-
-def _tensors_in(obj) -> list:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (tuple, list)):
-        out = []
-        for o in obj:
-            if isinstance(o, torch.Tensor):
-                out.append(o)
-            elif isinstance(o, (tuple, list, dict)):
-                out.extend(_tensors_in(o))
-        return out
-    if isinstance(obj, dict):
-        return _tensors_in(list(obj.values()))
-    return []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,7 +119,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
             keeper: GraphKeeper) -> RecordedRun:
     t_start = time.perf_counter()
     store = TensorStore(keep_values, budget_bytes)
-    cap = _ForwardCapture(store, cancel=cancel, max_nodes=max_nodes)
+    cap = ForwardCapture(store, cancel=cancel, max_nodes=max_nodes)
     keeper.hold(cap, cap.graph_roots)
     progress(0.0, "running the forward pass")
     with Sandbox(cap):
@@ -612,7 +247,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
 # ---------------------------------------------------------------------------------------------
 # naming
 
-def _grad_hooks(cap: _ForwardCapture, names: dict) -> list[str]:
+def _grad_hooks(cap: ForwardCapture, names: dict) -> list[str]:
     """Where gradient hooks may change what reaches ``.grad``: tensor hooks the script registered
     while it ran (``file:line``), hooks already on the leaves it used, and backward hooks on the
     modules that ran."""
@@ -630,7 +265,7 @@ def _grad_hooks(cap: _ForwardCapture, names: dict) -> list[str]:
     return found
 
 
-def _module_parents(cap: _ForwardCapture) -> dict:
+def _module_parents(cap: ForwardCapture) -> dict:
     """Each module that ran, by name: the name of the module whose forward called it (None at the top)."""
     names = getattr(cap, "module_names", {})
     out = {}
@@ -640,7 +275,7 @@ def _module_parents(cap: _ForwardCapture) -> dict:
     return out
 
 
-def _module_names(built: BuildResult, cap: _ForwardCapture) -> dict:
+def _module_names(built: BuildResult, cap: ForwardCapture) -> dict:
     names: dict = {}
     if built.module is not None:
         for path, m in built.module.named_modules():
@@ -656,7 +291,7 @@ def _module_names(built: BuildResult, cap: _ForwardCapture) -> dict:
     return names
 
 
-def _name_tensors(built: BuildResult, cap: _ForwardCapture) -> dict:
+def _name_tensors(built: BuildResult, cap: ForwardCapture) -> dict:
     """Name every leaf and input tensor: the user's names, then module parameters, then inputN."""
     names: dict = {}
     for name, t in built.leaves.items():
@@ -709,7 +344,7 @@ def _walk_graph(root_fn, max_nodes: int, cancel) -> tuple:
                     dst = len(fns)
                     if dst >= max_nodes:
                         raise GraphTooLarge(f"the autograd graph has more than {max_nodes:,} nodes (the limit)",
-                                            hint=_LIMIT_HINT)
+                                            hint=LIMIT_HINT)
                     fn_ids[nxt] = dst
                     fns.append(nxt)
                 edges.append((src, dst, slot))
@@ -748,7 +383,7 @@ def topological_order(n: int, edges) -> list[int]:
     return order
 
 
-def _annotate_nodes(nodes, fns, edges, cap: _ForwardCapture, names: dict, topo: list[int] | None = None) -> None:
+def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: list[int] | None = None) -> None:
     """Give nodes their forward event, module use, source, custom Function and backend."""
     mod_names = getattr(cap, "module_names", {})
     uses = cap.module_uses
@@ -819,7 +454,7 @@ def _annotate_nodes(nodes, fns, edges, cap: _ForwardCapture, names: dict, topo: 
                 node.function = alias[0]
 
 
-def _input_nodes(nodes, fns, fn_ids, cap: _ForwardCapture, names: dict) -> list:
+def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict) -> list:
     """Add a node for every tensor that needs no grad but fed an op of the graph."""
     input_edges: list[tuple[int, int, int]] = []
     input_ids: dict = {}
@@ -890,7 +525,7 @@ def _check_finite_without_values(loss, leaf_tensors) -> None:
             raise NonFiniteError(f"{name}.grad holds NaN or Inf", hint=hint)
 
 
-def _inplace_error(exc: RuntimeError, reader: GraphNode | None, nodes, cap: _ForwardCapture) -> GradvizError:
+def _inplace_error(exc: RuntimeError, reader: GraphNode | None, nodes, cap: ForwardCapture) -> GradvizError:
     """Turn torch's "modified by an inplace operation" error into one that names the op and tensor."""
     import re
 

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from .capture import tensors_in
+
 __all__ = ["SourceFinder"]
 
 _grad_enabled = torch.is_grad_enabled
@@ -51,7 +53,7 @@ class SourceFinder(TorchFunctionMode):
             if finder._depth:
                 return orig(cls, *args, **kwargs)
             if torch.is_grad_enabled():
-                finder._scan(_tensors_in(args) + _tensors_in(kwargs))
+                finder._scan(tensors_in(args) + tensors_in(kwargs))
             finder._depth += 1
             try:
                 return orig(cls, *args, **kwargs)
@@ -86,13 +88,13 @@ class SourceFinder(TorchFunctionMode):
         if isinstance(out, Tensor):
             if out.is_leaf:
                 return out
-        elif all(t.is_leaf for t in _tensors_in(out)):
+        elif all(t.is_leaf for t in tensors_in(out)):
             return out
         ins = [a for a in args if isinstance(a, Tensor)]
         if len(ins) < len(args) and any(isinstance(a, (list, tuple, dict)) for a in args):
-            ins = _tensors_in(args)
+            ins = tensors_in(args)
         if kwargs:
-            ins += _tensors_in(kwargs)
+            ins += tensors_in(kwargs)
         seen = self._seen_ids
         if all(id(t) in seen or not t.is_leaf for t in ins):
             return out
@@ -120,19 +122,3 @@ class SourceFinder(TorchFunctionMode):
         finally:
             self._depth -= 1
         return new
-
-
-def _tensors_in(obj) -> list:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (tuple, list)):
-        out = []
-        for o in obj:
-            if isinstance(o, torch.Tensor):
-                out.append(o)
-            elif isinstance(o, (tuple, list, dict)):
-                out.extend(_tensors_in(o))
-        return out
-    if isinstance(obj, dict):
-        return _tensors_in(list(obj.values()))
-    return []

@@ -168,7 +168,7 @@ def test_finite_differences_rerun_outside_the_recorders_capture(monkeypatch):
 
     rec = record("rnn-unrolled", params={"T": 6})
     entered, calls = [], []
-    enter, torch_function = recorder._ForwardCapture.__enter__, recorder._ForwardCapture.__torch_function__
+    enter, torch_function = recorder.ForwardCapture.__enter__, recorder.ForwardCapture.__torch_function__
 
     def counting_enter(self):
         entered.append(self)
@@ -178,8 +178,8 @@ def test_finite_differences_rerun_outside_the_recorders_capture(monkeypatch):
         calls.append(1)
         return torch_function(self, *args, **kwargs)
 
-    monkeypatch.setattr(recorder._ForwardCapture, "__enter__", counting_enter)
-    monkeypatch.setattr(recorder._ForwardCapture, "__torch_function__", counting_torch_function)
+    monkeypatch.setattr(recorder.ForwardCapture, "__enter__", counting_enter)
+    monkeypatch.setattr(recorder.ForwardCapture, "__torch_function__", counting_torch_function)
     table = run_checks(rec, manual=False, gradcheck=False, rules=False, flow=False, accumulation=False)
     rows = [r for r in table.rows if r.kind == "finite-diff"]
     assert len(rows) == 4 and all(r.status == "pass" for r in rows), [(r.what, r.status, r.detail) for r in rows]

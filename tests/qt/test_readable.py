@@ -1,4 +1,6 @@
 """Readable at first sight: a legible opening zoom, the overview for large graphs, zoom keys, level of detail."""
+from pathlib import Path
+
 import numpy as np
 from PySide6.QtCore import QPoint, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter
@@ -12,29 +14,7 @@ from gradviz.qt.scene_painter import paint_scene
 
 from .conftest import open_and_wait
 
-NET20 = '''
-import torch
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(4, 6)
-        self.fc2 = nn.Linear(6, 6)
-        self.fc3 = nn.Linear(6, 1)
-
-    def forward(self, x):
-        h = torch.tanh(self.fc1(x))
-        h = torch.tanh(self.fc2(h)) + h
-        return torch.tanh(self.fc3(h))
-
-
-def build():
-    net = Net()
-    x = torch.randn(3, 4)
-    return (net(x) ** 2).mean(), net
-'''
+NET20 = Path(__file__).resolve().parent / "data" / "net20.py"  # a 20-node model script of one's own
 
 
 def _smallest_drawn_px(view) -> float:
@@ -51,7 +31,7 @@ def _smallest_drawn_px(view) -> float:
 
 def test_a_model_script_opens_with_every_label_legible_and_the_loss_in_view(qtbot, window, tmp_path):
     path = tmp_path / "net20.py"
-    path.write_text(NET20)
+    path.write_text(NET20.read_text())
     window.resize(1280, 800)
     open_and_wait(qtbot, window, str(path))
     view = window.graph

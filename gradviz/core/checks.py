@@ -4,8 +4,9 @@ Rows of the check table, each with a reference, the largest absolute and relativ
 tolerance and a status:
 
 - ``manual``: each leaf's ``.grad`` against the model's own numpy / closed-form calculation;
-- ``finite-diff``: each leaf's ``.grad`` against central finite differences, the model re-run in
-  float64 (as ``gradcheck`` does), or in its own dtype with a looser, stated tolerance;
+- ``finite-diff``: each leaf's ``.grad`` against central finite differences along a random
+  direction and at single elements, the model re-run in float64 (as ``gradcheck`` does), or in its
+  own dtype with a looser, stated tolerance;
 - ``gradcheck``: every custom Function node, ``torch.autograd.gradcheck`` at its recorded inputs;
 - ``local-rule``: every backward node against a numpy re-implementation of its local rule, from its
   saved tensors and incoming gradients;
@@ -24,7 +25,7 @@ from . import complex_rules as _complex_rules
 from . import rules as _rules
 from .checktable import FAIL, NO_RULE, PASS, SKIPPED, Check, CheckTable, Tolerance, compare
 from .checktable import sample_elements as _sample, scale_of as _scale, tolerance_for as _tolerance_for
-from .fdchecks import fd_checks, recorded_gradient, widened
+from .fdchecks import FD_BUDGET, fd_checks, recorded_gradient, widened
 from .recording import Recording, short_source
 from .rerun import Rerun, rerun_of
 from .tensors import TensorData
@@ -34,7 +35,7 @@ __all__ = ["Check", "CheckTable", "run_checks", "Tolerance", "compare"]
 
 def run_checks(rec: Recording, *, rerun: Rerun | None = None, strict: bool = False, manual: bool = True,
                finite_diff: bool = True, gradcheck: bool = True, rules: bool = True, flow: bool = True,
-               accumulation: bool = True, fd_max_elements: int = 64,
+               accumulation: bool = True, fd_max_elements: int = 64, fd_budget: int = FD_BUDGET,
                progress: Callable[[float, str], None] | None = None) -> CheckTable:
     """Run every check on `rec` and return the table.
 
@@ -49,8 +50,12 @@ def run_checks(rec: Recording, *, rerun: Rerun | None = None, strict: bool = Fal
     strict : bool
         Count nodes with no local rule as failures.
     fd_max_elements : int
-        Finite differences perturb at most this many elements per leaf (a fixed random sample
-        beyond that, stated in the row).
+        Finite differences move at most this many single elements per leaf (a fixed random sample
+        beyond that, stated in the row), besides one random direction through all of them.
+    fd_budget : int
+        Graph nodes the single-element re-runs evaluate at most in all (a re-run evaluates every
+        node): a large graph gets fewer single elements, said so in the row; the directions (two
+        re-runs per leaf) always run.
     """
     table = CheckTable(strict=strict)
     progress = progress or (lambda f, m: None)
@@ -61,7 +66,7 @@ def run_checks(rec: Recording, *, rerun: Rerun | None = None, strict: bool = Fal
         table.rows += _manual_checks(rec)
     if finite_diff:
         progress(0.1, "finite differences")
-        table.rows += fd_checks(rec, rerun, fd_max_elements, _hooks_note(rec))
+        table.rows += fd_checks(rec, rerun, fd_max_elements, _hooks_note(rec), fd_budget)
     if gradcheck:
         progress(0.4, "gradcheck of custom Functions")
         table.rows += _gradcheck_checks(rec, rerun)

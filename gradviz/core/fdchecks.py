@@ -1,9 +1,20 @@
 """The finite-difference rows of the check table: each leaf's gradient against the model re-run.
 
 The model runs again (in float64 where it can, as ``gradcheck`` does) with every source tensor set
-to its recorded value and one element moved by ``+h`` and ``-h``; ``(L(+h) - L(-h)) / 2h`` is that
-element's derivative of the loss, with an error of order ``h^2``. A complex element moves along its
-real and its imaginary part, which gives torch's gradient ``dL/dx + i dL/dy``.
+to its recorded value and one leaf moved by ``+h d`` and ``-h d``; ``(L(+h d) - L(-h d)) / 2h`` is the
+derivative of the loss along ``d``, with an error of order ``h^2``, and the recorded gradient ``g``
+must give the same number, ``<g, d>``. Two kinds of move per leaf:
+
+- a random direction ``d`` (unit length, fixed seed; each element's share has a random sign and a
+  size between 1 and 2, so no element is left out and no two errors cancel): two re-runs check
+  every element of the leaf at once, as ``gradcheck``'s fast mode does. A wrong gradient passes
+  only where its error is orthogonal to ``d``;
+- single elements (``d`` a unit vector): all of a small leaf, a fixed random sample of a large
+  one, and fewer on a large graph, where each re-run is long: beyond two re-runs per leaf for the
+  directions, finite differences re-run at most ``budget`` graph nodes in all.
+
+A complex leaf moves along complex directions (an element along its real and its imaginary part),
+which gives torch's gradient ``dL/dx + i dL/dy``: the derivative along ``d`` is ``Re <g, d>``.
 """
 from __future__ import annotations
 
@@ -12,20 +23,67 @@ import torch
 
 from .checktable import FAIL, PASS, SKIPPED, Check, Tolerance, compare
 from .checktable import sample_elements, scale_of, tolerance_for
-from .recorder import leaf_first_use_order
+from .fdrerun import PerturbedLoss, direction_move, element_move
 from .recording import Recording
 from .rerun import Rerun
 from .sandbox import Sandbox
 
-__all__ = ["fd_checks", "recorded_gradient", "widened", "unseen_note", "BEFORE_NOTE"]
+__all__ = ["fd_checks", "recorded_gradient", "widened", "unseen_note", "random_direction", "BEFORE_NOTE",
+           "FD_BUDGET"]
 
 BEFORE_NOTE = (".grad held a value before the recorded backward (a backward inside build(), or an earlier "
                "run): compared what the recorded backward added, .grad minus that value")
 
+# graph nodes the single-element re-runs may evaluate in all (a 10,000-node graph: none; 100 nodes: 1,000 re-runs)
+FD_BUDGET = 100_000
+
 _DOUBLE = (torch.float64, torch.complex128)
 
 
-def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note: str = "") -> list[Check]:
+def random_direction(n: int, is_complex: bool, seed: int) -> np.ndarray:
+    """A unit vector of `n` entries whose sizes lie within a factor of 2 of each other, random signs.
+
+    Each entry is ``s * u`` with ``s`` a random sign and ``u`` uniform in [1, 2] (for complex, its
+    real and its imaginary part each), then the vector is scaled to unit length: every element (every
+    part) gets a share of at least half of the largest, and a wrong gradient's errors cancel only on
+    a set of measure zero.
+    """
+    rng = np.random.default_rng([seed, n])
+    d = rng.uniform(1.0, 2.0, n) * rng.choice([-1.0, 1.0], n)
+    if is_complex:
+        # the imaginary parts too: an error in either part of an element moves <g, d>
+        d = d + 1j * rng.uniform(1.0, 2.0, n) * rng.choice([-1.0, 1.0], n)
+    return d / np.linalg.norm(d) if n else d
+
+
+def _along(g: np.ndarray, d: np.ndarray) -> float:
+    """``Re <g, d>``: the derivative along `d` that a gradient `g` (torch's convention) gives."""
+    return float(np.real(np.vdot(g, d))) if np.iscomplexobj(g) or np.iscomplexobj(d) else float(np.dot(g, d))
+
+
+def _element_counts(sizes: list[tuple[int, bool]], max_elements: int, runs_left: int) -> list[int]:
+    """How many single elements each leaf gets: up to `max_elements` each, round by round, within `runs_left`.
+
+    ``sizes`` holds each leaf's element count and whether it is complex (an element then costs four
+    re-runs, along its real and its imaginary part, instead of two).
+    """
+    counts = [0] * len(sizes)
+    want = [min(n, max_elements) for n, _ in sizes]
+    for _round in range(max(want, default=0)):
+        grew = False
+        for i, (n, is_complex) in enumerate(sizes):
+            cost = 4 if is_complex else 2
+            if counts[i] < want[i] and runs_left >= cost:
+                counts[i] += 1
+                runs_left -= cost
+                grew = True
+        if not grew:
+            break
+    return counts
+
+
+def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note: str = "",
+              budget: int = FD_BUDGET) -> list[Check]:
     """One ``finite-diff`` row per leaf whose ``.grad`` is set.
 
     Parameters
@@ -34,9 +92,13 @@ def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note
     rerun : Rerun or None
         What re-runs the model; None (a recording opened from a file) skips every row, said so.
     max_elements : int
-        At most this many elements per leaf (a fixed random sample beyond, stated in the row).
+        At most this many single elements per leaf (a fixed random sample beyond, stated in the
+        row), besides the random direction.
     hooks_note : str
         Added to each row's note: where gradient hooks may make ``.grad`` differ from the derivative.
+    budget : int
+        Graph nodes the single-element re-runs may evaluate in all (each re-run evaluates
+        ``len(rec.nodes)``); the directions always run.
     """
     rows: list[Check] = []
     runner = None if rerun is None else rerun.runner
@@ -53,91 +115,104 @@ def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note
         return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n, node=rec.leaves[n].node,
                       detail=unseen) for n in targets]
     order = {name: i for i, name in enumerate(rec.leaf_order)}
-    sources = rec.source_values
-
-    def loss_with(leaf_index: int | None, flat_index: int, delta, dtype):
-        state = {}
-
-        def on_leaf(t, idx):
-            with torch.no_grad():
-                # evaluate at exactly the recorded point: a float64 re-run may draw other random values
-                data = sources[idx] if idx < len(sources) else None
-                if data is not None and data.value is not None and tuple(t.shape) == tuple(data.shape):
-                    t.copy_(torch.from_numpy(np.asarray(data.value)))
-                if idx == leaf_index:
-                    t.view(-1)[flat_index] += delta
-                    state["dtype"] = t.dtype
-
-        out = leaf_first_use_order(runner, on_leaf, dtype=dtype)
-        built = runner.normalise(out)
-        return float(built.loss.detach().to(torch.float64).cpu()), state.get("dtype")
+    loss_with = PerturbedLoss(rec, runner)
 
     # does the model run in float64 when the default dtype is float64 and its modules are cast to
-    # float64? (asked of a leaf that is checked: the first source tensor may be an integer index,
-    # which has no float64 form)
-    probe = next((order[n] for n in targets if n in order), None)
+    # float64? (the first run notes each source's dtype: a leaf made in its own dtype stays so)
     # the modules' parameters and buffers hold working copies while the model re-runs (the sandbox
     # casts them to float64 with cast64, and restores the originals, untouched, afterwards)
     copies = Sandbox(modules=rerun.modules, cast64=True, warned=rerun.warned)
     try:
         with copies:
-            _, probe_dtype = loss_with(probe, 0, 0.0, torch.float64)
+            loss_with(None, None, torch.float64)
+        # (asked of a leaf that is checked: the first source tensor may be an integer index, which
+        # has no float64 form)
+        probe = next((order[n] for n in targets if n in order), None)
+        in64 = loss_with.dtypes.get(probe) in _DOUBLE
     except Exception:  # noqa: BLE001 - a model that cannot run in float64
         copies = Sandbox(modules=rerun.modules, cast64=False, warned=rerun.warned)
         try:
             # differentiate in the model's own dtype, loosely
             with copies:
-                loss_with(probe, 0, 0.0, None)
-            probe_dtype = None
+                loss_with(None, None, None)
+            in64 = False
         except Exception as exc:  # noqa: BLE001 - reported in the rows
             return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
                           detail=f"re-running the model failed: {exc}") for n in targets]
-    in64 = probe_dtype in _DOUBLE
     run_dtype = torch.float64 if in64 else None
+    plan = []
+    for name in targets:
+        info = rec.leaves[name]
+        if name not in order:
+            rows.append(Check("finite-diff", f"{name}.grad", "finite differences", SKIPPED, leaf=name,
+                              node=info.node, detail="the leaf was not used by a recorded op"))
+            continue
+        got, before = recorded_gradient(info)
+        if got is None:
+            rows.append(Check("finite-diff", f"{name}.grad", "finite differences", SKIPPED, leaf=name,
+                              node=info.node, detail=before))
+            continue
+        plan.append((name, info, got, before))
+    # the single elements: what the budget leaves after the directions (two re-runs per leaf)
+    runs_left = budget // max(1, len(rec.nodes)) - 2 * len(plan)
+    counts = _element_counts([(got.size, np.iscomplexobj(got)) for _, _, got, _ in plan], max_elements, runs_left)
     with copies:
-        for name in targets:
-            info = rec.leaves[name]
-            if name not in order:
-                rows.append(Check("finite-diff", f"{name}.grad", "finite differences", SKIPPED, leaf=name,
-                                  node=info.node, detail="the leaf was not used by a recorded op"))
-                continue
-            got, before = recorded_gradient(info)
-            if got is None:
-                rows.append(Check("finite-diff", f"{name}.grad", "finite differences", SKIPPED, leaf=name,
-                                  node=info.node, detail=before))
-                continue
-            is_complex = np.iscomplexobj(got)
-            idx, note = sample_elements(got.size, max_elements)
-            values = info.tensor.value.reshape(-1) if info.tensor.value is not None else None
-            # a complex element moves along its real part, then its imaginary part
-            directions = (1.0, 1j) if is_complex else (1.0,)
-            # a leaf the script makes in its own dtype (dtype=torch.float32) stays so in a float64
-            # re-run: its differences get the step and tolerance of that dtype
-            leaf64 = in64 and loss_with(order[name], 0, 0.0, run_dtype)[1] in _DOUBLE
-            fd = np.zeros(len(idx), dtype=np.complex128 if is_complex else np.float64)
-            for j, flat in enumerate(idx):
-                x = abs(values[flat]) if values is not None else 1.0
-                # central differences: error O(h^2); h scaled to the value, sized for the dtype's precision
-                h = (1e-6 if leaf64 else 1e-2) * max(1.0, float(x))
-                for d in directions:
-                    up, _ = loss_with(order[name], int(flat), d * h, run_dtype)
-                    down, _ = loss_with(order[name], int(flat), -d * h, run_dtype)
-                    fd[j] += d * (up - down) / (2 * h)
-            got = got.reshape(-1)[idx]
-            along = " along real and imaginary parts" if is_complex else ""
-            if leaf64:
-                dtype = info.grad.dtype if info.grad.dtype in ("float64", "complex128") else "float32"
-                tol = tolerance_for(dtype, "finite-diff", scale_of(fd))
-                reference = f"central differences{along}, {'complex128' if is_complex else 'float64'}"
-            else:
-                tol = Tolerance(5e-2 * max(1.0, scale_of(fd)), 5e-2)
-                why = "the leaf is made in its own dtype" if in64 else "model does not run in float64"
-                reference = f"central differences{along}, {info.grad.dtype} ({why})"
-            tol = widened(tol, info)
-            ea, er, ok = compare(got, fd, tol)
-            rows.append(Check("finite-diff", f"{name}.grad", reference, PASS if ok else FAIL, ea, er, str(tol),
-                              info.node, name, "; ".join(filter(None, [before, note, hooks_note]))))
+        for (name, info, got, before), count in zip(plan, counts):
+            leaf64 = in64 and loss_with.dtypes.get(order[name]) in _DOUBLE
+            rows.append(_leaf_row(loss_with, order[name], name, info, got, count, leaf64, in64, run_dtype,
+                                  before, hooks_note, len(rec.nodes)))
     return rows
+
+
+def _leaf_row(loss_with: PerturbedLoss, index: int, name: str, info, got: np.ndarray, count: int, leaf64: bool,
+              in64: bool, run_dtype, before: str, hooks_note: str, nodes: int) -> Check:
+    """The ``finite-diff`` row of one leaf: its random direction and `count` single elements."""
+    is_complex = np.iscomplexobj(got)
+    flat_got = got.reshape(-1)
+    values = info.tensor.value.reshape(-1) if info.tensor.value is not None else None
+    # central differences: error O(h^2); h scaled to the values, sized for the dtype's precision
+    unit = 1e-6 if leaf64 else 1e-2
+
+    def step(x) -> float:
+        return unit * max(1.0, float(x))
+
+    # every element at once, along a random direction of unit length
+    d = random_direction(got.size, is_complex, index)
+    h = step(np.abs(values).max() if values is not None and values.size else 1.0)
+    up = loss_with(index, direction_move(h * d), run_dtype)
+    down = loss_with(index, direction_move(-h * d), run_dtype)
+    fd_dir = (up - down) / (2 * h)
+    # single elements; a complex element moves along its real part, then its imaginary part
+    idx, sample_note = sample_elements(got.size, count)
+    directions = (1.0, 1j) if is_complex else (1.0,)
+    fd = np.zeros(len(idx), dtype=np.complex128 if is_complex else np.float64)
+    for j, flat in enumerate(idx):
+        h = step(abs(values[flat]) if values is not None else 1.0)
+        for e in directions:
+            up = loss_with(index, element_move(int(flat), e * h), run_dtype)
+            down = loss_with(index, element_move(int(flat), -e * h), run_dtype)
+            fd[j] += e * (up - down) / (2 * h)
+    actual = np.concatenate([[_along(flat_got, d)], flat_got[idx]])
+    reference = np.concatenate([[fd_dir], fd])
+    along = " along real and imaginary parts" if is_complex else ""
+    if leaf64:
+        dtype = info.grad.dtype if info.grad.dtype in ("float64", "complex128") else "float32"
+        tol = tolerance_for(dtype, "finite-diff", scale_of(reference))
+        text = f"central differences{along}, {'complex128' if is_complex else 'float64'}"
+    else:
+        tol = Tolerance(5e-2 * max(1.0, scale_of(reference)), 5e-2)
+        why = "the leaf is made in its own dtype" if in64 else "model does not run in float64"
+        text = f"central differences{along}, {info.grad.dtype} ({why})"
+    tol = widened(tol, info)
+    ea, er, ok = compare(actual, reference, tol)
+    sampled = ""
+    if count == 0:
+        sampled = (f"a random direction through all {got.size} elements, no single elements (the re-runs "
+                   f"of a {nodes}-node graph are capped)")
+    elif len(idx) < got.size:
+        sampled = f"a random direction and {sample_note}"
+    note = "; ".join(filter(None, [before, sampled, hooks_note]))
+    return Check("finite-diff", f"{name}.grad", text, PASS if ok else FAIL, ea, er, str(tol), info.node, name, note)
 
 
 def recorded_gradient(info) -> tuple[np.ndarray | None, str]:

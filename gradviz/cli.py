@@ -179,7 +179,8 @@ def _(p):
     p.add_argument("--strict", action="store_true", help="a node with no manual rule is a failure")
     p.add_argument("--no-fd", action="store_true", help="skip the finite-difference checks")
     p.add_argument("--fd-elements", type=int, default=64, metavar="N",
-                   help="finite differences on at most N elements per leaf (a fixed sample beyond)")
+                   help="finite differences on at most N single elements per leaf (a fixed sample beyond), "
+                        "besides a random direction through all of them")
 
 
 @command("steps", "print the timeline: every forward and backward step, with what it changes")
@@ -278,7 +279,8 @@ def _(p):
     p.add_argument("--no-checks", action="store_true", help="do not run and store the checks")
     p.add_argument("--no-fd", action="store_true", help="skip the finite-difference checks")
     p.add_argument("--fd-elements", type=int, default=64, metavar="N",
-                   help="finite differences on at most N elements per leaf (default 64)")
+                   help="finite differences on at most N single elements per leaf, besides a random "
+                        "direction (default 64)")
     p.add_argument("--checks-max-nodes", type=int, default=None, metavar="N",
                    help="store no checks for a graph of more than N nodes (gradviz check runs them)")
     # for gradviz.core.isolate: progress as 'gradviz-isolate: progress FRACTION MESSAGE' lines on stdout

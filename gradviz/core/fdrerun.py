@@ -16,12 +16,21 @@ import torch
 
 from .recorder import leaf_first_use_order
 from .recording import Recording
+from .sandbox import Sandbox
 
 __all__ = ["PerturbedLoss", "element_move", "direction_move"]
 
 
 class PerturbedLoss:
     """Evaluate a recorded model's loss with one source tensor moved.
+
+    Runs go through `SourceFinder`, which finds the sources in each fresh run. A model whose
+    sources are the same tensors in every run (a model and data made at a script's top level, not
+    inside ``build()``) and stay as they are set until their first use needs no function mode: the
+    second run sets the first run's sources before the model starts and checks, at each first use,
+    that it meets the same tensor with the value it was given, and no other source. When it does,
+    every later run sets the sources (and moves the leaf) before the model starts, and the model
+    runs as plain torch. (The model code is deterministic, as every re-run assumes.)
 
     Parameters
     ----------
@@ -33,18 +42,23 @@ class PerturbedLoss:
     Attributes
     ----------
     dtypes : dict of int to torch.dtype
-        The dtype each source had in the last run: a leaf the script makes in its own dtype
-        (``dtype=torch.float32``) stays so in a float64 re-run.
+        The dtype each source had in the last run through the mode: a leaf the script makes in its
+        own dtype (``dtype=torch.float32``) stays so in a float64 re-run.
     runs : int
-        How many times the model ran.
+        How many times the model ran; ``plain_runs`` of them with no function mode.
+    plain : bool
+        Whether runs go without a function mode.
     """
 
     def __init__(self, rec: Recording, runner):
         self.runner = runner
         self.sources = rec.source_values
         self.dtypes: dict[int, torch.dtype] = {}
-        self.runs = 0
+        self.runs = self.plain_runs = 0
+        self.plain = False
         self._recorded: dict[int, torch.Tensor | None] = {}
+        self._objects: dict[int, torch.Tensor] | None = None  # the first run's sources (kept alive)
+        self._checked = False
 
     def _recorded_value(self, idx: int) -> torch.Tensor | None:
         """Source `idx`'s recorded value as a tensor (made once, copied into every re-run)."""
@@ -58,25 +72,74 @@ class PerturbedLoss:
                  dtype: torch.dtype | None) -> float:
         """The loss with source `leaf_index` moved in place by ``move(tensor)``, in default `dtype`.
 
-        ``move`` runs under ``torch.no_grad()`` after the source got its recorded value; None
-        leaves every source at its recorded value.
+        ``move`` gets a detached alias of the source after it got its recorded value; None leaves
+        every source at its recorded value.
         """
-        dtypes = self.dtypes
+        self.runs += 1
+        if self.plain:
+            self.plain_runs += 1
+            self._set_all(leaf_index, move)
+            with Sandbox(dtype=dtype):
+                out = self.runner.call(dtype=dtype)
+        else:
+            out = self._through_mode(leaf_index, move, dtype)
+        built = self.runner.normalise(out)
+        return float(built.loss.detach().to(torch.float64).cpu())
+
+    def _through_mode(self, leaf_index: int | None, move, dtype):
+        """One run through `SourceFinder`; the second one also asks whether the next may go without."""
+        dtypes, objects = self.dtypes, {}
+        first = self._objects
+        check = first is not None and not self._checked and self._all_fit(first)
+        if check:
+            self._set_all(leaf_index, move)  # (before the model starts, as a run with no mode would)
+        faithful = [check]
 
         def on_leaf(t, idx):
             dtypes[idx] = t.dtype
-            with torch.no_grad():
-                # evaluate at exactly the recorded point: a float64 re-run may draw other random values
-                value = self._recorded_value(idx)
-                if value is not None and value.shape == t.shape:
-                    t.copy_(value)
-                if idx == leaf_index and move is not None:
-                    move(t)
+            objects[idx] = t
+            if faithful[0]:
+                # the same tensor, still holding what it was given?
+                expected = self._recorded_value(idx)
+                if first.get(idx) is t and expected is not None and expected.shape == t.shape:
+                    expected = expected.to(t.dtype, copy=True)  # (never the recorded value itself)
+                    if idx == leaf_index and move is not None:
+                        move(expected)
+                    if torch.equal(t.detach(), expected):
+                        return
+                faithful[0] = False
+            self._set(t, idx, leaf_index, move)
 
-        self.runs += 1
         out = leaf_first_use_order(self.runner, on_leaf, dtype=dtype)
-        built = self.runner.normalise(out)
-        return float(built.loss.detach().to(torch.float64).cpu())
+        if first is None:
+            self._objects = objects
+        elif not self._checked:
+            self._checked = True
+            self.plain = faithful[0] and objects.keys() == first.keys()
+        return out
+
+    def _all_fit(self, objects: dict) -> bool:
+        """Whether every source has a recorded value of its shape (a run with no mode sets them all)."""
+        for idx, t in objects.items():
+            value = self._recorded_value(idx)
+            if value is None or value.shape != t.shape:
+                return False
+        return bool(objects)
+
+    def _set(self, t: torch.Tensor, idx: int, leaf_index: int | None, move) -> None:
+        """Give source `idx` (tensor `t`) its recorded value, moved if it is the leaf."""
+        # written through a detached alias: no graph, and allowed on a leaf that requires grad
+        data = t.detach()
+        # evaluate at exactly the recorded point: a float64 re-run may draw other random values
+        value = self._recorded_value(idx)
+        if value is not None and value.shape == t.shape:
+            data.copy_(value)
+        if idx == leaf_index and move is not None:
+            move(data)
+
+    def _set_all(self, leaf_index: int | None, move) -> None:
+        for idx, t in (self._objects or {}).items():
+            self._set(t, idx, leaf_index, move)
 
 
 def element_move(flat_index: int, delta) -> Callable[[torch.Tensor], None]:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from .capture import tensors_in
+from .capture import _INPLACE_NAMES, tensors_in
 
 __all__ = ["SourceFinder"]
 
@@ -24,6 +24,20 @@ _grad_enabled = torch.is_grad_enabled
 
 # the recorder's rule: these never count as ops (attribute access, printing, truth tests)
 SKIP_FUNCS = {"__get__", "__set__", "__repr__", "__format__", "__bool__", "__len__", "__hash__"}
+
+
+def _plain_op(func, kwargs) -> bool:
+    """Whether a call is an op that reads its inputs and writes none of them.
+
+    Not: in-place ops (by the recorder's rule of names), ``out=`` and ``inplace=True``, attribute
+    access (``w.data = ...`` is a ``__set__``), and torch's private helpers.
+    """
+    if "out" in kwargs or kwargs.get("inplace"):
+        return False
+    name = getattr(func, "__name__", None) or str(func)
+    if name in SKIP_FUNCS or name in _INPLACE_NAMES or (name.endswith("_") and not name.endswith("__")):
+        return False
+    return not (name.startswith("_") and not name.startswith("__"))
 
 
 class SourceFinder(TorchFunctionMode):
@@ -77,24 +91,60 @@ class SourceFinder(TorchFunctionMode):
             kwargs = {}
         if self._depth:
             return func(*args, **kwargs)
+        grad = _grad_enabled()
+        early = None
+        plain = new = False
+        if grad:
+            # an op on a tensor that requires grad nearly always joins the graph: when its tensors
+            # are plain arguments, number its new sources and give them their values now, so that
+            # the op runs once, on those values
+            new = needs = False
+            plain = True  # every tensor is a positional argument
+            seen = self._seen_ids
+            for a in args:
+                if isinstance(a, Tensor):
+                    if a.requires_grad:
+                        needs = True
+                    if a.is_leaf and id(a) not in seen:
+                        new = True
+                elif isinstance(a, (list, tuple, dict)):
+                    plain = False  # (tensors in lists: numbered after the op, in the recorder's order)
+                    break
+            if kwargs and plain:
+                plain = not any(isinstance(v, (Tensor, list, tuple, dict)) for v in kwargs.values())
+            if new and needs and plain and _plain_op(func, kwargs):
+                # (not an op that writes its inputs: a source written in place is no leaf afterwards)
+                early = self._scan_early([a for a in args if isinstance(a, Tensor)])
         self._depth += 1
         try:
             out = func(*args, **kwargs)
+        except BaseException:
+            if early:
+                self._undo(early)
+            raise
         finally:
             self._depth -= 1
         # the recorder's rule: an op under grad mode whose result joins the graph
-        if not _grad_enabled():
+        if not grad:
             return out
         if isinstance(out, Tensor):
-            if out.is_leaf:
+            joined = not out.is_leaf
+        else:
+            joined = not all(t.is_leaf for t in tensors_in(out))
+        if early:
+            if joined and all(t.is_leaf for t, _ in early):
                 return out
-        elif all(t.is_leaf for t in tensors_in(out)):
-            return out
-        ins = [a for a in args if isinstance(a, Tensor)]
-        if len(ins) < len(args) and any(isinstance(a, (list, tuple, dict)) for a in args):
-            ins = tensors_in(args)
-        if kwargs:
-            ins += tensors_in(kwargs)
+            # it did not join (a comparison, a size): the sources were not used yet; as they were
+            self._undo(early)
+            self._depth += 1
+            try:
+                out = func(*args, **kwargs)
+            finally:
+                self._depth -= 1
+            joined = not out.is_leaf if isinstance(out, Tensor) else not all(t.is_leaf for t in tensors_in(out))
+        if not joined or (plain and not new):
+            return out  # (no new source among plain arguments: nothing to number)
+        ins = self._inputs(args, kwargs)
         seen = self._seen_ids
         if all(id(t) in seen or not t.is_leaf for t in ins):
             return out
@@ -107,6 +157,41 @@ class SourceFinder(TorchFunctionMode):
             finally:
                 self._depth -= 1
         return out
+
+    @staticmethod
+    def _inputs(args, kwargs) -> list:
+        """The tensors an op is given, in the order the recorder numbers new sources."""
+        ins = [a for a in args if isinstance(a, Tensor)]
+        if len(ins) < len(args) and any(isinstance(a, (list, tuple, dict)) for a in args):
+            ins = tensors_in(args)
+        if kwargs:
+            ins += tensors_in(kwargs)
+        return ins
+
+    def _scan_early(self, ins) -> list:
+        """Number the new sources among `ins` before the op runs; what `_undo` needs to take it back."""
+        ids = self._seen_ids
+        kept = []
+        self._depth += 1
+        try:
+            for t in ins:
+                if t.is_leaf and id(t) not in ids and all(t is not k for k, _ in kept):
+                    kept.append((t, t.detach().clone()))
+        finally:
+            self._depth -= 1
+        self._scan([t for t, _ in kept])
+        return kept
+
+    def _undo(self, kept: list) -> None:
+        """Take back `_scan_early`: the sources lose their numbers and get their values back."""
+        del self.seen[len(self.seen) - len(kept):]
+        self._depth += 1
+        try:
+            for t, value in kept:
+                self._seen_ids.discard(id(t))
+                t.detach().copy_(value)  # (through a detached alias: no graph, allowed on a leaf)
+        finally:
+            self._depth -= 1
 
     def _scan(self, ins) -> bool:
         new = False

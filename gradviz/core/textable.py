@@ -24,6 +24,8 @@ _WORD = re.compile(r"(?:node |节点 )\d+\S*|\S+")
 
 def cell_width(text: str) -> int:
     """Terminal cells `text` takes: two for a wide (East Asian) character, one otherwise."""
+    if text.isascii():  # no ASCII character is wide: the common case, without a lookup per character
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 

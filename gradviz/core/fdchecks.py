@@ -38,6 +38,8 @@ BEFORE_NOTE = (".grad held a value before the recorded backward (a backward insi
 FD_BUDGET = 100_000
 
 _DOUBLE = (torch.float64, torch.complex128)
+# the step of central differences per unit of the values: sized for float64, and for other dtypes
+_UNIT64, _UNIT = 1e-6, 1e-2
 
 
 def random_direction(n: int, is_complex: bool, seed: int) -> np.ndarray:
@@ -115,31 +117,6 @@ def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note
         return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n, node=rec.leaves[n].node,
                       detail=unseen) for n in targets]
     order = {name: i for i, name in enumerate(rec.leaf_order)}
-    loss_with = PerturbedLoss(rec, runner)
-
-    # does the model run in float64 when the default dtype is float64 and its modules are cast to
-    # float64? (the first run notes each source's dtype: a leaf made in its own dtype stays so)
-    # the modules' parameters and buffers hold working copies while the model re-runs (the sandbox
-    # casts them to float64 with cast64, and restores the originals, untouched, afterwards)
-    copies = Sandbox(modules=rerun.modules, cast64=True, warned=rerun.warned)
-    try:
-        with copies:
-            loss_with(None, None, torch.float64)
-        # (asked of a leaf that is checked: the first source tensor may be an integer index, which
-        # has no float64 form)
-        probe = next((order[n] for n in targets if n in order), None)
-        in64 = loss_with.dtypes.get(probe) in _DOUBLE
-    except Exception:  # noqa: BLE001 - a model that cannot run in float64
-        copies = Sandbox(modules=rerun.modules, cast64=False, warned=rerun.warned)
-        try:
-            # differentiate in the model's own dtype, loosely
-            with copies:
-                loss_with(None, None, None)
-            in64 = False
-        except Exception as exc:  # noqa: BLE001 - reported in the rows
-            return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
-                          detail=f"re-running the model failed: {exc}") for n in targets]
-    run_dtype = torch.float64 if in64 else None
     plan = []
     for name in targets:
         info = rec.leaves[name]
@@ -153,33 +130,78 @@ def fd_checks(rec: Recording, rerun: Rerun | None, max_elements: int, hooks_note
                               node=info.node, detail=before))
             continue
         plan.append((name, info, got, before))
+    if not plan:
+        return rows
+    loss_with = PerturbedLoss(rec, runner)
+
+    # does the model run in float64 when the default dtype is float64 and its modules are cast to
+    # float64? The first run, the first leaf moved along its direction (+h d), tells: it notes each
+    # source's dtype (a leaf made in its own dtype stays so), and serves the first row when the
+    # answer is yes. The modules' parameters and buffers hold working copies while the model
+    # re-runs (the sandbox casts them to float64 with cast64, and restores the originals, untouched)
+    name0, info0, got0, _ = plan[0]
+    index0 = order[name0]
+    direction0 = random_direction(got0.size, np.iscomplexobj(got0), index0)
+
+    def probe(cast64: bool, unit: float, dtype) -> tuple[Sandbox, float]:
+        copies = Sandbox(modules=rerun.modules, cast64=cast64, warned=rerun.warned)
+        with copies:
+            up = loss_with(index0, direction_move(_direction_step(info0, unit) * direction0), dtype)
+        return copies, up
+
+    try:
+        copies, first_up = probe(True, _UNIT64, torch.float64)
+        in64 = loss_with.dtypes.get(index0) in _DOUBLE
+    except Exception:  # noqa: BLE001 - a model that cannot run in float64
+        try:
+            # differentiate in the model's own dtype, loosely
+            copies, first_up = probe(False, _UNIT, None)
+            in64 = False
+        except Exception as exc:  # noqa: BLE001 - reported in the rows
+            return [Check("finite-diff", f"{n}.grad", "finite differences", SKIPPED, leaf=n,
+                          detail=f"re-running the model failed: {exc}") for n in targets]
+    else:
+        if not in64:
+            first_up = None  # (a float64 run, but the rows re-run in the default dtype)
+    run_dtype = torch.float64 if in64 else None
     # the single elements: what the budget leaves after the directions (two re-runs per leaf)
     runs_left = budget // max(1, len(rec.nodes)) - 2 * len(plan)
     counts = _element_counts([(got.size, np.iscomplexobj(got)) for _, _, got, _ in plan], max_elements, runs_left)
     with copies:
-        for (name, info, got, before), count in zip(plan, counts):
+        for k, ((name, info, got, before), count) in enumerate(zip(plan, counts)):
             leaf64 = in64 and loss_with.dtypes.get(order[name]) in _DOUBLE
             rows.append(_leaf_row(loss_with, order[name], name, info, got, count, leaf64, in64, run_dtype,
-                                  before, hooks_note, len(rec.nodes)))
+                                  before, hooks_note, len(rec.nodes), first_up if k == 0 else None))
     return rows
 
 
+def _direction_step(info, unit: float) -> float:
+    """The step ``h`` along a unit direction: `unit` times the leaf's largest magnitude (at least 1)."""
+    values = info.tensor.value
+    scale = float(np.abs(values).max()) if values is not None and np.size(values) else 1.0
+    return unit * max(1.0, scale)
+
+
 def _leaf_row(loss_with: PerturbedLoss, index: int, name: str, info, got: np.ndarray, count: int, leaf64: bool,
-              in64: bool, run_dtype, before: str, hooks_note: str, nodes: int) -> Check:
-    """The ``finite-diff`` row of one leaf: its random direction and `count` single elements."""
+              in64: bool, run_dtype, before: str, hooks_note: str, nodes: int, up: float | None = None) -> Check:
+    """The ``finite-diff`` row of one leaf: its random direction and `count` single elements.
+
+    `up`: the loss at ``+h d`` when a run already gave it (the first run of all).
+    """
     is_complex = np.iscomplexobj(got)
     flat_got = got.reshape(-1)
     values = info.tensor.value.reshape(-1) if info.tensor.value is not None else None
     # central differences: error O(h^2); h scaled to the values, sized for the dtype's precision
-    unit = 1e-6 if leaf64 else 1e-2
+    unit = _UNIT64 if leaf64 else _UNIT
 
     def step(x) -> float:
         return unit * max(1.0, float(x))
 
     # every element at once, along a random direction of unit length
     d = random_direction(got.size, is_complex, index)
-    h = step(np.abs(values).max() if values is not None and values.size else 1.0)
-    up = loss_with(index, direction_move(h * d), run_dtype)
+    h = _direction_step(info, unit)
+    if up is None:
+        up = loss_with(index, direction_move(h * d), run_dtype)
     down = loss_with(index, direction_move(-h * d), run_dtype)
     fd_dir = (up - down) / (2 * h)
     # single elements; a complex element moves along its real part, then its imaginary part

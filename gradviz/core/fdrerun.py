@@ -2,7 +2,7 @@
 
 Finite differences need ``L(x + d)`` for a few moves ``d`` of one leaf ``x``, every other input of the
 model exactly where it was recorded. Each evaluation calls the model again under
-`gradviz.core.sources.SourceFinder` (through `gradviz.core.recorder.leaf_first_use_order`), which
+`gradviz.core.sources.SourceFinder` (as `gradviz.core.recorder.leaf_first_use_order` does), which
 numbers the source tensors of the fresh run in order of first use, as ``Recording.leaf_order`` does:
 each is set to its recorded value (a float64 re-run draws other random numbers than the recorded
 float32 one), and the one being checked is moved in place before the op that first uses it runs.
@@ -14,9 +14,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .recorder import leaf_first_use_order
 from .recording import Recording
 from .sandbox import Sandbox
+from .sources import SourceFinder
 
 __all__ = ["PerturbedLoss", "element_move", "direction_move"]
 
@@ -88,35 +88,42 @@ class PerturbedLoss:
 
     def _through_mode(self, leaf_index: int | None, move, dtype):
         """One run through `SourceFinder`; the second one also asks whether the next may go without."""
-        dtypes, objects = self.dtypes, {}
+        dtypes, objects, verdicts = self.dtypes, {}, {}
         first = self._objects
         check = first is not None and not self._checked and self._all_fit(first)
         if check:
             self._set_all(leaf_index, move)  # (before the model starts, as a run with no mode would)
-        faithful = [check]
 
         def on_leaf(t, idx):
             dtypes[idx] = t.dtype
             objects[idx] = t
-            if faithful[0]:
+            if check:
                 # the same tensor, still holding what it was given?
-                expected = self._recorded_value(idx)
-                if first.get(idx) is t and expected is not None and expected.shape == t.shape:
-                    expected = expected.to(t.dtype, copy=True)  # (never the recorded value itself)
-                    if idx == leaf_index and move is not None:
-                        move(expected)
-                    if torch.equal(t.detach(), expected):
-                        return
-                faithful[0] = False
+                ok = first.get(idx) is t and torch.equal(t.detach(), self._expected(t, idx, leaf_index, move))
+                verdicts[idx] = ok
+                if ok:
+                    return
             self._set(t, idx, leaf_index, move)
 
-        out = leaf_first_use_order(self.runner, on_leaf, dtype=dtype)
+        def on_undo(t, idx):
+            objects.pop(idx, None)
+            verdicts.pop(idx, None)
+
+        with Sandbox(SourceFinder(on_leaf, on_undo), dtype=dtype):
+            out = self.runner.call(dtype=dtype)
         if first is None:
             self._objects = objects
-        elif not self._checked:
+        elif check:
             self._checked = True
-            self.plain = faithful[0] and objects.keys() == first.keys()
+            self.plain = all(verdicts.values()) and verdicts.keys() == objects.keys() == first.keys()
         return out
+
+    def _expected(self, t: torch.Tensor, idx: int, leaf_index: int | None, move) -> torch.Tensor:
+        """What source `idx` holds when it was set before the run: its recorded value, moved if the leaf."""
+        expected = self._recorded_value(idx).to(t.dtype, copy=True)  # (never the recorded value itself)
+        if idx == leaf_index and move is not None:
+            move(expected)
+        return expected
 
     def _all_fit(self, objects: dict) -> bool:
         """Whether every source has a recorded value of its shape (a run with no mode sets them all)."""

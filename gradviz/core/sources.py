@@ -26,16 +26,27 @@ _grad_enabled = torch.is_grad_enabled
 SKIP_FUNCS = {"__get__", "__set__", "__repr__", "__format__", "__bool__", "__len__", "__hash__"}
 
 
+# calls that never join the graph: what a tensor is (not its values), comparisons, copies with no grad
+_NEVER_JOIN = {"dim", "size", "numel", "nelement", "ndimension", "stride", "storage_offset", "element_size",
+               "is_contiguous", "is_floating_point", "is_complex", "data_ptr", "get_device", "type", "item",
+               "tolist", "numpy", "detach", "equal", "allclose", "isclose", "eq", "ne", "gt", "lt", "ge", "le",
+               "__eq__", "__ne__", "__gt__", "__lt__", "__ge__", "__le__", "isnan", "isinf", "isfinite",
+               "argmax", "argmin", "argsort", "nonzero", "count_nonzero", "tensor", "as_tensor", "zeros_like",
+               "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like"}
+
+
 def _plain_op(func, kwargs) -> bool:
-    """Whether a call is an op that reads its inputs and writes none of them.
+    """Whether a call is an op that reads its inputs, writes none of them, and may join the graph.
 
     Not: in-place ops (by the recorder's rule of names), ``out=`` and ``inplace=True``, attribute
-    access (``w.data = ...`` is a ``__set__``), and torch's private helpers.
+    access (``w.data = ...`` is a ``__set__``), torch's private helpers, and calls that never join
+    the graph (``size``, comparisons, ``*_like``).
     """
     if "out" in kwargs or kwargs.get("inplace"):
         return False
     name = getattr(func, "__name__", None) or str(func)
-    if name in SKIP_FUNCS or name in _INPLACE_NAMES or (name.endswith("_") and not name.endswith("__")):
+    if name in SKIP_FUNCS or name in _NEVER_JOIN or name in _INPLACE_NAMES or \
+            (name.endswith("_") and not name.endswith("__")):
         return False
     return not (name.startswith("_") and not name.startswith("__"))
 
@@ -46,13 +57,18 @@ class SourceFinder(TorchFunctionMode):
     Parameters
     ----------
     on_leaf : callable
-        Called with each source tensor and its index, before the op that first uses it runs
-        again on the value ``on_leaf`` may have written into it.
+        Called with each source tensor and its index, before the op that first uses it runs on
+        the value ``on_leaf`` may have written into it. A plain op's new sources are numbered
+        before it runs; when it then joins no graph (a comparison, say), they were not used yet:
+        their numbers are taken back, and what ``on_leaf`` wrote is undone.
+    on_undo : callable, optional
+        Called with the tensor and index of each number taken back, last first.
     """
 
-    def __init__(self, on_leaf: Callable):
+    def __init__(self, on_leaf: Callable, on_undo: Callable | None = None):
         super().__init__()
         self.on_leaf = on_leaf
+        self.on_undo = on_undo
         self.seen: list = []  # the sources in order (kept alive, so their ids stay theirs)
         self._seen_ids: set[int] = set()  # (ids: hashing a tensor is a Python call)
         self._depth = 0
@@ -184,12 +200,16 @@ class SourceFinder(TorchFunctionMode):
 
     def _undo(self, kept: list) -> None:
         """Take back `_scan_early`: the sources lose their numbers and get their values back."""
-        del self.seen[len(self.seen) - len(kept):]
+        start = len(self.seen) - len(kept)
+        del self.seen[start:]
         self._depth += 1
         try:
-            for t, value in kept:
+            for k in reversed(range(len(kept))):
+                t, value = kept[k]
                 self._seen_ids.discard(id(t))
                 t.detach().copy_(value)  # (through a detached alias: no graph, allowed on a leaf)
+                if self.on_undo is not None:
+                    self.on_undo(t, start + k)
         finally:
             self._depth -= 1
 

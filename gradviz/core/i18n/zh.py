@@ -183,6 +183,9 @@ ZH = {
         "即 .grad 减去那个值",
     "values were not kept (.grad held a value before the recorded backward)": "未保留数值（.grad 在记录的反向传播之前已有值）",
     "central differences along real and imaginary parts, {dtype}": "沿实部和虚部的中心差分，{dtype}",
+    "a random direction through all {n} elements, no single elements (the re-runs of a {nodes}-node graph "
+    "are capped)": "沿一个随机方向检查全部 {n} 个元素，不逐个检查元素（{nodes} 个节点的图，重新运行的次数有上限）",
+    "a random direction and {n} of {m} elements (fixed random sample)": "一个随机方向，以及 {m} 个元素中的 {n} 个（固定的随机样本）",
     "complex tensors: no complex-aware numpy rule for {name} (finite differences of the whole model, along "
     "real and imaginary parts, check the leaves' gradients)":
         "复数张量：没有 {name} 的复数 numpy 规则（整个模型沿实部和虚部的有限差分检查叶子的梯度）",

@@ -26,7 +26,8 @@ _grad_enabled = torch.is_grad_enabled
 SKIP_FUNCS = {"__get__", "__set__", "__repr__", "__format__", "__bool__", "__len__", "__hash__"}
 
 
-# calls that never join the graph: what a tensor is (not its values), comparisons, copies with no grad
+# calls that (nearly) never join the graph: what a tensor is (not its values), comparisons, copies with no
+# grad. Only a hint: their new sources are numbered after the call, like any call's that is not plain
 _NEVER_JOIN = {"dim", "size", "numel", "nelement", "ndimension", "stride", "storage_offset", "element_size",
                "is_contiguous", "is_floating_point", "is_complex", "data_ptr", "get_device", "type", "item",
                "tolist", "numpy", "detach", "equal", "allclose", "isclose", "eq", "ne", "gt", "lt", "ge", "le",

@@ -8,7 +8,8 @@ The layout is a small Sugiyama scheme written for speed on long unrolled graphs:
    crosses, so that it is ordered with the real nodes and routed around them instead of being drawn
    straight through them; longer edges (a weight shared by every time step) are not routed, and
    `gradviz.core.edges.edge_segments` draws them as a stub at each end;
-4. crossing reduction by barycenter sweeps, down and up, a fixed number of times;
+4. crossing reduction by barycenter sweeps, down and up (`gradviz.core.ordering`: on a graph small
+   enough, more rounds with a transpose pass, keeping the order with the fewest crossings);
 5. coordinates: layer along the main axis, order within the layer across it (virtual nodes take
    0.6 of a slot); each virtual node becomes two bend points, at the two sides of its layer's
    band of node boxes, so a routed edge turns only in the free gaps between bands.
@@ -28,6 +29,7 @@ import numpy as np
 
 from .collapse import collapse_groups, parse_block
 from .fold import FOLD_ASPECT, FOLD_MIN_LAYERS, FOLD_MIN_RATIO, ROW_GAP, Fold, choose_per_row, fold_positions, fold_route
+from .ordering import order_layers
 from .proxies import PROXY_CHAR_W, PROXY_H, PROXY_MAX_W, PROXY_MIN_W, plan_proxies, proxy_label
 from .sandbox import gc_paused
 from .recording import Recording
@@ -261,6 +263,7 @@ def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
         links += list(zip(path, path[1:]))
     virtual = total - n
     # order within each layer: start by id, then barycenter sweeps against the neighbouring layers
+    # (gradviz.core.ordering)
     nlayers = int(layer.max()) + 1
     by_layer: list[list[int]] = [[] for _ in range(nlayers)]
     for v in range(total):
@@ -274,28 +277,7 @@ def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
         elif layer_of[s] > layer_of[d]:
             up[s].append(d)
             down[d].append(s)
-    rank = [0.0] * total
-    for nodes in by_layer:
-        for i, v in enumerate(nodes):
-            rank[v] = float(i)
-
-    def sweep(layers_order, nbrs):
-        for li in layers_order:
-            nodes = by_layer[li]
-            if len(nodes) < 2:
-                continue
-            keys = []
-            for v in nodes:
-                nb = nbrs[v]
-                keys.append((sum(rank[u] for u in nb) / len(nb) if nb else rank[v], rank[v], v))
-            keys.sort()
-            nodes[:] = [k[2] for k in keys]
-            for i, v in enumerate(nodes):
-                rank[v] = float(i)
-
-    for _ in range(sweeps):
-        sweep(range(1, nlayers), up)
-        sweep(range(nlayers - 2, -1, -1), down)
+    order_layers(by_layer, layer_of, up, down, sweeps)
     # room a node takes across its layer: 2 a full box, 1 a small one (a proxy), 0 a virtual node
     room = [2] * n + [0] * virtual
     if size is not None:

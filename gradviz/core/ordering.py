@@ -1,13 +1,20 @@
 """The order of the nodes within each layer of a layered drawing: the crossing-reduction step.
 
 Barycenter sweeps, down the layers then up, each node moved to the mean position of its neighbours
-in the layer just swept (ties keep the current order, then the node id). On a graph small enough to
-count its crossings often (`COUNT_LINKS`), the sweeps go on up to `MAX_SWEEPS` rounds while they
-still help, each round followed by a transpose pass (two neighbours in a layer swap when that
-crosses fewer of their edges to the two adjacent layers), and the order with the fewest crossings
-between adjacent layers (`gradviz.core.crossings.bilayer_crossings`) is kept. A larger graph gets
-`sweeps` plain rounds, so that 100,000 nodes still lay out in seconds. Deterministic: no randomness,
-ties by node id.
+in the layer just swept (ties keep the current order, then the node id). A graph too large to count
+its crossings often (over `COUNT_LINKS` links) gets `sweeps` such rounds and nothing else, so that
+100,000 nodes still lay out in seconds. A smaller one:
+
+* counts the crossings between adjacent layers after every round
+  (`gradviz.core.crossings.bilayer_crossings`) and keeps the order with the fewest;
+* goes on for up to `MAX_SWEEPS` rounds while that still falls (`PATIENCE` rounds without a new
+  best end it), every other round reversing the ties (a way out of a local optimum);
+* starts from a depth-first order (each node's children reached by id, reversed), which keeps a
+  residual block's branches on one side of its skip edge; up to `TRANSPOSE_LINKS` links it also
+  starts from the id order and from the other depth-first order, and follows every round with a
+  transpose pass (two neighbours in a layer swap when that crosses fewer of their edges).
+
+It stops as soon as an order has no crossing. Deterministic: no randomness, ties by node id.
 """
 from __future__ import annotations
 
@@ -18,9 +25,9 @@ from .crossings import bilayer_crossings
 __all__ = ["order_layers", "COUNT_LINKS", "MAX_SWEEPS", "TRANSPOSE_LINKS"]
 
 COUNT_LINKS = 30_000     # links (edges and their pieces between virtual nodes) up to which crossings are counted
-TRANSPOSE_LINKS = 6_000  # ... and up to which the transpose pass runs
+TRANSPOSE_LINKS = 1_000  # ... and up to which the transpose pass and the extra starts run
 MAX_SWEEPS = 24          # rounds at most when counting
-PATIENCE = 4             # rounds without fewer crossings before stopping
+PATIENCE = 2             # rounds without fewer crossings before stopping
 WORK = 600_000           # links visited by the sweeps at most when counting (rounds x links)
 
 
@@ -94,18 +101,22 @@ def order_layers(by_layer: list[list[int]], layer_of: list[int], up: list[list[i
         up1 = [[u for u in up[v] if layer_of[u] == layer_of[v] - 1] for v in range(total)]
         down1 = [[u for u in down[v] if layer_of[u] == layer_of[v] + 1] for v in range(total)]
     rounds = min(MAX_SWEEPS, max(sweeps, WORK // max(len(lo), 1)))
-    starts = [[list(nodes) for nodes in by_layer]]
-    if transpose:  # small: also start from depth-first orders (children in id order, and reversed)
-        starts += [_depth_first(by_layer, layer_of, down, flip) for flip in (False, True)]
-    best, best_order = None, starts[0]
-    for start in starts:
+    # starts: a depth-first order (children by id, reversed); on a small graph first the id order
+    # and last the other depth-first order. Each is made when its turn comes (from the order then).
+    starts = [lambda: _depth_first(by_layer, layer_of, down, True)]
+    if transpose:
+        starts = [lambda: [list(nodes) for nodes in by_layer], starts[0],
+                  lambda: _depth_first(by_layer, layer_of, down, False)]
+    best, best_order = None, None
+    for make_start in starts:
+        start = make_start()
         for li, nodes in enumerate(start):
             by_layer[li] = list(nodes)
             for i, v in enumerate(nodes):
                 rank[v] = float(i)
         here, here_order = crossings(), start
         stale = 0
-        for k in range(rounds):
+        for k in range(rounds if here else 0):
             round_(flip=k % 2 == 1)
             if transpose:
                 _transpose(by_layer, rank, up1, down1, k % 2 == 1)

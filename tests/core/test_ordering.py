@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import gradviz
 from gradviz.core.crossings import bilayer_crossings, count_crossings
 from gradviz.core.edges import edge_segments
 from gradviz.core.layout import layered_layout
-from gradviz.core.ordering import COUNT_LINKS, order_layers
+from gradviz.core.ordering import COUNT_LINKS, TRANSPOSE_LINKS, order_layers
 
 
 def proper(layer_of: list[int], links: list[tuple[int, int]]):
@@ -82,6 +83,14 @@ def test_a_residual_stack_gets_a_planar_order_from_a_crossed_start():
     assert sorted(v for nodes in by_layer for v in nodes) == list(range(len(layer_of)))
 
 
+def test_a_longer_residual_stack_gets_a_planar_order_without_the_transpose_pass():
+    layer_of, links = residual(TRANSPOSE_LINKS // 16 + 1)
+    by_layer, up, down = proper(layer_of, links)
+    assert len(links) > TRANSPOSE_LINKS
+    order_layers(by_layer, layer_of, up, down, sweeps=4)
+    assert crossings_of(by_layer, layer_of, links) == 0
+
+
 def test_a_large_graph_keeps_every_node_in_its_layer():
     # past COUNT_LINKS only the plain sweeps run: still a permutation of each layer
     layer_of, links = residual(COUNT_LINKS // 16 + 1)
@@ -105,9 +114,11 @@ def _resnet(blocks: int):
     return gradviz.record(build)
 
 
-def test_a_recorded_residual_stack_is_drawn_with_at_most_one_crossing():
-    # three blocks: four plain barycenter sweeps drew 5 crossings here, dot draws 1
-    rec = _resnet(3)
+@pytest.mark.parametrize("blocks", [3, 80])
+def test_a_recorded_residual_stack_is_drawn_with_at_most_one_crossing(blocks):
+    # four plain barycenter sweeps drew 5 crossings at 3 blocks (dot draws 1) and 159 at 80 blocks,
+    # where the graph is too large for the transpose pass
+    rec = _resnet(blocks)
     lay = layered_layout(rec)
     assert count_crossings(*edge_segments(lay)) <= 1
     again = layered_layout(rec)

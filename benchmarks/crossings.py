@@ -55,6 +55,7 @@ CASES = [
     ("layer-reused k=40", "family", "layer-reused", 40),
     ("rnn-cell T=10", "family", "rnn-cell", 10),
     ("rnn-cell T=30", "family", "rnn-cell", 30),
+    ("rnn-cell T=50", "family", "rnn-cell", 50),
     ("resnet-stack blocks=3", "family", "resnet-stack", 3),
     ("resnet-stack blocks=10", "family", "resnet-stack", 10),
     ("gpt-stack blocks=1", "family", "gpt-stack", 1),

@@ -44,8 +44,8 @@ def order_layers(by_layer: list[list[int]], layer_of: list[int], up: list[list[i
     up, down : list of list of int
         Each node's neighbours in lower-numbered and in higher-numbered layers.
     sweeps : int
-        Rounds (a sweep down and a sweep up) for a graph too large to count its crossings, and at
-        least this many otherwise.
+        Rounds (a sweep down and a sweep up) for a graph too large to count its crossings; a
+        smaller one runs at least this many from each start unless an order has no crossing.
 
     Returns
     -------

@@ -42,7 +42,8 @@ want="$(sha1sum pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)"
 # would otherwise compile its modules on every start (about 0.2 s of a cold start)
 compile_gradviz() { "$VPY" -m compileall -q gradviz >/dev/null || true; }
 # the cpp backend of linear-function, built once here (about a minute; later a cached load) so a
-# new user's first `gradviz backends` or `--param backend=cpp` does not wait for it; not fatal
+# new user's first `gradviz backends` or `--param backend=cpp` does not wait for it, and the
+# recorder's helper (recording never builds it; without it recording is slower); not fatal
 build_kernels() {
   "$VPY" - <<'PY' || log "warning: could not build the cpp backend; 'gradviz backends' says why"
 import sys
@@ -52,6 +53,14 @@ if not state.cpu_ok:
     print(f"[setup] the cpp backend is not available: {state.cpu_reason}", file=sys.stderr)
 elif not state.cached:
     print(f"[setup] built the cpp backend in {state.build_dir}", file=sys.stderr)
+# the recorder's helper (a C++ graph walk and backward hooks); recording runs without it, slower
+from gradviz.core import fastpath
+ok, note = fastpath.build()
+if not ok:
+    print(f"[setup] the recorder's helper is not available ({note}); recording uses its Python path",
+          file=sys.stderr)
+elif note:
+    print(f"[setup] the recorder's helper: {note}", file=sys.stderr)
 PY
 }
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VPY" -c 'import gradviz, torch' 2>/dev/null; then

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from . import backends as _backends
+from .backward_run import run_backward, walk_graph
 from .buildresult import BuildResult
-from .capture import LIMIT_HINT, ForwardCapture
-from .errors import Cancelled, GradvizError, GraphTooLarge, InplaceModifiedError, NonFiniteError
-from .recording import BackwardEvent, Contribution, GraphNode, LeafInfo, Recording
+from .capture import ForwardCapture
+from .errors import Cancelled, GradvizError, InplaceModifiedError, NonFiniteError
+from .recording import Contribution, GraphNode, LeafInfo, Recording
 from .rerun import RecordedRun, Rerun, remember
 from .sandbox import Sandbox
 from .saved import read_saved
@@ -130,7 +131,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
 
     names = _name_tensors(built, cap)
     progress(0.3, "walking the autograd graph")
-    nodes, fn_ids, edges, fns = _walk_graph(loss.grad_fn, max_nodes, cancel)
+    nodes, fn_ids, edges, fns = walk_graph(loss.grad_fn, max_nodes, cancel)
     topo = topological_order(len(nodes), edges)
     keeper.walked(fns, topo)
     # nodes made by ops this thread's capture did not see (another thread, TorchScript)
@@ -157,54 +158,14 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     initial = {name: (t.grad.detach().clone() if t.grad is not None else None) for name, t in leaf_tensors.items()}
 
     progress(0.55, "running the backward pass")
-    # with values, the hooks only keep the gradients and snapshots are taken after backward
-    # (holding the tensors also stops the engine from accumulating into them in place, so values
-    # stay as sent); without values, only shapes are taken at once and no gradient is held
-    raw: list[tuple[int, list, list]] = []
-    handles = []
-    capture = store.capture
-
-    def make_hook(node_id):
-        def hook(grad_inputs, grad_outputs):
-            if keep_values:
-                raw.append((node_id, grad_inputs, grad_outputs))
-            else:
-                raw.append((node_id, [capture(g) for g in grad_inputs], [capture(g) for g in grad_outputs]))
-            if cancel is not None and (len(raw) & 255) == 0 and cancel():
-                raise Cancelled()
-        return hook
-
-    for node, fn in zip(nodes, fns):
-        handles.append(fn.register_hook(make_hook(node.id)))
+    # a hook on every node: the backward events come in the order the engine really ran them
     try:
-        torch.autograd.backward(loss)
+        backward = run_backward(loss, fns, keep_values, store, cancel)
     except RuntimeError as exc:
         if "modified by an inplace operation" in str(exc):
             raise _inplace_error(exc, None, nodes, cap) from None
         raise
-    finally:
-        for h in handles:
-            h.remove()
     t_backward = time.perf_counter()
-    if keep_values:
-        # one snapshot per gradient, copied in groups of one shape (nothing changes them now), in
-        # the order one by one would take them: each step's outputs' gradients, then its inputs'
-        flat: list = []
-        for _, gin, gout in raw:
-            flat.extend(gout)
-            flat.extend(gin)
-        snaps = store.capture_many(flat)
-        flat.clear()
-        backward = []
-        at = 0
-        for i, (node_id, gin, gout) in enumerate(raw):
-            mid = at + len(gout)
-            end = mid + len(gin)
-            backward.append(BackwardEvent(i, node_id, snaps[at:mid], snaps[mid:end]))
-            at = end
-    else:
-        backward = [BackwardEvent(i, node_id, gout, gin) for i, (node_id, gin, gout) in enumerate(raw)]
-    raw.clear()
     if check_finite:
         if keep_values:
             _check_finite(cap.events, backward, nodes, store.nonfinite())
@@ -325,41 +286,6 @@ def _name_tensors(built: BuildResult, cap: ForwardCapture) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # graph
-
-def _walk_graph(root_fn, max_nodes: int, cancel) -> tuple:
-    """Breadth-first walk from the loss's node: ids in discovery order, one edge per slot."""
-    if root_fn is None:
-        raise GradvizError("the loss has no autograd graph", hint="make sure some tensor has requires_grad=True")
-    fn_ids: dict[Any, int] = {root_fn: 0}
-    fns = [root_fn]
-    edges: list[tuple[int, int, int]] = []
-    # breadth first: `fns` is the queue too (nodes are taken in the order they were found)
-    src = 0
-    while src < len(fns):
-        slot = 0
-        for nxt, _ in fns[src].next_functions:
-            if nxt is not None:
-                dst = fn_ids.get(nxt)
-                if dst is None:
-                    dst = len(fns)
-                    if dst >= max_nodes:
-                        raise GraphTooLarge(f"the autograd graph has more than {max_nodes:,} nodes (the limit)",
-                                            hint=LIMIT_HINT)
-                    fn_ids[nxt] = dst
-                    fns.append(nxt)
-                edges.append((src, dst, slot))
-            slot += 1
-        src += 1
-        if cancel is not None and (len(fns) & 1023) == 0 and cancel():
-            raise Cancelled()
-    nodes = []
-    for i, fn in enumerate(fns):
-        raw = fn.name()
-        torch_name = raw.rsplit("::", 1)[-1]
-        kind = "leaf" if torch_name == "AccumulateGrad" else "op"
-        nodes.append(GraphNode(id=i, name=torch_name, kind=kind, torch_name=torch_name))
-    return nodes, fn_ids, edges, fns
-
 
 def topological_order(n: int, edges) -> list[int]:
     """Node ids with every sender before its receivers (Kahn's algorithm, ties by id)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -153,13 +154,19 @@ class TensorStore:
             self._seen[skey] = (data, t)
         return data
 
-    def capture_many(self, tensors: list) -> list:
+    def capture_many(self, tensors: list, stack: Callable | None = None, owned: list | None = None) -> list:
         """Return the snapshots of `tensors`, exactly as `capture` one by one would, copied in groups.
 
         Tensors of one shape and dtype (plain CPU tensors) are copied together, by one
         ``torch.stack``; each snapshot's value is its row of that one array. The snapshots, their
         ``uid`` numbers and what the memory budget keeps are those of capturing them one at a time,
         in order. Only for tensors nobody changes until `release` (the recorder's gradients).
+
+        ``stack(tensors)``, when given, copies a group instead of ``torch.stack``: it must return
+        what ``torch.stack`` would, bit for bit (the recorder's compiled helper does).
+        ``owned[i]`` True says that nothing but `tensors` can reach the memory of ``tensors[i]``
+        (the helper checks the reference counts): its snapshot's value then shares that memory
+        instead of copying it, the same values without a copy (nobody can change them).
         """
         if not self.keep_values:
             return [self.capture(t) for t in tensors]
@@ -187,18 +194,33 @@ class TensorStore:
             self._count += 1
             shape = tuple(t.shape)
             data = TensorData(shape, name, "cpu", None, None, t.requires_grad, self._count)
-            groups.setdefault((shape, t.dtype), []).append((data, t))
+            if owned is not None and owned[i]:
+                data.value = t.numpy()  # (the tensor's own memory, which only this snapshot keeps)
+                self._singles.append(data)
+            else:
+                groups.setdefault((shape, t.dtype), []).append((data, t))
             seen[key] = (data, t)
             out[i] = data
         with torch.no_grad():
             for items in groups.values():
                 # one copy for the group: row j is the j-th tensor's values, bit for bit
-                buf = torch.stack([t for _, t in items]).numpy()
+                rows = [t for _, t in items]
+                buf = (torch.stack(rows) if stack is None else stack(rows)).numpy()
                 datas = [d for d, _ in items]
                 for j, d in enumerate(datas):
                     d.value = buf[j, ...]
                 self._groups.append((buf, datas))
         return out
+
+    def shape_only(self, shape: tuple, dtype: torch.dtype, device: str, requires_grad: bool) -> TensorData:
+        """Return a new snapshot without values, numbered as `capture` of such a tensor would be.
+
+        For tensors already gone, described by their shape, dtype, device name and requires_grad
+        (the recorder's gradients without values, read in C++ while backward ran).
+        """
+        self._count += 1
+        return TensorData(shape, _DTYPE_NAMES.get(dtype) or _dtype_name(dtype), device, None, None,
+                          requires_grad, self._count)
 
     def nonfinite(self) -> set[int]:
         """Return the ids of the snapshots whose kept values hold NaN or Inf (floating and complex).

@@ -1,0 +1,381 @@
+// The recorder's per-node work in C++: walk the autograd graph, record what the engine sends
+// through every node while backward runs, and copy many small tensors into one buffer.
+//
+// A Python module (pybind11), loaded by gradviz/core/fastpath.py; gradviz/core/recorder.py uses it
+// when it is there and does the same in Python when it is not. Each function does exactly what the
+// Python code it stands in for does, in the same order:
+//   walk(root, max_nodes)        _walk_graph's breadth-first walk (ids in discovery order, one edge
+//                                per next_functions slot), and each node's name()
+//   Hooks(fns, keep, poll)       a post hook on every node, as fn.register_hook(hook) does; the hook
+//                                appends (node index, grad_inputs, grad_outputs) to a list instead
+//                                of calling Python (keep: the tensors themselves; else only shape,
+//                                dtype, device and requires_grad, holding no gradient)
+//   stack_rows(tensors, out)     out[j] = tensors[j], bit for bit, as torch.stack(tensors) would
+//   stack(tensors)               the same into a new tensor
+#include <torch/extension.h>
+
+#include <torch/csrc/DynamicTypes.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/python_cpp_function.h>
+#include <torch/csrc/autograd/python_function.h>
+#include <torch/csrc/autograd/python_variable.h>
+
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace py = pybind11;
+namespace ag = torch::autograd;
+
+namespace {
+
+// The marker of the error a hook raises when `poll` asked to stop (recorder.py looks for it).
+const char* const kCancelled = "gradviz-recording-cancelled";
+
+// The node behind a grad_fn object: a C++ node's wrapper or a custom Function's node.
+c10::intrusive_ptr<ag::Node> node_of(PyObject* obj) {
+  if (ag::THPCppFunction_Check(obj)) {
+    return reinterpret_cast<ag::THPCppFunction*>(obj)->cdata;
+  }
+  if (THPFunction_Check(obj)) {
+    return reinterpret_cast<THPFunction*>(obj)->cdata;
+  }
+  throw py::type_error("gradviz: not an autograd node");
+}
+
+// Breadth first from `root`: the nodes in the order they were found (their Python objects), the
+// edges (src, dst, slot), one per next_functions slot that holds a node, and each node's name.
+// Returns (fns, edges, names, complete): complete is False when more than max_nodes were found (the
+// walk stopped there). poll() is called every 1024 nodes; True stops the walk (returns None).
+py::object walk(py::handle root, int64_t max_nodes, py::object poll) {
+  std::vector<c10::intrusive_ptr<ag::Node>> nodes;
+  std::unordered_map<const ag::Node*, int64_t> ids;
+  nodes.push_back(node_of(root.ptr()));
+  ids.emplace(nodes[0].get(), 0);
+  py::list edges;
+  bool complete = true;
+  for (size_t src = 0; src < nodes.size() && complete; ++src) {
+    const auto& next = nodes[src]->next_edges();
+    for (size_t slot = 0; slot < next.size(); ++slot) {
+      const auto& fn = next[slot].function;
+      if (!fn) {
+        continue;
+      }
+      auto it = ids.find(fn.get());
+      int64_t dst;
+      if (it == ids.end()) {
+        dst = static_cast<int64_t>(nodes.size());
+        if (dst >= max_nodes) {
+          complete = false;
+          break;
+        }
+        ids.emplace(fn.get(), dst);
+        nodes.push_back(fn);
+      } else {
+        dst = it->second;
+      }
+      edges.append(py::make_tuple(static_cast<int64_t>(src), dst, static_cast<int64_t>(slot)));
+    }
+    if (!poll.is_none() && ((src + 1) & 1023) == 0 && poll().cast<bool>()) {
+      return py::none();
+    }
+  }
+  py::list fns;
+  py::list names;
+  for (const auto& n : nodes) {
+    fns.append(py::reinterpret_steal<py::object>(ag::functionToPyObject(n)));
+    names.append(py::str(n->name()));
+  }
+  return py::make_tuple(fns, edges, names, complete);
+}
+
+// What one hook call saw. With values kept: the tensors. Without: per tensor its shape, dtype,
+// device and requires_grad (`defined` false where the engine sent no tensor).
+struct Meta {
+  bool defined = false;
+  std::vector<int64_t> shape;
+  at::ScalarType dtype = at::kFloat;
+  c10::Device device = c10::Device(c10::kCPU);
+  bool requires_grad = false;
+};
+
+struct Event {
+  int64_t node;
+  ag::variable_list grad_inputs;   // keep: the node's outputs (gradients of its inputs)
+  ag::variable_list grad_outputs;  // keep: the node's inputs (gradients of its outputs)
+  std::vector<Meta> meta_in;       // not keep: grad_inputs' metadata
+  std::vector<Meta> meta_out;      // not keep: grad_outputs' metadata
+};
+
+struct State {
+  bool keep;
+  py::object poll;  // called (with the GIL) every 256 events; True stops backward
+  std::mutex mutex;
+  std::vector<Event> events;
+};
+
+Meta meta_of(const at::Tensor& t) {
+  Meta m;
+  if (!t.defined()) {
+    return m;
+  }
+  m.defined = true;
+  auto sizes = t.sizes();
+  m.shape.assign(sizes.begin(), sizes.end());
+  m.dtype = t.scalar_type();
+  m.device = t.device();
+  m.requires_grad = t.requires_grad();
+  return m;
+}
+
+struct RecordHook : ag::FunctionPostHook {
+  RecordHook(std::shared_ptr<State> state, int64_t node) : state_(std::move(state)), node_(node) {}
+
+  ag::variable_list operator()(const ag::variable_list& outputs,
+                               const ag::variable_list& inputs) override {
+    Event ev;
+    ev.node = node_;
+    if (state_->keep) {
+      ev.grad_inputs = outputs;
+      ev.grad_outputs = inputs;
+    } else {
+      // the same order as the Python hook takes them: grad_inputs, then grad_outputs
+      ev.meta_in.reserve(outputs.size());
+      for (const auto& t : outputs) ev.meta_in.push_back(meta_of(t));
+      ev.meta_out.reserve(inputs.size());
+      for (const auto& t : inputs) ev.meta_out.push_back(meta_of(t));
+    }
+    size_t count;
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->events.push_back(std::move(ev));
+      count = state_->events.size();
+    }
+    if ((count & 255) == 0 && !state_->poll.is_none()) {
+      bool stop;
+      {
+        py::gil_scoped_acquire gil;
+        stop = state_->poll().cast<bool>();
+      }
+      if (stop) {
+        throw std::runtime_error(kCancelled);
+      }
+    }
+    return outputs;  // the gradients pass on unchanged
+  }
+
+ private:
+  std::shared_ptr<State> state_;
+  int64_t node_;
+};
+
+py::object tensor_or_none(const at::Tensor& t) {
+  if (!t.defined()) {
+    return py::none();
+  }
+  return py::reinterpret_steal<py::object>(THPVariable_Wrap(t));
+}
+
+py::object meta_or_none(const Meta& m, std::unordered_map<int, py::object>& dtypes) {
+  if (!m.defined) {
+    return py::none();
+  }
+  py::tuple shape(m.shape.size());
+  for (size_t i = 0; i < m.shape.size(); ++i) {
+    shape[i] = py::int_(m.shape[i]);
+  }
+  auto key = static_cast<int>(m.dtype);
+  auto it = dtypes.find(key);
+  if (it == dtypes.end()) {
+    it = dtypes.emplace(key, py::reinterpret_borrow<py::object>(
+                                 reinterpret_cast<PyObject*>(torch::getTHPDtype(m.dtype)))).first;
+  }
+  py::str device = m.device.is_cpu() ? py::str("cpu") : py::str(m.device.str());
+  return py::make_tuple(shape, it->second, device, m.requires_grad);
+}
+
+// A post hook on each node of `fns` (index i: the node's id), removed by remove().
+class Hooks {
+ public:
+  Hooks(py::list fns, bool keep, py::object poll) : state_(std::make_shared<State>()) {
+    state_->keep = keep;
+    state_->poll = std::move(poll);
+    nodes_.reserve(fns.size());
+    keys_.reserve(fns.size());
+    for (size_t i = 0; i < fns.size(); ++i) {
+      auto node = node_of(fns[i].ptr());
+      keys_.push_back(node->add_post_hook(std::make_unique<RecordHook>(state_, static_cast<int64_t>(i))));
+      nodes_.push_back(std::move(node));
+    }
+  }
+
+  // Take every hook off its node (before the nodes go; safe to call twice).
+  void remove() {
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      nodes_[i]->del_post_hook(keys_[i]);
+    }
+    nodes_.clear();
+    keys_.clear();
+  }
+
+  size_t size() {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->events.size();
+  }
+
+  // With values: (node ids, grad_inputs counts, grad_outputs counts, flat, owned), flat holding
+  // each event's grad_outputs, then its grad_inputs (None where the engine sent none), and owned
+  // whether the memory of flat[i] is this list's alone (see exclusive). Without values: the same,
+  // flat holding each event's grad_inputs' then grad_outputs' (shape, dtype, device,
+  // requires_grad) or None, and owned empty. Empties the list.
+  py::tuple take() {
+    std::vector<Event> events;
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      events.swap(state_->events);
+    }
+    py::list ids, n_in, n_out, flat, owned;
+    std::unordered_map<const c10::TensorImpl*, bool> mine;
+    if (state_->keep) {
+      mine = exclusive(events);
+    }
+    std::unordered_map<int, py::object> dtypes;
+    for (const auto& ev : events) {
+      ids.append(ev.node);
+      if (state_->keep) {
+        n_in.append(ev.grad_inputs.size());
+        n_out.append(ev.grad_outputs.size());
+        for (const auto* list : {&ev.grad_outputs, &ev.grad_inputs}) {
+          for (const auto& t : *list) {
+            owned.append(t.defined() && mine[t.unsafeGetTensorImpl()]);
+            flat.append(tensor_or_none(t));
+          }
+        }
+      } else {
+        n_in.append(ev.meta_in.size());
+        n_out.append(ev.meta_out.size());
+        for (const auto& m : ev.meta_in) flat.append(meta_or_none(m, dtypes));
+        for (const auto& m : ev.meta_out) flat.append(meta_or_none(m, dtypes));
+      }
+    }
+    return py::make_tuple(ids, n_in, n_out, flat, owned);
+  }
+
+  // For each tensor of `events`: whether nothing but `events` can reach its memory. Every
+  // reference to the memory must be accounted for: the storage's references are the tensors of
+  // `events` on it and the bases of those that are views; each such tensor's references are those
+  // of `events` and of the views of it, none weak (a Python object holds one: then it is not ours).
+  // Only plain contiguous CPU tensors that need no grad count: a snapshot may share their memory.
+  static std::unordered_map<const c10::TensorImpl*, bool> exclusive(const std::vector<Event>& events) {
+    struct Refs {
+      const at::TensorBase* tensor;
+      int64_t expected = 0;  // references we know of
+    };
+    std::unordered_map<const c10::TensorImpl*, Refs> refs;
+    auto note = [&refs](const at::TensorBase& t) {
+      auto& r = refs.try_emplace(t.unsafeGetTensorImpl(), Refs{&t}).first->second;
+      ++r.expected;
+    };
+    for (const auto& ev : events) {
+      for (const auto* list : {&ev.grad_outputs, &ev.grad_inputs}) {
+        for (const auto& t : *list) {
+          if (t.defined()) note(t);
+        }
+      }
+    }
+    std::vector<const at::TensorBase*> listed;
+    listed.reserve(refs.size());
+    for (const auto& kv : refs) listed.push_back(kv.second.tensor);
+    for (const auto* t : listed) {
+      if (t->is_view()) note(t->_base());  // (the view holds its base)
+    }
+    // the storages: how many of the tensors above hold each, and whether all of those are ours
+    std::unordered_map<const c10::StorageImpl*, std::pair<int64_t, bool>> storages;
+    for (const auto& kv : refs) {
+      const auto& t = *kv.second.tensor;
+      if (!t.has_storage()) continue;
+      const auto& ptr = t.getIntrusivePtr();
+      bool ours = static_cast<int64_t>(ptr.use_count()) == kv.second.expected && ptr.weak_use_count() == 1;
+      auto& s = storages.try_emplace(t.storage().unsafeGetStorageImpl(), std::make_pair(int64_t(0), true))
+                    .first->second;
+      s.first += 1;
+      s.second = s.second && ours;
+    }
+    std::unordered_map<const c10::TensorImpl*, bool> out;
+    for (const auto* t : listed) {
+      bool plain = t->layout() == at::kStrided && t->device().is_cpu() && t->is_contiguous() &&
+                   !t->is_conj() && !t->is_neg() && !t->requires_grad() && t->has_storage();
+      bool ok = false;
+      if (plain) {
+        const auto& storage = t->storage();
+        auto it = storages.find(storage.unsafeGetStorageImpl());
+        ok = it != storages.end() && it->second.second &&
+             static_cast<int64_t>(storage.use_count()) == it->second.first;
+      }
+      out.emplace(t->unsafeGetTensorImpl(), ok);
+    }
+    return out;
+  }
+
+  ~Hooks() { remove(); }
+
+ private:
+  std::shared_ptr<State> state_;
+  std::vector<c10::intrusive_ptr<ag::Node>> nodes_;
+  std::vector<uintptr_t> keys_;
+};
+
+// out[j] = tensors[j] for every j, bit for bit (out: a contiguous CPU tensor of shape
+// (len(tensors), *shape), of the tensors' dtype). A contiguous row is one memcpy.
+void stack_rows(const std::vector<at::Tensor>& tensors, at::Tensor out) {
+  TORCH_CHECK(out.is_contiguous() && out.device().is_cpu(), "stack_rows: out must be contiguous, on the CPU");
+  TORCH_CHECK(out.dim() >= 1 && out.size(0) == static_cast<int64_t>(tensors.size()),
+              "stack_rows: out has ", out.size(0), " rows for ", tensors.size(), " tensors");
+  const auto row_elems = out.numel() / std::max<int64_t>(1, out.size(0));
+  const auto row_bytes = row_elems * static_cast<int64_t>(out.element_size());
+  auto shape = out.sizes().slice(1);
+  char* base = static_cast<char*>(out.data_ptr());
+  at::NoGradGuard no_grad;
+  for (size_t j = 0; j < tensors.size(); ++j) {
+    const auto& t = tensors[j];
+    TORCH_CHECK(t.sizes() == shape && t.scalar_type() == out.scalar_type() && t.device().is_cpu() &&
+                    t.layout() == at::kStrided,
+                "stack_rows: tensor ", j, " does not match out");
+    if (t.is_contiguous() && !t.is_conj() && !t.is_neg()) {
+      if (row_bytes > 0) {
+        std::memcpy(base + j * row_bytes, t.const_data_ptr(), row_bytes);
+      }
+    } else {
+      out.select(0, static_cast<int64_t>(j)).copy_(t);
+    }
+  }
+}
+
+// A new tensor of `tensors` stacked, as torch.stack(tensors) makes it, copied by stack_rows.
+at::Tensor stack(const std::vector<at::Tensor>& tensors) {
+  TORCH_CHECK(!tensors.empty(), "stack: no tensors");
+  const auto& first = tensors[0];
+  std::vector<int64_t> shape{static_cast<int64_t>(tensors.size())};
+  shape.insert(shape.end(), first.sizes().begin(), first.sizes().end());
+  auto out = at::empty(shape, at::TensorOptions().dtype(first.scalar_type()).device(at::kCPU));
+  stack_rows(tensors, out);
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "gradviz's recorder helpers: graph walk, post hooks recording in C++, row copies";
+  m.attr("CANCELLED") = kCancelled;
+  m.def("walk", &walk, py::arg("root"), py::arg("max_nodes"), py::arg("poll") = py::none());
+  py::class_<Hooks>(m, "Hooks")
+      .def(py::init<py::list, bool, py::object>(), py::arg("fns"), py::arg("keep"), py::arg("poll") = py::none())
+      .def("remove", &Hooks::remove)
+      .def("take", &Hooks::take)
+      .def("__len__", &Hooks::size);
+  m.def("stack_rows", &stack_rows, py::arg("tensors"), py::arg("out"));
+  m.def("stack", &stack, py::arg("tensors"));
+}

@@ -1,0 +1,222 @@
+"""The recorder's compiled helper (walk, hooks and copies in C++) records exactly what its Python path does."""
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gradviz.core import Cancelled, fastpath, record
+from gradviz.core.serialize import recording_to_json
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+# a custom Function (saved tensors, a gradient that is a module-level tensor), a node post hook
+# and a tensor hook of the script's that change gradients, a module backward hook, an in-place op
+HOOKS_AND_FUNCTIONS = '''
+import torch
+
+SHARED = torch.ones(3)
+
+
+class Twice(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return 2 * x * w
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return SHARED, 2 * g * x
+
+
+def build():
+    lin = torch.nn.Linear(3, 3)
+    lin.register_full_backward_hook(lambda m, gi, go: None)
+    w = torch.randn(3, requires_grad=True)
+    x = torch.randn(3, requires_grad=True)
+    h = lin(Twice.apply(x, w))
+    h.grad_fn.register_hook(lambda gi, go: tuple(None if g is None else g * 0.5 for g in gi))
+    h.register_hook(lambda g: g * 3)
+    y = h.clone()
+    y.mul_(torch.tanh(h))
+    return (y * w).sum(), {"w": w, "x": x}
+'''
+
+
+@pytest.fixture(scope="module")
+def helper():
+    """The helper, built or loaded from the cache; skipped only where it cannot be built."""
+    ok, reason = fastpath.build()
+    if not ok:
+        if reason.startswith("compiler missing") or "GRADVIZ_NO_BUILD" in reason:
+            pytest.skip(reason)
+        if os.environ.get("GRADVIZ_RECORD_PYTHON", "") not in ("", "0"):
+            pytest.skip("GRADVIZ_RECORD_PYTHON is set")
+        pytest.fail(f"the recorder's helper failed to build: {reason}")
+    if fastpath.helper() is None:
+        pytest.skip(fastpath.status())
+    return fastpath.helper()
+
+
+def _uids(rec) -> list:
+    out = []
+    for ev in rec.backward:
+        out += [(t.uid, t.requires_grad) if t is not None else None for t in ev.grad_outputs + ev.grad_inputs]
+    for info in rec.leaves.values():
+        out += [c.value.uid if c.value is not None else None for c in info.contributions]
+    return out
+
+
+def _text(rec) -> str:
+    data = recording_to_json(rec)
+    data["meta"].pop("seconds", None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def _both(target, **kw):
+    compiled = record(target, **kw)
+    with fastpath.python_only():
+        assert fastpath.helper() is None
+        python = record(target, **kw)
+    return compiled, python
+
+
+def _same(compiled, python) -> None:
+    assert [(e.index, e.node) for e in compiled.backward] == [(e.index, e.node) for e in python.backward]
+    assert _uids(compiled) == _uids(python)
+    assert _text(compiled) == _text(python)
+
+
+TARGETS = [
+    ("mlp", {}),
+    ("rnn-unrolled", {"T": 12}),
+    ("repeated-layer", {"k": 5, "n": 3, "tanh": True}),
+    ("linear-function", {}),
+    ("sum-xy-plus-z", {}),
+    (str(SCRIPTS / "retain_graph.py"), None),
+    (str(SCRIPTS / "threads_pool.py"), None),
+    (str(SCRIPTS / "seen_inplace.py"), None),
+    (str(SCRIPTS / "complex_function.py"), None),
+    (str(SCRIPTS / "mixed_dtypes.py"), None),
+]
+
+
+@pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
+@pytest.mark.parametrize("target,params", TARGETS, ids=[Path(t).stem for t, _ in TARGETS])
+def test_compiled_and_python_paths_record_the_same(helper, target, params, keep_values):
+    _same(*_both(target, params=params, keep_values=keep_values))
+
+
+def test_hooks_custom_functions_and_inplace_ops_record_the_same(helper, tmp_path):
+    script = tmp_path / "hooks.py"
+    script.write_text(textwrap.dedent(HOOKS_AND_FUNCTIONS))
+    for keep_values in (True, False):
+        compiled, python = _both(str(script), keep_values=keep_values)
+        _same(compiled, python)
+    # the script's post hook halved what the Linear node sent on: both paths saw it halved
+    assert any(n.kind == "custom" for n in compiled.nodes)
+
+
+_HELD = torch.ones(3)
+
+
+class _GivesHeld(torch.autograd.Function):
+    """Its backward sends on a tensor the caller still holds (and may change later)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return _HELD
+
+
+def test_a_gradient_the_script_still_holds_is_copied_not_shared(helper):
+    def build():
+        x = torch.randn(3, requires_grad=True)
+        return _GivesHeld.apply(x).sum(), {"x": x}
+
+    rec = record(build)
+    node = next(n for n in rec.nodes if n.name == "_GivesHeld")
+    ev = next(e for e in rec.backward if e.node == node.id)
+    assert np.array_equal(ev.grad_inputs[0].value, np.ones(3, dtype=np.float32))
+    _HELD.add_(5)  # changed after recording: the snapshot must not change with it
+    assert np.array_equal(ev.grad_inputs[0].value, np.ones(3, dtype=np.float32))
+    _HELD.sub_(5)
+
+
+def test_memory_budget_gives_the_same_statistics(helper):
+    _same(*_both("rnn-unrolled", params={"T": 12}, budget_bytes=20_000))
+
+
+def test_cancel_while_backward_runs(helper, tmp_path):
+    # a cancel that says yes only once backward has run a while (after 300 polls: past the forward's)
+    script = tmp_path / "long.py"
+    script.write_text(textwrap.dedent('''
+        import torch
+
+        def build():
+            w = torch.randn(3, requires_grad=True)
+            h = w
+            for _ in range(400):
+                h = torch.tanh(h) * w
+            return h.sum(), {"w": w}
+    '''))
+    for python in (False, True):
+        calls = []
+
+        def cancel():
+            calls.append(1)
+            return len(calls) > 802  # the forward polls once per op (801 ops): yes within backward
+
+        with fastpath.python_only() if python else _nothing():
+            with pytest.raises(Cancelled):
+                record(str(script), cancel=cancel)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_cancel_that_raises_raises_its_own_error(helper, tmp_path):
+    script = tmp_path / "long.py"
+    script.write_text("import torch\n\ndef build():\n    w = torch.randn(3, requires_grad=True)\n"
+                      "    h = w\n    for _ in range(400):\n        h = torch.tanh(h) * w\n"
+                      "    return h.sum(), {'w': w}\n")
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        if len(calls) > 802:
+            raise KeyboardInterrupt
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        record(str(script), cancel=cancel)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.randn(4, 3),
+    lambda: torch.randn(3, 4).t(),                    # transposed
+    lambda: torch.randn(3).expand(4, 3),              # stride 0
+    lambda: torch.randn(8, 6)[::2, ::2],              # strided view
+    lambda: torch.randn(4, 3, dtype=torch.cdouble).conj(),
+    lambda: -torch.randn(4, 3, dtype=torch.cdouble).conj().imag,
+], ids=["plain", "transposed", "expanded", "strided", "conj", "neg"])
+def test_stack_is_torch_stack_bit_for_bit(helper, make):
+    tensors = [make() for _ in range(5)]
+    assert torch.equal(helper.stack(tensors), torch.stack(tensors))
+    out = torch.empty((5, *tensors[0].shape), dtype=tensors[0].dtype)
+    helper.stack_rows(tensors, out)
+    assert torch.equal(out, torch.stack(tensors))

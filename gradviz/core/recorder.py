@@ -20,7 +20,7 @@ from .capture import ForwardCapture
 from .errors import Cancelled, GradvizError, InplaceModifiedError, NonFiniteError
 from .recording import Contribution, GraphNode, LeafInfo, Recording
 from .rerun import RecordedRun, Rerun, remember
-from .sandbox import Sandbox
+from .sandbox import Sandbox, promote_to_oldest
 from .saved import read_saved
 from .sources import SourceFinder
 from .targets import resolve_target
@@ -106,6 +106,9 @@ def record_run(target: Any, *, params: dict | None = None, keep_values: bool = T
                 # graph overflows the stack. Before the cycle collector runs again: its first pass
                 # then looks at the recording only, not at the graph and its tensors too
                 keeper.release()
+            # the recording lives on: into the collector's oldest generation, not walked by the
+            # young collections the allocations after the pause set off
+            promote_to_oldest()
         run.rerun.warned = warned
     except BaseException as exc:
         clear_exception_frames(exc)

@@ -29,7 +29,7 @@ from torch.nn.modules import module as _module
 
 from .errors import GradvizError
 
-__all__ = ["Sandbox", "gc_paused", "pause_gc", "resume_gc", "NoStdin"]
+__all__ = ["Sandbox", "gc_paused", "pause_gc", "resume_gc", "promote_to_oldest", "NoStdin"]
 
 LOCK = threading.RLock()
 
@@ -70,6 +70,21 @@ def resume_gc() -> None:
         _gc_users -= 1
         if _gc_users == 0 and _gc_was_enabled:
             gc.enable()
+
+
+def promote_to_oldest() -> None:
+    """Move every object the cycle collector tracks into its oldest generation, without a collection.
+
+    For a block that made many objects that will live on (a recording: ~10 objects per node) with
+    the collector paused: they all sit in the youngest generation, and the first collection after
+    the pause would walk every one of them (40-75 ms at 11.9k nodes, on this project's VM), then
+    the middle generation's again. Moved at once (``gc.freeze`` then ``gc.unfreeze``: two list
+    splices), only full collections look at them. Garbage among them is freed by the next full
+    collection instead of the next young one. Does nothing while objects are frozen by someone else.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

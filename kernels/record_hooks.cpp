@@ -20,6 +20,7 @@
 #include <torch/csrc/autograd/python_function.h>
 #include <torch/csrc/autograd/python_variable.h>
 
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -226,49 +227,85 @@ class Hooks {
     return state_->events.size();
   }
 
-  // With values: (node ids, grad_inputs counts, grad_outputs counts, flat, owned), flat holding
-  // each event's grad_outputs, then its grad_inputs (None where the engine sent none), and owned
-  // whether the memory of flat[i] is this list's alone (see exclusive). Without values: the same,
-  // flat holding each event's grad_inputs' then grad_outputs' (shape, dtype, device,
-  // requires_grad) or None, and owned empty. Empties the list.
+  // With values: (node ids, grad_inputs counts, grad_outputs counts, index, unique, owned,
+  // finite). `unique` holds each tensor once, in the order of first appearance in the steps, each
+  // step giving its grad_outputs, then its grad_inputs; `index` gives each of those places' tensor
+  // (its position in `unique`, -1 where the engine sent none). owned[j]: whether nothing but this
+  // list can reach the memory of unique[j] (see exclusive); finite[j]: for an owned floating or
+  // complex tensor, whether all its values are finite, else None. Without values: (node ids,
+  // counts, counts, flat), flat holding each step's grad_inputs' then grad_outputs' (shape,
+  // dtype, device, requires_grad) or None. Empties the list.
   py::tuple take() {
     std::vector<Event> events;
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
       events.swap(state_->events);
     }
-    py::list ids, n_in, n_out, flat, owned;
-    std::unordered_map<const c10::TensorImpl*, bool> mine;
-    if (state_->keep) {
-      mine = exclusive(events);
-    }
-    std::unordered_map<int, py::object> dtypes;
-    for (const auto& ev : events) {
-      ids.append(ev.node);
-      if (state_->keep) {
-        n_in.append(ev.grad_inputs.size());
-        n_out.append(ev.grad_outputs.size());
-        for (const auto* list : {&ev.grad_outputs, &ev.grad_inputs}) {
-          for (const auto& t : *list) {
-            owned.append(t.defined() && mine[t.unsafeGetTensorImpl()]);
-            flat.append(tensor_or_none(t));
-          }
-        }
-      } else {
+    py::list ids, n_in, n_out;
+    if (!state_->keep) {
+      py::list flat;
+      std::unordered_map<int, py::object> dtypes;
+      for (const auto& ev : events) {
+        ids.append(ev.node);
         n_in.append(ev.meta_in.size());
         n_out.append(ev.meta_out.size());
         for (const auto& m : ev.meta_in) flat.append(meta_or_none(m, dtypes));
         for (const auto& m : ev.meta_out) flat.append(meta_or_none(m, dtypes));
       }
+      return py::make_tuple(ids, n_in, n_out, flat);
     }
-    return py::make_tuple(ids, n_in, n_out, flat, owned);
+    auto mine = exclusive(events);
+    py::list index, unique, owned, finite;
+    std::unordered_map<const c10::TensorImpl*, int64_t> position;
+    for (const auto& ev : events) {
+      ids.append(ev.node);
+      n_in.append(ev.grad_inputs.size());
+      n_out.append(ev.grad_outputs.size());
+      for (const auto* list : {&ev.grad_outputs, &ev.grad_inputs}) {
+        for (const auto& t : *list) {
+          if (!t.defined()) {
+            index.append(-1);
+            continue;
+          }
+          auto found = position.try_emplace(t.unsafeGetTensorImpl(), static_cast<int64_t>(position.size()));
+          index.append(found.first->second);
+          if (found.second) {
+            bool own = mine[t.unsafeGetTensorImpl()];
+            unique.append(tensor_or_none(t));
+            owned.append(own);
+            finite.append(own ? all_finite(t) : py::none());
+          }
+        }
+      }
+    }
+    return py::make_tuple(ids, n_in, n_out, index, unique, owned, finite);
+  }
+
+  // Whether every value of a CPU tensor that fills its memory without gaps is finite (None for
+  // dtypes without NaN): its numel values start at its data pointer, in some order.
+  static py::object all_finite(const at::Tensor& t) {
+    auto scan = [](const auto* p, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) {
+        if (!std::isfinite(p[i])) return false;
+      }
+      return true;
+    };
+    const int64_t n = t.numel();
+    switch (t.scalar_type()) {
+      case at::kFloat: return py::bool_(scan(t.const_data_ptr<float>(), n));
+      case at::kDouble: return py::bool_(scan(t.const_data_ptr<double>(), n));
+      case at::kComplexFloat: return py::bool_(scan(reinterpret_cast<const float*>(t.const_data_ptr()), 2 * n));
+      case at::kComplexDouble: return py::bool_(scan(reinterpret_cast<const double*>(t.const_data_ptr()), 2 * n));
+      default: return py::none();
+    }
   }
 
   // For each tensor of `events`: whether nothing but `events` can reach its memory. Every
   // reference to the memory must be accounted for: the storage's references are the tensors of
   // `events` on it and the bases of those that are views; each such tensor's references are those
   // of `events` and of the views of it, none weak (a Python object holds one: then it is not ours).
-  // Only plain contiguous CPU tensors that need no grad count: a snapshot may share their memory.
+  // Only plain CPU tensors that need no grad and fill their memory without gaps or overlaps (any
+  // order of dimensions: a transposed one too) count: a snapshot may share their memory.
   static std::unordered_map<const c10::TensorImpl*, bool> exclusive(const std::vector<Event>& events) {
     struct Refs {
       const at::TensorBase* tensor;
@@ -306,7 +343,7 @@ class Hooks {
     }
     std::unordered_map<const c10::TensorImpl*, bool> out;
     for (const auto* t : listed) {
-      bool plain = t->layout() == at::kStrided && t->device().is_cpu() && t->is_contiguous() &&
+      bool plain = t->layout() == at::kStrided && t->device().is_cpu() && t->is_non_overlapping_and_dense() &&
                    !t->is_conj() && !t->is_neg() && !t->requires_grad() && t->has_storage();
       bool ok = false;
       if (plain) {

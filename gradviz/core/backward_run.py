@@ -155,11 +155,14 @@ def _run_compiled(lib, loss, fns, keep_values, store, cancel) -> list[BackwardEv
         raise
     finally:
         hooks.remove()
-    ids, n_in, n_out, flat, owned = hooks.take()
-    counts = list(zip(ids, n_in, n_out))
+    taken = hooks.take()
+    counts = list(zip(*taken[:3]))
     if keep_values:
-        # the flat list is in capture order already: each step's grad_outputs, then its grad_inputs
-        return _events(counts, store.capture_many(flat, stack=lib.stack, owned=owned), True)
+        # each gradient once, in capture order (each step's grad_outputs, then its grad_inputs)
+        index, unique, owned, finite = taken[3:]
+        snaps = store.capture_many(unique, stack=lib.stack, owned=owned, finite=finite)
+        return _events(counts, [None if j < 0 else snaps[j] for j in index], True)
+    flat = taken[3]
     # shapes only, each snapshot numbered in the order the Python hook takes them (grad_inputs first)
     shape_only = store.shape_only
     return _events(counts, [None if m is None else shape_only(*m) for m in flat], False)

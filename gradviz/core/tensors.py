@@ -88,6 +88,7 @@ class TensorStore:
         # snapshots (one per row), and the snapshots copied one at a time
         self._groups: list[tuple[np.ndarray, list[TensorData]]] = []
         self._singles: list[TensorData] = []
+        self._bad: list[TensorData] = []  # snapshots known to hold NaN or Inf (told by capture_many)
 
     def capture(self, t: torch.Tensor | None, by_storage: bool = False) -> TensorData | None:
         """Return the snapshot of `t` (None stays None).
@@ -154,7 +155,8 @@ class TensorStore:
             self._seen[skey] = (data, t)
         return data
 
-    def capture_many(self, tensors: list, stack: Callable | None = None, owned: list | None = None) -> list:
+    def capture_many(self, tensors: list, stack: Callable | None = None, owned: list | None = None,
+                     finite: list | None = None) -> list:
         """Return the snapshots of `tensors`, exactly as `capture` one by one would, copied in groups.
 
         Tensors of one shape and dtype (plain CPU tensors) are copied together, by one
@@ -167,6 +169,8 @@ class TensorStore:
         ``owned[i]`` True says that nothing but `tensors` can reach the memory of ``tensors[i]``
         (the helper checks the reference counts): its snapshot's value then shares that memory
         instead of copying it, the same values without a copy (nobody can change them).
+        ``finite[i]``, where not None, says whether the values of an owned ``tensors[i]`` are all
+        finite (`nonfinite` then need not look at them again).
         """
         if not self.keep_values:
             return [self.capture(t) for t in tensors]
@@ -196,7 +200,11 @@ class TensorStore:
             data = TensorData(shape, name, "cpu", None, None, t.requires_grad, self._count)
             if owned is not None and owned[i]:
                 data.value = t.numpy()  # (the tensor's own memory, which only this snapshot keeps)
-                self._singles.append(data)
+                ok = None if finite is None else finite[i]
+                if ok is None:
+                    self._singles.append(data)
+                elif not ok:
+                    self._bad.append(data)
             else:
                 groups.setdefault((shape, t.dtype), []).append((data, t))
             seen[key] = (data, t)
@@ -228,7 +236,7 @@ class TensorStore:
         One vectorised test per group and per dtype; snapshots are looked at one by one only where
         their group holds a NaN or Inf.
         """
-        bad: set[int] = set()
+        bad: set[int] = {id(d) for d in self._bad}
         for buf, datas in self._groups:
             if buf.dtype.kind in "fc" and not np.isfinite(buf).all():
                 rows = ~np.isfinite(buf.reshape(len(datas), -1)).all(axis=1)
@@ -248,6 +256,7 @@ class TensorStore:
         self._seen.clear()
         self._groups.clear()
         self._singles.clear()
+        self._bad.clear()
 
 
 _DTYPE_NAMES: dict = {}

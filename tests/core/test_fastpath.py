@@ -220,3 +220,20 @@ def test_stack_is_torch_stack_bit_for_bit(helper, make):
     out = torch.empty((5, *tensors[0].shape), dtype=tensors[0].dtype)
     helper.stack_rows(tensors, out)
     assert torch.equal(out, torch.stack(tensors))
+
+
+def test_the_first_nan_in_backward_is_named_alike(helper):
+    from gradviz.core.errors import NonFiniteError
+
+    def build():
+        x = torch.zeros(3, requires_grad=True)
+        w = torch.ones(3, requires_grad=True)
+        return (torch.sqrt(x * w) * 2).sum(), {"x": x, "w": w}
+
+    messages = []
+    for python in (False, True):
+        with fastpath.python_only() if python else _nothing():
+            with pytest.raises(NonFiniteError) as info:
+                record(build)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and "backward pass" in messages[0]

@@ -9,7 +9,8 @@ not, with the same recording. It is a Python extension module built with
 Python versions and the flags.
 
 Recording never builds it (a build takes about a minute): `helper` only loads a library already
-built. ``scripts/setup.sh`` builds it once (`build`), as does ``gradviz backends``. With
+built. ``scripts/setup.sh`` builds it once (`build`; by hand: ``python -c "from gradviz.core import
+fastpath; print(fastpath.build())"``). With
 ``GRADVIZ_NO_BUILD=1`` nothing is built, and with ``GRADVIZ_RECORD_PYTHON=1`` the recorder runs its
 Python path even where the helper is built.
 """
@@ -89,7 +90,7 @@ def helper() -> ModuleType | None:
                     _module = _import(name, library)
                     _reason = ""
                 else:
-                    _reason = "not built (scripts/setup.sh or `gradviz backends` builds it)"
+                    _reason = "not built (scripts/setup.sh builds it: gradviz.core.fastpath.build())"
             except (OSError, ImportError) as exc:
                 _reason = f"could not load: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             _tried = True

@@ -144,14 +144,15 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     leaf_node_of = {n.leaf: n.id for n in nodes if n.kind == "leaf" and n.leaf}
 
     progress(0.45, "reading saved tensors")
+    capture = store.capture
     for node, fn in zip(nodes, fns):
         if node.kind == "leaf":
             continue
         try:
-            saved = read_saved(fn)
+            # (each saved tensor snapshotted as it is read, in the order of the names)
+            node.saved = read_saved(fn, capture)
         except RuntimeError as exc:
             raise _inplace_error(exc, node, nodes, cap) from None
-        node.saved = {k: (store.capture(v, True) if isinstance(v, torch.Tensor) else v) for k, v in saved.items()}
 
     # leaves: tensors named by the user, modules, or order of first use
     leaf_tensors = {names[t]: t for t in names if t.requires_grad and t.grad_fn is None}

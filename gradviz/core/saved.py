@@ -1,7 +1,7 @@
 """Read the tensors and values an autograd node saved for its backward pass."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -60,12 +60,14 @@ def plain_value(value: Any) -> Any:
     return repr(value)
 
 
-def read_saved(fn: Any) -> dict[str, Any]:
+def read_saved(fn: Any, capture: Callable | None = None) -> dict[str, Any]:
     """Return what a node saved for backward, keyed by name without the ``_saved_`` prefix.
 
     Tensors stay tensors (detached); every other value becomes plain Python (see `plain_value`).
     A custom ``torch.autograd.Function`` node's ``ctx.save_for_backward`` tensors come back as
     ``saved_tensors[0]``, ``saved_tensors[1]``, ... Reading must happen before backward frees them.
+    With `capture`, each detached tensor ``t`` is ``capture(t, True)`` instead (the recorder's
+    snapshot, taken in this order: the order of the names).
 
     Raises
     ------
@@ -80,19 +82,20 @@ def read_saved(fn: Any) -> dict[str, Any]:
             if "modified by an inplace operation" in str(exc):
                 raise
             continue
-        key = attr[len("_saved_"):]
+        key = attr[7:]  # (without "_saved_")
         if isinstance(value, torch.Tensor):
-            out[key] = value.detach()
-        elif isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) or v is None
-                                                                for v in value) and any(
+            out[key] = value.detach() if capture is None else capture(value.detach(), True)
+        elif isinstance(value, (tuple, list)) and value and (value[0] is None or isinstance(value[0], torch.Tensor)) \
+                and all(isinstance(v, torch.Tensor) or v is None for v in value) and any(
                 isinstance(v, torch.Tensor) for v in value):
             # a list of tensors (cat inputs, index lists with None for ':'): one entry per item
             for i, v in enumerate(value):
-                out[f"{key}[{i}]"] = None if v is None else v.detach()
+                out[f"{key}[{i}]"] = None if v is None else (
+                    v.detach() if capture is None else capture(v.detach(), True))
         else:
             out[key] = plain_value(value)
     if _is_custom(fn):
         for i, t in enumerate(fn.saved_tensors):
             if t is not None:
-                out[f"saved_tensors[{i}]"] = t.detach()
+                out[f"saved_tensors[{i}]"] = t.detach() if capture is None else capture(t.detach(), True)
     return out

@@ -23,7 +23,7 @@ import torch
 
 from . import complex_rules as _complex_rules
 from . import rules as _rules
-from .checktable import FAIL, NO_RULE, PASS, SKIPPED, Check, CheckTable, Tolerance, compare
+from .checktable import FAIL, NO_RULE, PASS, SKIPPED, Check, CheckTable, Tolerance, compare, compare_many
 from .checktable import sample_elements as _sample, scale_of as _scale, tolerance_for as _tolerance_for
 from .fdchecks import FD_BUDGET, fd_checks, recorded_gradient, widened
 from .recording import Recording, short_source
@@ -187,7 +187,10 @@ def _gradcheck_checks(rec: Recording, rerun: Rerun | None) -> list[Check]:
 
 # ---------------------------------------------------------------------------------------------
 def _rule_checks(rec: Recording, rerun: Rerun | None) -> list[Check]:
-    rows = []
+    rows: list = []
+    # the real nodes' comparisons wait, to be made all at once (compare_many): (row, node, what, reference,
+    # how many slots), and the slots' (sent gradient, rule's gradient)
+    waiting, pairs = [], []
     for ev in rec.backward:
         node = rec.nodes[ev.node]
         if node.kind == "leaf":
@@ -212,8 +215,36 @@ def _rule_checks(rec: Recording, rerun: Rerun | None) -> list[Check]:
             rows.append(Check("local-rule", what, reference, FAIL, node=node.id,
                               detail=f"the rule raised {type(exc).__name__}: {exc}"))
             continue
-        rows.append(_rule_row(node, ev, what, reference, expected))
+        slots = _compared_slots(ev, expected)
+        if not slots:
+            rows.append(Check("local-rule", what, reference, NO_RULE, node=node.id,
+                              detail="the rule computes none of this node's gradients"))
+            continue
+        waiting.append((len(rows), node.id, what, reference, len(slots)))
+        rows.append(None)
+        pairs += slots
+    results = compare_many([g.value for g, _ in pairs], [e for _, e in pairs], [g.dtype for g, _ in pairs], "rule")
+    k = 0
+    for at, node_id, what, reference, n in waiting:
+        rows[at] = _worst_row(node_id, what, reference, results[k:k + n])
+        k += n
     return rows
+
+
+def _compared_slots(ev, expected) -> list:
+    """The slots where a node sent a gradient with a value and its rule computes one: (sent, rule's)."""
+    return [(g, e) for g, e in zip(ev.grad_inputs, expected or [])
+            if g is not None and e is not None and g.value is not None]
+
+
+def _worst_row(node_id: int, what: str, reference: str, results: list) -> Check:
+    """A node's row from its slots' comparisons: the worst errors, a pass if every slot passed."""
+    worst_a = worst_r = 0.0
+    ok = True
+    for ea, er, good, _tol in results:
+        worst_a, worst_r = max(worst_a, ea), max(worst_r, er)
+        ok = ok and good
+    return Check("local-rule", what, reference, PASS if ok else FAIL, worst_a, worst_r, str(results[-1][3]), node_id)
 
 
 def _rule_input(node, ev) -> tuple[_rules.RuleInput, bool]:
@@ -235,23 +266,13 @@ def _rule_input(node, ev) -> tuple[_rules.RuleInput, bool]:
 
 def _rule_row(node, ev, what: str, reference: str, expected) -> Check:
     """Compare the gradients a node sent with what its rule computes, slot by slot."""
-    worst_a = worst_r = 0.0
-    ok = True
-    compared = 0
-    tol_text = ""
-    for slot, (g, e) in enumerate(zip(ev.grad_inputs, expected or [])):
-        if g is None or e is None or g.value is None:
-            continue
-        tol = _tolerance_for(g.dtype, "rule", _scale(np.asarray(e)))
-        tol_text = str(tol)
-        ea, er, good = compare(g.value, e, tol)
-        worst_a, worst_r = max(worst_a, ea), max(worst_r, er)
-        ok = ok and good
-        compared += 1
-    if compared == 0:
+    slots = _compared_slots(ev, expected)
+    if not slots:
         return Check("local-rule", what, reference, NO_RULE, node=node.id,
                      detail="the rule computes none of this node's gradients")
-    return Check("local-rule", what, reference, PASS if ok else FAIL, worst_a, worst_r, tol_text, node.id)
+    results = [(*compare(g.value, e, tol), tol) for g, e in slots
+               for tol in [_tolerance_for(g.dtype, "rule", _scale(np.asarray(e)))]]
+    return _worst_row(node.id, what, reference, results)
 
 
 def _complex_node(node, ev) -> bool:
@@ -386,30 +407,33 @@ def _flow_checks(rec: Recording) -> list[Check]:
     where = _hooks_where(rec)
     changed = ("the gradient changed between the senders and this node: " +
                (f"a gradient hook does that ({where})" if where else "only a gradient hook should"))
-    rows = []
+    rows, got, totals, dtypes = [], [], [], []
     for dst, incoming in senders.items():
         node = rec.nodes[dst]
         ev = ran.get(dst)
         if node.kind == "leaf" or ev is None or len(ev.grad_outputs) != 1:
             continue  # leaves: the accumulation check; several outputs: no single sum to compare
-        names = " + ".join(f"node {src}" for src, _ in incoming)
-        what = f"node {dst} {node.name}" + (f" [{node.backend}]" if node.backend else "") + f" receives {names}"
         sent = [ran[src].grad_inputs[slot] if src in ran and slot < len(ran[src].grad_inputs) else None
                 for src, slot in incoming]
-        got = ev.grad_outputs[0]
+        arrived = ev.grad_outputs[0]
         values = [t.value for t in sent if t is not None]
-        if got is None or got.value is None or any(t is not None and t.value is None for t in sent) or not values:
+        if arrived is None or arrived.value is None or any(t is not None and t.value is None for t in sent) \
+                or not values:
             continue  # nothing was sent (or values were not kept): nothing to compare
         # (complex gradients are summed as complex numbers)
-        total = np.zeros(np.shape(values[0]), dtype=np.result_type(np.float64, *values))
-        for v in values:
+        total = np.asarray(values[0], dtype=np.result_type(np.float64, *values))
+        for v in values[1:]:
             total = total + v
-        tol = _tolerance_for(got.dtype, "rule", _scale(total))
-        ea, er, ok = compare(got.value, total, tol)
+        names = " + ".join(f"node {src}" for src, _ in incoming)
+        what = f"node {dst} {node.name}" + (f" [{node.backend}]" if node.backend else "") + f" receives {names}"
         reference = f"sum of the {len(values)} gradients sent" if len(values) > 1 else f"the gradient {names} sent"
-        rows.append(Check("flow", what, reference, PASS if ok else FAIL, ea, er, str(tol), dst,
-                          detail="" if ok else changed))
-    return rows
+        rows.append((what, reference, dst))
+        got.append(arrived.value)
+        totals.append(total)
+        dtypes.append(arrived.dtype)
+    # every node's comparison at once
+    return [Check("flow", what, reference, PASS if ok else FAIL, ea, er, str(tol), dst, detail="" if ok else changed)
+            for (what, reference, dst), (ea, er, ok, tol) in zip(rows, compare_many(got, totals, dtypes, "rule"))]
 
 
 def _accumulation_checks(rec: Recording) -> list[Check]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-__all__ = ["Check", "CheckTable", "Tolerance", "compare", "PASS", "FAIL", "NO_RULE", "SKIPPED"]
+__all__ = ["Check", "CheckTable", "Tolerance", "compare", "compare_many", "PASS", "FAIL", "NO_RULE", "SKIPPED"]
 
 PASS, FAIL, NO_RULE, SKIPPED = "pass", "fail", "no rule", "skipped"
 
@@ -140,6 +140,67 @@ def compare(actual: np.ndarray, reference: np.ndarray, tol: Tolerance) -> tuple[
     rel = np.where(err == 0, 0.0, rel)
     ok = bool((err <= tol.atol + tol.rtol * np.abs(b)).all())
     return float(err.max()), float(rel.max()), ok
+
+
+def compare_many(actuals: list, references: list, dtypes: list[str], kind: str) -> list[tuple]:
+    """`compare` each pair at its own tolerance, at once: ``(max abs, max rel, ok, tolerance)`` per pair.
+
+    Pair ``i`` is ``compare(actuals[i], references[i], tolerance_for(dtypes[i], kind,
+    scale_of(references[i])))``, with the same numbers: real pairs of one size are laid end to end
+    in one float64 array, the errors taken elementwise and their maxima per pair by
+    ``np.maximum.reduceat`` (a graph's thousands of small gradients cost a few array operations,
+    not a dozen per pair). Complex, empty or mismatched pairs go through `compare` one by one.
+    """
+    out: list = [None] * len(actuals)
+    flat_a, flat_b, batched, sizes = [], [], [], []
+    for i, (x, y) in enumerate(zip(actuals, references)):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.size != y.size or x.size == 0 or x.dtype.kind not in "fiub" or y.dtype.kind not in "fiub":
+            tol = tolerance_for(dtypes[i], kind, scale_of(y))
+            out[i] = (*compare(x, y, tol), tol)
+            continue
+        flat_a.append(x.reshape(-1))
+        flat_b.append(y.reshape(-1))
+        batched.append(i)
+        sizes.append(x.size)
+    if not batched:
+        return out
+    a = np.concatenate(flat_a).astype(np.float64, copy=False)
+    b = np.concatenate(flat_b).astype(np.float64, copy=False)
+    sizes = np.asarray(sizes)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    # the tolerance of each pair: a base per dtype times max(1, largest |reference|), as tolerance_for
+    scale = np.maximum.reduceat(np.abs(b), starts)
+    s = np.where(scale > 1.0, scale, 1.0)  # (a NaN scale counts as 1, as max(1.0, nan) does)
+    base = {}
+    for i in batched:
+        if dtypes[i] not in base:
+            base[dtypes[i]] = tolerance_for(dtypes[i], kind, 1.0)
+    atol = np.array([base[dtypes[i]].atol for i in batched]) * s
+    rtol = np.array([base[dtypes[i]].rtol for i in batched])
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(a - b)
+    finite = np.isfinite(err)
+    broken = np.zeros(len(batched), dtype=bool)
+    if not finite.all():
+        # NaN against NaN and inf against the same inf agree (error 0); anything else non-finite fails
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        broken = np.logical_or.reduceat(~(same | finite), starts)
+        err = np.where(same, 0.0, err)
+        b = np.where(same, 0.0, b)
+    mag = np.abs(b)
+    with np.errstate(invalid="ignore", over="ignore"):  # (inf / inf of a pair already failed above)
+        rel = err / np.maximum(mag, np.finfo(np.float64).tiny)
+    rel = np.where(err == 0, 0.0, rel)
+    within = err <= np.repeat(atol, sizes) + np.repeat(rtol, sizes) * mag
+    worst_a = np.maximum.reduceat(err, starts).tolist()
+    worst_r = np.maximum.reduceat(rel, starts).tolist()
+    good = np.logical_and.reduceat(within, starts).tolist()
+    atol, broken = atol.tolist(), broken.tolist()
+    for j, i in enumerate(batched):
+        tol = Tolerance(atol[j], base[dtypes[i]].rtol)
+        out[i] = (math.inf, math.inf, False, tol) if broken[j] else (worst_a[j], worst_r[j], good[j], tol)
+    return out
 
 
 def tolerance_for(dtype: str, kind: str, scale: float) -> Tolerance:

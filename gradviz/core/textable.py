@@ -77,8 +77,10 @@ def format_table(head: tuple, rows: list, width: int, flexible: tuple = (), mini
     """
     ncol = len(head)
     table = [head, *rows]
-    natural = [max(cell_width(str(r[i])) for r in table) for i in range(ncol)]
-    longest = [max((cell_width(w) for r in table for w in _WORD.findall(str(r[i]))), default=1) for i in range(ncol)]
+    columns = [[str(r[i]) for r in table] for i in range(ncol)]
+    natural = [_widest(col) for col in columns]
+    # (words never cross a line break: the longest word of the joined column is the longest of any cell)
+    longest = [max(_widest(_WORD.findall("\n".join(col))), 1) for col in columns]
     widths = list(natural)
 
     def shrink(columns, floor) -> None:
@@ -92,15 +94,30 @@ def format_table(head: tuple, rows: list, width: int, flexible: tuple = (), mini
 
     shrink(flexible, lambda i: longest[i])
     shrink(splittable, lambda i: min(minimum, widths[i]))
+    # a cell's padded lines, made once per distinct text of a column (most columns repeat a few texts)
+    made: list[list] = []
+    for i, col in enumerate(columns):
+        lines = {text: [_pad(line, widths[i]) for line in wrap_cell(text, widths[i])] for text in set(col)}
+        made.append([lines[text] for text in col])
+    blank = [" " * w for w in widths]
     out = []
-    for j, row in enumerate([head, *rows]):
-        cells = [wrap_cell(str(c), widths[i]) for i, c in enumerate(row)]
-        for k in range(max(len(c) for c in cells)):
-            parts = [_pad(c[k] if k < len(c) else "", widths[i]) for i, c in enumerate(cells)]
-            out.append(_GAP.join(parts).rstrip())
+    for j, cells in enumerate(zip(*made)):
+        height = max(map(len, cells))
+        if height == 1:
+            out.append(_GAP.join([c[0] for c in cells]).rstrip())
+        else:
+            for k in range(height):
+                out.append(_GAP.join([c[k] if k < len(c) else blank[i] for i, c in enumerate(cells)]).rstrip())
         if j == 0:
             out.append(_GAP.join("-" * w for w in widths))
     return out
+
+
+def _widest(texts: list[str]) -> int:
+    """The most cells any of `texts` takes (0 for none)."""
+    if "".join(texts).isascii():
+        return max(map(len, texts), default=0)
+    return max(map(cell_width, texts), default=0)
 
 
 def terminal_width(default: int = 120) -> int:

@@ -68,7 +68,7 @@ def apply_rule(inp: RuleInput) -> list[np.ndarray | None] | None:
             out.append(None)
             continue
         arr = _f(value)
-        shape = tuple(int(s) for s in meta[0])
+        shape = tuple(map(int, meta[0]))
         if arr.shape != shape:
             raise ValueError(f"rule {inp.name}: slot {i} has shape {arr.shape}, expected {shape}")
         out.append(arr)
@@ -92,7 +92,9 @@ def _int(v):
 def _f(x) -> np.ndarray:
     # float64; complex stays complex (gradviz.core.complex_rules evaluates some rules in complex)
     x = np.asarray(x)
-    return x.astype(np.complex128 if np.iscomplexobj(x) else np.float64, copy=False)
+    if x.dtype == np.float64:
+        return x  # (the common case: nothing to convert)
+    return x.astype(np.complex128 if x.dtype.kind == "c" else np.float64, copy=False)
 
 
 def _g(inp: RuleInput, i: int = 0) -> np.ndarray | None:
@@ -113,13 +115,15 @@ def _want(inp: RuleInput, i: int) -> bool:
 
 
 def _shape(inp: RuleInput, i: int) -> tuple[int, ...]:
-    return tuple(int(s) for s in inp.input_meta[i][0])
+    return tuple(map(int, inp.input_meta[i][0]))
 
 
 def _sum_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum a broadcast gradient back to ``shape``: drop leading dims, sum dims that were size 1."""
     a = _f(a)
     shape = tuple(shape)
+    if a.shape == shape:
+        return a  # nothing was broadcast
     lead = a.ndim - len(shape)
     if lead < 0:
         raise ValueError(f"cannot sum a gradient of shape {a.shape} to {shape}")

@@ -167,7 +167,8 @@ class Sandbox:
     Parameters
     ----------
     capture : object, optional
-        A forward capture (a ``TorchFunctionMode`` with ``on_module_pre``, ``on_module_post``,
+        A forward capture (a ``TorchFunctionMode`` with ``on_module_pre``, ``on_module_post`` (None
+        for either: no such hook),
         ``wrap_apply`` and ``wrap_register_hook``): its global module hooks, patched
         ``Function.apply`` and ``Tensor.register_hook`` are installed, then the mode entered.
     dtype : torch.dtype, optional
@@ -345,9 +346,11 @@ class Sandbox:
         # modules (which one, which call of it) through global forward hooks; custom
         # Function.apply calls, which torch function modes do not see; where the script registers
         # gradient hooks on tensors; then the function mode that logs every op
-        for handle in (_module.register_module_forward_pre_hook(capture.on_module_pre),
-                       _module.register_module_forward_hook(capture.on_module_post)):
-            stack.callback(handle.remove)
+        # (a capture that does not follow modules has None for both: no hooks, torch's fast module call)
+        if capture.on_module_pre is not None:
+            stack.callback(_module.register_module_forward_pre_hook(capture.on_module_pre).remove)
+        if capture.on_module_post is not None:
+            stack.callback(_module.register_module_forward_hook(capture.on_module_post).remove)
         fn_cls, tensor_cls = torch.autograd.Function, torch.Tensor
         apply, register_hook = fn_cls.__dict__["apply"], tensor_cls.__dict__["register_hook"]
         stack.callback(setattr, fn_cls, "apply", apply)

@@ -97,11 +97,9 @@ class SourceFinder(TorchFunctionMode):
         """``Tensor.register_hook`` unchanged: a re-run notes no hooks."""
         return orig
 
-    def on_module_pre(self, module, args):
-        """Modules are not followed in a re-run."""
-
-    def on_module_post(self, module, args, output):
-        """Modules are not followed in a re-run."""
+    # modules are not followed in a re-run: the sandbox installs no module hooks (a module call
+    # with global hooks takes torch's slow path)
+    on_module_pre = on_module_post = None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if kwargs is None:

@@ -168,15 +168,20 @@ def _cmd_check(args) -> int:
         from .core.textable import format_checks
 
         print(f"{summary_text(session.recording)}\n")
-        print(format_checks(table))
+        print(format_checks(table, every_row=args.all))
     return 0 if table.ok else 1
 
 
 @_cmd_check.arguments
 def _(p):
+    from .core.textable import FOLD_AT
+
     _target_args(p)
     p.add_argument("--json", action="store_true", help="print the check table as JSON")
     p.add_argument("--strict", action="store_true", help="a node with no manual rule is a failure")
+    p.add_argument("--all", action="store_true",
+                   help=f"every row; without it a kind of check with more than {FOLD_AT} rows (one per node) "
+                        "shows its rows that did not pass and its passing ones as one row")
     p.add_argument("--no-fd", action="store_true", help="skip the finite-difference checks")
     p.add_argument("--fd-elements", type=int, default=64, metavar="N",
                    help="finite differences on at most N single elements per leaf (a fixed sample beyond), "

@@ -13,10 +13,13 @@ import re
 import shutil
 import unicodedata
 
-from .checktable import FAIL, NO_RULE
+from .checktable import FAIL, NO_RULE, PASS
 from .i18n import tr, translate
 
-__all__ = ["cell_width", "wrap_cell", "format_table", "format_checks", "terminal_width"]
+__all__ = ["cell_width", "wrap_cell", "format_table", "format_checks", "terminal_width", "FOLD_AT"]
+
+# a kind of check with more rows than this (one per node of a large graph) shows its passing rows as one
+FOLD_AT = 100
 
 _GAP = "  "
 _WORD = re.compile(r"(?:node |节点 )\d+\S*|\S+")
@@ -129,12 +132,25 @@ def _fmt(x) -> str:
     return "" if x is None else f"{x:.2e}"
 
 
-def format_checks(table, width: int | None = None) -> str:
-    """The check table as text fitted to `width` cells (the terminal's by default), in the current language."""
+def format_checks(table, width: int | None = None, every_row: bool = False) -> str:
+    """The check table as text fitted to `width` cells (the terminal's by default), in the current language.
+
+    A kind of check with more than `FOLD_AT` rows (``local-rule`` and ``flow`` have one per node)
+    shows the rows that did not pass, and its passing rows as one row, where the first of them was:
+    how many, their largest errors, and that ``--all`` lists them. `every_row` shows every row.
+    The summary line counts every row either way.
+    """
     width = terminal_width() if width is None else width
     head = tuple(tr(h) for h in ("check", "what", "reference", "max abs err", "max rel err", "tolerance", "result"))
-    rows = []
-    for r in table.rows:
+    rows, shown = [], []
+    for r in _folded(table.rows, every_row):
+        if isinstance(r, list):  # the passing rows of one kind, as one row
+            worst_a = max((x.max_abs for x in r if x.max_abs is not None), default=None)
+            worst_r = max((x.max_rel for x in r if x.max_rel is not None), default=None)
+            rows.append((tr(r[0].kind), tr("{n} rows pass (--all lists them)", n=len(r)), "", _fmt(worst_a),
+                         _fmt(worst_r), "", tr(PASS)))
+            continue
+        shown.append(r)
         status = tr(r.status.upper() if r.status == FAIL else r.status)
         if table.strict and r.status == NO_RULE:
             status = tr("FAIL (no rule)")
@@ -142,7 +158,7 @@ def format_checks(table, width: int | None = None) -> str:
                      r.tolerance, status))
     out = format_table(head, rows, width, flexible=tuple(range(len(head))), splittable=(1, 2))
     notes = []
-    for r in table.rows:
+    for r in shown:
         detail = r.detail.strip()
         if detail:
             # a note wraps under its own start, whole
@@ -158,3 +174,23 @@ def format_checks(table, width: int | None = None) -> str:
     out += ["", tr("{n} checks: {summary} -> {verdict}", n=len(table.rows), summary=summary,
                    verdict=tr("OK") if table.ok else tr("FAILED"))]
     return "\n".join(out)
+
+
+def _folded(rows: list, every_row: bool) -> list:
+    """`rows` to show: of a kind with more than `FOLD_AT` rows, its passing rows as one list, where the first was."""
+    count: dict[str, int] = {}
+    for r in rows:
+        count[r.kind] = count.get(r.kind, 0) + 1
+    fold = set() if every_row else {kind for kind, n in count.items() if n > FOLD_AT}
+    if not fold:
+        return list(rows)
+    out, groups = [], {}
+    for r in rows:
+        if r.kind in fold and r.status == PASS:
+            if r.kind not in groups:
+                groups[r.kind] = []
+                out.append(groups[r.kind])
+            groups[r.kind].append(r)
+        else:
+            out.append(r)
+    return out

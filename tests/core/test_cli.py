@@ -96,6 +96,43 @@ def test_check_fails_with_exit_1_on_a_wrong_backward(capsys, tmp_path):
     assert {"finite-diff", "gradcheck"} <= rows
 
 
+def test_check_of_a_large_graph_folds_the_passing_rows_of_each_node_kind(capsys, tmp_path):
+    # 120 passing local rules and flow rows, one wrong backward: the failure is shown, the passes are one row
+    path = script(tmp_path, """
+        import torch
+        class Square(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * x
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return g * x          # wrong: d(x^2)/dx = 2x
+        def build():
+            x = torch.tensor([0.1, 0.2, 0.3], requires_grad=True)
+            y = x
+            for _ in range(60):
+                y = torch.tanh(y) * 1.01
+            return Square.apply(y).sum(), {"x": x}
+        """)
+    code, out, _ = run(capsys, "check", path, "--json")
+    rows = json.loads(out)["checks"]
+    rules = [r for r in rows if r["kind"] == "local-rule"]
+    passing = sum(r["status"] == "pass" for r in rules)
+    assert code == 1 and passing > 100 and any(r["status"] == "fail" for r in rules)
+    code, out, _ = run(capsys, "check", path)
+    lines = out.splitlines()
+    assert code == 1
+    assert {line.split()[0] for line in lines if line.endswith("FAIL")} == {"finite-diff", "gradcheck", "local-rule"}
+    assert f"local-rule    {passing} rows pass" in out
+    assert sum(line.startswith("local-rule") for line in lines) == 2  # the failure and the folded passes
+    assert f"{len(rows)} checks:" in out
+    code, out, _ = run(capsys, "check", path, "--all")
+    assert code == 1 and "rows pass" not in out
+    assert sum(line.startswith("local-rule") for line in out.splitlines()) == len(rules)
+
+
 def test_steps_prints_the_timeline(capsys):
     code, out, _ = run(capsys, "steps", "repeated-layer")
     assert code == 0

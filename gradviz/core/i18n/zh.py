@@ -157,6 +157,7 @@ ZH = {
     "flow": "流动",
     "accumulation": "累加",
     "notes:": "说明：",
+    "{n} rows pass (--all lists them)": "{n} 行通过（--all 逐行列出）",
     "{n} checks: {summary} -> {verdict}": "{n} 项检查：{summary} -> {verdict}",
     "{n} {status}": "{n} {status}",
     "OK": "通过",

@@ -36,6 +36,13 @@ _NEVER_JOIN = {"dim", "size", "numel", "nelement", "ndimension", "stride", "stor
                "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like"}
 
 
+# Tensor methods that return no tensor (a number, a size, a flag): such a call never joins the graph and
+# numbers no source (the mode's full path ends at "not joined" for them), so the mode just runs it
+_NO_TENSOR = frozenset(getattr(Tensor, name) for name in (
+    "dim", "size", "numel", "nelement", "ndimension", "stride", "storage_offset", "element_size", "is_contiguous",
+    "is_floating_point", "is_complex", "data_ptr", "get_device") if hasattr(Tensor, name))
+
+
 def _plain_op(func, kwargs) -> bool:
     """Whether a call is an op that reads its inputs, writes none of them, and may join the graph.
 
@@ -106,6 +113,12 @@ class SourceFinder(TorchFunctionMode):
             kwargs = {}
         if self._depth:
             return func(*args, **kwargs)
+        if func in _NO_TENSOR:
+            self._depth += 1
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self._depth -= 1
         grad = _grad_enabled()
         early = None
         plain = new = False

@@ -25,7 +25,8 @@ def run_once(tree: Path, argv: list[str]) -> tuple[float, float, int]:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
-    code = subprocess.run([sys.executable, "-m", "gradviz.cli", *argv], env=env, stdout=subprocess.DEVNULL,
+    # (run in the tree: ``python -m`` puts the working directory first on the path)
+    code = subprocess.run([sys.executable, "-m", "gradviz.cli", *argv], env=env, cwd=tree, stdout=subprocess.DEVNULL,
                           stdin=subprocess.DEVNULL).returncode
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -184,6 +184,43 @@ def test_compare():
     assert compare(np.array([np.nan]), np.array([np.nan]), Tolerance(0, 0))[2] is True
 
 
+def test_compare_many_gives_what_compare_gives_pair_by_pair():
+    from gradviz.core.checktable import compare_many, scale_of, tolerance_for
+
+    rng = np.random.default_rng(3)
+    actual, reference, dtypes = [], [], []
+    for k in range(400):
+        shape = tuple(int(n) for n in rng.integers(1, 4, size=int(rng.integers(0, 3))))
+        b = np.asarray(rng.normal(size=shape) * 10.0 ** int(rng.integers(-3, 4)))
+        a = b + np.asarray(rng.normal(size=shape)) * 10.0 ** int(rng.integers(-12, -2))
+        case = k % 10
+        if case == 1 and a.size:
+            a.flat[0] = np.nan  # fails
+        elif case == 2 and a.size:
+            a.flat[0] = b.flat[0] = np.nan  # agrees
+        elif case == 3 and a.size:
+            a.flat[-1], b.flat[-1] = np.inf, -np.inf  # fails
+        elif case == 4 and a.size:
+            a.flat[-1] = b.flat[-1] = np.inf  # agrees
+        elif case == 5:
+            b = np.zeros(a.size + 1)  # sizes differ
+        elif case == 6:
+            a, b = a.astype(np.float32), b.reshape(-1)  # float32, and a flat reference of the same size
+        elif case == 7:
+            a = a + 1j * a  # complex: one by one
+        elif case == 8:
+            a = b = np.zeros((0, 3))
+        actual.append(a)
+        reference.append(b)
+        dtypes.append(("float32", "float64", "float16", "complex64")[k % 4])
+    got = compare_many(actual, reference, dtypes, "rule")
+    for a, b, dtype, (ea, er, ok, tol) in zip(actual, reference, dtypes, got):
+        want_tol = tolerance_for(dtype, "rule", scale_of(np.asarray(b)))
+        assert tol == want_tol
+        assert (ea, er, ok) == compare(a, b, want_tol)
+    assert 0 < sum(not g[2] for g in got) < len(got)
+
+
 def test_table_format_and_json():
     table = run_checks(record("repeated-layer"))
     text = table.format()

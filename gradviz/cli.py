@@ -317,6 +317,8 @@ def _cmd_export(args) -> int:
     extra = {k: v for k, v in (("around", args.around), ("steps", args.steps), ("page", args.page)) if v is not None}
     if args.fold != "auto":
         extra["fold"] = None if args.fold in ("off", "0") else _fold_rows(args.fold)
+    if args.whole:
+        extra["whole"] = True
     if args.no_proxies:
         extra["proxies"] = False
     if args.collapse is not None:
@@ -347,6 +349,9 @@ def _(p):
                       help="images: only the part of the graph around NODE (an id or a name)")
     part.add_argument("--steps", metavar="A:B", default=None,
                       help="images: only the part of the graph that timeline steps A to B run")
+    part.add_argument("--whole", action="store_true",
+                      help="images: the whole graph legible in one image, a long chain folded to fit a square "
+                           "(PNG: up to 16384 px per side, 1 GiB of memory, tens of seconds)")
     p.add_argument("--page", metavar="SIZE", default=None,
                    help="PDF: paper size (a4, a3, a2, letter, tabloid): as many pages as a legible drawing needs")
     p.add_argument("--fold", metavar="auto|off|N", default="auto",

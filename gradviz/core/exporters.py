@@ -239,7 +239,8 @@ def export(rec: Recording, path: str | os.PathLike, step: int | None = None, pha
         id or name: the part of the drawing around it), ``steps`` (``"A:B"``: the part the timeline
         steps A..B run), ``rolled`` (fold the uses of a reused module, as the app can), ``fold``
         (``"auto"``, None or layers per row: wrap a long chain into rows), ``proxies`` (False draws a
-        shared parameter's every edge) and ``precomputed`` (a layout to reuse); PDF takes ``page`` (a
+        shared parameter's every edge), ``whole`` (True: the whole graph legible in one image, a long
+        chain folded to fit a square, ``fold="fit"``) and ``precomputed`` (a layout to reuse); PDF takes ``page`` (a
         paper size, ``a4``, ``a3``...: as many pages as a legible drawing needs); GIF takes
         ``max_frames``; ``.gradviz`` takes ``checks`` (a CheckTable to store with the recording).
         Exporters ignore options they do not know.

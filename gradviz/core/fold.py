@@ -10,7 +10,9 @@ An edge between two rows (the "fold") leaves its row at the row's end, runs alon
 the two rows and enters the next row at its start: a paragraph's line break, drawn (`fold_route`).
 Edges are still between neighbouring layers, so no drawn edge gets longer in layers.
 
-`choose_per_row` picks the row length whose picture is closest to a page's aspect ratio.
+`choose_per_row` picks the row length whose picture is closest to a page's aspect ratio;
+`fit_per_row` the one whose picture fits a box (the largest PNG, 16,384 px square) at the largest
+scale: the whole of a very long chain legible in one image.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Fold", "fold_positions", "choose_per_row", "fold_route", "FOLD_ASPECT", "FOLD_MIN_LAYERS",
+__all__ = ["Fold", "fold_positions", "choose_per_row", "fit_per_row", "fold_route", "FIT_BOX", "FOLD_ASPECT", "FOLD_MIN_LAYERS",
            "FOLD_MIN_RATIO", "ROW_GAP", "LANE_STEP"]
 
 FOLD_ASPECT = 1.414  # width / height aimed at: a landscape page (A-series), close to a 16:10 screen
@@ -26,6 +28,7 @@ FOLD_MIN_LAYERS = 40  # fewer layers than this: never folded automatically (ever
 FOLD_MIN_RATIO = 3.0  # fold automatically only a drawing more than this many times longer than a page's shape
 ROW_GAP = 90.0  # free space between two rows, where the fold's edges run
 LANE_STEP = 6.0  # fold edges in one gap run side by side, this far apart
+FIT_BOX = "fit"  # ``fold=FIT_BOX``: rows that fit a square box at the largest scale (`fit_per_row`)
 
 
 @dataclass
@@ -100,6 +103,45 @@ def choose_per_row(forward: np.ndarray, across: np.ndarray, half: np.ndarray, nl
         else:
             b = m
     return min((a, b), key=lambda r: abs(np.log(ratio(r) / aspect)))
+
+
+def _picture(lo: np.ndarray, hi: np.ndarray, per_row: int, along_step: float, direction: str):
+    """The folded picture's (width, height) for rows of `per_row` layers."""
+    lo_r, hi_r = _row_bands(lo, hi, per_row)
+    thick = float((hi_r - lo_r).sum() + ROW_GAP * (len(lo_r) - 1))
+    length = (per_row + 1) * along_step  # the band of a row: half a layer gap beyond each end
+    return (length, thick) if direction == "lr" else (thick, length)
+
+
+def fit_per_row(forward: np.ndarray, across: np.ndarray, half: np.ndarray, nlayers: int, along_step: float,
+                box: tuple[float, float] = (1.0, 1.0), direction: str = "lr") -> int:
+    """The row length (in layers) whose folded picture fits a `box` (width, height) at the largest scale.
+
+    The picture's scale in the box is ``min(box_w / W, box_h / H)``: W grows with the row length and H
+    shrinks, so the best row length is where the two meet; it is found by bisection, and the row
+    lengths next to it are compared (rows come in whole numbers, so the meeting point is a step).
+    """
+    lo, hi = _layer_extents(forward, across, half, nlayers)
+
+    def slack(per_row: int) -> float:
+        w, h = _picture(lo, hi, per_row, along_step, direction)
+        return w / box[0] - h / box[1]  # grows with the row length in lr, shrinks in tb
+
+    grows = direction == "lr"
+    a, b = 1, nlayers
+    while b - a > 1:
+        m = (a + b) // 2
+        if (slack(m) < 0) == grows:
+            a = m
+        else:
+            b = m
+
+    def need(per_row: int) -> float:  # the largest of the two sides, in box units: smaller fits at a larger scale
+        w, h = _picture(lo, hi, per_row, along_step, direction)
+        return max(w / box[0], h / box[1])
+
+    near = range(max(1, a - 3), min(nlayers, b + 3) + 1)
+    return min(near, key=need)
 
 
 def fold_positions(forward: np.ndarray, across: np.ndarray, half: np.ndarray, nlayers: int, along_step: float,

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .collapse import collapse_groups, parse_block
-from .fold import FOLD_ASPECT, FOLD_MIN_LAYERS, FOLD_MIN_RATIO, ROW_GAP, Fold, choose_per_row, fold_positions, fold_route
+from .fold import (FIT_BOX, FOLD_ASPECT, FOLD_MIN_LAYERS, FOLD_MIN_RATIO, ROW_GAP, Fold, choose_per_row, fit_per_row,
+                   fold_positions, fold_route)
 from .ordering import order_layers
 from .proxies import PROXY_CHAR_W, PROXY_H, PROXY_MAX_W, PROXY_MIN_W, plan_proxies, proxy_label
 from .sandbox import gc_paused
@@ -221,9 +222,10 @@ def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
         Layers already assigned (`assign_layers`), used as they are.
     size : numpy.ndarray, shape (n, 2), optional
         Each node's box; a node lower than `NODE_H` (a proxy) takes less room in its layer.
-    fold : int, "auto" or None
+    fold : int, "auto", "fit" or None
         Fold the layers into rows of this many (`gradviz.core.fold`); ``"auto"`` folds a drawing
-        much longer than a page's shape into rows that fit one; None or 0 never folds.
+        much longer than a page's shape into rows that fit one, ``"fit"`` folds it into rows that fit a
+        square image at the largest scale; None or 0 never folds.
     info : dict, optional
         Filled with ``"fold"``: the `Fold` made, or None.
 
@@ -304,6 +306,9 @@ def layered_positions(n: int, edges: np.ndarray, roots: list[int] | None = None,
         half = sizes[:, 1 if direction == "lr" else 0] / 2
         if fold == "auto":
             per_row = _auto_fold(forward, acr, half, nlayers, along_step, direction)
+        elif fold == FIT_BOX:  # the whole in a square image at the largest scale (a long chain only)
+            per_row = fit_per_row(forward, acr, half, nlayers, along_step, direction=direction) \
+                if _auto_fold(forward, acr, half, nlayers, along_step, direction) else 0
         else:
             per_row = int(fold)
             if per_row < 1:
@@ -397,9 +402,10 @@ def layered_layout(rec: Recording, direction: str = "lr", rolled: bool = False, 
         Fold every use of a reused module into one node.
     proxies : bool
         Draw a small linked proxy of a shared parameter next to each far use (`gradviz.core.proxies`).
-    fold : int, "auto" or None
+    fold : int, "auto", "fit" or None
         Wrap the layers into rows (`gradviz.core.fold`): ``"auto"`` when the drawing is a long strip,
-        a number of layers per row, or None / 0 for one long row.
+        ``"fit"`` the same strip into rows that fit a square image (the whole legible in one PNG), a
+        number of layers per row, or None / 0 for one long row.
     collapse : int, "use" or None
         Draw each module use (``"use"``), or each block of that many consecutive uses, as one box
         (`gradviz.core.collapse`); not with `rolled`.

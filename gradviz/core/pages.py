@@ -150,16 +150,23 @@ def _focus(scene: Scene) -> int:
 
 
 def plan_image(scene: Scene, region: tuple | None, asked: float | None, max_side: float,
-               max_pixels: float | None = None, what: str = "PNG") -> Plan:
+               max_pixels: float | None = None, what: str = "PNG", whole: bool = False) -> Plan:
     """The scale and the part of the drawing an image shows.
 
     With no scale asked for, the whole drawing (or `region`) at scale 1, or smaller to fit the
     limits but never below `LEGIBLE_SCALE`; where even that does not fit, a part of at most
     `PART_SIDE` pixels per side around this step's node, at the legible scale. An asked-for scale is lowered to fit the
-    limits, with a note.
+    limits, with a note. `whole` asks for the whole drawing at the largest scale within `max_side`
+    per side, `max_pixels` aside (the drawing folded to fit a square: ``fold="fit"``), as long as it
+    is legible there.
     """
     src = region or scene.bounds
     w, h = src[2], src[3]
+    if whole and asked is None and region is None:
+        f = fit_scale(w, h, max_side)
+        if f >= LEGIBLE_SCALE:
+            return Plan(f, [src], [f"the whole graph legible in one {what}: {math.ceil(w * f):,} x "
+                                   f"{math.ceil(h * f):,} px at scale {f:.3g} (labels {FONT_PX * f:.1f} px)"])
     f = fit_scale(w, h, max_side, max_pixels)
     if asked is not None:
         scale = asked * fit_scale(w * asked, h * asked, max_side, max_pixels)
@@ -186,6 +193,8 @@ def plan_image(scene: Scene, region: tuple | None, asked: float | None, max_side
     x, y = scene.pos[g] if g >= 0 else (src[0] + w / 2, src[1] + h / 2)
     part = _clamp(x - pw / 2, y - ph / 2, pw, ph, src)
     plan = Plan(s, [part])
+    if whole and region is None:
+        plan.notes.append(f"the whole graph is not legible within {int(max_side)} px per side, even folded to fit")
     plan.notes.append(f"{'the part asked for' if region else 'the whole graph'} needs {w * s:,.0f} x {h * s:,.0f} "
                       f"px to be legible (labels "
                       f"{LEGIBLE_PX:g} px), more than one {what} holds: this one shows the part around "

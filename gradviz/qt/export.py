@@ -7,7 +7,8 @@ whatever thread calls it. No display is needed (a QApplication, for fonts, is ma
 platform where there is no display, if none exists).
 
 Limits, stated where they apply: PNG at most `MAX_PNG_SIDE` pixels per side and `MAX_PNG_PIXELS`
-in all (the scale is lowered to fit, with a note); PDF pages at most `MAX_PDF_POINTS` per side
+in all (the scale is lowered to fit, with a note), or with ``whole`` the whole graph folded to fit
+`MAX_PNG_SIDE` square at a legible scale (up to 1 GiB of image memory); PDF pages at most `MAX_PDF_POINTS` per side
 (the drawing is shrunk to fit, still vector); GIF frames at most `MAX_GIF_SIDE` pixels per side and
 at most `MAX_GIF_FRAMES` frames (steps are sampled evenly beyond, with a note).
 """
@@ -30,6 +31,7 @@ from ..core.errors import GradvizError
 from ..core.exporters import ExportOptions, export, exporter, exporters
 from .i18n import tr
 from .pyside_fix import protect_none
+from ..core.fold import FIT_BOX
 from ..core.layout import layered_layout
 from ..core.recording import Recording
 from ..core.scene import build_scene
@@ -161,11 +163,13 @@ class _SceneRenderer:
         extra = options.extra
         rolled = bool(extra.get("rolled", False))
         layout = extra.get("precomputed")
+        # ``whole``: the rows are folded to fit a square image, not a page's shape (unless fold is given)
+        fold = extra.get("fold", FIT_BOX if extra.get("whole") else "auto")
         if layout is None or layout.direction != options.layout or layout.rolled != rolled \
-                or "fold" in extra or "proxies" in extra or extra.get("collapse") is not None:
+                or "fold" in extra or "proxies" in extra or extra.get("collapse") is not None or extra.get("whole"):
             try:
                 layout = layered_layout(rec, options.layout, rolled, proxies=bool(extra.get("proxies", True)),
-                                        fold=extra.get("fold", "auto"), collapse=extra.get("collapse"))
+                                        fold=fold, collapse=extra.get("collapse"))
             except ValueError as exc:
                 raise GradvizError(str(exc), hint="--fold takes auto, off or a number of layers per row; "
                                                   "--collapse takes use or a number of uses per box") from None
@@ -254,7 +258,8 @@ def _write_bytes(path: Path, buffer: QBuffer) -> None:
 def _export_png(rec: Recording, path: Path, options: ExportOptions) -> None:
     ensure_app()
     renderer = make_renderer(rec, options)
-    plan = plan_image(renderer.scene, _region(renderer, options), options.scale, MAX_PNG_SIDE, MAX_PNG_PIXELS)
+    plan = plan_image(renderer.scene, _region(renderer, options), options.scale, MAX_PNG_SIDE, MAX_PNG_PIXELS,
+                      whole=bool(options.extra.get("whole")))
     _notes(options, plan.notes)
     source, scale = QRectF(*plan.source), plan.scale
     width, height = max(1, math.ceil(source.width() * scale)), max(1, math.ceil(source.height() * scale))

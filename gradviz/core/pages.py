@@ -199,7 +199,8 @@ def plan_image(scene: Scene, region: tuple | None, asked: float | None, max_side
                       f"px to be legible (labels "
                       f"{LEGIBLE_PX:g} px), more than one {what} holds: this one shows the part around "
                       f"node {scene.members[g][0] if g >= 0 else '?'}; export another part with --around NODE or "
-                      "--steps A:B, every part as PDF pages (--page a3), or fewer boxes (--collapse N)")
+                      "--steps A:B, every part as PDF pages (--page a3), fewer boxes (--collapse N)"
+                      + ("" if whole else ", or the whole folded to fit one large image (--whole)"))
     return plan
 
 

@@ -102,3 +102,18 @@ def test_the_whole_rnn_png_is_written_legible(rnn, tmp_path):
     assert dark.sum() > 40
     rows = np.flatnonzero(dark.any(1))
     assert rows.max() - rows.min() >= 2 * LEGIBLE_PX  # two or more lines of text, each at least 9 px apart
+
+
+def test_the_command_line_whole_folds_a_short_rnn_into_a_square_png(tmp_path, capsys):
+    pytest.importorskip("PySide6")
+    from PIL import Image
+
+    from gradviz.cli import main
+
+    out, page = tmp_path / "whole.png", tmp_path / "page.png"
+    assert main(["export", "rnn-unrolled", "-p", "T=60", "-o", str(out), "--whole"]) == 0
+    assert "legible in one PNG" in capsys.readouterr().err
+    assert main(["export", "rnn-unrolled", "-p", "T=60", "-o", str(page)]) == 0
+    with Image.open(out) as im, Image.open(page) as pm:
+        (w, h), (pw, ph) = im.size, pm.size
+    assert 0.7 < w / h < 1.3 and pw / ph > w / h  # a square, where the default fold is a page's shape

@@ -107,7 +107,7 @@ class QtExportDialog(QDialog):
 
     WHEN = ("current step", "step", "start of forward", "start of backward", "end")
     TEXTS = WHEN + ("Export", "Browse…", "File", "Format", "Show", "Step", "Layout", "Theme", "Scale", "Region",
-                    "whole graph", "visible part", "exporting…", "cancelling…", "wrote",
+                    "whole graph", "whole graph in one large image", "visible part", "exporting…", "cancelling…", "wrote",
                     "cancelled: no file was written", "Close", "Open folder", "Export {name}", "legible")  # translation table
 
     def __init__(self, recording: Recording, stepper: Stepper | None = None, graph_view: Any = None,
@@ -154,7 +154,9 @@ class QtExportDialog(QDialog):
         self.scale_spin.setSingleStep(0.5)
         self.scale_spin.setValue(0.0)
         self.region_combo = QComboBox()
-        self.region_combo.addItem(tr("whole graph"), "whole")
+        self.region_combo.addItem(tr("whole graph"), "whole")  # a legible part when the whole is too big
+        # the whole graph legible in one image: long chains folded to fit a square, up to 16,384 px a side
+        self.region_combo.addItem(tr("whole graph in one large image"), "whole-one")
         if graph_view is not None and hasattr(graph_view, "visible_rect"):
             self.region_combo.addItem(tr("visible part"), "visible")
         self.progress = QProgressBar()
@@ -232,6 +234,9 @@ class QtExportDialog(QDialog):
             out["rolled"] = bool(getattr(view, "rolled", False))
             if getattr(view, "layout_", None) is not None:
                 out["precomputed"] = view.layout_
+        if self.region_combo.currentData() == "whole-one":
+            out["whole"] = True  # folded to fit a square, not the view's layout
+            out.pop("precomputed", None)
         if self.checks is not None:
             out["checks"] = self.checks  # kept by a .gradviz file, ignored by the other formats
         return out

@@ -380,3 +380,29 @@ def test_the_dialog_exports_at_a_legible_scale_unless_one_is_asked_for(qtbot, tm
         assert im.info.get("dpi", (96, 96))[0] >= 96 * 0.75 - 1  # written at scale 0.75 or more
     dialog.scale_spin.setValue(2.0)
     assert dialog.export_options()["scale"] == 2.0
+
+
+def test_dialog_whole_graph_in_one_image_folds_to_a_square(qtbot, tmp_path):
+    """The dialog's "whole graph in one large image" is the command line's --whole, not the view's layout."""
+    from gradviz.qt.graph_view import QtGraphView
+
+    long_rec = gradviz.record("rnn-unrolled", params={"T": 60})
+    tl = Timeline(long_rec)
+    stepper = Stepper(tl, len(tl) - 1)
+    view = QtGraphView(long_rec, stepper)
+    qtbot.addWidget(view)
+    sizes = {}
+    for region in ("whole", "whole-one"):
+        dialog = QtExportDialog(long_rec, stepper, view)
+        qtbot.addWidget(dialog)
+        dialog.path_edit.setText(str(tmp_path / f"{region}.png"))
+        dialog.region_combo.setCurrentIndex(dialog.region_combo.findData(region))
+        options = dialog.export_options()
+        assert options.get("whole", False) is (region == "whole-one")
+        assert ("precomputed" in options) is (region == "whole")
+        with qtbot.waitSignal(dialog.export_finished, timeout=60000):
+            dialog.start_export()
+        img = QImage(str(tmp_path / f"{region}.png"))
+        sizes[region] = (img.width(), img.height())
+    (w, h), (pw, ph) = sizes["whole-one"], sizes["whole"]
+    assert 0.7 < w / h < 1.3 and pw / ph > w / h  # a square, where the view's fold is a page's shape

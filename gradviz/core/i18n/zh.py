@@ -268,6 +268,7 @@ ZH = {
     "Scale": "缩放",
     "Region": "区域",
     "whole graph": "整张图",
+    "whole graph in one large image": "整张图放进一张大图",
     "legible": "清晰可读",
     "visible part": "可见部分",
     "exporting…": "正在导出…",

@@ -384,13 +384,17 @@ class Stepper:
             status, pending = old.status.copy(), old.pending.copy()
             changed = tl._apply(tl.steps[i], status, pending).astype(np.int64)
             new = tl._state(i, status, pending)
+            extra = [c for c in (old.current, new.current) if c is not None]
+            if extra:
+                changed = np.union1d(changed, extra)  # (a step changes a few nodes: small sets)
         else:
             new = tl.state_at(i)
-            changed = np.flatnonzero((new.status != old.status) | (new.pending != old.pending))
-        if old.current is not None:
-            changed = np.union1d(changed, [old.current])
-        if new.current is not None:
-            changed = np.union1d(changed, [new.current])
+            # a jump: a mask over every node, not a sort of the (up to all) changed ids
+            diff = (new.status != old.status) | (new.pending != old.pending)
+            for c in (old.current, new.current):
+                if c is not None:
+                    diff[c] = True
+            changed = np.flatnonzero(diff)
         self._state = new
         self.step_changed.emit(new, changed)
         return new

@@ -18,7 +18,7 @@ from PySide6.QtGui import QImage, QPainter
 
 from gradviz.core.scene import Scene
 
-from .overview import raster_picture
+from .overview import RasterPixels, raster_picture
 from .scene_painter import QtScenePainter, paint_scene
 
 __all__ = ["FarPicture", "MAX_SIDE", "REFRESH_MS", "RASTER_PX"]
@@ -41,6 +41,7 @@ class FarPicture:
 
     def __init__(self, scene_painter: QtScenePainter, update):
         self._painter = scene_painter
+        self._pixels = RasterPixels()  # where each node lands in a rasterised picture (kept per layout and size)
         self._update = update
         self.image: QImage | None = None
         self.lod = 0.0  # the zoom the image was painted at
@@ -80,7 +81,7 @@ class FarPicture:
         k = min(lod, MAX_SIDE / max(w, h))
         iw, ih = max(1, int(w * k)), max(1, int(h * k))
         if len(scene) and float(scene.size[:, 0].max()) * k < RASTER_PX:
-            img = raster_picture(scene, iw, ih)  # boxes of a pixel or two: rasterised, no edges
+            img = raster_picture(scene, iw, ih, self._pixels)  # boxes of a pixel or two: rasterised, no edges
         else:
             img = QImage(iw, ih, QImage.Format.Format_RGB32)
             p = QPainter(img)

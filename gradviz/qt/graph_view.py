@@ -92,7 +92,9 @@ class _GraphItem(QGraphicsObject):
     @property
     def labels(self) -> list:
         """The Scene's label cache: each drawn node's lines once made, None until then."""
-        return self.scene_._lines if self.scene_ is not None else []
+        if self.scene_ is None:
+            return []
+        return [line if ok else None for line, ok in zip(self.scene_._lines, self.scene_._lines_ok.tolist())]
 
     @labels.setter
     def labels(self, _value) -> None:
@@ -183,6 +185,8 @@ class QtGraphView(QGraphicsView):
         self.layout_: Layout | None = None
         self.scene_: Scene | None = None  # what the graph shows at the current step
         self._press = None
+        # the last step's repaint: (changed nodes in view, changed edges in view, whole view at once)
+        self.last_repaint: tuple = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), False)
         self._scene = QGraphicsScene(self)
         self.setScene(self._scene)
         self._item = _GraphItem(self)
@@ -276,25 +280,48 @@ class QtGraphView(QGraphicsView):
         self._apply_state(state, changed)
 
     def _apply_state(self, state: StepState, changed: np.ndarray | None) -> None:
-        """Move the Scene to `state` (only the `changed` nodes' arrays) and repaint what changed."""
-        it, scene = self._item, self.scene_
+        """Move the Scene to `state` (only the `changed` nodes' arrays) and repaint what changed in view."""
+        scene = self.scene_
         if scene is None:
             return
         old_current, old_flow = scene.current, scene.flowing
         groups, rows, everything = scene.update(state, changed)
-        if everything or len(groups) + len(rows) > FULL_REPAINT:
-            it.update()  # cheaper than a rectangle per node and edge
-        else:
-            for g in list(groups.tolist()) + [old_current, scene.current]:
-                if g >= 0:
-                    it.update(it.node_rect(g, 14))
-            for s, d in scene.adj[rows].tolist():
-                it.update(it.edge_rect(s, d))
-            for f in old_flow:
-                it.update(QRectF(*f.label_box).adjusted(-4, -4, 4, 4))
+        self._repaint_visible(groups, rows, everything, old_current, old_flow)
         self.scene_changed.emit()
         if self.follow and scene.current >= 0 and changed is not None:
             self._keep_visible(scene.current)
+
+    def _repaint_visible(self, groups: np.ndarray, rows: np.ndarray, everything: bool, old_current: int,
+                         old_flow: list) -> None:
+        """Repaint the changed nodes (`groups`) and edges (`rows`) that are in view: a rectangle each while
+        they are few, else the visible part at once; those out of view cost one numpy test, no rectangle
+        (Qt paints them when they scroll in). `last_repaint` keeps what was chosen."""
+        it, scene = self._item, self.scene_
+        vis = self.visible_rect()
+        if everything:  # every node's look changed: the part in view, at once
+            self.last_repaint = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), True)
+            it.update(vis.adjusted(-20, -20, 20, 20))
+            return
+        x0, y0, x1, y1 = vis.left() - 100, vis.top() - 40, vis.right() + 100, vis.bottom() + 40
+        groups = np.concatenate([groups, [g for g in (old_current, scene.current) if g >= 0]]).astype(np.int64)
+        p, half = scene.pos[groups], scene.size[groups] / 2
+        groups = groups[(p[:, 0] + half[:, 0] >= x0) & (p[:, 0] - half[:, 0] <= x1)
+                        & (p[:, 1] + half[:, 1] >= y0) & (p[:, 1] - half[:, 1] <= y1)]
+        # an edge is in view when the rectangle between its two nodes is
+        a, b = scene.pos[scene.adj[rows, 0]], scene.pos[scene.adj[rows, 1]]
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        rows = rows[(hi[:, 0] >= x0) & (lo[:, 0] <= x1) & (hi[:, 1] >= y0) & (lo[:, 1] <= y1)]
+        full = len(groups) + len(rows) > FULL_REPAINT
+        self.last_repaint = (groups, rows, full)
+        if full:
+            it.update(vis.adjusted(-20, -20, 20, 20))  # the part in view: cheaper than a rectangle per item
+            return
+        for g in np.unique(groups).tolist():
+            it.update(it.node_rect(g, 14))
+        for s, d in scene.adj[rows].tolist():
+            it.update(it.edge_rect(s, d))
+        for f in old_flow:
+            it.update(QRectF(*f.label_box).adjusted(-4, -4, 4, 4))
 
     def _keep_visible(self, g: int) -> None:
         """Scroll so node `g` is in view, with the values it sends this step when they fit too."""

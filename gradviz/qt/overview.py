@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QWidget
 from .scene_painter import QtScenePainter, paint_scene
 from .theme import get_theme
 
-__all__ = ["QtOverview"]
+__all__ = ["QtOverview", "RasterPixels", "raster_picture"]
 
 MAX_W, MAX_H = 360, 150  # the overview's largest size in pixels (and at most 40 % of the view's width)
 MIN_H = 40  # a long, flat graph is drawn centred in a box at least this tall
@@ -24,22 +24,55 @@ RASTER_NODES = 5000  # more nodes than this: the overview's boxes are rasterised
 MARGIN = 10  # from the graph view's corner
 
 
-def raster_picture(scene, width: int, height: int) -> QImage:
-    """The nodes of `scene` as boxes of a pixel or more in their state's colour, rasterised with numpy
-    (no edges): a 100,000-node graph in a few milliseconds, where painting each box takes a second."""
+class RasterPixels:
+    """Which pixels each node covers in a picture of one size: they change with the layout, not the step,
+    so a step recolours the cached pixels (one numpy assignment) instead of placing 100,000 boxes again."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self.pixel = self.node = np.zeros(0, dtype=np.int64)
+        self.computed = 0  # times the pixels were placed (for tests)
+
+    def of(self, scene, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """(flat pixel index, node index) pairs of `scene` at `width` x `height`, in painting order."""
+        key = (width, height, scene.bounds)
+        if self._key is None or self._key[0] is not scene or self._key[1] is not scene.pos \
+                or self._key[2] is not scene.size or self._key[3] != key:
+            self.pixel, self.node = _place_pixels(scene, width, height)
+            self._key = (scene, scene.pos, scene.size, key)
+            self.computed += 1
+        return self.pixel, self.node
+
+
+def _place_pixels(scene, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every node's box as pixels (at least one) of a `width` x `height` picture of the whole graph."""
     x, y, w, h = scene.bounds
     s = min(width / w, height / h)
     ox, oy = (width - w * s) / 2, (height - h * s) / 2
-    img = np.full((height, width), QColor(scene.background).rgb() & 0xFFFFFFFF, dtype=np.uint32)
-    colours = np.array([QColor(st.coarse).rgb() & 0xFFFFFFFF for st in scene.styles], dtype=np.uint32)[scene.style]
     lo = np.floor((scene.pos - scene.size / 2 - (x, y)) * s + (ox, oy)).astype(np.int64)
     span = np.maximum(1, np.round(scene.size * s)).astype(np.int64)
-    for dx in range(int(span[:, 0].max())):
+    pixels, nodes = [], []
+    for dx in range(int(span[:, 0].max()) if len(span) else 0):
         for dy in range(int(span[:, 1].max())):
-            keep = (dx < span[:, 0]) & (dy < span[:, 1])
+            keep = np.flatnonzero((dx < span[:, 0]) & (dy < span[:, 1]))
             px = np.clip(lo[keep, 0] + dx, 0, width - 1)
             py = np.clip(lo[keep, 1] + dy, 0, height - 1)
-            img[py, px] = colours[keep]
+            pixels.append(py * width + px)
+            nodes.append(keep)
+    if not pixels:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(pixels), np.concatenate(nodes)
+
+
+def raster_picture(scene, width: int, height: int, pixels: RasterPixels | None = None) -> QImage:
+    """The nodes of `scene` as boxes of a pixel or more in their state's colour, rasterised with numpy
+    (no edges): a 100,000-node graph in a few milliseconds, where painting each box takes a second.
+    With `pixels` (kept between calls) the boxes are placed once per layout and size, then only
+    recoloured."""
+    pix, node = (pixels or RasterPixels()).of(scene, width, height)
+    img = np.full(height * width, QColor(scene.background).rgb() & 0xFFFFFFFF, dtype=np.uint32)
+    colours = np.array([QColor(st.coarse).rgb() & 0xFFFFFFFF for st in scene.styles], dtype=np.uint32)
+    img[pix] = colours[scene.style[node]]
     return QImage(img.tobytes(), width, height, 4 * width, QImage.Format.Format_RGB32).copy()
 
 
@@ -58,6 +91,7 @@ class QtOverview(QWidget):
         self.enabled_by_user = True  # View > Overview
         self._image: QImage | None = None
         self._painter = QtScenePainter()
+        self._pixels = RasterPixels()  # where each node lands in the picture (kept while the layout is)
         self._dirty = True
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -106,7 +140,7 @@ class QtOverview(QWidget):
             return
         self._dirty = False
         if len(scene) > RASTER_NODES:
-            self._image = raster_picture(scene, self.width(), self.height())
+            self._image = raster_picture(scene, self.width(), self.height(), self._pixels)
         else:
             img = QImage(self.size(), QImage.Format.Format_RGB32)
             p = QPainter(img)

@@ -109,8 +109,9 @@ class QtScenePainter:
         p, half = scene.pos, scene.size / 2
         nodes = np.flatnonzero((p[:, 0] + half[:, 0] >= x0) & (p[:, 0] - half[:, 0] <= x1)
                                & (p[:, 1] + half[:, 1] >= y0) & (p[:, 1] - half[:, 1] <= y1))
-        for badge in scene.fold_marks():  # where a folded drawing's rows continue
-            self._paint_badge(painter, badge)
+        for badge in scene.fold_marks():  # where a folded drawing's rows continue (those in the rectangle)
+            if badge.x <= x1 and badge.x + badge.w >= x0 and badge.y <= y1 and badge.y + badge.h >= y0:
+                self._paint_badge(painter, badge)
         self._paint_flow(painter, scene, lod, heads=False)
         if lod < COARSE_LOD or (len(nodes) > COARSE_NODES and not full_detail):
             self._paint_coarse(painter, scene, nodes)

@@ -123,6 +123,15 @@ class Outline:
     dashed: bool
 
 
+def _unique(ids: np.ndarray, n: int) -> np.ndarray:
+    """The sorted distinct values of `ids` (all in ``range(n)``): a sort for a few, a mask over `n` for many."""
+    if len(ids) < 256:
+        return np.unique(ids)
+    mask = np.zeros(n, dtype=bool)
+    mask[ids] = True
+    return np.flatnonzero(mask)
+
+
 def _node_styles(th: dict) -> tuple:
     """The 12 node styles of a theme: index ``kind * 3 + status``."""
     out = []
@@ -195,6 +204,11 @@ class Scene:
             self.adj = np.asarray(layout.adj, dtype=np.int64).reshape(-1, 2)
             inputs = layout.input_edge_rows
         g = len(self.members)
+        if self.rolled:  # each group's members as one array (CSR): a step sums them with numpy
+            self._member_count = np.fromiter((len(m) for m in self.members), dtype=np.int64, count=g)
+            self._member_start = np.cumsum(self._member_count) - self._member_count
+            self._member_ids = np.fromiter((v for m in self.members for v in m), dtype=np.int64,
+                                           count=int(self._member_count.sum()))
         if layout is not None and layout.size is not None:
             self.size = np.asarray(layout.size, dtype=float).reshape(-1, 2)
         else:
@@ -234,6 +248,10 @@ class Scene:
         self.state: StepState | None = None
         self._lines: list = [None] * g
         self._badges: list = [None] * g
+        # which cached lines and badges still hold (numpy masks: a jump forgets 100,000 in one operation)
+        self._lines_ok = np.zeros(g, dtype=bool)
+        self._badges_ok = np.zeros(g, dtype=bool)
+        self._fold_marks: list | None = None
         self._name_px = np.full(g, FONT_PX)
         self._update()
         self.set_theme(theme)
@@ -266,22 +284,25 @@ class Scene:
         self.edge_styles = {"idle": EdgeStyle(th["edge"], 1.4), "done": EdgeStyle(th["edge_done"], 2.0),
                             "input": EdgeStyle(th["edge_input"], 1.2, True), "flowing": EdgeStyle(th["flow"], 4.0)}
         self.flow_text = th["flow_text"]
+        self._fold_marks = None
         self.invalidate_labels()
 
     def invalidate_labels(self, groups=None) -> None:
         """Forget the label lines of `groups` (all when None): they are made again when next drawn."""
         if groups is None:
-            self._lines = [None] * len(self.members)
-            self._badges = [None] * len(self.members)
+            self._lines_ok[:] = False
+            self._badges_ok[:] = False
+            self._fold_marks = None
         else:
-            lines, badges = self._lines, self._badges
-            for g in groups:
-                lines[g] = badges[g] = None
+            groups = groups if isinstance(groups, slice) else np.asarray(groups, dtype=np.int64)
+            self._lines_ok[groups] = False
+            self._badges_ok[groups] = False
 
     def set_translator(self, tr: Callable[..., str]) -> None:
         """Translate the words drawn ("uses", "saved", "waits", "ready") with `tr` from now on
         (``tr(text, **fields)``, like `gradviz.core.i18n.tr`: templates are filled after translation)."""
         self.tr = tr
+        self._fold_marks = None
         self.invalidate_labels()
 
     # -- stepping -------------------------------------------------------------------------------
@@ -305,13 +326,16 @@ class Scene:
             ids = np.arange(len(rec.nodes))
         else:
             ids = np.asarray(changed, dtype=np.int64)
-            groups = np.unique(g_of[ids]) if self.rolled else ids
-        if self.rolled:
-            for g in groups.tolist():
-                m = self.members[g]
-                self.status[g] = state.status[m].max()
-                self.pending[g] = state.pending[m].sum()
-        else:
+            groups = _unique(g_of[ids], len(self.members)) if self.rolled else ids
+        if self.rolled and len(groups):
+            # every member of each changed group, gathered group after group (a CSR of the members)
+            starts, counts = self._member_start[groups], self._member_count[groups]
+            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            ms = self._member_ids[np.repeat(starts, counts) + offsets]
+            first = np.cumsum(counts) - counts
+            self.status[groups] = np.maximum.reduceat(state.status[ms], first)
+            self.pending[groups] = np.add.reduceat(state.pending[ms], first)
+        elif not self.rolled:
             self.status[groups] = state.status[groups]
             self.pending[groups] = state.pending[groups]
         linked = groups[self._has_proxy[groups]]
@@ -321,10 +345,8 @@ class Scene:
             self.pending[proxies] = self.pending[self.proxy_of[proxies]]
             groups = np.concatenate([groups, proxies])
         self.style[groups] = self.kind[groups].astype(np.int16) * 3 + np.minimum(self.status[groups], 2)
-        if everything:  # the phase changed: every node's badges with it
-            self.invalidate_labels()
-        else:
-            self.invalidate_labels(groups.tolist())
+        # forgotten lines and badges are made again when drawn (the phase changed: every node's badges)
+        self.invalidate_labels(slice(None) if everything else groups)
         # edges a gradient has passed along: their sender ran backward (counted per drawn edge, as one
         # drawn edge of a rolled graph stands for several)
         counts = self._out_start[ids + 1] - self._out_start[ids]
@@ -349,7 +371,7 @@ class Scene:
         self._flow_rows = np.asarray([self.edge_of[self._edge_index(s, d, slot)]
                                       for (s, d, slot, _), skip in zip(state.flowing, inside) if not skip],
                                      dtype=np.int64)
-        rows = np.unique(np.concatenate([rows, old_flow, self._flow_rows]))
+        rows = _unique(np.concatenate([rows, old_flow, self._flow_rows]), len(self.adj))
         self.edge_state[rows] = np.where(self._row_sent[rows] > 0, DONE, IDLE)
         self.edge_state[self._flow_rows] = FLOWING
         return groups, rows, everything
@@ -444,12 +466,13 @@ class Scene:
         that does not fit; value lines too wide for the box end in "…", so a cut value never reads as
         whole."""
         cached = self._lines[g]
-        if cached is None:
+        if cached is None or not self._lines_ok[g]:
             raw = self._raw_lines(g)
             room = self.text_room(g)
             px = self._name_px[g] = name_px(raw[0], room)
             cached = self._lines[g] = ([elide(raw[0], room, px, bold=True)]
                                        + [elide(line, room, FONT_PX) for line in raw[1:MAX_LINES]])
+            self._lines_ok[g] = True
         return cached
 
     def name_px(self, g: int) -> float:
@@ -518,8 +541,9 @@ class Scene:
     def badges(self, g: int) -> list[Badge]:
         """The badges on drawn node `g` at this step: tensors it saved; in backward, why it waits."""
         cached = self._badges[g]
-        if cached is None:
+        if cached is None or not self._badges_ok[g]:
             cached = self._badges[g] = self._make_badges(g)
+            self._badges_ok[g] = True
         return cached
 
     def _make_badges(self, g: int) -> list[Badge]:
@@ -560,12 +584,15 @@ class Scene:
         fold = self.fold
         if fold is None or len(fold.rows) < 2:
             return []
+        if self._fold_marks is not None:  # made once per theme and language
+            return self._fold_marks
         th, tr = self.theme, self.tr
         out = []
         for k, (x, y, _w, _h) in enumerate(fold.rows.tolist()[1:], start=2):
             text = f"↪ {tr('row' if self.layout.direction == 'lr' else 'column')} {k}"
             w = text_width(text, 10.0) + 12
             out.append(Badge(x, y - 18, w, 15, text, th["edge_done"], th["background"], 4))
+        self._fold_marks = out
         return out
 
     def linked(self, g: int) -> list[int]:

@@ -43,6 +43,33 @@ def test_stepping_equals_a_fresh_build_at_every_step(name, rolled):
         _same(_snapshot(scene), _snapshot(fresh), f"{name} step {i}")
 
 
+def test_a_jump_touches_only_the_changed_nodes():
+    """A jump within one phase: the Scene changes the changed nodes' arrays and forgets only their labels;
+    every other node keeps its made lines (the same list object), and a jump equals a fresh build."""
+    rec = gradviz.record("rnn-unrolled", params={"T": 40})
+    tl = Timeline(rec)
+    lay = layered_layout(rec)
+    a, b = tl.first_backward + 2, len(tl) - 4
+    assert tl.state_at(a).phase == tl.state_at(b).phase
+    stepper = Stepper(tl, a)
+    scene = build_scene(rec, lay, stepper.state)
+    made = [scene.lines(g) for g in range(len(scene))]
+    seen = []
+    stepper.step_changed.connect(lambda state, changed: seen.append((changed, *scene.update(state, changed))))
+    stepper.set_step(b)
+    (changed, groups, rows, everything), = seen
+    sa, sb = tl.state_at(a), tl.state_at(b)
+    want = np.flatnonzero((sa.status != sb.status) | (sa.pending != sb.pending))
+    want = np.union1d(want, [c for c in (sa.current, sb.current) if c is not None])
+    np.testing.assert_array_equal(changed, want)
+    linked = {p for g in changed.tolist() for p in scene.linked(int(lay.group_of[g]))}
+    assert not everything and set(groups.tolist()) == linked
+    assert 0 < len(linked) < len(scene)
+    for g in range(len(scene)):
+        assert (scene.lines(g) is made[g]) == (g not in linked), g
+    _same(_snapshot(scene), _snapshot(build_scene(rec, lay, sb)), "jump")
+
+
 def test_edge_states_follow_the_senders():
     rec = gradviz.record("repeated-layer", params={"k": 3})
     tl = Timeline(rec)

@@ -1,0 +1,80 @@
+"""A jump at a large graph repaints what changed in view, nothing off screen, and leaves no stale pixel."""
+import numpy as np
+from PySide6.QtCore import QPoint, QRectF
+from PySide6.QtWidgets import QApplication
+
+from gradviz.core import record
+from gradviz.core.timeline import Stepper, Timeline
+from gradviz.qt.graph_view import FULL_REPAINT, QtGraphView
+
+
+def _view(rec, stepper):
+    view = QtGraphView(rec, stepper)
+    view.overview.enabled_by_user = False  # (the corner picture is a widget of its own, over the viewport)
+    view.resize(900, 600)
+    view.show()
+    QApplication.processEvents()
+    view.fit()
+    QApplication.processEvents()
+    return view
+
+
+def _on_screen(view):
+    """The viewport's pixels as the window shows them: what Qt painted step by step, not a fresh paint."""
+    vp = view.viewport()
+    at = vp.mapTo(view.window(), QPoint(0, 0))
+    return view.screen().grabWindow(view.window().winId(), at.x(), at.y(), vp.width(), vp.height()).toImage()
+
+
+def _same_picture(a, b) -> bool:
+    """Equal up to antialiasing: a partial repaint clips edge lines to its rectangle, which moves an
+    edge pixel's coverage by a level or two, while a stale node or edge is off by a whole colour."""
+    def channels(img):
+        img = img.convertToFormat(img.Format.Format_RGB32)
+        return np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())[:, :4 * img.width()]
+
+    x, y = channels(a).astype(int), channels(b).astype(int)
+    return x.shape == y.shape and int(np.abs(x - y).max()) <= 6
+
+
+def _changed_groups(view, a, b):
+    sa, sb = view.stepper.timeline.state_at(a), view.stepper.timeline.state_at(b)
+    ids = np.flatnonzero((sa.status != sb.status) | (sa.pending != sb.pending))
+    return np.unique(view.layout_.group_of[ids])
+
+
+def test_a_jump_repaints_only_the_changed_nodes_in_view_and_the_picture_is_whole(qtbot):
+    rec = record("rnn-unrolled", params={"T": 150})
+    tl = Timeline(rec)
+    a, b = tl.first_backward + 3, len(tl) - 3  # both in the backward pass: no phase change
+    assert tl.state_at(a).phase == tl.state_at(b).phase == "backward"
+    stepper = Stepper(tl, a)
+    view = _view(rec, stepper)
+    qtbot.addWidget(view)
+    view.follow = False  # the view stays where it is: the jump's changes are mostly off screen
+    assert not view.fits_legibly()  # the graph is larger than the view at a legible zoom
+    old_current = view.current_group()
+    stepper.set_step(b)
+    QApplication.processEvents()
+    groups, rows, full = view.last_repaint
+    scene = view.scene_
+    # the changed drawn nodes: changed recording nodes, the proxies of changed parameters, the old current node
+    changed = {p for g in _changed_groups(view, a, b).tolist() for p in scene.linked(g)} | {old_current}
+    vis = view.visible_rect()
+    # many nodes changed, a few of them in view: those (and only changed ones) got a rectangle each
+    assert not full and len(changed) > FULL_REPAINT
+    assert 0 < len(groups) < len(changed) / 4 and set(groups.tolist()) <= changed | {view.current_group()}
+    for g in changed:
+        assert g in groups or not QRectF(*scene.box(g)).intersects(vis)
+    # and the changed edges in view, no other
+    ends = scene.pos[scene.adj[rows]]
+    assert len(rows) and all(QRectF(*ends[k].min(0), *(ends[k].max(0) - ends[k].min(0))).adjusted(-100, -40, 100, 40)
+                             .intersects(vis) for k in range(len(rows)))
+    # what Qt shows after the partial repaint is what a full paint of the new step shows
+    assert _same_picture(_on_screen(view), view.viewport().grab().toImage())
+    # and when the view follows the current step (it scrolls there), too
+    view.follow = True
+    stepper.set_step(tl.first_backward + 1)
+    QApplication.processEvents()
+    assert view.visible_rect().intersects(QRectF(*view.scene_.box(view.current_group())))
+    assert _same_picture(_on_screen(view), view.viewport().grab().toImage())

@@ -294,8 +294,9 @@ class QtGraphView(QGraphicsView):
     def _repaint_visible(self, groups: np.ndarray, rows: np.ndarray, everything: bool, old_current: int,
                          old_flow: list) -> None:
         """Repaint the changed nodes (`groups`) and edges (`rows`) that are in view: a rectangle each while
-        they are few, else the visible part at once; those out of view cost one numpy test, no rectangle
-        (Qt paints them when they scroll in). `last_repaint` keeps what was chosen."""
+        they are few, else the visible part at once. Those out of view get no rectangle (Qt paints them
+        when they scroll in); a jump's many changes are matched against what the Scene's grid finds in
+        view, so its cost is the view's, not the graph's. `last_repaint` keeps what was chosen."""
         it, scene = self._item, self.scene_
         vis = self.visible_rect()
         if everything:  # every node's look changed: the part in view, at once
@@ -304,13 +305,23 @@ class QtGraphView(QGraphicsView):
             return
         x0, y0, x1, y1 = vis.left() - 100, vis.top() - 40, vis.right() + 100, vis.bottom() + 40
         groups = np.concatenate([groups, [g for g in (old_current, scene.current) if g >= 0]]).astype(np.int64)
-        p, half = scene.pos[groups], scene.size[groups] / 2
-        groups = groups[(p[:, 0] + half[:, 0] >= x0) & (p[:, 0] - half[:, 0] <= x1)
-                        & (p[:, 1] + half[:, 1] >= y0) & (p[:, 1] - half[:, 1] <= y1)]
-        # an edge is in view when the rectangle between its two nodes is
-        a, b = scene.pos[scene.adj[rows, 0]], scene.pos[scene.adj[rows, 1]]
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        rows = rows[(hi[:, 0] >= x0) & (lo[:, 0] <= x1) & (hi[:, 1] >= y0) & (lo[:, 1] <= y1)]
+        if len(groups) + len(rows) <= FULL_REPAINT:  # a few: test each
+            p, half = scene.pos[groups], scene.size[groups] / 2
+            groups = groups[(p[:, 0] + half[:, 0] >= x0) & (p[:, 0] - half[:, 0] <= x1)
+                            & (p[:, 1] + half[:, 1] >= y0) & (p[:, 1] - half[:, 1] <= y1)]
+            # an edge is in view when the rectangle between its two nodes is
+            a, b = scene.pos[scene.adj[rows, 0]], scene.pos[scene.adj[rows, 1]]
+            lo, hi = np.minimum(a, b), np.maximum(a, b)
+            rows = rows[(hi[:, 0] >= x0) & (lo[:, 0] <= x1) & (hi[:, 1] >= y0) & (lo[:, 1] <= y1)]
+        else:  # many (a jump): what is in view (the Scene's grid), kept where it changed
+            changed = np.zeros(len(scene), dtype=bool)
+            changed[groups] = True
+            shown = scene.nodes_in(x0, y0, x1, y1)
+            groups = shown[changed[shown]]
+            changed = np.zeros(len(scene.adj), dtype=bool)
+            changed[rows] = True
+            shown = np.unique(scene.seg_edge[scene.segments_in(x0, y0, x1, y1)])
+            rows = shown[changed[shown]]
         full = len(groups) + len(rows) > FULL_REPAINT
         self.last_repaint = (groups, rows, full)
         if full:

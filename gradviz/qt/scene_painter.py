@@ -107,8 +107,7 @@ class QtScenePainter:
         x0, y0, x1, y1 = rect
         self._paint_edges(painter, scene, x0, y0, x1, y1)
         p, half = scene.pos, scene.size / 2
-        nodes = np.flatnonzero((p[:, 0] + half[:, 0] >= x0) & (p[:, 0] - half[:, 0] <= x1)
-                               & (p[:, 1] + half[:, 1] >= y0) & (p[:, 1] - half[:, 1] <= y1))
+        nodes = scene.nodes_in(x0, y0, x1, y1)  # a grid lookup: the cost of what is in view
         for badge in scene.fold_marks():  # where a folded drawing's rows continue (those in the rectangle)
             if badge.x <= x1 and badge.x + badge.w >= x0 and badge.y <= y1 and badge.y + badge.h >= y0:
                 self._paint_badge(painter, badge)
@@ -143,9 +142,7 @@ class QtScenePainter:
         a, b = scene.seg_a, scene.seg_b
         if not len(a):
             return
-        lo, hi = scene.seg_lo, scene.seg_hi
-        idx = np.flatnonzero((hi[:, 0] >= x0 - 150) & (lo[:, 0] <= x1 + 150) & (hi[:, 1] >= y0 - 66)
-                             & (lo[:, 1] <= y1 + 66))
+        idx = scene.segments_in(x0 - 150, y0 - 66, x1 + 150, y1 + 66)
         if not len(idx):
             return
         rows = scene.seg_edge[idx]

@@ -30,6 +30,7 @@ from ..proxies import proxy_label
 from ..recording import Recording
 from ..tensors import TensorData
 from ..timeline import BACKWARD_DONE, COMPUTED, StepState
+from .grid import BoxGrid
 from .text import FONT_PX, SMALL, elide, format_shape, format_tensor, name_px, text_width
 from .theme import KINDS, THEMES, blend, get_theme
 
@@ -121,6 +122,11 @@ class Outline:
     width: float
     radius: float
     dashed: bool
+
+
+def _cell(size: np.ndarray) -> float:
+    """A grid cell's side for boxes of these sizes: a few typical boxes across."""
+    return 4.0 * float(np.median(size.max(1))) if len(size) else 512.0
 
 
 def _unique(ids: np.ndarray, n: int) -> np.ndarray:
@@ -272,6 +278,22 @@ class Scene:
             self.seg_edge = np.zeros(0, dtype=np.int64)
         # each segment's bounding box, for culling to a rectangle
         self.seg_lo, self.seg_hi = np.minimum(self.seg_a, self.seg_b), np.maximum(self.seg_a, self.seg_b)
+        self._node_grid: BoxGrid | None = None  # made when first asked (a view's culling, a label's place)
+        self._seg_grid: BoxGrid | None = None
+
+    def nodes_in(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        """The drawn nodes (sorted) whose box meets rectangle (x0, y0)-(x1, y1): a grid lookup, so a view
+        of a few dozen nodes costs a few dozen, whatever the graph's size."""
+        if self._node_grid is None:
+            half = self.size / 2
+            self._node_grid = BoxGrid(self.pos - half, self.pos + half, _cell(self.size))
+        return self._node_grid.query(x0, y0, x1, y1)
+
+    def segments_in(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        """The edge segments (sorted) whose bounding box meets rectangle (x0, y0)-(x1, y1) (a grid lookup)."""
+        if self._seg_grid is None:
+            self._seg_grid = BoxGrid(self.seg_lo, self.seg_hi, _cell(self.size))
+        return self._seg_grid.query(x0, y0, x1, y1)
 
     def set_theme(self, name: str) -> None:
         """Take every colour from theme `name` (``"light"`` or ``"dark"``) of the one theme table."""
@@ -416,8 +438,8 @@ class Scene:
         (at most six) to the nearest place where it covers no node's box: a value wider than the gap
         between two layers sits above or below the nodes it would hide, never on their borders."""
         p, half = self.pos, self.size / 2
-        near = np.flatnonzero((np.abs(p[:, 0] - cx) < half[:, 0] + w / 2 + 2)
-                              & (np.abs(p[:, 1] - cy) < half[:, 1] + h / 2 + 6 * (h + 4) + 2))
+        reach = 6 * (h + 4) + h / 2 + 2
+        near = self.nodes_in(cx - w / 2 - 2, cy - reach, cx + w / 2 + 2, cy + reach)
         lo, hi = p[near] - half[near] - 2, p[near] + half[near] + 2  # 2 px clear of every border
         for k in (0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6):
             x, y = cx - w / 2, cy - h / 2 + k * (h + 4)
@@ -451,8 +473,7 @@ class Scene:
         """The drawn node under point (x, y), or -1."""
         if not len(self.pos):
             return -1
-        d = np.abs(self.pos - (x, y))
-        hit = np.flatnonzero((d[:, 0] <= self.size[:, 0] / 2) & (d[:, 1] <= self.size[:, 1] / 2))
+        hit = self.nodes_in(x, y, x, y)
         return int(hit[0]) if len(hit) else -1
 
     def text_room(self, g: int) -> float:

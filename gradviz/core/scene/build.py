@@ -8,7 +8,10 @@ exports paint it; DOT and GraphML read their labels and colours from it.
 
 Like a plotting library's graph item it is fed arrays once (`build_scene`) and then moved step by step:
 `Scene.update(state, changed)` touches only the arrays of the nodes that changed and the edges they
-send along, so a step of a 100,000-node graph costs what the step changes, not the graph.
+send along, so a step of a 100,000-node graph costs what the step changes, not the graph (with numpy
+masks and gathers: a jump that changes every node runs no Python loop over them). `nodes_in` and
+`segments_in` find what meets a rectangle through a grid index (`gradviz.core.scene.grid`), so a view
+paints and repaints in the time of what it shows.
 
 Drawn nodes are groups of recording nodes (`members`, one each unless the layout is rolled) and
 every box has its own size (`size`), so folded rows, collapsed module uses or small proxies of a
@@ -310,7 +313,8 @@ class Scene:
         self.invalidate_labels()
 
     def invalidate_labels(self, groups=None) -> None:
-        """Forget the label lines of `groups` (all when None): they are made again when next drawn."""
+        """Forget the label lines and badges of `groups` (an array, a list or a slice; all when None):
+        they are made again when next drawn."""
         if groups is None:
             self._lines_ok[:] = False
             self._badges_ok[:] = False

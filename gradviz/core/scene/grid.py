@@ -48,7 +48,7 @@ class BoxGrid:
         w = span[k, 0]
         cx, cy = c0[k, 0] + j % w, c0[k, 1] + j // w
         cid = cy * self.cols + cx
-        order = np.lexsort((k, cid))  # by cell, then by box: each cell's boxes in index order
+        order = np.argsort(cid, kind="stable")  # by cell; `k` ascends, so each cell's boxes stay in index order
         self.items = k[order]
         self.start = np.searchsorted(cid[order], np.arange(self.cols * self.rows + 1))
 

@@ -1,7 +1,9 @@
 """Fit a drawing to a page: a legible scale, the part around a node or steps, pages, a GIF that follows.
 
-A picture is legible when its label text is at least `LEGIBLE_PX` pixels high: the Scene's labels are
-`FONT_PX` at scale 1, so no export chooses a scale below `LEGIBLE_SCALE` (0.75) on its own. Where the
+A picture is legible when its label text is at least `LEGIBLE_PX` pixels high: the Scene's labels,
+badges and fold marks are `FONT_PX` at scale 1, so no export chooses a scale below `LEGIBLE_SCALE`
+(0.75) on its own; the whole drawing in one image (``whole``) also measures every name
+(`gradviz.core.scene.legible.smallest_text_px`, the rule the app's zoom reads). Where the
 whole drawing is too big to be legible in one image, an export shows a part of it: around a node
 (``around``), the nodes of a range of timeline steps (``steps``), or, for PDF, several pages.
 
@@ -18,6 +20,7 @@ import numpy as np
 from .errors import GradvizError
 from .recording import Recording
 from .scene import Scene
+from .scene.legible import smallest_text_px
 from .scene.text import FONT_PX
 from .timeline import Timeline
 
@@ -164,9 +167,12 @@ def plan_image(scene: Scene, region: tuple | None, asked: float | None, max_side
     w, h = src[2], src[3]
     if whole and asked is None and region is None:
         f = fit_scale(w, h, max_side)
-        if f >= LEGIBLE_SCALE:
+        # every text the drawing has, names measured one by one (the export paints them all anyway)
+        smallest = smallest_text_px(scene, None)
+        if f >= LEGIBLE_SCALE and f * smallest >= LEGIBLE_PX:
             return Plan(f, [src], [f"the whole graph legible in one {what}: {math.ceil(w * f):,} x "
-                                   f"{math.ceil(h * f):,} px at scale {f:.3g} (labels {FONT_PX * f:.1f} px)"])
+                                   f"{math.ceil(h * f):,} px at scale {f:.3g} (smallest text "
+                                   f"{smallest * f:.1f} px)"])
     f = fit_scale(w, h, max_side, max_pixels)
     if asked is not None:
         scale = asked * fit_scale(w * asked, h * asked, max_side, max_pixels)

@@ -3,25 +3,23 @@
 A label is legible when its font, times the view's scale, is at least `legible_px()` pixels on
 screen: 9 px, or 70 % of the application font's pixel size when that is larger (text scales with
 the system font: a 14 pt desktop font asks for larger graph text too). The graph's smallest font is
-a node's name shrunk to fit its box (`MIN_NAME_PX` at the least), a badge (`SMALL_FONT_PX`) or
-ordinary label text (`FONT_PX`); `legible_scale` is the zoom at which the smallest one drawn is
-legible. Below `hidden_px()` on screen, text is left out (shapes only): it could not be read anyway.
+a node's name shrunk to fit its box (`MIN_NAME_PX` at the least); badges, fold marks and other
+label text are `FONT_PX` (`gradviz.core.scene.legible`, the rule exports read too). `legible_scale`
+is the zoom at which the smallest one drawn is legible. Below `hidden_px()` on screen, text is left out (shapes only): it could not be read anyway.
 """
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtGui import QFontInfo
 from PySide6.QtWidgets import QApplication
 
 from gradviz.core.scene import Scene
-from gradviz.core.scene.text import FONT_PX, MIN_NAME_PX, SMALL_FONT_PX
+from gradviz.core.scene.legible import EXACT_NODES, smallest_text_px
 
 __all__ = ["MIN_LEGIBLE_PX", "HIDDEN_PX", "legible_px", "hidden_px", "smallest_font_px", "legible_scale",
            "EXACT_NODES"]
 
 MIN_LEGIBLE_PX = 9.0  # no label opens smaller than this on screen
 HIDDEN_PX = 6.0  # text that would be smaller than this on screen is not drawn
-EXACT_NODES = 5000  # up to this many nodes the smallest name is measured; above, its lower bound is taken
 
 
 def _app_font_px() -> float:
@@ -43,18 +41,9 @@ def hidden_px() -> float:
 
 
 def smallest_font_px(scene: Scene | None) -> float:
-    """The smallest font the graph draws, in scene pixels: badges, label lines and every node's name.
-
-    Names are measured node by node on graphs of up to `EXACT_NODES` nodes (each is made once and
-    cached by the Scene); a larger graph takes the bound a name never shrinks below.
-    """
-    small = min(FONT_PX, SMALL_FONT_PX)
-    if scene is None or not len(scene):
-        return small
-    if len(scene) > EXACT_NODES:
-        return min(small, MIN_NAME_PX)
-    names = np.fromiter((scene.name_px(g) for g in range(len(scene))), dtype=float, count=len(scene))
-    return float(min(small, names.min()))
+    """The smallest font the graph draws, in scene pixels (`gradviz.core.scene.legible.smallest_text_px`,
+    the rule every export reads too): names measured on graphs of up to `EXACT_NODES` nodes."""
+    return smallest_text_px(scene, EXACT_NODES)
 
 
 def legible_scale(scene: Scene | None) -> float:

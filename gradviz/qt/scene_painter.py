@@ -59,6 +59,7 @@ class QtScenePainter:
         self._colors: dict = {}  # colour name -> QColor, QBrush (badges)
         self._brushes: dict = {}
         self._names: dict = {}  # pixel size -> bold font, for names shrunk to fit
+        self._smalls: dict = {}  # pixel size -> badge font
         self.hidden_px = HIDDEN_PX  # text smaller than this on screen is not drawn
         self._lod = 1.0  # the zoom of the picture being painted
         f = QFont(FONT_FAMILY)
@@ -229,8 +230,18 @@ class QtScenePainter:
         painter.setBrush(self._brush(badge.fill))
         painter.drawRoundedRect(tab, badge.radius, badge.radius)
         painter.setPen(self._color(badge.text_color))
-        painter.setFont(self.small)
+        painter.setFont(self._small(badge.px))
         painter.drawText(tab, Qt.AlignmentFlag.AlignCenter, badge.text)
+
+    def _small(self, px: float) -> QFont:
+        """The badge font at pixel size `px` (`SMALL_FONT_PX` for every badge the Scene makes)."""
+        if px == SMALL_FONT_PX:
+            return self.small
+        f = self._smalls.get(px)
+        if f is None:
+            f = self._smalls[px] = QFont(self.small)
+            f.setPixelSize(int(px))
+        return f
 
     def _bold(self, px: float) -> QFont:
         """The bold font at pixel size `px` (a name shrunk to fit its box)."""

@@ -37,6 +37,18 @@ def _plan(rec, tl, direction="lr"):
     return scene, plan_image(scene, None, None, PNG_SIDE, PNG_PIXELS, whole=True)
 
 
+def _text_px(scene) -> dict:
+    """The smallest pixel size (at scale 1) of every kind of text `scene` draws at its step: names, the
+    other label lines, badges, fold marks and the values on flowing gradients."""
+    n = len(scene)
+    names = np.fromiter((scene.name_px(g) for g in range(n)), dtype=float, count=n)
+    lines = [FONT_PX for g in range(n) if len(scene.lines(g)) > 1]
+    badges = [b.px for g in range(n) for b in scene.badges(g)]
+    return {"name": float(names.min()), "line": min(lines, default=np.inf), "badge": min(badges, default=np.inf),
+            "fold mark": min((b.px for b in scene.fold_marks()), default=np.inf),
+            "gradient value": FONT_PX if scene.flowing else np.inf}
+
+
 def test_the_whole_rnn_folds_to_a_square_where_every_label_is_legible(rnn):
     rec, tl = rnn
     scene, plan = _plan(rec, tl)
@@ -45,10 +57,15 @@ def test_the_whole_rnn_folds_to_a_square_where_every_label_is_legible(rnn):
     assert plan.pages == [scene.bounds]
     w, h = math.ceil(scene.bounds[2] * plan.scale), math.ceil(scene.bounds[3] * plan.scale)
     assert max(w, h) <= PNG_SIDE and min(w, h) > PNG_SIDE * 0.8  # a square, not a page of its old shape
-    # every label of every box at the chosen scale: the name (possibly shrunk to fit) and its other lines
-    names = np.fromiter((scene.name_px(g) for g in range(len(scene))), dtype=float, count=len(scene))
-    assert len(names) > 18000
-    assert names.min() * plan.scale >= LEGIBLE_PX and FONT_PX * plan.scale >= LEGIBLE_PX
+    # every text drawn at the chosen scale: names (possibly shrunk to fit), label lines, badges, fold marks,
+    # and, in the middle of backward, the "waits" badges and the value on the gradient flowing
+    assert len(scene) > 18000
+    mid = build_scene(rec, scene.layout, tl.state_at(len(tl) - 40))
+    assert mid.phase == "backward" and mid.flowing
+    sizes = {k: min(a, b) for (k, a), b in zip(_text_px(scene).items(), _text_px(mid).values())}
+    assert max(sizes.values()) < np.inf  # every kind of text is drawn (and so checked)
+    small = {k: round(px * plan.scale, 2) for k, px in sizes.items() if px * plan.scale < LEGIBLE_PX}
+    assert not small, f"text under {LEGIBLE_PX:g} px at scale {plan.scale:.3g}: {small}"
     assert plan.scale >= LEGIBLE_SCALE and "legible in one PNG" in plan.notes[0]
     # the page-shaped fold (the default) does not fit legibly: that is what the square fold is for
     default = build_scene(rec, layered_layout(rec), None)

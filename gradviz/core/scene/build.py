@@ -34,17 +34,18 @@ from ..recording import Recording
 from ..tensors import TensorData
 from ..timeline import BACKWARD_DONE, COMPUTED, StepState
 from .grid import BoxGrid
-from .text import FONT_PX, SMALL, elide, format_shape, format_tensor, name_px, text_width
+from .text import FONT_PX, SMALL, SMALL_FONT_PX, elide, format_shape, format_tensor, name_px, text_width
 from .theme import KINDS, THEMES, blend, get_theme
 
 __all__ = ["Scene", "build_scene", "NodeStyle", "EdgeStyle", "Badge", "FlowEdge", "Outline",
-           "IDLE", "FLOWING", "DONE", "EDGE_STATES", "MAX_LINES", "LINE_STEP", "TEXT_TOP"]
+           "IDLE", "FLOWING", "DONE", "EDGE_STATES", "MAX_LINES", "LINE_STEP", "TEXT_TOP", "BADGE_H"]
 
 IDLE, FLOWING, DONE = 0, 1, 2  # an edge's flow state: no gradient yet, one on it this step, one passed
 EDGE_STATES = ("idle", "flowing", "done")
 MAX_LINES = 4  # label lines drawn in a box
 TEXT_TOP = 6.0  # the first line's top, below the box's top
 LINE_STEP = 14.5  # from one line's top to the next
+BADGE_H = 17.0  # a badge's or fold mark's height: its text (`SMALL_FONT_PX`) and 2-3 px above and below
 _MARGIN = 60.0  # around the drawing's bounds
 _STATUS_TEXT = ("not reached", "computed", "ran backward")
 
@@ -93,6 +94,7 @@ class Badge:
     fill: str
     text_color: str
     radius: float
+    px: float = SMALL_FONT_PX  # the text's pixel size
 
 
 @dataclass(frozen=True)
@@ -578,14 +580,18 @@ class Scene:
         if self.proxy_of[g] >= 0:  # the true node carries the badges
             return out
         nsaved = self.saved_count(g)
-        if nsaved:
-            out.append(Badge(x + w - 52, y - 8, 56, 15, f"{nsaved} {tr('saved')}", th["saved"], th["badge_text"], 4))
+        if nsaved:  # on the top border, its right end 4 px past the box's
+            text = f"{nsaved} {tr('saved')}"
+            bw = text_width(text, SMALL_FONT_PX) + 10
+            out.append(Badge(x + w + 4 - bw, y - 9, bw, BADGE_H, text, th["saved"], th["badge_text"], 4))
         kind = KINDS[int(self.kind[g])]
         if self.phase == "backward" and int(self.status[g]) != BACKWARD_DONE and kind != "input":
-            # gradients still to arrive (the engine's dependency count)
+            # gradients still to arrive (the engine's dependency count); on the top border, from its left end
             wait = int(self.pending[g])
-            out.append(Badge(x - 6, y - 9, 64, 16, f"{tr('waits')} {wait}" if wait else tr("ready"),
-                             th["wait"] if wait else th["badge"], th["badge_text"], 8))
+            text = f"{tr('waits')} {wait}" if wait else tr("ready")
+            bw = text_width(text, SMALL_FONT_PX) + 14
+            out.append(Badge(x - 6, y - 10, bw, BADGE_H, text, th["wait"] if wait else th["badge"],
+                             th["badge_text"], 8))
         return out
 
     def current_outline(self) -> Outline | None:
@@ -615,8 +621,8 @@ class Scene:
         out = []
         for k, (x, y, _w, _h) in enumerate(fold.rows.tolist()[1:], start=2):
             text = f"↪ {tr('row' if self.layout.direction == 'lr' else 'column')} {k}"
-            w = text_width(text, 10.0) + 12
-            out.append(Badge(x, y - 18, w, 15, text, th["edge_done"], th["background"], 4))
+            w = text_width(text, SMALL_FONT_PX) + 12
+            out.append(Badge(x, y - BADGE_H - 3, w, BADGE_H, text, th["edge_done"], th["background"], 4))
         self._fold_marks = out
         return out
 

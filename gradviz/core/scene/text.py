@@ -19,7 +19,8 @@ __all__ = ["format_tensor", "format_shape", "text_width", "elide", "name_px", "S
 ELLIPSIS = "…"
 FONT_FAMILY = "DejaVu Sans"
 FONT_PX = 12.0  # label text; the first line (the name) is bold
-SMALL_FONT_PX = 10.0  # badges
+# badges and fold marks: as large as label text, so the one legible scale (9 px / 12 px) covers every text
+SMALL_FONT_PX = 12.0
 MIN_NAME_PX = 8.0  # a node's name shrinks to fit its box down to this size, then is cut
 
 

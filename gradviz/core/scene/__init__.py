@@ -1,7 +1,10 @@
 """One step of a recording as every picture draws it: `build_scene` -> `Scene` (Qt-free, array-based).
 
-`theme` holds the one colour table (light, dark); `text` the formatters (`format_tensor`,
-`format_shape`) and the font-metrics-free width model that cuts label lines to their box.
+`build` holds the Scene's arrays and geometry, `node_text` its label lines, `decorations` its badges,
+fold marks and outlines, `stepping` its step update and gradient arrows, `items` the styles and
+records painters read; `legible` the smallest text drawn (the one legibility rule); `theme` the one
+colour table (light, dark); `text` the formatters (`format_tensor`, `format_shape`) and the
+font-metrics-free width model that cuts label lines to their box; `grid` the rectangle index.
 """
 from .build import (DONE, EDGE_STATES, FLOWING, IDLE, Badge, EdgeStyle, FlowEdge, NodeStyle, Outline, Scene,
                     build_scene)

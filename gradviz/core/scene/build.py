@@ -16,117 +16,34 @@ paints and repaints in the time of what it shows.
 Drawn nodes are groups of recording nodes (`members`, one each unless the layout is rolled) and
 every box has its own size (`size`), so folded rows, collapsed module uses or small proxies of a
 shared parameter are new layouts and groups, not new painters: every output gets them at once.
+
+This file holds the Scene's arrays, caches and geometry; its other parts are one file each:
+`node_text` (label lines), `decorations` (badges, fold marks, outlines), `stepping` (`update`, the
+flowing gradients' arrows) and `items` (the styles and records painters read).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from ..explain import leaf_buffer_text
+from ..edges import edge_segments
 from ..i18n import tr as _tr
-from ..labels import label_lines
-from ..edges import edge_route, edge_segments
 from ..layout import NODE_H, NODE_W, Layout
-from ..proxies import proxy_label
 from ..recording import Recording
-from ..tensors import TensorData
-from ..timeline import BACKWARD_DONE, COMPUTED, StepState
+from ..timeline import StepState
+from .decorations import BADGE_H, Decorations
 from .grid import BoxGrid
-from .text import FONT_PX, SMALL, SMALL_FONT_PX, elide, format_shape, format_tensor, name_px, text_width
-from .theme import KINDS, THEMES, blend, get_theme
+from .items import DONE, EDGE_STATES, FLOWING, IDLE, Badge, EdgeStyle, FlowEdge, NodeStyle, Outline, node_styles
+from .node_text import LINE_STEP, MAX_LINES, TEXT_TOP, NodeText
+from .stepping import Stepping
+from .text import FONT_PX
+from .theme import KINDS, THEMES, get_theme
 
 __all__ = ["Scene", "build_scene", "NodeStyle", "EdgeStyle", "Badge", "FlowEdge", "Outline",
            "IDLE", "FLOWING", "DONE", "EDGE_STATES", "MAX_LINES", "LINE_STEP", "TEXT_TOP", "BADGE_H"]
 
-IDLE, FLOWING, DONE = 0, 1, 2  # an edge's flow state: no gradient yet, one on it this step, one passed
-EDGE_STATES = ("idle", "flowing", "done")
-MAX_LINES = 4  # label lines drawn in a box
-TEXT_TOP = 6.0  # the first line's top, below the box's top
-LINE_STEP = 14.5  # from one line's top to the next
-BADGE_H = 17.0  # a badge's or fold mark's height: its text (`SMALL_FONT_PX`) and 2-3 px above and below
 _MARGIN = 60.0  # around the drawing's bounds
-_STATUS_TEXT = ("not reached", "computed", "ran backward")
-
-
-@dataclass(frozen=True)
-class NodeStyle:
-    """How a node of one kind at one status is drawn.
-
-    ``shape`` is ``"rounded"`` (an op or input box), ``"double"`` (a custom Function: a box in a box) or
-    ``"pill"`` (a leaf); ``coarse`` is the flat colour of the box when zoomed out past reading.
-    """
-
-    kind: str
-    status: int
-    fill: str
-    border: str
-    text: str
-    border_width: float
-    dashed: bool
-    shape: str
-    coarse: str
-
-    @property
-    def status_text(self) -> str:
-        return _STATUS_TEXT[self.status]
-
-
-@dataclass(frozen=True)
-class EdgeStyle:
-    """How an edge is drawn: colour, width in pixels (at any zoom) and whether it is dashed."""
-
-    color: str
-    width: float
-    dashed: bool = False
-
-
-@dataclass(frozen=True)
-class Badge:
-    """A small rounded tab on a node's border with a word on it (top-left at ``x, y``)."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-    text: str
-    fill: str
-    text_color: str
-    radius: float
-    px: float = SMALL_FONT_PX  # the text's pixel size
-
-
-@dataclass(frozen=True)
-class FlowEdge:
-    """A gradient sent at this step: drawn as a thick route with an arrow head and its value on it.
-
-    ``sender``/``receiver`` are drawn nodes; ``route`` (K, 2) runs from the sender's centre to the
-    receiver's; ``head`` (3, 2) is the arrow head's triangle; ``label_box`` (x, y, w, h) the value's box.
-    """
-
-    sender: int
-    receiver: int
-    slot: int
-    text: str
-    route: np.ndarray
-    head: np.ndarray
-    label_box: tuple
-
-
-@dataclass(frozen=True)
-class Outline:
-    """A highlight drawn around a node (the current step's node, the selection)."""
-
-    group: int
-    x: float
-    y: float
-    w: float
-    h: float
-    color: str
-    width: float
-    radius: float
-    dashed: bool
 
 
 def _cell(size: np.ndarray) -> float:
@@ -134,33 +51,7 @@ def _cell(size: np.ndarray) -> float:
     return 4.0 * float(np.median(size.max(1))) if len(size) else 512.0
 
 
-def _unique(ids: np.ndarray, n: int) -> np.ndarray:
-    """The sorted distinct values of `ids` (all in ``range(n)``): a sort for a few, a mask over `n` for many."""
-    if len(ids) < 256:
-        return np.unique(ids)
-    mask = np.zeros(n, dtype=bool)
-    mask[ids] = True
-    return np.flatnonzero(mask)
-
-
-def _node_styles(th: dict) -> tuple:
-    """The 12 node styles of a theme: index ``kind * 3 + status``."""
-    out = []
-    for kind in KINDS:
-        fills, border = th[kind][:3], th[kind][3]
-        # a node not reached yet: its border faded into the background (70/255 opaque)
-        dim = blend(border, th["background"], 70 / 255)
-        for status in range(3):
-            reached = status >= COMPUTED
-            out.append(NodeStyle(kind, status, fills[status], border if reached else dim,
-                                 th["text"] if reached and kind != "input" else th["text_dim"],
-                                 3.0 if kind == "custom" else 2.0, kind == "input",
-                                 {"leaf": "pill", "custom": "double"}.get(kind, "rounded"),
-                                 border if status else fills[0]))
-    return tuple(out)
-
-
-class Scene:
+class Scene(NodeText, Decorations, Stepping):
     """One step of a recording as drawn. Build it with `build_scene`; move it with `update`.
 
     Attributes
@@ -307,7 +198,7 @@ class Scene:
         th = self.theme = get_theme(name)
         self.theme_name = name
         self.background = th["background"]
-        self.styles = _node_styles(th)
+        self.styles = node_styles(th)
         self.edge_styles = {"idle": EdgeStyle(th["edge"], 1.4), "done": EdgeStyle(th["edge_done"], 2.0),
                             "input": EdgeStyle(th["edge_input"], 1.2, True), "flowing": EdgeStyle(th["flow"], 4.0)}
         self.flow_text = th["flow_text"]
@@ -332,126 +223,6 @@ class Scene:
         self.tr = tr
         self._fold_marks = None
         self.invalidate_labels()
-
-    # -- stepping -------------------------------------------------------------------------------
-    def update(self, state: StepState, changed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
-        """Show `state`: copy the `changed` recording nodes' state (every node when None) into the arrays.
-
-        Returns
-        -------
-        groups : numpy.ndarray
-            Drawn nodes whose look changed (their boxes, labels or badges).
-        rows : numpy.ndarray
-            Drawn edges whose flow state changed.
-        everything : bool
-            True when the whole drawing changed (a first state, or the phase changed: every waiting
-            node's badge), so a view repaints all of it.
-        """
-        everything = changed is None or state.phase != self.phase
-        g_of, rec = self.group_of, self.recording
-        if changed is None:
-            groups = np.flatnonzero(self.proxy_of < 0)
-            ids = np.arange(len(rec.nodes))
-        else:
-            ids = np.asarray(changed, dtype=np.int64)
-            groups = _unique(g_of[ids], len(self.members)) if self.rolled else ids
-        if self.rolled and len(groups):
-            # every member of each changed group, gathered group after group (a CSR of the members)
-            starts, counts = self._member_start[groups], self._member_count[groups]
-            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-            ms = self._member_ids[np.repeat(starts, counts) + offsets]
-            first = np.cumsum(counts) - counts
-            self.status[groups] = np.maximum.reduceat(state.status[ms], first)
-            self.pending[groups] = np.add.reduceat(state.pending[ms], first)
-        elif not self.rolled:
-            self.status[groups] = state.status[groups]
-            self.pending[groups] = state.pending[groups]
-        linked = groups[self._has_proxy[groups]]
-        if len(linked):  # a proxy shows its true node's state
-            proxies = np.concatenate([self._proxies[int(t)] for t in linked.tolist()])
-            self.status[proxies] = self.status[self.proxy_of[proxies]]
-            self.pending[proxies] = self.pending[self.proxy_of[proxies]]
-            groups = np.concatenate([groups, proxies])
-        self.style[groups] = self.kind[groups].astype(np.int16) * 3 + np.minimum(self.status[groups], 2)
-        # forgotten lines and badges are made again when drawn (the phase changed: every node's badges)
-        self.invalidate_labels(slice(None) if everything else groups)
-        # edges a gradient has passed along: their sender ran backward (counted per drawn edge, as one
-        # drawn edge of a rolled graph stands for several)
-        counts = self._out_start[ids + 1] - self._out_start[ids]
-        if counts.sum():
-            starts = np.repeat(self._out_start[ids], counts)
-            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-            ks = self._out_edges[starts + offsets]
-            sent = state.status[self._edge_src[ks]] == BACKWARD_DONE
-            delta = sent.astype(np.int32) - self._edge_sent[ks]
-            self._edge_sent[ks] = sent
-            rows = self.edge_of[ks]
-            np.add.at(self._row_sent, rows, delta)
-        else:
-            rows = np.zeros(0, dtype=np.int64)
-        old_flow = self._flow_rows
-        self.state, self.phase = state, state.phase
-        self.current = int(g_of[state.current]) if state.current is not None else -1
-        # a gradient inside one drawn box (a collapsed block's own edges) is not drawn as an arrow
-        inside = [self.collapsed and g_of[s] == g_of[d] for s, d, _slot, _g in state.flowing]
-        self.flowing = [self._flow_edge(s, d, slot, grad)
-                        for (s, d, slot, grad), skip in zip(state.flowing, inside) if not skip]
-        self._flow_rows = np.asarray([self.edge_of[self._edge_index(s, d, slot)]
-                                      for (s, d, slot, _), skip in zip(state.flowing, inside) if not skip],
-                                     dtype=np.int64)
-        rows = _unique(np.concatenate([rows, old_flow, self._flow_rows]), len(self.adj))
-        self.edge_state[rows] = np.where(self._row_sent[rows] > 0, DONE, IDLE)
-        self.edge_state[self._flow_rows] = FLOWING
-        return groups, rows, everything
-
-    def _edge_index(self, s: int, d: int, slot: int) -> int:
-        """Index into ``recording.edges`` of the gradient edge (s, d, slot)."""
-        edges = self.recording.edges
-        for k in self._out_edges[self._out_start[s]:self._out_start[s + 1]].tolist():
-            if edges[k][1] == d and edges[k][2] == slot:
-                return k
-        raise KeyError((s, d, slot))
-
-    def _flow_edge(self, s: int, d: int, slot: int, grad) -> FlowEdge:
-        """The arrow of the gradient sent from recording node s to d: route, head and value box."""
-        gs, gd = int(self.group_of[s]), int(self.group_of[d])
-        text = format_tensor(grad) if grad is not None else "None"
-        if self.layout is not None:
-            row = int(self.edge_of[self._edge_index(s, d, slot)])
-            gs, gd = (int(v) for v in self.adj[row])  # the receiver drawn may be a proxy of d's node
-            route = edge_route(self.layout, row)
-        else:
-            route = np.asarray([self.pos[gs], self.pos[gd]], dtype=float)
-        a, b = route[-2], route[-1]
-        v = b - a
-        length = float(np.hypot(*v)) or 1.0
-        u = v / length
-        w, h = self.size[gd]
-        # the head's tip on the receiver's border, 16 px long and 16 wide
-        cut = min(abs(w / 2 / u[0]) if u[0] else 1e9, abs(h / 2 / u[1]) if u[1] else 1e9)
-        tip = b - u * (cut + 2)
-        nrm = np.array([-u[1], u[0]])
-        head = np.asarray([tip, tip - u * 16 + nrm * 8, tip - u * 16 - nrm * 8])
-        # the value halfway along: on the middle bend point, or the middle of the middle leg
-        half = len(route) // 2
-        mid = route[half] if len(route) % 2 else (route[half - 1] + route[half]) / 2
-        bw = text_width(text, FONT_PX, bold=True) + 14
-        box = self._free_label_box(float(mid[0]), float(mid[1]), float(bw), 20.0)
-        return FlowEdge(gs, gd, int(slot), text, route, head, box)
-
-    def _free_label_box(self, cx: float, cy: float, w: float, h: float) -> tuple[float, float, float, float]:
-        """A `w` x `h` box for a gradient's value centred at (cx, cy), moved up or down by whole lines
-        (at most six) to the nearest place where it covers no node's box: a value wider than the gap
-        between two layers sits above or below the nodes it would hide, never on their borders."""
-        p, half = self.pos, self.size / 2
-        reach = 6 * (h + 4) + h / 2 + 2
-        near = self.nodes_in(cx - w / 2 - 2, cy - reach, cx + w / 2 + 2, cy + reach)
-        lo, hi = p[near] - half[near] - 2, p[near] + half[near] + 2  # 2 px clear of every border
-        for k in (0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6):
-            x, y = cx - w / 2, cy - h / 2 + k * (h + 4)
-            if not np.any((lo[:, 0] < x + w) & (x < hi[:, 0]) & (lo[:, 1] < y + h) & (y < hi[:, 1])):
-                return (x, y, w, h)
-        return (cx - w / 2, cy - h / 2, w, h)
 
     # -- what a node shows ------------------------------------------------------------------------
     def node_style(self, g: int) -> NodeStyle:
@@ -481,168 +252,6 @@ class Scene:
             return -1
         hit = self.nodes_in(x, y, x, y)
         return int(hit[0]) if len(hit) else -1
-
-    def text_room(self, g: int) -> float:
-        """Width a label line of node `g` may take: a leaf's rounded ends leave less than a box's corners."""
-        w, h = self.size[g]
-        return float(w - (h * 0.55 if KINDS[int(self.kind[g])] == "leaf" else 10))
-
-    def lines(self, g: int) -> list[str]:
-        """The label lines of drawn node `g` exactly as drawn (at most `MAX_LINES`): the first line, the
-        name, bold, in a smaller font when it is too wide for the box (`name_px`), cut only if even
-        that does not fit; value lines too wide for the box end in "…", so a cut value never reads as
-        whole."""
-        cached = self._lines[g]
-        if cached is None or not self._lines_ok[g]:
-            raw = self._raw_lines(g)
-            room = self.text_room(g)
-            px = self._name_px[g] = name_px(raw[0], room)
-            cached = self._lines[g] = ([elide(raw[0], room, px, bold=True)]
-                                       + [elide(line, room, FONT_PX) for line in raw[1:MAX_LINES]])
-            self._lines_ok[g] = True
-        return cached
-
-    def name_px(self, g: int) -> float:
-        """The pixel size of drawn node `g`'s first line (the name): `FONT_PX` unless it had to shrink."""
-        self.lines(g)
-        return self._name_px[g]
-
-    def _raw_lines(self, g: int) -> list[str]:
-        """The text of drawn node `g` at this step, before cutting to the box."""
-        rec, tr = self.recording, self.tr
-        members = self.members[g]
-        node = rec.nodes[members[0]]
-        if self.proxy_of[g] >= 0:  # a proxy: the shared parameter's short name, nothing else
-            return [proxy_label(node.leaf or node.name)]
-        title = self.layout.titles.get(g) if self.layout is not None else None
-        if title is not None:  # a block of a module's uses drawn as one box
-            module, first, last, count = title
-            uses = f"{tr('use')} {first}" if first == last else f"{tr('uses')} {first}–{last}"
-            return [module, uses, f"{count} × {tr('node')}"]
-        lines = label_lines(rec, node)
-        if len(members) > 1 and node.module:
-            lines = [lines[0], f"{node.module} · {len(members)} {tr('uses')}"]
-        state = self.state
-        status = int(self.status[g])
-        t = node.tensor
-        if node.kind in ("leaf", "input"):
-            if node.kind == "leaf" and node.leaf and state is not None and state._timeline is not None \
-                    and node.leaf in rec.leaves:
-                ls = state.leaf(node.leaf)
-                if ls.accumulated and ls.grad is not None:
-                    # AccumulateGrad has run: .grad is set
-                    lines.append(tr("grad {value}", value=format_tensor(ls.grad)))
-                    return lines
-                if ls.arrived:
-                    # before AccumulateGrad runs, what has arrived waits in the engine's input buffer
-                    lines.extend(leaf_buffer_text(ls.arrived, ls.total, ls.buffer))
-                    return lines
-            if t is not None:
-                lines.append(format_tensor(t))
-            return lines
-        if t is not None:
-            if status >= COMPUTED and t.value is not None and t.numel <= SMALL:
-                lines.append(format_tensor(t))
-            else:
-                lines.append(format_shape(t.shape))
-        if status == BACKWARD_DONE and len(members) == 1:
-            ev = self._backward_event(members[0])
-            if ev is not None and ev.grad_outputs and ev.grad_outputs[0] is not None:
-                lines.append(tr("grad {value}", value=format_tensor(ev.grad_outputs[0])))
-        return lines
-
-    def _backward_event(self, nid: int):
-        """The first backward run of recording node `nid`, or None."""
-        if self._bwd_event is None:
-            first: dict = {}
-            for ev in self.recording.backward:
-                first.setdefault(ev.node, ev)
-            self._bwd_event = first
-        return self._bwd_event.get(nid)
-
-    def saved_count(self, g: int) -> int:
-        """Tensors saved for backward by drawn node `g` (its first member)."""
-        saved = self.recording.nodes[self.members[g][0]].saved
-        return sum(isinstance(v, TensorData) for v in saved.values())
-
-    def badges(self, g: int) -> list[Badge]:
-        """The badges on drawn node `g` at this step: tensors it saved; in backward, why it waits."""
-        cached = self._badges[g]
-        if cached is None or not self._badges_ok[g]:
-            cached = self._badges[g] = self._make_badges(g)
-            self._badges_ok[g] = True
-        return cached
-
-    def _make_badges(self, g: int) -> list[Badge]:
-        th, tr = self.theme, self.tr
-        x, y, w, h = self.box(g)
-        out = []
-        if self.proxy_of[g] >= 0:  # the true node carries the badges
-            return out
-        nsaved = self.saved_count(g)
-        if nsaved:  # on the top border, its right end 4 px past the box's
-            text = f"{nsaved} {tr('saved')}"
-            bw = text_width(text, SMALL_FONT_PX) + 10
-            out.append(Badge(x + w + 4 - bw, y - 9, bw, BADGE_H, text, th["saved"], th["badge_text"], 4))
-        kind = KINDS[int(self.kind[g])]
-        if self.phase == "backward" and int(self.status[g]) != BACKWARD_DONE and kind != "input":
-            # gradients still to arrive (the engine's dependency count); on the top border, from its left end
-            wait = int(self.pending[g])
-            text = f"{tr('waits')} {wait}" if wait else tr("ready")
-            bw = text_width(text, SMALL_FONT_PX) + 14
-            out.append(Badge(x - 6, y - 10, bw, BADGE_H, text, th["wait"] if wait else th["badge"],
-                             th["badge_text"], 8))
-        return out
-
-    def current_outline(self) -> Outline | None:
-        """The outline around this step's node, or None."""
-        if self.current < 0:
-            return None
-        x, y, w, h = self.box(self.current, 4)
-        return Outline(self.current, x, y, w, h, self.theme["current"], 4.0, 12.0, False)
-
-    def selected_outline(self) -> Outline | None:
-        """The outline around the node a view selected, or None."""
-        if self.selected < 0:
-            return None
-        x, y, w, h = self.box(self.selected, 9)
-        return Outline(self.selected, x, y, w, h, self.theme["selected"], 3.0, 14.0, True)
-
-    def fold_marks(self) -> list[Badge]:
-        """A tab at the start of every row (column, top to bottom) of a folded layout but the first
-        ("↪ row 2"): the drawing
-        continues there from the end of the row before, like the next line of a paragraph."""
-        fold = self.fold
-        if fold is None or len(fold.rows) < 2:
-            return []
-        if self._fold_marks is not None:  # made once per theme and language
-            return self._fold_marks
-        th, tr = self.theme, self.tr
-        out = []
-        for k, (x, y, _w, _h) in enumerate(fold.rows.tolist()[1:], start=2):
-            text = f"↪ {tr('row' if self.layout.direction == 'lr' else 'column')} {k}"
-            w = text_width(text, SMALL_FONT_PX) + 12
-            out.append(Badge(x, y - BADGE_H - 3, w, BADGE_H, text, th["edge_done"], th["background"], 4))
-        self._fold_marks = out
-        return out
-
-    def linked(self, g: int) -> list[int]:
-        """Drawn node `g`'s true node and every proxy of it (just `g` for a node without proxies)."""
-        if g < 0:
-            return []
-        true = int(self.proxy_of[g]) if self.proxy_of[g] >= 0 else g
-        return [true] + self._proxies.get(true, np.zeros(0, dtype=np.int64)).tolist()
-
-    def linked_outlines(self) -> list[Outline]:
-        """Outlines around the other drawn copies of the selected node: its true node and its proxies."""
-        if self.selected < 0:
-            return []
-        out = []
-        for g in self.linked(self.selected):
-            if g != self.selected:
-                x, y, w, h = self.box(g, 5)
-                out.append(Outline(g, x, y, w, h, self.theme["selected"], 2.0, 10.0, True))
-        return out
 
     def __len__(self) -> int:
         return len(self.members)

@@ -17,11 +17,16 @@ from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QLabel, QLineEd
 from gradviz.core.collapse import auto_block
 
 from . import i18n
+from .accumulation import QtAccumulation
+from .checks_panel import QtChecksPanel
+from .event_list import QtEventList
+from .flow_panel import QtGradientFlow
 from .graph_view import QtGraphView
 from .i18n import tr
+from .inspector import QtInspector
 from .model_panel import QtFormScroll as _FormScroll, QtModelPanel
-from .panels import QtAccumulation, QtChecksPanel, QtEventList, QtGradientFlow, QtInspector, QtTransport
 from .theme import get_theme, theme_names
+from .transport import QtTransport
 
 __all__ = ["QtWindowChrome", "stylesheet"]
 

@@ -6,7 +6,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from .i18n import tr, translate
-from .panels import section_label
+from .inspector import section_label
 
 __all__ = ["QtFormScroll", "QtModelPanel"]
 

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from .theme import get_theme
 
-__all__ = ["QtPlot", "style_plot", "nice_step", "integer_ticks_of"]
+__all__ = ["QtPlot", "panel_plot", "style_plot", "nice_step", "integer_ticks_of"]
 
 _STEPS = (1, 2, 5)
 
@@ -109,3 +109,9 @@ def integer_ticks_of(w) -> list[int]:
     levels = getattr(w.getAxis("bottom"), "_tickLevels", None) or [[]]
     return [int(v) for v, _ in levels[0]]
 
+
+def panel_plot(theme: str) -> QtPlot:
+    """A `QtPlot` for a dock: themed, at least 90 px tall."""
+    w = QtPlot(theme)
+    w.setMinimumHeight(90)
+    return w

@@ -129,7 +129,7 @@ def test_click_node_inspects_it_and_double_click_jumps(qtbot, window):
 
 def test_tensor_views_table_heatmap_histogram(qtbot):
     from gradviz.core.tensors import TensorData
-    from gradviz.qt.panels import QtTensorView
+    from gradviz.qt.inspector import QtTensorView
 
     rng = np.random.default_rng(0)
     cases = {"table": (3, 4), "heatmap": (12, 9), "histogram": (2000,)}

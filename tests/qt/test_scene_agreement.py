@@ -138,10 +138,9 @@ def test_width_model_bounds_qt_text_widths(qapp):
 
 
 def test_formatters_are_reexported_where_they_were():
-    from gradviz.qt import graph_view, panels
+    from gradviz.qt import graph_view
 
     assert graph_view.format_tensor is format_tensor and graph_view.format_shape is format_shape
-    assert panels.format_tensor is format_tensor
 
 
 def test_proxies_and_folded_rows_agree_in_the_app_and_the_images(qtbot, tmp_path):

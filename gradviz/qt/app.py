@@ -9,6 +9,10 @@ an exit, an endless loop or a memory hog in the model becomes the banner's line 
 `QtMainWindow` (``open_target``, ``step_to``, ``select_node``, ``run_checks``, ``set_theme`` ...) listed
 in ``QtMainWindow.commands``, so a script, a test or the command line can drive the window exactly as
 the menus do.
+
+The window is put together from mixins, one idea each: `QtWindowChrome` (``actions.py``: widgets, docks,
+actions, menus, theme and language), `QtPlayback` (``playback.py``: stepping and playing, the panels
+following the step) and `QtWindowJobs` (``window_jobs.py``: open, checks and layout in workers, cancel).
 """
 from __future__ import annotations
 
@@ -21,7 +25,6 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow
 
-from gradviz.core.layout import layered_layout
 from gradviz.core.session import Session
 from gradviz.core.storage import open_patterns
 from gradviz.core.timeline import Timeline
@@ -29,13 +32,13 @@ from gradviz.core.timeline import Timeline
 from . import gc_guard, i18n
 from .actions import QtWindowChrome, stylesheet
 from .i18n import tr
+from .playback import QtPlayback
 from .theme import theme_names
-from .workers import QtJob, QtTask
+from .window_jobs import QtWindowJobs
 
-__all__ = ["QtMainWindow", "run_app", "build_window", "app_session", "DEFAULT_MODEL", "ASYNC_LAYOUT_NODES"]
+__all__ = ["QtMainWindow", "run_app", "build_window", "app_session", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "repeated-layer"
-ASYNC_LAYOUT_NODES = 2000  # graphs larger than this are laid out again in a worker
 AUTO_CHECK_NODES = 5000  # recordings up to this size are checked as soon as they open (larger: Run checks)
 
 
@@ -53,7 +56,7 @@ def app_session(**options) -> Session:
     return Session(**{**defaults, **options})
 
 
-class QtMainWindow(QtWindowChrome, QMainWindow):
+class QtMainWindow(QtWindowChrome, QtPlayback, QtWindowJobs, QMainWindow):
     """The gradviz window: a view of a `Session`.
 
     Parameters
@@ -82,10 +85,7 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
             i18n.set_language(lang)
         self.last_error: str = ""
         self._pinned = False
-        self._tasks: set[QtTask | QtJob] = set()
-        self._record_task: QtJob | None = None
-        self._checks_task: QtJob | None = None
-        self._layout_task: QtTask | None = None
+        self._init_jobs()
         self._layout_for_next = None  # (recording, layout) made by the record worker, until `recorded`
         self._texts: list[tuple[Callable[[str], None], str]] = []
         self._shown_leaf_arrived = None
@@ -95,13 +95,7 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         self.setStyleSheet(stylesheet(self.theme))
         self._build_centre()
         self._build_docks()
-        self.play_timer = QTimer(self)
-        self.play_timer.timeout.connect(self._on_play_tick)
-        self._panels_stale = False
-        self._panels_timer = QTimer(self)
-        self._panels_timer.setSingleShot(True)
-        self._panels_timer.setInterval(40)
-        self._panels_timer.timeout.connect(self._flush_panels)
+        self._init_playback()
         self.statusBar().showMessage(tr("Ready"))
         self.resize(1440, 900)
         self._sized = False
@@ -160,42 +154,7 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
     def params(self) -> dict:
         return self.session.params
 
-    # -- recording ----------------------------------------------------------------------------
-    def open_target(self, target: str, params: dict | None = None) -> None:
-        """Open `target` in a worker: record a built-in model or ``file.py[:function]`` with `params`.
-
-        A saved recording (``run.gradviz``) is loaded instead, without running any model code (the
-        session's rule). While it runs the window keeps showing what it showed.
-        """
-        if self._record_task is not None:
-            self._record_task.cancel()
-        direction, rolled = self.graph.direction, self.graph.rolled
-        job = self.session.open_job(target, dict(params or {}))
-
-        def layout(opened):  # in the worker, after recording: the graph's positions
-            return opened.recording, layered_layout(opened.recording, direction, rolled)
-
-        task = QtJob(self.session, job, self, name="record", after=layout)
-        self._record_task = task
-        task.progressed.connect(self.model_panel.set_progress)
-        task.applied.connect(lambda result: self._on_open_done(task, result))
-        self.model_panel.set_running(True)
-        self.statusBar().showMessage(f"{tr('Recording…')} {target}")
-        self._start(task)
-
-    def _start(self, task) -> None:
-        self._tasks.add(task)
-        task.finished.connect(lambda: self._tasks.discard(task))
-        task.finished.connect(task.deleteLater)
-        task.start()
-
-    def _on_open_done(self, task: QtJob, result) -> None:
-        """An open job ended (the session has applied it): the Model panel stops showing progress."""
-        if task is not self._record_task:
-            return
-        self._record_task = None
-        self.model_panel.set_running(False)
-
+    # -- recording (the open job itself: QtWindowJobs) -----------------------------------------
     def _on_recorded(self, rec) -> None:
         """The session has a new recording: show it in every view, at step 0."""
         made, self._layout_for_next = self._layout_for_next, None
@@ -233,16 +192,6 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
     def _on_cancelled(self) -> None:
         self.statusBar().showMessage(tr("Cancelled"))
 
-    def is_busy(self) -> bool:
-        """Whether a recording, layout or check run is in progress."""
-        return bool(self._tasks)
-
-    def cancel(self) -> None:
-        """Cancel the recording in progress (the window keeps what it showed; a child process is killed)."""
-        if self._record_task is not None:
-            self._record_task.cancel()
-            self.model_panel.progress_label.setText(tr("Cancel") + "…")
-
     def rerun(self) -> None:
         """Record the model again with the parameters in the Model panel."""
         self.model_panel._on_run()
@@ -251,90 +200,6 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         """Show `rec`, recorded elsewhere, in every view (the session takes it, at step 0)."""
         self._layout_for_next = None if layout is None else (rec, layout)
         self.session.set_recording(rec, timeline)
-
-    # -- stepping (the session's commands) ----------------------------------------------------
-    def step_to(self, i: int) -> None:
-        """Go to step `i` of the timeline."""
-        self.session.step_to(i)
-
-    def step_next(self) -> None:
-        """One step forward."""
-        self.session.next()
-
-    def step_prev(self) -> None:
-        """One step back."""
-        self.session.prev()
-
-    def step_first(self) -> None:
-        """Jump to the start."""
-        self.session.first()
-
-    def step_last(self) -> None:
-        """Jump to the end of backward."""
-        self.session.last()
-
-    def jump_backward(self) -> None:
-        """Jump to the first backward step."""
-        self.session.go_to_phase("backward")
-
-    def toggle_play(self) -> None:
-        """Play or pause."""
-        if self.play_timer.isActive():
-            self.stop()
-        elif self.stepper is not None:
-            if self.stepper.index >= len(self.timeline) - 1:
-                self.session.first()
-            self.play_timer.start(max(1, 1000 // self.transport.steps_per_second()))
-            self._play_icon(True)
-
-    def stop(self) -> None:
-        """Pause playing."""
-        self.play_timer.stop()
-        self._play_icon(False)
-        self._panels_timer.stop()
-        self._flush_panels()
-
-    def is_playing(self) -> bool:
-        return self.play_timer.isActive()
-
-    def _on_speed_changed(self, _index: int) -> None:
-        if self.play_timer.isActive():
-            self.play_timer.setInterval(max(1, 1000 // self.transport.steps_per_second()))
-
-    def _on_play_tick(self) -> None:
-        if self.stepper is None or self.stepper.index >= len(self.timeline) - 1:
-            self.stop()
-            return
-        self.session.next()
-
-    def _on_step_changed(self, state, changed) -> None:
-        if self.play_timer.isActive() and changed is not None:
-            # playing: the graph follows every step; the other views catch up at most 25 times a second
-            self._panels_stale = True
-            if not self._panels_timer.isActive():
-                self._panels_timer.start()
-            return
-        self._update_panels(state, changed)
-
-    def _flush_panels(self) -> None:
-        if self._panels_stale and self.stepper is not None:
-            self._panels_stale = False
-            self._update_panels(self.stepper.state, None if self.play_timer.isActive() else ())
-
-    def _update_panels(self, state, changed) -> None:
-        """Show `state` in the transport, event list, accumulation, flow marker and inspector."""
-        tl = self.timeline
-        self.transport.set_state(state, len(tl), state.step.describe(self.recording))
-        self.events.set_step(state.step.index)
-        self.flow.set_state(state)
-        self.accumulation.set_state(state)
-        sel = self.inspector.node_id
-        if not self._pinned and state.current is not None:
-            # the Inspector follows the current step unless the user pinned a node by selecting it
-            if sel != state.current or changed is None or state.phase == "backward":
-                self.inspector.show_node(self.recording, state.current, state, tl)
-        elif sel is not None and (changed is None or not len(changed) or sel in changed) and state.phase == "backward":
-            self.inspector.show_node(self.recording, sel, state, tl)
 
     # -- selection ----------------------------------------------------------------------------
     def select_node(self, node_id: int | None) -> None:
@@ -376,62 +241,8 @@ class QtMainWindow(QtWindowChrome, QMainWindow):
         self.graph.follow = on
 
     # -- checks ----------------------------------------------------------------------------
-    def run_checks(self) -> None:
-        """Check the recording in a worker (a saved file: the checks stored with it)."""
-        if self.recording is None or self._checks_task is not None:
-            return
-        task = QtJob(self.session, self.session.checks_job(), self, name="checks")
-        self._checks_task = task
-        self.checks.set_running(True)
-        task.applied.connect(lambda result: self._on_checks_job_done(task, result))
-        self._start(task)
-
-    def _check_on_open(self, rec) -> None:
-        """Check `rec` if it is still the one shown and has no checks yet (a run of an older one is dropped)."""
-        if rec is not self.recording or self.check_table is not None:
-            return
-        if self._checks_task is not None:
-            self._checks_task.cancel()  # it checks an older recording: its result would be dropped anyway
-            self._checks_task = None
-        self.run_checks()
-
-    def _on_checks_job_done(self, task: QtJob, result) -> None:
-        if task is not self._checks_task:
-            return
-        self._checks_task = None
-        self.checks.set_running(False)
-        if result.cancelled:
-            self.checks.summary.setText(tr("Cancelled"))
-        elif result.error is not None:
-            self.checks.summary.setText(result.message.splitlines()[0])
-
     def _on_checks_done(self, table) -> None:
         self.checks.set_table(table, self.recording)
-
-    # -- view options -------------------------------------------------------------------------
-    def _relayout(self, direction: str, rolled: bool) -> None:
-        rec = self.recording
-        if rec is None:
-            self.graph.direction, self.graph.rolled = direction, rolled
-            return
-        if len(rec.nodes) <= ASYNC_LAYOUT_NODES:
-            self.graph.relayout(direction, rolled)
-            return
-        collapse, expanded = self.graph.collapse, self.graph.expanded
-        task = QtTask(lambda progress, cancelled: layered_layout(rec, direction, rolled, collapse=collapse,
-                                                                 expanded=expanded), self, name="layout")
-        self._layout_task = task
-        self.statusBar().showMessage(tr("Laying out…"))
-
-        def done(lay):
-            if task is self._layout_task and rec is self.recording:
-                self._layout_task = None
-                self.graph.set_layout(lay)
-                self.statusBar().showMessage(rec.summary())
-
-        task.succeeded.connect(done)
-        task.failed.connect(self.show_error)
-        self._start(task)
 
     # -- files --------------------------------------------------------------------------------
     def open_script(self, path: str | None = None) -> None:

@@ -1,150 +1,44 @@
 """The graph view: the unrolled autograd graph, laid out, drawn and highlighted step by step.
 
-`QtGraphView` is a QGraphicsView over one `_GraphItem` that paints a `Scene` (gradviz.core.scene):
-the Scene holds what a step shows as arrays (boxes, label lines, styles from the one theme table,
-edge states, flowing gradients, badges) and `QtScenePainter` paints it.
+`QtGraphView` is a QGraphicsView over one `QtGraphItem` (``graph_item.py``) that paints a `Scene`
+(gradviz.core.scene): the Scene holds what a step shows as arrays (boxes, label lines, styles from the one
+theme table, edge states, flowing gradients, badges) and `QtScenePainter` paints it. The view owns the
+model (recording, stepper, layout, theme), follows the stepper, selects and finds nodes; moving about
+(fit, zoom, mouse, keys, tooltips) is its `QtGraphNavigation` mixin (``graph_navigation.py``).
 
 What a step or a jump costs is what is in view, not the graph: the Scene updates the arrays of the
-nodes the step changes with numpy operations (a jump across a 200,000-node graph changes most of
-them: masks, no Python loop, no sort), then the view repaints only the changed nodes and edges that
-are in view -- a rectangle each while they are few (`FULL_REPAINT`), else the visible part at once;
-changes off screen get no rectangle at all (Qt paints them when they scroll in). The Scene's grid
-index (`Scene.nodes_in`, `Scene.segments_in`) finds what is in view for that and for painting, which
-culls to the exposed rectangle and drops text and shapes at low zoom. The overview and the far
-picture place each node's pixels once per layout and only recolour them per step.
+nodes the step changes with numpy operations, then `repaint_changed` (``step_repaint.py``) repaints only
+the changed nodes and edges that are in view. The Scene's grid index (`Scene.nodes_in`,
+`Scene.segments_in`) finds what is in view for that and for painting, which culls to the exposed
+rectangle and drops text and shapes at low zoom. The overview and the far picture place each node's
+pixels once per layout and only recolour them per step.
 """
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter
-from PySide6.QtWidgets import QGraphicsObject, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem, QToolTip
+from PySide6.QtWidgets import QGraphicsScene, QGraphicsView
 
 from gradviz.core.collapse import block_key
 from gradviz.core.layout import NODE_H, NODE_W, Layout, layered_layout
 from gradviz.core.recording import Recording
-from gradviz.core.scene import IDLE, Scene, build_scene
+from gradviz.core.scene import Scene, build_scene
 from gradviz.core.scene.text import SMALL, format_shape, format_tensor
 from gradviz.core.timeline import Stepper, StepState
 
+from .graph_item import QtGraphItem
+from .graph_navigation import QtGraphNavigation
 from .i18n import tr
-from .legible import hidden_px, legible_scale
 from .overview import QtOverview
-from .far_picture import FarPicture
-from .scene_painter import COARSE_LOD, QtScenePainter, paint_scene
+from .scene_painter import paint_scene
+from .step_repaint import repaint_changed
 from .theme import get_theme
 
 __all__ = ["QtGraphView", "format_tensor", "format_shape", "NODE_W", "NODE_H", "SMALL"]
 
-FULL_REPAINT = 300  # more changed nodes or edges in view than this: repaint the visible part, not each rectangle
 
-
-class _GraphItem(QGraphicsObject):
-    """Paints the view's `Scene`; its arrays change per step without rebuilding anything."""
-
-    def __init__(self, view: "QtGraphView"):
-        super().__init__()
-        self._view = view
-        self.setFlag(QGraphicsObject.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
-        self.scene_: Scene | None = None
-        self.painter_ = QtScenePainter()
-        self.painter_.hidden_px = hidden_px()  # text too small to read is left out (scales with the system font)
-        self._rect = QRectF(0, 0, 1, 1)
-        self.full_detail = False  # exports to vector files: every label, whatever the zoom
-        self.far = FarPicture(self.painter_, self.update)  # the whole graph far out, painted once per change
-
-    def set_scene(self, scene: Scene) -> None:
-        """Paint `scene` from now on."""
-        self.prepareGeometryChange()
-        self.scene_ = scene
-        self.far.forget()
-        self._rect = QRectF(*scene.bounds)
-        self.update()
-
-    # the Scene's arrays, under the names the view's tests and callers read
-    @property
-    def pos_(self) -> np.ndarray:
-        return self.scene_.pos if self.scene_ is not None else np.zeros((0, 2))
-
-    @property
-    def status(self) -> np.ndarray:
-        return self.scene_.status
-
-    @property
-    def pending(self) -> np.ndarray:
-        return self.scene_.pending
-
-    @property
-    def edge_done(self) -> np.ndarray:
-        """Per drawn edge: a gradient passed along it (flowing now or before)."""
-        return self.scene_.edge_state != IDLE
-
-    @property
-    def current(self) -> int:
-        return self.scene_.current if self.scene_ is not None else -1
-
-    @property
-    def selected(self) -> int:
-        return self.scene_.selected if self.scene_ is not None else -1
-
-    @selected.setter
-    def selected(self, g: int) -> None:
-        self.scene_.selected = g
-
-    @property
-    def flowing(self) -> list:
-        """``(sender, receiver, text)`` of each gradient drawn flowing."""
-        return [(f.sender, f.receiver, f.text) for f in self.scene_.flowing] if self.scene_ is not None else []
-
-    @property
-    def labels(self) -> list:
-        """The Scene's label cache: each drawn node's lines once made, None until then."""
-        if self.scene_ is None:
-            return []
-        return [line if ok else None for line, ok in zip(self.scene_._lines, self.scene_._lines_ok.tolist())]
-
-    @labels.setter
-    def labels(self, _value) -> None:
-        """Assigning (anything) makes every label again: the language changed."""
-        if self.scene_ is not None:
-            self.scene_.invalidate_labels()
-
-    def drawn_lines(self, g: int) -> list[str]:
-        """The label lines of drawn node `g` as painted (the Scene's)."""
-        return self.scene_.lines(g)
-
-    # -- geometry -----------------------------------------------------------------------------
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
-        return self._rect
-
-    def node_rect(self, i: int, margin: float = 0.0) -> QRectF:
-        """The rectangle node `i` covers, grown by `margin`."""
-        return QRectF(*self.scene_.box(i, margin))
-
-    def edge_rect(self, s: int, d: int) -> QRectF:
-        a, b = self.scene_.pos[s], self.scene_.pos[d]
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        # room for the gradient's text and arrow head
-        return QRectF(lo[0] - 90, lo[1] - 30, hi[0] - lo[0] + 180, hi[1] - lo[1] + 60)
-
-    def node_at(self, x: float, y: float) -> int:
-        """The node under scene point (x, y), or -1."""
-        return self.scene_.node_at(x, y) if self.scene_ is not None else -1
-
-    # -- painting -----------------------------------------------------------------------------
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
-        if self.scene_ is None:
-            return
-        r = option.exposedRect if option is not None and not option.exposedRect.isEmpty() else self._rect
-        lod = QStyleOptionGraphicsItem.levelOfDetailFromTransform(painter.worldTransform())
-        if lod < COARSE_LOD and not self.full_detail and widget is not None:
-            self.far.draw(painter, self.scene_, lod)  # far out: one cached picture, panned and scaled
-            return
-        self.far.active = False
-        self.painter_.paint(painter, self.scene_, (r.left(), r.top(), r.right(), r.bottom()), lod, self.full_detail)
-
-
-class QtGraphView(QGraphicsView):
+class QtGraphView(QtGraphNavigation, QGraphicsView):
     """The unrolled autograd graph of a recording, highlighted at the stepper's current step.
 
     Parameters
@@ -196,7 +90,7 @@ class QtGraphView(QGraphicsView):
         self.last_repaint: tuple = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), False)
         self._scene = QGraphicsScene(self)
         self.setScene(self._scene)
-        self._item = _GraphItem(self)
+        self._item = QtGraphItem(self)
         self._scene.addItem(self._item)
         self.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         self.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
@@ -293,53 +187,11 @@ class QtGraphView(QGraphicsView):
             return
         old_current, old_flow = scene.current, scene.flowing
         groups, rows, everything = scene.update(state, changed)
-        self._repaint_visible(groups, rows, everything, old_current, old_flow)
+        self.last_repaint = repaint_changed(self._item, scene, self.visible_rect(), groups, rows, everything,
+                                            old_current, old_flow)
         self.scene_changed.emit()
         if self.follow and scene.current >= 0 and changed is not None:
             self._keep_visible(scene.current)
-
-    def _repaint_visible(self, groups: np.ndarray, rows: np.ndarray, everything: bool, old_current: int,
-                         old_flow: list) -> None:
-        """Repaint the changed nodes (`groups`) and edges (`rows`) that are in view: a rectangle each while
-        they are few, else the visible part at once. Those out of view get no rectangle (Qt paints them
-        when they scroll in); a jump's many changes are matched against what the Scene's grid finds in
-        view, so its cost is the view's, not the graph's. `last_repaint` keeps what was chosen."""
-        it, scene = self._item, self.scene_
-        vis = self.visible_rect()
-        if everything:  # every node's look changed: the part in view, at once
-            self.last_repaint = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), True)
-            it.update(vis.adjusted(-20, -20, 20, 20))
-            return
-        x0, y0, x1, y1 = vis.left() - 100, vis.top() - 40, vis.right() + 100, vis.bottom() + 40
-        groups = np.concatenate([groups, [g for g in (old_current, scene.current) if g >= 0]]).astype(np.int64)
-        if len(groups) + len(rows) <= FULL_REPAINT:  # a few: test each
-            p, half = scene.pos[groups], scene.size[groups] / 2
-            groups = groups[(p[:, 0] + half[:, 0] >= x0) & (p[:, 0] - half[:, 0] <= x1)
-                            & (p[:, 1] + half[:, 1] >= y0) & (p[:, 1] - half[:, 1] <= y1)]
-            # an edge is in view when the rectangle between its two nodes is
-            a, b = scene.pos[scene.adj[rows, 0]], scene.pos[scene.adj[rows, 1]]
-            lo, hi = np.minimum(a, b), np.maximum(a, b)
-            rows = rows[(hi[:, 0] >= x0) & (lo[:, 0] <= x1) & (hi[:, 1] >= y0) & (lo[:, 1] <= y1)]
-        else:  # many (a jump): what is in view (the Scene's grid), kept where it changed
-            changed = np.zeros(len(scene), dtype=bool)
-            changed[groups] = True
-            shown = scene.nodes_in(x0, y0, x1, y1)
-            groups = shown[changed[shown]]
-            changed = np.zeros(len(scene.adj), dtype=bool)
-            changed[rows] = True
-            shown = np.unique(scene.seg_edge[scene.segments_in(x0, y0, x1, y1)])
-            rows = shown[changed[shown]]
-        full = len(groups) + len(rows) > FULL_REPAINT
-        self.last_repaint = (groups, rows, full)
-        if full:
-            it.update(vis.adjusted(-20, -20, 20, 20))  # the part in view: cheaper than a rectangle per item
-            return
-        for g in np.unique(groups).tolist():
-            it.update(it.node_rect(g, 14))
-        for s, d in scene.adj[rows].tolist():
-            it.update(it.edge_rect(s, d))
-        for f in old_flow:
-            it.update(QRectF(*f.label_box).adjusted(-4, -4, 4, 4))
 
     def _keep_visible(self, g: int) -> None:
         """Scroll so node `g` is in view, with the values it sends this step when they fit too."""
@@ -428,136 +280,3 @@ class QtGraphView(QGraphicsView):
             return
         paint_scene(painter, self.scene_, target, source if source is not None else self.graph_rect(), full_detail,
                     self._item.painter_)
-
-
-    def fit(self) -> None:
-        """Fit the graph at a legible zoom (Ctrl+0, F): the whole graph when every label is legible so,
-        else the part around the current step's node (the loss before the first step) at the smallest
-        legible zoom, with the overview to reach the rest."""
-        r = self.graph_rect()
-        vp = self.viewport().rect()
-        self._auto_fit = True  # until the user zooms or pans, a resize fits again
-        if r.isEmpty() or vp.width() < 10 or self.scene_ is None:
-            return
-        self.resetTransform()
-        whole = min(vp.width() / r.width(), vp.height() / r.height()) * 0.97
-        legible = legible_scale(self.scene_)
-        if whole >= legible:
-            s = min(whole, max(legible, 1.3))
-            self.scale(s, s)
-            self.centerOn(r.center())
-        else:
-            self.scale(legible, legible)
-            self.centerOn(self.focus_point())
-        self.view_changed.emit()
-
-    def focus_point(self) -> QPointF:
-        """Where a legible view of a large graph centres: the current step's node, else the loss."""
-        it = self._item
-        g = it.current
-        if g < 0 and self.layout_ is not None and self.recording is not None:
-            g = int(self.layout_.group_of[self.recording.root])
-        return QPointF(*it.pos_[g]) if g >= 0 else self.graph_rect().center()
-
-    def fits_legibly(self) -> bool:
-        """Whether the whole graph is in view (no overview needed)."""
-        return self.visible_rect().adjusted(-1, -1, 1, 1).contains(self.graph_rect().adjusted(60, 60, -60, -60))
-
-    def fit_all(self) -> None:
-        """Show the whole graph, however small that makes it (nodes become shapes)."""
-        self._auto_fit = False
-        self.fitInView(self.graph_rect(), Qt.AspectRatioMode.KeepAspectRatio)
-        self.view_changed.emit()
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        super().resizeEvent(event)
-        if getattr(self, "_auto_fit", False) and self.layout_ is not None:
-            self.fit()
-        self.view_changed.emit()
-
-    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 - Qt API
-        super().scrollContentsBy(dx, dy)
-        self.view_changed.emit()
-
-    def zoom(self, factor: float) -> None:
-        """Zoom by `factor` (around the mouse when it is over the graph, else the view's centre)."""
-        self._auto_fit = False
-        s = self.transform().m11() * factor
-        r, vp = self.graph_rect(), self.viewport().rect()
-        whole = min(vp.width() / max(r.width(), 1.0), vp.height() / max(r.height(), 1.0))
-        # no further out than half the whole graph, no further in than 8x
-        if (factor < 1 and s < min(0.5 * whole, 1.0)) or (factor > 1 and s > 8):
-            return
-        self.scale(factor, factor)
-        self.view_changed.emit()
-
-    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt API
-        self.zoom(1.0015 ** event.angleDelta().y())
-
-    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
-        if event.key() == Qt.Key.Key_F and not event.modifiers():
-            self.fit()
-            return
-        if event.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Up, Qt.Key.Key_Down,
-                           Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_Space):
-            event.ignore()  # stepping keys belong to the window's actions
-            return
-        super().keyPressEvent(event)
-
-    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt API
-        self._press = event.position()
-        self._auto_fit = False
-        super().mousePressEvent(event)
-
-    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 - Qt API
-        super().mouseReleaseEvent(event)
-        if self._press is not None and (event.position() - self._press).manhattanLength() < 5:
-            nid = self.node_at_view(event.position().toPoint())
-            if nid is not None:
-                self.select_node(nid, center=False)
-                self.node_clicked.emit(nid)
-        self._press = None
-
-    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802 - Qt API
-        p = self.mapToScene(event.position().toPoint())
-        if self.expand_block(self._item.node_at(p.x(), p.y())):  # a collapsed block of module uses opens
-            return
-        nid = self.node_at_view(event.position().toPoint())
-        if nid is not None:
-            self.select_node(nid, center=False)
-            self.node_activated.emit(nid)
-        else:
-            super().mouseDoubleClickEvent(event)
-
-    def tooltip_at(self, point) -> str:
-        """The whole label of the node under viewport `point` (its lines uncut), or ""."""
-        if self.layout_ is None or self.scene_ is None:
-            return ""
-        p = self.mapToScene(point)
-        g = self._item.node_at(p.x(), p.y())
-        # the Scene's lines before they are cut to the box: what an elided or shrunk name really says
-        return "" if g < 0 else "\n".join(self.scene_._raw_lines(g))
-
-    def viewportEvent(self, event) -> bool:  # noqa: N802 - Qt API
-        if event.type() == QEvent.Type.ToolTip:
-            text = self.tooltip_at(event.pos())
-            if text:
-                QToolTip.showText(event.globalPos(), text, self.viewport())
-            else:
-                QToolTip.hideText()
-                event.ignore()
-            return True
-        return super().viewportEvent(event)
-
-    def node_at_view(self, point) -> int | None:
-        """The recording node id under viewport `point`, or None."""
-        if self.layout_ is None:
-            return None
-        p = self.mapToScene(point)
-        g = self._item.node_at(p.x(), p.y())
-        return None if g < 0 else self.layout_.members[g][0]
-
-    def node_view_pos(self, node_id: int):
-        """The viewport point at the centre of recording node `node_id`."""
-        g = int(self.layout_.group_of[node_id])
-        return self.mapFromScene(QPointF(*self._item.pos_[g]))

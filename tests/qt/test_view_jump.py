@@ -5,7 +5,8 @@ from PySide6.QtWidgets import QApplication
 
 from gradviz.core import record
 from gradviz.core.timeline import Stepper, Timeline
-from gradviz.qt.graph_view import FULL_REPAINT, QtGraphView
+from gradviz.qt.graph_view import QtGraphView
+from gradviz.qt.step_repaint import FULL_REPAINT
 
 
 def _view(rec, stepper):

@@ -175,3 +175,22 @@ def test_a_scene_without_positions_is_what_dot_needs():
     with pytest.raises(ValueError, match="unknown theme"):
         flat.set_theme("neon")
     assert KINDS == ("op", "custom", "leaf", "input")
+
+
+@pytest.mark.parametrize("direction", ["lr", "tb"])
+def test_fold_marks_clear_every_badge_and_node(direction):
+    """A folded chain's "↪ row k" tab is readable: no badge (the first node's "waits" tab) or node covers it."""
+    rec = gradviz.record("rnn-unrolled", params={"T": 40})
+    tl = Timeline(rec)
+    lay = layered_layout(rec, direction, fold=12)
+    marks = []
+    for step in (tl.first_backward, tl.first_backward + 40, len(tl) - 1):
+        scene = build_scene(rec, lay, tl.state_at(step))
+        marks = scene.fold_marks()
+        assert len(marks) >= 2
+        tabs = [b for g in range(len(scene)) for b in scene.badges(g)]
+        boxes = [scene.box(g) for g in range(len(scene))]
+        for m in marks:
+            for x, y, w, h in [(b.x, b.y, b.w, b.h) for b in tabs] + boxes:
+                apart = m.x + m.w <= x or x + w <= m.x or m.y + m.h <= y or y + h <= m.y
+                assert apart, (m.text, (m.x, m.y, m.w, m.h), (x, y, w, h))

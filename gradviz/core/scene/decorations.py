@@ -85,7 +85,8 @@ class Decorations:
         for k, (x, y, _w, _h) in enumerate(fold.rows.tolist()[1:], start=2):
             text = f"↪ {tr('row' if self.layout.direction == 'lr' else 'column')} {k}"
             w = text_width(text, SMALL_FONT_PX) + 12
-            out.append(Badge(x, y - BADGE_H - 3, w, BADGE_H, text, th["edge_done"], th["background"], 4))
+            # above the row, clear of the "waits" badge on its first node's top border (10 px above it)
+            out.append(Badge(x, y - BADGE_H - 13, w, BADGE_H, text, th["edge_done"], th["background"], 4))
         self._fold_marks = out
         return out
 

@@ -3,7 +3,7 @@
 Every text is `FONT_PX` at scale 1 (label lines, badges, fold marks, gradient values: `SMALL_FONT_PX`
 is the same size) except a node's name, which shrinks to fit its box (`MIN_NAME_PX` at the least). A
 picture at scale ``s`` is legible when ``s * smallest_text_px(scene)`` is at least the legible size
-(9 px for an export, `gradviz.qt.legible.legible_px` on screen).
+(9 px for an export; on screen, the app's own legible size, which follows the system font).
 """
 from __future__ import annotations
 

@@ -38,6 +38,11 @@ def _same_picture(a, b) -> bool:
     return x.shape == y.shape and int(np.abs(x - y).max()) <= 6
 
 
+def _settled(qtbot, view) -> None:
+    """Wait (2 s at most) until the window shows what a fresh full paint of the view shows."""
+    qtbot.waitUntil(lambda: _same_picture(_on_screen(view), view.viewport().grab().toImage()), timeout=2000)
+
+
 def _changed_groups(view, a, b):
     sa, sb = view.stepper.timeline.state_at(a), view.stepper.timeline.state_at(b)
     ids = np.flatnonzero((sa.status != sb.status) | (sa.pending != sb.pending))
@@ -72,11 +77,12 @@ def test_a_jump_repaints_only_the_changed_nodes_in_view_and_the_picture_is_whole
     near = (hi[:, 0] >= vis.left() - 100) & (lo[:, 0] <= vis.right() + 100) & (hi[:, 1] >= vis.top() - 40) \
         & (lo[:, 1] <= vis.bottom() + 40)
     assert len(rows) and set(rows.tolist()) <= set(scene.seg_edge[near].tolist())
-    # what Qt shows after the partial repaint is what a full paint of the new step shows
-    assert _same_picture(_on_screen(view), view.viewport().grab().toImage())
+    # what Qt shows after the partial repaint is what a full paint of the new step shows (Qt's queued
+    # repaints may take a few rounds of events on a loaded machine; a region never asked for stays stale)
+    _settled(qtbot, view)
     # and when the view follows the current step (it scrolls there), too
     view.follow = True
     stepper.set_step(tl.first_backward + 1)
     QApplication.processEvents()
     assert view.visible_rect().intersects(QRectF(*view.scene_.box(view.current_group())))
-    assert _same_picture(_on_screen(view), view.viewport().grab().toImage())
+    _settled(qtbot, view)

@@ -12,7 +12,11 @@
 //                                dtype, device and requires_grad, holding no gradient)
 //   stack_rows(tensors, out)     out[j] = tensors[j], bit for bit, as torch.stack(tensors) would
 //   stack(tensors)               the same into a new tensor
+// and Hooks.take() hands a gradient that only it holds back as a numpy array over the gradient's
+// memory (what Tensor.numpy() gives, without a Python tensor in between). record_frames.cpp adds
+// SourceWalk (a forward op's source line off the interpreter's frames).
 #include <torch/extension.h>
+#include <pybind11/numpy.h>
 
 #include <torch/csrc/DynamicTypes.h>
 #include <torch/csrc/autograd/function.h>
@@ -180,6 +184,41 @@ py::object tensor_or_none(const at::Tensor& t) {
   return py::reinterpret_steal<py::object>(THPVariable_Wrap(t));
 }
 
+// A numpy array over the memory of `t` (a CPU tensor that fills its memory without gaps), which
+// it keeps alive, with t's shape and strides, as t.numpy() makes it; None for a dtype numpy does
+// not hold as it is (the recorder then takes the tensor itself).
+py::object numpy_of(const at::Tensor& t, std::unordered_map<int, py::object>& dtypes) {
+  const char* name = nullptr;
+  switch (t.scalar_type()) {
+    case at::kHalf: name = "float16"; break;
+    case at::kFloat: name = "float32"; break;
+    case at::kDouble: name = "float64"; break;
+    case at::kComplexFloat: name = "complex64"; break;
+    case at::kComplexDouble: name = "complex128"; break;
+    case at::kBool: name = "bool"; break;
+    case at::kByte: name = "uint8"; break;
+    case at::kChar: name = "int8"; break;
+    case at::kShort: name = "int16"; break;
+    case at::kInt: name = "int32"; break;
+    case at::kLong: name = "int64"; break;
+    default: return py::none();
+  }
+  auto key = static_cast<int>(t.scalar_type());
+  auto it = dtypes.find(key);
+  if (it == dtypes.end()) {
+    it = dtypes.emplace(key, py::dtype(name)).first;
+  }
+  const auto item = static_cast<py::ssize_t>(t.element_size());
+  std::vector<py::ssize_t> shape(t.sizes().begin(), t.sizes().end());
+  std::vector<py::ssize_t> strides;
+  strides.reserve(shape.size());
+  for (auto s : t.strides()) strides.push_back(s * item);
+  auto* held = new at::Tensor(t);
+  py::capsule base(held, [](void* p) { delete static_cast<at::Tensor*>(p); });
+  return py::array(py::reinterpret_borrow<py::dtype>(it->second), std::move(shape), std::move(strides),
+                   held->data_ptr(), base);
+}
+
 py::object meta_or_none(const Meta& m, std::unordered_map<int, py::object>& dtypes) {
   if (!m.defined) {
     return py::none();
@@ -231,8 +270,9 @@ class Hooks {
   // finite). `unique` holds each tensor once, in the order of first appearance in the steps, each
   // step giving its grad_outputs, then its grad_inputs; `index` gives each of those places' tensor
   // (its position in `unique`, -1 where the engine sent none). owned[j]: whether nothing but this
-  // list can reach the memory of unique[j] (see exclusive); finite[j]: for an owned floating or
-  // complex tensor, whether all its values are finite, else None. Without values: (node ids,
+  // list can reach the memory of unique[j] (see exclusive); such a tensor of a dtype numpy holds
+  // comes as a numpy array over its memory instead of a tensor (numpy_of). finite[j]: for an owned
+  // floating or complex tensor, whether all its values are finite, else None. Without values: (node ids,
   // counts, counts, flat), flat holding each step's grad_inputs' then grad_outputs' (shape,
   // dtype, device, requires_grad) or None. Empties the list.
   py::tuple take() {
@@ -256,6 +296,7 @@ class Hooks {
     }
     auto mine = exclusive(events);
     py::list index, unique, owned, finite;
+    std::unordered_map<int, py::object> np_dtypes;
     std::unordered_map<const c10::TensorImpl*, int64_t> position;
     for (const auto& ev : events) {
       ids.append(ev.node);
@@ -271,7 +312,8 @@ class Hooks {
           index.append(found.first->second);
           if (found.second) {
             bool own = mine[t.unsafeGetTensorImpl()];
-            unique.append(tensor_or_none(t));
+            py::object array = own ? numpy_of(t, np_dtypes) : py::none();
+            unique.append(array.is_none() ? tensor_or_none(t) : array);
             owned.append(own);
             finite.append(own ? all_finite(t) : py::none());
           }
@@ -404,6 +446,8 @@ at::Tensor stack(const std::vector<at::Tensor>& tensors) {
 
 }  // namespace
 
+void gradviz_add_frames(py::module_& m);  // record_frames.cpp
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gradviz's recorder helpers: graph walk, post hooks recording in C++, row copies";
   m.attr("CANCELLED") = kCancelled;
@@ -415,4 +459,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("__len__", &Hooks::size);
   m.def("stack_rows", &stack_rows, py::arg("tensors"), py::arg("out"));
   m.def("stack", &stack, py::arg("tensors"));
+  gradviz_add_frames(m);
 }

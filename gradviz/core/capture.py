@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from . import fastpath
 from .errors import Cancelled, GraphTooLarge
 from .recording import ForwardEvent
 from .tensors import TensorData, TensorStore
@@ -63,6 +64,12 @@ class ForwardCapture(TorchFunctionMode):
         self.source_data: list[TensorData] = []
         self._depth = 0
         self._src_cache: dict[str, bool] = {}
+        lib = fastpath.helper()
+        if lib is not None and getattr(lib, "FRAME_WALK", False):
+            # the same walk over the interpreter's frames in C++, making no frame objects
+            # (given the cache, not a bound method: the capture must not be in a reference cycle,
+            # or the graph it holds would outlive the recording until a collection)
+            self._source = lib.SourceWalk(functools.partial(_internal, self._src_cache))
         self.grad_hooks: list[str] = []  # where the script registered gradient hooks on tensors
         # per op seen in this thread: (nodes it made, nodes it consumed), to tell the graph's
         # nodes that no seen op made (ops in another thread) from the rest; see unseen_nodes
@@ -325,19 +332,28 @@ class ForwardCapture(TorchFunctionMode):
         return new
 
     def _source(self) -> str | None:
+        """Return ``"file:line"`` of the innermost frame that is the model's (None if none; `SourceWalk` in C++)."""
         f = sys._getframe(2)  # (the frames below are the recorder's own)
         cache = self._src_cache
         while f is not None:
             fname = f.f_code.co_filename
             internal = cache.get(fname)
             if internal is None:
-                internal = (fname.startswith(_TORCH_DIR) or fname in _INTERNAL_FILES
-                            or fname.startswith("<frozen") or fname.endswith(("contextlib.py", "functools.py")))
-                cache[fname] = internal
+                internal = _internal(cache, fname)
             if not internal:
                 return f"{fname}:{f.f_lineno}"
             f = f.f_back
         return None
+
+
+def _internal(cache: dict, fname: str) -> bool:
+    """Whether frames of file `fname` are not the model's (torch's, the recorder's, plumbing); `cache` remembers."""
+    internal = cache.get(fname)
+    if internal is None:
+        internal = (fname.startswith(_TORCH_DIR) or fname in _INTERNAL_FILES
+                    or fname.startswith("<frozen") or fname.endswith(("contextlib.py", "functools.py")))
+        cache[fname] = internal
+    return internal
 
 
 _INPLACE_NAMES = _INPLACE_DUNDERS | {"__setitem__"}

@@ -1,12 +1,13 @@
-"""The recorder's compiled helper (``kernels/record_hooks.cpp``): load it, build it, or say why not.
+"""The recorder's compiled helper (``kernels/record_*.cpp``): load it, build it, or say why not.
 
 The helper walks the autograd graph, records what the engine sends through each node while backward
-runs (a C++ post hook per node, no Python call per node) and copies gradients into one buffer; the
-recorder (`gradviz.core.recorder`) uses it when it is loaded and does the same in Python when it is
-not, with the same recording. It is a Python extension module built with
-`torch.utils.cpp_extension` into the build cache of the linear op's backends
-(`gradviz.core.extension.cache_dir`), in a folder named by a hash of its source, the torch and
-Python versions and the flags.
+runs (a C++ post hook per node, no Python call per node), hands back the gradients only it holds
+as numpy arrays over their memory, copies gradients into one buffer, and finds each forward op's
+source line on the interpreter's frame stack (CPython 3.11); the recorder (`gradviz.core.recorder`)
+uses it when it is loaded and does the same in Python when it is not, with the same recording. It
+is a Python extension module built with `torch.utils.cpp_extension` into the build cache of the
+linear op's backends (`gradviz.core.extension.cache_dir`), in a folder named by a hash of its
+sources, the torch and Python versions and the flags.
 
 Recording never builds it (a build takes about a minute): `helper` only loads a library already
 built. ``scripts/setup.sh`` builds it once (`build`; by hand: ``python -c "from gradviz.core import
@@ -33,9 +34,9 @@ import torch
 
 from . import extension as _ext
 
-__all__ = ["SOURCE", "helper", "build", "status", "python_only"]
+__all__ = ["SOURCES", "helper", "build", "status", "python_only"]
 
-SOURCE = "record_hooks.cpp"
+SOURCES = ("record_hooks.cpp", "record_frames.cpp")
 _CFLAGS = ["-O2", "-Wall", "-Wfatal-errors"]
 
 _lock = threading.Lock()
@@ -46,9 +47,11 @@ _forced_python = 0
 
 
 def _key() -> str:
-    """The build's name: a hash of the source, the torch and Python versions, the flags."""
+    """The build's name: a hash of the sources, the torch and Python versions, the flags."""
     h = hashlib.sha256()
-    h.update((_ext.KERNELS_DIR / SOURCE).read_bytes())
+    for source in SOURCES:
+        h.update(source.encode())
+        h.update((_ext.KERNELS_DIR / source).read_bytes())
     h.update(f"torch={torch.__version__} python={sys.version} abi={sysconfig.get_config_var('SOABI')}".encode())
     h.update(" ".join(_CFLAGS).encode())
     return h.hexdigest()[:16]
@@ -132,7 +135,7 @@ def build() -> tuple[bool, str]:
         try:
             with _ext._pinned_ninja(_ext.ninja_path() or "ninja"):
                 _module = cpp_extension.load(
-                    name=name, sources=[str(_ext.KERNELS_DIR / SOURCE)], extra_cflags=_CFLAGS,
+                    name=name, sources=[str(_ext.KERNELS_DIR / source) for source in SOURCES], extra_cflags=_CFLAGS,
                     build_directory=str(build_dir), is_python_module=True, verbose=False)
         except Exception as exc:  # compiler, linker and loader errors
             print(" failed", file=sys.stderr, flush=True)

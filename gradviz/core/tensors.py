@@ -170,7 +170,9 @@ class TensorStore:
         (the helper checks the reference counts): its snapshot's value then shares that memory
         instead of copying it, the same values without a copy (nobody can change them).
         ``finite[i]``, where not None, says whether the values of an owned ``tensors[i]`` are all
-        finite (`nonfinite` then need not look at them again).
+        finite (`nonfinite` then need not look at them again). An owned tensor may come as a numpy
+        array over its memory instead (the helper makes those without a Python tensor): its
+        snapshot is the one the tensor would get.
         """
         if not self.keep_values:
             return [self.capture(t) for t in tensors]
@@ -179,6 +181,9 @@ class TensorStore:
         seen = self._seen
         for i, t in enumerate(tensors):
             if t is None:
+                continue
+            if type(t) is np.ndarray:
+                out[i] = self._owned_array(t, None if finite is None else finite[i])
                 continue
             key = (id(t), t._version)
             hit = seen.get(key)
@@ -219,6 +224,20 @@ class TensorStore:
                     d.value = buf[j, ...]
                 self._groups.append((buf, datas))
         return out
+
+    def _owned_array(self, value: np.ndarray, ok: bool | None) -> TensorData:
+        """The snapshot of an owned gradient handed over as `value`, its memory (`capture_many`)."""
+        nbytes = value.nbytes
+        if self.bytes_kept + nbytes > self.budget_bytes:
+            return self.capture(torch.from_numpy(value))  # (past the budget: statistics, as one by one)
+        self.bytes_kept += nbytes
+        self._count += 1
+        data = TensorData(value.shape, _NUMPY_NAMES[value.dtype], "cpu", value, None, False, self._count)
+        if ok is None:
+            self._singles.append(data)
+        elif not ok:
+            self._bad.append(data)
+        return data
 
     def shape_only(self, shape: tuple, dtype: torch.dtype, device: str, requires_grad: bool) -> TensorData:
         """Return a new snapshot without values, numbered as `capture` of such a tensor would be.
@@ -264,6 +283,8 @@ _DTYPE_NAMES: dict = {}
 _STACKABLE = {d: str(d).replace("torch.", "") for d in (
     torch.float16, torch.float32, torch.float64, torch.complex64, torch.complex128, torch.bool, torch.uint8,
     torch.int8, torch.int16, torch.int32, torch.int64)}
+
+_NUMPY_NAMES = {np.dtype(torch.empty(0, dtype=d).numpy().dtype): n for d, n in _STACKABLE.items()}
 
 
 def _device_name(t: torch.Tensor) -> str:

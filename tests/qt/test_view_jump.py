@@ -64,7 +64,7 @@ def plain_font():
 @pytest.mark.xfail(strict=True, reason="known: with the app's font (DejaVu Sans, 10 pt at least) the text of a label "
                    "cut by the viewport's left edge lands 1 px apart in the partial repaint and in a full paint "
                    "(~30 pixels differ; both are the right text)")
-def test_a_jump_with_the_apps_font_leaves_no_stale_pixel(qtbot):
+def test_a_jump_with_the_apps_font_matches_a_full_paint(qtbot):
     from gradviz.qt.app import _app
 
     before = QApplication.font()

@@ -214,6 +214,36 @@ def measure(family: str, n: int, draw: bool, cap: float) -> None:
     emit(row)
 
 
+def open_view(rec, stepper, layout):
+    """An offscreen 1200 x 800 `QtGraphView` of `rec` laid out as `layout`, shown, fitted and painted once."""
+    from PySide6.QtWidgets import QApplication
+
+    from gradviz.qt.graph_view import QtGraphView
+
+    view = QtGraphView(rec, stepper, precomputed=layout)
+    view.resize(1200, 800)
+    view.show()
+    QApplication.processEvents()
+    view.fit()
+    view.viewport().repaint()
+    QApplication.processEvents()
+    return view
+
+
+def view_jumps(stepper, seed: int, count: int = 20) -> list[float]:
+    """Seconds of `count` jumps of `stepper` to random steps (seeded), each with Qt's repaint of the view."""
+    from PySide6.QtWidgets import QApplication
+
+    rng, out = random.Random(seed), []
+    for _ in range(count):
+        i = rng.randrange(len(stepper))
+        t = time.perf_counter()
+        stepper.set_step(i)
+        QApplication.processEvents()
+        out.append(time.perf_counter() - t)
+    return out
+
+
 def measure_draw(rec, tl, row: dict, cap: float) -> None:
     """Layout + first draw offscreen, a random jump in the view, PNG/SVG/PDF export (into `row`)."""
     import tempfile
@@ -236,26 +266,12 @@ def measure_draw(rec, tl, row: dict, cap: float) -> None:
 
     def layout_and_draw():
         nonlocal view
-        lay = layered_layout(rec)
-        view = QtGraphView(rec, stepper, precomputed=lay)
-        view.resize(1200, 800)
-        view.show()
-        QApplication.processEvents()
-        view.fit()
-        view.viewport().repaint()
-        QApplication.processEvents()
+        view = open_view(rec, stepper, layered_layout(rec))
 
     row["draw_s"] = capped(cap, layout_and_draw)
     emit(row)
     if view is not None:
-        rng = random.Random(1)
-        jumps = []
-        for _ in range(20):
-            i = rng.randrange(len(stepper))
-            t = time.perf_counter()
-            stepper.set_step(i)
-            QApplication.processEvents()
-            jumps.append(time.perf_counter() - t)
+        jumps = view_jumps(stepper, 1)
         row["view_jump_ms"] = 1000 * statistics.median(jumps)
         row["view_jump_max_ms"] = 1000 * max(jumps)
         view.close()

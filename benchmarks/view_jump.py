@@ -16,7 +16,6 @@ import argparse
 import cProfile
 import os
 import pstats
-import random
 import statistics
 import sys
 import time
@@ -38,7 +37,7 @@ def main() -> None:
     import gradviz
     from gradviz.core import Stepper, Timeline
     from gradviz.core.storage import load_recording, save_recording
-    from scale import build_fn
+    from scale import build_fn, open_view, view_jumps
 
     path = os.path.join(args.cache, f"gradviz-view-jump-rnn{args.T}.gradviz")
     rec = load_recording(path) if os.path.exists(path) else None
@@ -56,24 +55,11 @@ def main() -> None:
     QApplication.processEvents()
     stepper = Stepper(Timeline(rec))
     t = time.perf_counter()
-    view = QtGraphView(rec, stepper, precomputed=layered_layout(rec))
-    view.resize(1200, 800)
-    view.show()
-    QApplication.processEvents()
-    view.fit()
-    view.viewport().repaint()
-    QApplication.processEvents()
+    open_view(rec, stepper, layered_layout(rec))
     print(f"{len(rec.nodes):,} nodes; layout + first draw {time.perf_counter() - t:.2f} s", flush=True)
 
     def jumps(seed: int) -> list[float]:
-        rng, out = random.Random(seed), []
-        for _ in range(20):
-            i = rng.randrange(len(stepper))
-            t = time.perf_counter()
-            stepper.set_step(i)
-            QApplication.processEvents()
-            out.append(time.perf_counter() - t)
-        return out
+        return view_jumps(stepper, seed)
 
     if args.profile:
         pr = cProfile.Profile()

@@ -74,8 +74,8 @@ def test_check_json(capsys):
     assert code == 0 and data["ok"] and data["counts"]["pass"] == len(data["checks"])
 
 
-def test_check_fails_with_exit_1_on_a_wrong_backward(capsys, tmp_path):
-    path = script(tmp_path, """
+# a model script's start: a custom Function whose backward is wrong (d(x^2)/dx is 2x, it returns x)
+WRONG_SQUARE = """
         import torch
         class Square(torch.autograd.Function):
             @staticmethod
@@ -86,6 +86,11 @@ def test_check_fails_with_exit_1_on_a_wrong_backward(capsys, tmp_path):
             def backward(ctx, g):
                 (x,) = ctx.saved_tensors
                 return g * x          # wrong: d(x^2)/dx = 2x
+"""
+
+
+def test_check_fails_with_exit_1_on_a_wrong_backward(capsys, tmp_path):
+    path = script(tmp_path, WRONG_SQUARE + """
         def build():
             x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
             return Square.apply(x).sum(), {"x": x}
@@ -98,17 +103,7 @@ def test_check_fails_with_exit_1_on_a_wrong_backward(capsys, tmp_path):
 
 def test_check_of_a_large_graph_folds_the_passing_rows_of_each_node_kind(capsys, tmp_path):
     # 120 passing local rules and flow rows, one wrong backward: the failure is shown, the passes are one row
-    path = script(tmp_path, """
-        import torch
-        class Square(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):
-                ctx.save_for_backward(x)
-                return x * x
-            @staticmethod
-            def backward(ctx, g):
-                (x,) = ctx.saved_tensors
-                return g * x          # wrong: d(x^2)/dx = 2x
+    path = script(tmp_path, WRONG_SQUARE + """
         def build():
             x = torch.tensor([0.1, 0.2, 0.3], requires_grad=True)
             y = x

@@ -18,6 +18,7 @@ from .backward_run import run_backward, walk_graph
 from .buildresult import BuildResult
 from .capture import ForwardCapture
 from .errors import Cancelled, GradvizError, InplaceModifiedError, NonFiniteError
+from .naming import grad_hooks, module_parents, name_tensors
 from .recording import Contribution, GraphNode, LeafInfo, Recording
 from .rerun import RecordedRun, Rerun, remember
 from .sandbox import Sandbox, promote_to_oldest
@@ -132,7 +133,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     loss = built.loss
     t_forward = time.perf_counter()
 
-    names = _name_tensors(built, cap)
+    names = name_tensors(built, cap)
     progress(0.3, "walking the autograd graph")
     nodes, fn_ids, edges, fns = walk_graph(loss.grad_fn, max_nodes, cancel)
     topo = topological_order(len(nodes), edges)
@@ -197,8 +198,8 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
         input_edges=input_edges, backward=backward, leaves=leaves, loss=loss_data, root=0,
         keep_values=keep_values, budget_bytes=budget_bytes,
         dropped={"tensors": store.dropped_count, "bytes": store.dropped_bytes},
-        meta={"torch": torch.__version__, "manual_note": manual_note, "grad_hooks": _grad_hooks(cap, names),
-              "module_parents": _module_parents(cap),
+        meta={"torch": torch.__version__, "manual_note": manual_note, "grad_hooks": grad_hooks(cap, names),
+              "module_parents": module_parents(cap),
               "unseen_nodes": unseen,
               "seconds": {"forward": t_forward - t_start,
                                                        "backward": t_backward - t_forward,
@@ -207,85 +208,6 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
         source_values=cap.source_data)
     progress(1.0, "done")
     return RecordedRun(rec, Rerun(runner, replays, list(cap.module_order)))
-
-
-# ---------------------------------------------------------------------------------------------
-# naming
-
-def _grad_hooks(cap: ForwardCapture, names: dict) -> list[str]:
-    """Where gradient hooks may change what reaches ``.grad``: tensor hooks the script registered
-    while it ran (``file:line``), hooks already on the leaves it used, and backward hooks on the
-    modules that ran."""
-    found = list(dict.fromkeys(cap.grad_hooks))
-    for t in cap.leaf_seen:
-        if getattr(t, "_backward_hooks", None):
-            found.append(f"a gradient hook on {names.get(t, 'a leaf')}")
-    names = getattr(cap, "module_names", {})
-    for module in cap.module_order:
-        if getattr(module, "_backward_hooks", None) or getattr(module, "_backward_pre_hooks", None):
-            found.append(f"a backward hook on module {names.get(module, type(module).__name__)}")
-    from torch.nn.modules import module as _module
-    if getattr(_module, "_global_backward_hooks", None) or getattr(_module, "_global_backward_pre_hooks", None):
-        found.append("a global module backward hook")
-    return found
-
-
-def _module_parents(cap: ForwardCapture) -> dict:
-    """Each module that ran, by name: the name of the module whose forward called it (None at the top)."""
-    names = getattr(cap, "module_names", {})
-    out = {}
-    for m in cap.module_order:
-        parent = cap.module_parent.get(m)
-        out[names.get(m, type(m).__name__)] = None if parent is None else names.get(parent, type(parent).__name__)
-    return out
-
-
-def _module_names(built: BuildResult, cap: ForwardCapture) -> dict:
-    names: dict = {}
-    if built.module is not None:
-        for path, m in built.module.named_modules():
-            names.setdefault(m, path or type(m).__name__)
-    # modules outside the returned one: class name, numbered when several share a class
-    by_class: dict[str, list] = {}
-    for m in cap.module_order:
-        if m not in names:
-            by_class.setdefault(type(m).__name__, []).append(m)
-    for cls_name, ms in by_class.items():
-        for i, m in enumerate(ms):
-            names[m] = cls_name if len(ms) == 1 else f"{cls_name}{i + 1}"
-    return names
-
-
-def _name_tensors(built: BuildResult, cap: ForwardCapture) -> dict:
-    """Name every leaf and input tensor: the user's names, then module parameters, then inputN."""
-    names: dict = {}
-    for name, t in built.leaves.items():
-        if isinstance(t, torch.Tensor) and t not in names:
-            names[t] = name
-    mod_names = _module_names(built, cap)
-    cap.module_names = mod_names
-    if built.module is not None:
-        for pname, p in built.module.named_parameters():
-            names.setdefault(p, pname)
-    for m in cap.module_order:
-        for pname, p in m.named_parameters(recurse=False):
-            names.setdefault(p, f"{mod_names[m]}.{pname}")
-    counter = 0
-    views: dict = {}
-    for ins, _ in cap.event_tensors:
-        for t in ins:
-            if t in names or t.grad_fn is not None:
-                continue
-            base = t._base
-            if base is not None and base in names:
-                # a view of a named tensor (xs[t]): name it after its base, numbered by first use
-                k = views.get(base, 0)
-                views[base] = k + 1
-                names[t] = f"{names[base]}[{k}]"
-            else:
-                names[t] = f"input{counter}"
-                counter += 1
-    return names
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .recording import Recording
 from .sandbox import Sandbox
 from .sources import SourceFinder
 
-__all__ = ["PerturbedLoss", "element_move", "direction_move"]
+__all__ = ["PerturbedLoss", "element_move", "direction_move", "same_memory"]
 
 
 class PerturbedLoss:
@@ -26,18 +26,20 @@ class PerturbedLoss:
 
     Runs go through `SourceFinder`, which finds the sources in each fresh run. A model whose
     sources are the same tensors in every run (a model and data made at a script's top level, not
-    inside ``build()``) and stay as they are set until their first use needs no function mode: the
-    second run sets the first run's sources before the model starts and checks, at each first use,
-    that it meets the same tensor with the value it was given, and no other source. When it does,
-    every later run sets the sources (and moves the leaf) before the model starts, and the model
-    runs as plain torch. (The model code is deterministic, as every re-run assumes.)
+    inside ``build()``; a built-in model, whose runner keeps what it made: ``Runner.for_reruns``)
+    and stay as they are set until their first use needs no function mode: the second run sets
+    the first run's sources before the model starts and checks, at each first use, that it meets
+    the same memory (the same tensor, or a new view such as ``xs[t]`` of the same elements) with
+    the value it was given, and no other source. When it does, every later run sets the sources
+    (and moves the leaf) before the model starts, and the model runs as plain torch. (The model
+    code is deterministic, as every re-run assumes.)
 
     Parameters
     ----------
     rec : Recording
         Gives the recorded value of each source tensor (``rec.source_values``).
     runner : Runner
-        Calls the model again.
+        Calls the model again (through ``runner.for_reruns()``).
 
     Attributes
     ----------
@@ -51,7 +53,7 @@ class PerturbedLoss:
     """
 
     def __init__(self, rec: Recording, runner):
-        self.runner = runner
+        self.runner = runner.for_reruns()
         self.sources = rec.source_values
         self.dtypes: dict[int, torch.dtype] = {}
         self.runs = self.plain_runs = 0
@@ -98,8 +100,9 @@ class PerturbedLoss:
             dtypes[idx] = t.dtype
             objects[idx] = t
             if check:
-                # the same tensor, still holding what it was given?
-                ok = first.get(idx) is t and torch.equal(t.detach(), self._expected(t, idx, leaf_index, move))
+                # the same memory, still holding what it was given?
+                ok = same_memory(first.get(idx), t) and torch.equal(t.detach(),
+                                                                     self._expected(t, idx, leaf_index, move))
                 verdicts[idx] = ok
                 if ok:
                     return
@@ -147,6 +150,24 @@ class PerturbedLoss:
     def _set_all(self, leaf_index: int | None, move) -> None:
         for idx, t in (self._objects or {}).items():
             self._set(t, idx, leaf_index, move)
+
+
+def same_memory(kept: torch.Tensor | None, t: torch.Tensor) -> bool:
+    """Whether `t` reads exactly the elements of `kept`, a tensor that is still alive.
+
+    The same tensor, or a dense view of the same elements: same dtype, device, address of its
+    first element, shape and strides, read the same way (no conjugate or negative view of them).
+    (`kept` being alive, no new tensor can have been given its memory; a tensor with no elements
+    has no address to compare, and only counts if it is `kept` itself.)
+    """
+    if kept is t:
+        return True
+    if kept is None or kept.layout != torch.strided or t.layout != torch.strided or kept.numel() == 0 \
+            or t.numel() == 0:
+        return False
+    return (kept.dtype == t.dtype and kept.device == t.device and kept.data_ptr() == t.data_ptr()
+            and kept.shape == t.shape and kept.stride() == t.stride() and kept.is_conj() == t.is_conj()
+            and kept.is_neg() == t.is_neg())
 
 
 def element_move(flat_index: int, delta) -> Callable[[torch.Tensor], None]:

@@ -7,6 +7,10 @@ Register a model with the `model` decorator; give it a manual calculation with `
 
     @sum_xy_plus_z.manual
     def _(v, seed): return {"x": v["y"], ...}
+
+A build function makes its tensors and modules, then returns `Made`: them and the function that
+computes the loss from them. Finite differences then re-run only that function, on the same
+tensors every time (`ModelSpec.make`), and need no function mode to find them again.
 """
 from __future__ import annotations
 
@@ -20,7 +24,30 @@ from .backends import linear
 from .buildresult import BuildResult
 from .errors import GradvizError
 
-__all__ = ["ModelSpec", "MODELS", "model", "repeated_layer_manual"]
+__all__ = ["ModelSpec", "Made", "MODELS", "model", "repeated_layer_manual"]
+
+
+@dataclass
+class Made:
+    """A built-in model's tensors and modules, and the function that computes its loss from them.
+
+    Attributes
+    ----------
+    loss : callable
+        ``loss() -> Tensor``: runs the model on the tensors below; each call makes a new graph.
+    leaves : dict of str to Tensor
+        The named tensors (as `BuildResult.leaves`).
+    module : torch.nn.Module or None
+        The model's module (as `BuildResult.module`).
+    """
+
+    loss: Callable[[], torch.Tensor]
+    leaves: dict
+    module: torch.nn.Module | None = None
+
+    def run(self) -> BuildResult:
+        """Compute the loss once, as a `BuildResult`."""
+        return BuildResult(self.loss(), self.leaves, self.module)
 
 
 @dataclass
@@ -36,6 +63,15 @@ class ModelSpec:
 
     def build(self, dtype=torch.float32, **params) -> BuildResult:
         """Build the model's loss with `params` in floating dtype `dtype`."""
+        made = self.make(dtype=dtype, **params)
+        return made.run() if isinstance(made, Made) else made
+
+    def make(self, dtype=torch.float32, **params) -> Made | BuildResult:
+        """Make the model's tensors and modules with `params` in `dtype`, without running it.
+
+        A `Made` runs the model with ``.run()``, as often as needed, on the same tensors; a build
+        function that returns a `BuildResult` has already run it.
+        """
         return self.build_fn(dtype=dtype, **params)
 
     @property
@@ -116,8 +152,7 @@ def _gen(seed: int) -> torch.Generator:
 def sum_xy_plus_z(seed, dtype):
     g = _gen(seed)
     x, y, z = (torch.randn(3, 4, generator=g, dtype=dtype).requires_grad_() for _ in range(3))
-    c = (x * y + z).sum()
-    return BuildResult(c, {"x": x, "y": y, "z": z})
+    return Made(lambda: (x * y + z).sum(), {"x": x, "y": y, "z": z})
 
 
 @sum_xy_plus_z.manual
@@ -136,9 +171,12 @@ def linear_function(seed, dtype, backend, batch, in_features, out_features):
     input = torch.randn(batch, in_features, generator=g, dtype=dtype).to(device)
     weight = torch.randn(out_features, in_features, generator=g, dtype=dtype).to(device).requires_grad_()
     bias = torch.randn(out_features, generator=g, dtype=dtype).to(device).requires_grad_()
-    output, _ran = linear(input, weight, bias, backend=backend)
-    loss = output.sum()
-    return BuildResult(loss, {"input": input, "weight": weight, "bias": bias})
+
+    def loss():
+        output, _ran = linear(input, weight, bias, backend=backend)
+        return output.sum()
+
+    return Made(loss, {"input": input, "weight": weight, "bias": bias})
 
 
 @linear_function.manual
@@ -189,9 +227,7 @@ def repeated_layer(seed, dtype, k, n, tanh, x, label, w):
     else:
         xt = torch.randn(1, n, generator=g, dtype=dtype)
     yt = torch.full((1, n), float(label), dtype=dtype)
-    out = net(xt)
-    loss = torch.nn.functional.mse_loss(out, yt)
-    return BuildResult(loss, {"x": xt, "label": yt}, net)
+    return Made(lambda: torch.nn.functional.mse_loss(net(xt), yt), {"x": xt, "label": yt}, net)
 
 
 def repeated_layer_manual(W: np.ndarray, x: np.ndarray, label: np.ndarray, k: int, tanh: bool) -> list[np.ndarray]:
@@ -245,9 +281,8 @@ def rnn_unrolled(seed, dtype, T, inputs, hidden, batch):
     xs = torch.randn(T, batch, inputs, generator=g, dtype=dtype)
     h0 = torch.zeros(batch, hidden, dtype=dtype)
     target = torch.randn(batch, hidden, generator=g, dtype=dtype)
-    h = net(xs, h0)
-    loss = torch.nn.functional.mse_loss(h, target)
-    return BuildResult(loss, {"xs": xs, "h0": h0, "target": target}, net)
+    return Made(lambda: torch.nn.functional.mse_loss(net(xs, h0), target), {"xs": xs, "h0": h0, "target": target},
+                net)
 
 
 @rnn_unrolled.manual
@@ -295,8 +330,7 @@ def mlp(seed, dtype, batch, inputs, hidden, classes):
     net = MLP(inputs, hidden, classes).to(dtype)
     x = torch.randn(batch, inputs, generator=g, dtype=dtype)
     labels = torch.randint(0, classes, (batch,), generator=g)
-    loss = torch.nn.functional.cross_entropy(net(x), labels)
-    return BuildResult(loss, {"x": x, "labels": labels}, net)
+    return Made(lambda: torch.nn.functional.cross_entropy(net(x), labels), {"x": x, "labels": labels}, net)
 
 
 @mlp.manual

@@ -10,7 +10,7 @@ import torch
 
 from .buildresult import BuildResult
 from .errors import Cancelled, GradvizError, ScriptError
-from .models import MODELS
+from .models import MODELS, Made
 
 __all__ = ["resolve_target", "Runner", "ScriptRunner", "BuiltinRunner", "CallableRunner", "parse_params"]
 
@@ -58,6 +58,14 @@ class Runner:
     def manual(self, leaf_values: dict) -> dict | None:
         """The model's manual gradient calculation, or None when it has none."""
         return None
+
+    def for_reruns(self) -> "Runner":
+        """A runner for many re-runs of the model: this one, unless the model can keep its tensors.
+
+        A built-in model's (`BuiltinRunner`) makes its tensors and modules once per dtype and runs
+        the model on them each time, as a script's top-level model and data are the same in every run.
+        """
+        return self
 
     def normalise(self, result: Any) -> BuildResult:
         """Check the build function's return value and turn it into a `BuildResult`."""
@@ -233,6 +241,38 @@ class BuiltinRunner(Runner):
         if self.spec.manual is None:
             return None
         return self.spec.manual(leaf_values, **self.params)
+
+    def for_reruns(self) -> Runner:
+        return _MadeOnceRunner(self)
+
+
+class _MadeOnceRunner(Runner):
+    """Runs a built-in model again and again on the tensors and modules it made first, per dtype.
+
+    The model is deterministic: the tensors it would make again hold the same values, and the
+    generator state it runs from is restored before each run. A model whose build function does
+    not return `gradviz.core.models.Made` is built anew in each run.
+    """
+
+    def __init__(self, builtin: BuiltinRunner):
+        self.builtin = builtin
+        self.name = builtin.name
+        self.params = builtin.params
+        self._made: dict = {}  # dtype -> (Made, torch's generator state after making it)
+
+    def _build(self, dtype):
+        dtype = dtype or torch.float32
+        if dtype not in self._made:
+            made = self.builtin.spec.make(dtype=dtype, **self.params)
+            if not isinstance(made, Made):
+                return made
+            self._made[dtype] = (made, torch.get_rng_state())
+        made, rng = self._made[dtype]
+        torch.set_rng_state(rng)  # (as right after making it: a model that draws random numbers draws the same)
+        return made.run()
+
+    def manual(self, leaf_values):
+        return self.builtin.manual(leaf_values)
 
 
 def parse_params(items: list[str] | None) -> dict:

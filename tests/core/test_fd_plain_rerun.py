@@ -63,7 +63,16 @@ def test_persistent_sources_rerun_with_no_mode_and_the_same_losses():
 
 
 def test_sources_made_in_build_keep_the_mode():
-    rec = record("rnn-unrolled", params={"T": 4})
+    def build():
+        # a model and data made anew in every run, sliced as an unrolled RNN slices its inputs
+        cell = torch.nn.RNNCell(3, 4).double()
+        xs = torch.randn(4, 2, 3, dtype=torch.float64)
+        h = torch.zeros(2, 4, dtype=torch.float64)
+        for t in range(xs.shape[0]):
+            h = cell(xs[t], h)
+        return h.pow(2).mean(), cell
+
+    rec = record(build)
     loss, plain, through_mode, again = _losses(rec, [(None, None)] * 2)
     assert not plain and loss.plain_runs == 0 and through_mode == again
 

@@ -32,7 +32,9 @@ class PerturbedLoss:
     the same memory (the same tensor, or a new view such as ``xs[t]`` of the same elements) with
     the value it was given, and no other source. When it does, every later run sets the sources
     (and moves the leaf) before the model starts, and the model runs as plain torch. (The model
-    code is deterministic, as every re-run assumes.)
+    code is deterministic, as every re-run assumes.) When every source of the first run lies in
+    memory the runner keeps and its model reads before it writes (``runner.keeps``: a built-in
+    model's), the second run is plain already.
 
     Parameters
     ----------
@@ -61,6 +63,7 @@ class PerturbedLoss:
         self._recorded: dict[int, torch.Tensor | None] = {}
         self._objects: dict[int, torch.Tensor] | None = None  # the first run's sources (kept alive)
         self._checked = False
+        self._plain_dtype: torch.dtype | None = None  # the dtype the plain runs were found for
 
     def _recorded_value(self, idx: int) -> torch.Tensor | None:
         """Source `idx`'s recorded value as a tensor (made once, copied into every re-run)."""
@@ -78,6 +81,9 @@ class PerturbedLoss:
         every source at its recorded value.
         """
         self.runs += 1
+        if self.plain and dtype != self._plain_dtype:
+            # (a model found plain in one dtype, then run in another: new tensors, found through the mode)
+            self.plain, self._checked, self._objects = False, False, None
         if self.plain:
             self.plain_runs += 1
             self._set_all(leaf_index, move)
@@ -116,9 +122,14 @@ class PerturbedLoss:
             out = self.runner.call(dtype=dtype)
         if first is None:
             self._objects = objects
+            # sources that all lie in memory the runner keeps, read before written: no check run needed
+            if self._all_fit(objects) and all(self.runner.keeps(t) for t in objects.values()):
+                self._checked = self.plain = True
+                self._plain_dtype = dtype
         elif check:
             self._checked = True
             self.plain = all(verdicts.values()) and verdicts.keys() == objects.keys() == first.keys()
+            self._plain_dtype = dtype
         return out
 
     def _expected(self, t: torch.Tensor, idx: int, leaf_index: int | None, move) -> torch.Tensor:

@@ -31,6 +31,10 @@ __all__ = ["ModelSpec", "Made", "MODELS", "model", "repeated_layer_manual"]
 class Made:
     """A built-in model's tensors and modules, and the function that computes its loss from them.
 
+    The contract that lets its re-runs go without a function mode: `loss` reads these tensors
+    (and its module's parameters and buffers), makes them no new values before it reads them,
+    and is deterministic.
+
     Attributes
     ----------
     loss : callable
@@ -48,6 +52,13 @@ class Made:
     def run(self) -> BuildResult:
         """Compute the loss once, as a `BuildResult`."""
         return BuildResult(self.loss(), self.leaves, self.module)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The tensors it keeps: its leaves, and its module's parameters and buffers."""
+        kept = [t for t in self.leaves.values() if isinstance(t, torch.Tensor)]
+        if self.module is not None:
+            kept += list(self.module.parameters()) + list(self.module.buffers())
+        return kept
 
 
 @dataclass

@@ -12,7 +12,8 @@ from .buildresult import BuildResult
 from .errors import Cancelled, GradvizError, ScriptError
 from .models import MODELS, Made
 
-__all__ = ["resolve_target", "Runner", "ScriptRunner", "BuiltinRunner", "CallableRunner", "parse_params"]
+__all__ = ["resolve_target", "Runner", "ScriptRunner", "BuiltinRunner", "MadeOnceRunner", "CallableRunner",
+           "parse_params"]
 
 
 class Runner:
@@ -58,6 +59,11 @@ class Runner:
     def manual(self, leaf_values: dict) -> dict | None:
         """The model's manual gradient calculation, or None when it has none."""
         return None
+
+    def keeps(self, t: torch.Tensor) -> bool:
+        """Whether `t` lies in the memory of a tensor this runner keeps from run to run, which the
+        model reads before it writes (a built-in model's ``for_reruns()`` runner); False here."""
+        return False
 
     def for_reruns(self) -> "Runner":
         """A runner for many re-runs of the model: this one, unless the model can keep its tensors.
@@ -243,10 +249,10 @@ class BuiltinRunner(Runner):
         return self.spec.manual(leaf_values, **self.params)
 
     def for_reruns(self) -> Runner:
-        return _MadeOnceRunner(self)
+        return MadeOnceRunner(self)
 
 
-class _MadeOnceRunner(Runner):
+class MadeOnceRunner(Runner):
     """Runs a built-in model again and again on the tensors and modules it made first, per dtype.
 
     The model is deterministic: the tensors it would make again hold the same values, and the
@@ -259,6 +265,7 @@ class _MadeOnceRunner(Runner):
         self.name = builtin.name
         self.params = builtin.params
         self._made: dict = {}  # dtype -> (Made, torch's generator state after making it)
+        self._held: set = set()  # (device, address) of the memory of every tensor a Made keeps
 
     def _build(self, dtype):
         dtype = dtype or torch.float32
@@ -267,12 +274,22 @@ class _MadeOnceRunner(Runner):
             if not isinstance(made, Made):
                 return made
             self._made[dtype] = (made, torch.get_rng_state())
+            self._held |= {_memory(t) for t in made.tensors()}
         made, rng = self._made[dtype]
         torch.set_rng_state(rng)  # (as right after making it: a model that draws random numbers draws the same)
         return made.run()
 
+    def keeps(self, t: torch.Tensor) -> bool:
+        # a built-in model's loss reads its tensors and writes none before reading it (Made's contract)
+        return t.layout == torch.strided and _memory(t) in self._held
+
     def manual(self, leaf_values):
         return self.builtin.manual(leaf_values)
+
+
+def _memory(t: torch.Tensor) -> tuple:
+    """Where a dense tensor's memory (its whole storage, shared by its views) lies: (device, address)."""
+    return t.device, t.untyped_storage().data_ptr()
 
 
 def parse_params(items: list[str] | None) -> dict:

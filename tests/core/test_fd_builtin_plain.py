@@ -16,7 +16,7 @@ from gradviz.core.fdrerun import PerturbedLoss, direction_move, element_move, sa
 from gradviz.core.models import MODELS
 from gradviz.core.rerun import rerun_of
 from gradviz.core.sandbox import Sandbox
-from gradviz.core.targets import BuiltinRunner
+from gradviz.core.targets import BuiltinRunner, MadeOnceRunner
 
 CASES = [("rnn-unrolled", {"T": 6}), ("mlp", {}), ("repeated-layer", {"k": 3, "n": 2, "tanh": True}),
          ("sum-xy-plus-z", {}), ("linear-function", {"batch": 2})]
@@ -27,6 +27,18 @@ class FreshRunner(BuiltinRunner):
 
     def for_reruns(self):
         return self
+
+
+class KeepsNothing(MadeOnceRunner):
+    """Makes the model once, but vouches for no memory: the second run goes through the mode and checks."""
+
+    def keeps(self, t):
+        return False
+
+
+class Checked(BuiltinRunner):
+    def for_reruns(self):
+        return KeepsNothing(self)
 
 
 def _moves(rec):
@@ -54,11 +66,36 @@ def test_builtin_reruns_go_plain_with_the_losses_of_the_general_path(name, param
     moves = _moves(rec)
     made_once, plain = _losses(rec, BuiltinRunner(MODELS[name], params), moves)
     fresh, general = _losses(rec, FreshRunner(MODELS[name], params), moves)
-    # two runs through the mode find and check the sources; every later one is plain torch
-    assert made_once.plain and made_once.plain_runs == len(moves) - 2
+    # the first run, through the mode, finds the sources: all in the made tensors; every later run is plain torch
+    assert made_once.plain and made_once.plain_runs == len(moves) - 1
     assert not fresh.plain and fresh.plain_runs == 0
     assert plain == general  # bit for bit, in float64
     assert len(set(plain)) > len(moves) // 2  # (the moves do move the loss)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_builtin_model_keeps_the_contract_of_made(name):
+    """Its loss reads the tensors it made and writes none before reading: the check run agrees.
+
+    (A runner that keeps nothing: the second run goes through the mode and checks, at each source's
+    first use, that it meets the same memory holding the value set before the run.)
+    """
+    rec = record(name)
+    checked, losses = _losses(rec, Checked(MODELS[name], {}), _moves(rec)[:3])
+    assert checked.plain and checked.plain_runs == 1
+    trusted, again = _losses(rec, BuiltinRunner(MODELS[name], {}), _moves(rec)[:3])
+    assert trusted.plain_runs == 2 and again == losses
+
+
+def test_a_run_in_another_dtype_finds_its_sources_again():
+    rec = record("mlp")
+    moves = _moves(rec)[:3]
+    loss = PerturbedLoss(rec, BuiltinRunner(MODELS["mlp"], {}))
+    with Sandbox(modules=rerun_of(rec).modules, cast64=True):
+        in64 = [loss(i, m, torch.float64) for i, m in moves]
+        in32 = [loss(i, m, None) for i, m in moves]
+    assert loss.plain_runs == 4 and loss.runs == 6  # (the first run in each dtype goes through the mode)
+    assert np.allclose(in32, in64, rtol=1e-5) and in32 != in64
 
 
 def test_a_view_of_the_same_elements_is_the_same_memory_and_other_views_are_not():

@@ -34,7 +34,8 @@ class PerturbedLoss:
     (and moves the leaf) before the model starts, and the model runs as plain torch. (The model
     code is deterministic, as every re-run assumes.) When every source of the first run lies in
     memory the runner keeps and its model reads before it writes (``runner.keeps``: a built-in
-    model's), the second run is plain already.
+    model's), the second run is plain already; and a plain run of a model whose loss has the same
+    value with grad off (``runner.loss_needs_grad()``: a built-in model's) runs with grad off.
 
     Parameters
     ----------
@@ -84,14 +85,17 @@ class PerturbedLoss:
         if self.plain and dtype != self._plain_dtype:
             # (a model found plain in one dtype, then run in another: new tensors, found through the mode)
             self.plain, self._checked, self._objects = False, False, None
+        graph = True
         if self.plain:
             self.plain_runs += 1
             self._set_all(leaf_index, move)
-            with Sandbox(dtype=dtype):
+            # only the loss's value is wanted: no graph, where the model's value does not depend on it
+            graph = self.runner.loss_needs_grad()
+            with Sandbox(dtype=dtype), torch.set_grad_enabled(graph and torch.is_grad_enabled()):
                 out = self.runner.call(dtype=dtype)
         else:
             out = self._through_mode(leaf_index, move, dtype)
-        built = self.runner.normalise(out)
+        built = self.runner.normalise(out, graph=graph)
         return float(built.loss.detach().to(torch.float64).cpu())
 
     def _through_mode(self, leaf_index: int | None, move, dtype):

@@ -31,9 +31,9 @@ __all__ = ["ModelSpec", "Made", "MODELS", "model", "repeated_layer_manual"]
 class Made:
     """A built-in model's tensors and modules, and the function that computes its loss from them.
 
-    The contract that lets its re-runs go without a function mode: `loss` reads these tensors
-    (and its module's parameters and buffers), makes them no new values before it reads them,
-    and is deterministic.
+    The contract that lets its re-runs go without a function mode, and with grad off: `loss`
+    reads these tensors (and its module's parameters and buffers), gives them no new values
+    before it reads them, is deterministic, and computes the same value with grad off.
 
     Attributes
     ----------

@@ -65,6 +65,11 @@ class Runner:
         model reads before it writes (a built-in model's ``for_reruns()`` runner); False here."""
         return False
 
+    def loss_needs_grad(self) -> bool:
+        """Whether the loss's value may depend on grad mode: False where the model promises it does
+        not (a built-in model's ``for_reruns()`` runner), so a run for the value alone may turn grad off."""
+        return True
+
     def for_reruns(self) -> "Runner":
         """A runner for many re-runs of the model: this one, unless the model can keep its tensors.
 
@@ -73,8 +78,11 @@ class Runner:
         """
         return self
 
-    def normalise(self, result: Any) -> BuildResult:
-        """Check the build function's return value and turn it into a `BuildResult`."""
+    def normalise(self, result: Any, graph: bool = True) -> BuildResult:
+        """Check the build function's return value and turn it into a `BuildResult`.
+
+        `graph`: whether the loss must have an autograd graph (False for a run with grad off).
+        """
         what = f"{self.name} returned"
         if isinstance(result, BuildResult):
             built = result
@@ -101,7 +109,7 @@ class Runner:
         if loss.numel() != 1:
             raise ScriptError(f"the loss must be a scalar, but {self.name} returned a tensor of shape "
                               f"{tuple(loss.shape)}", hint="reduce it to one number, for example loss.sum() or loss.mean()")
-        if not loss.requires_grad or loss.grad_fn is None:
+        if graph and (not loss.requires_grad or loss.grad_fn is None):
             raise ScriptError(f"nothing in {self.name} requires grad, so the loss has no autograd graph",
                               hint="create the tensors to differentiate with requires_grad=True, or use nn.Parameters")
         return built
@@ -282,6 +290,9 @@ class MadeOnceRunner(Runner):
     def keeps(self, t: torch.Tensor) -> bool:
         # a built-in model's loss reads its tensors and writes none before reading it (Made's contract)
         return t.layout == torch.strided and _memory(t) in self._held
+
+    def loss_needs_grad(self) -> bool:
+        return not self._made  # (Made's contract: the same value with grad off)
 
     def manual(self, leaf_values):
         return self.builtin.manual(leaf_values)

@@ -300,20 +300,23 @@ def rnn_unrolled(seed, dtype, T, inputs, hidden, batch):
 def _(v, seed, T, inputs, hidden, batch):
     Wih, Whh, bih, bhh = (v[f"cell.{k}"].astype(np.float64) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
     xs, h0, target = (v[k].astype(np.float64) for k in ("xs", "h0", "target"))
-    hs = [h0]
+    # the input's share of every step's pre-activation at once: xs[t] @ Wih.T + bih + bhh
+    drive = xs @ Wih.T + (bih + bhh)
+    hs = np.empty((T + 1,) + h0.shape)
+    hs[0] = h0
     for t in range(T):
-        hs.append(np.tanh(xs[t] @ Wih.T + bih + hs[-1] @ Whh.T + bhh))
-    grads = {k: 0.0 for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        hs[t + 1] = np.tanh(drive[t] + hs[t] @ Whh.T)
     # d mean((h_T - target)^2) / dh_T
     gh = 2.0 * (hs[-1] - target) / target.size
-    # backprop through time: every step adds its share to the shared weights
+    # backprop through time: the gradient at each step's pre-activation, ga[t]
+    ga = np.empty((T,) + h0.shape)
     for t in reversed(range(T)):
-        ga = gh * (1.0 - hs[t + 1] ** 2)
-        grads["weight_ih"] = grads["weight_ih"] + ga.T @ xs[t]
-        grads["weight_hh"] = grads["weight_hh"] + ga.T @ hs[t]
-        grads["bias_ih"] = grads["bias_ih"] + ga.sum(0)
-        grads["bias_hh"] = grads["bias_hh"] + ga.sum(0)
-        gh = ga @ Whh
+        ga[t] = gh * (1.0 - hs[t + 1] ** 2)
+        gh = ga[t] @ Whh
+    # every step adds its share to the shared weights: sums over the steps and the batch
+    gb = ga.sum(axis=(0, 1))
+    grads = {"weight_ih": np.einsum("tbi,tbj->ij", ga, xs), "weight_hh": np.einsum("tbi,tbj->ij", ga, hs[:-1]),
+             "bias_ih": gb, "bias_hh": gb.copy()}
     out = {f"cell.{k}": g for k, g in grads.items()}
     out.update({"xs": None, "h0": None, "target": None})
     return out

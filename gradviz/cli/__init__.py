@@ -7,8 +7,8 @@ the app and the handling of every failure.
 """
 from __future__ import annotations
 
-from .main import bug_line, build_parser, main
+from .main import bug_line, build_parser, main, run
 from .registry import COMMANDS as _COMMANDS, DEFAULT_MODEL, command  # noqa: F401 - _COMMANDS: tests patch it
 from .show import format_steps
 
-__all__ = ["main", "build_parser", "command", "DEFAULT_MODEL", "format_steps", "bug_line"]
+__all__ = ["main", "run", "build_parser", "command", "DEFAULT_MODEL", "format_steps", "bug_line"]

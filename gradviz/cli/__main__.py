@@ -1,6 +1,4 @@
 """``python -m gradviz.cli``: the command line."""
-import sys
+from .main import run
 
-from .main import main
-
-sys.exit(main())
+run()

@@ -56,3 +56,49 @@ def test_unexpected_exception_is_one_line_naming_a_bug(monkeypatch, capsys):
     monkeypatch.setenv("GRADVIZ_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         cli.main(["list"])
+
+
+WRONG_BACKWARD = """
+import torch
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * x  # wrong: d(x^2)/dx = 2x
+
+def build():
+    x = torch.linspace(-1.0, 1.0, 5, requires_grad=True)
+    return Square.apply(x).sum(), {"x": x}
+"""
+
+
+@pytest.mark.parametrize("argv,code,last", [(["check", "sum-xy-plus-z"], 0, "-> OK"),
+                                            (["check", "wrong.py"], 1, "-> FAILED"),
+                                            (["check", "no-such-model"], 2, None)])
+def test_the_program_ends_with_the_code_of_main_and_all_its_output(tmp_path, capsys, argv, code, last):
+    """``python -m gradviz.cli`` (`gradviz.cli.run`, which freezes the collector before the end) exits
+    with `main`'s code, every line printed, as `main` run in this process."""
+    from gradviz import cli
+
+    (tmp_path / "wrong.py").write_text(WRONG_BACKWARD)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("GRADVIZ_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-m", "gradviz.cli", *argv], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert cli.main(argv) == code
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr()
+    assert proc.stdout == out.out and proc.stderr == out.err
+    if last:
+        assert proc.stdout.splitlines()[-1].endswith(last), proc.stdout

@@ -83,7 +83,7 @@ def run_checks(rec: Recording, *, rerun: Rerun | None = None, strict: bool = Fal
         if accumulation:
             progress(0.9, "accumulation")
             table.rows += _accumulation_checks(rec)
-    promote_to_oldest()
+        promote_to_oldest()  # (before the collector is back: its next young collection would walk them)
     progress(1.0, "done")
     return table
 

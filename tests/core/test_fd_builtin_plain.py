@@ -37,6 +37,8 @@ class KeepsNothing(MadeOnceRunner):
 
 
 class Checked(BuiltinRunner):
+    """A built-in model whose re-runs are made once but checked through the mode (`KeepsNothing`)."""
+
     def for_reruns(self):
         return KeepsNothing(self)
 
@@ -118,7 +120,7 @@ def test_a_wrong_gradient_of_a_builtin_model_fails_and_the_right_one_passes(name
     rows = {r.leaf: r for r in run_checks(rec).rows if r.kind == "finite-diff"}
     assert rows and all(r.status == "pass" for r in rows.values()), rows
     # one element of one recorded gradient off by 0.5%: the random direction alone must see it. The
-    # last leaf's: the first leaf's two re-runs go through the function mode, the later ones do not
+    # last leaf's: only the first leaf's first re-run goes through the function mode, the others are plain
     leaf = [n for n, info in rec.leaves.items() if info.requires_grad][-1]
     grad = np.array(rec.leaves[leaf].grad.value)
     flat = grad.reshape(-1)

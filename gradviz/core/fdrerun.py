@@ -34,8 +34,10 @@ class PerturbedLoss:
     (and moves the leaf) before the model starts, and the model runs as plain torch. (The model
     code is deterministic, as every re-run assumes.) When every source of the first run lies in
     memory the runner keeps and its model reads before it writes (``runner.keeps``: a built-in
-    model's), the second run is plain already; and a plain run of a model whose loss has the same
-    value with grad off (``runner.loss_needs_grad()``: a built-in model's) runs with grad off.
+    model's), the second run is plain already; where the runner knows the sources before the first
+    run (``runner.sources``: a built-in model's, from where the recorded run's lay in what it made),
+    every run is. A plain run of a model whose loss has the same value with grad off
+    (``runner.loss_needs_grad()``: a built-in model's) runs with grad off.
 
     Parameters
     ----------
@@ -85,6 +87,8 @@ class PerturbedLoss:
         if self.plain and dtype != self._plain_dtype:
             # (a model found plain in one dtype, then run in another: new tensors, found through the mode)
             self.plain, self._checked, self._objects = False, False, None
+        if self._objects is None and not self._checked:
+            self._find_before(dtype)
         graph = True
         if self.plain:
             self.plain_runs += 1
@@ -97,6 +101,19 @@ class PerturbedLoss:
             out = self._through_mode(leaf_index, move, dtype)
         built = self.runner.normalise(out, graph=graph)
         return float(built.loss.detach().to(torch.float64).cpu())
+
+    def _find_before(self, dtype) -> None:
+        """Take the sources from the runner, if it knows them before the run (``runner.sources``): then
+        every run is plain."""
+        with Sandbox(dtype=dtype):
+            found = self.runner.sources(dtype)
+        objects = dict(enumerate(found or []))
+        if len(objects) == len(self.sources) and self._all_fit(objects) and \
+                all(self.runner.keeps(t) for t in objects.values()):
+            self._objects = objects
+            self.dtypes.update({idx: t.dtype for idx, t in objects.items()})
+            self._checked = self.plain = True
+            self._plain_dtype = dtype
 
     def _through_mode(self, leaf_index: int | None, move, dtype):
         """One run through `SourceFinder`; the second one also asks whether the next may go without."""

@@ -130,6 +130,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     with Sandbox(cap):
         result = runner.call()
     built = runner.normalise(result)
+    runner.note_sources(cap.leaf_seen)  # (a built-in model's re-runs find them again without a function mode)
     loss = built.loss
     t_forward = time.perf_counter()
 

@@ -70,6 +70,14 @@ class Runner:
         not (a built-in model's ``for_reruns()`` runner), so a run for the value alone may turn grad off."""
         return True
 
+    def note_sources(self, sources: list) -> None:
+        """Told by the recorder: the recorded run's source tensors, in order of first use. Unused here."""
+
+    def sources(self, dtype) -> list | None:
+        """The source tensors of the next run in `dtype`, in order of first use, if known before it
+        starts (a built-in model's ``for_reruns()`` runner, from the recorded run); None here."""
+        return None
+
     def for_reruns(self) -> "Runner":
         """A runner for many re-runs of the model: this one, unless the model can keep its tensors.
 
@@ -247,9 +255,32 @@ class BuiltinRunner(Runner):
         self.spec = spec
         self.name = spec.name
         self.params = spec.resolve_params(params or {})
+        self._last_made = None  # the tensors of the last run (a Made), until `note_sources`
+        # where each source of the recorded run lies in what it made: (which tensor of Made.tensors(),
+        # that tensor's shape, strides and offset, the source's); None where one lies elsewhere
+        self.source_places: list | None = None
 
     def _build(self, dtype):
-        return self.spec.build(dtype=dtype or torch.float32, **self.params)
+        made = self.spec.make(dtype=dtype or torch.float32, **self.params)
+        if not isinstance(made, Made):
+            return made
+        self._last_made = made
+        return made.run()
+
+    def note_sources(self, sources: list) -> None:
+        made, self._last_made, self.source_places = self._last_made, None, None
+        if made is None:
+            return
+        kept = made.tensors()
+        where = {_memory(t): k for k, t in enumerate(kept)}
+        places = []
+        for t in sources:
+            k = where.get(_memory(t)) if t.layout == torch.strided else None
+            # (elements of a kept tensor, read as they are: not another dtype's view of them, not conjugated)
+            if k is None or t.dtype != kept[k].dtype or t.is_conj() or t.is_neg():
+                return
+            places.append((k, _geometry(kept[k]), _geometry(t)))
+        self.source_places = places
 
     def manual(self, leaf_values):
         if self.spec.manual is None:
@@ -275,27 +306,59 @@ class MadeOnceRunner(Runner):
         self._made: dict = {}  # dtype -> (Made, torch's generator state after making it)
         self._held: set = set()  # (device, address) of the memory of every tensor a Made keeps
 
-    def _build(self, dtype):
-        dtype = dtype or torch.float32
+    def _make(self, dtype) -> Made | BuildResult:
+        """The tensors and modules made for `dtype` (made the first time), or a model built in one step."""
         if dtype not in self._made:
             made = self.builtin.spec.make(dtype=dtype, **self.params)
             if not isinstance(made, Made):
                 return made
             self._made[dtype] = (made, torch.get_rng_state())
             self._held |= {_memory(t) for t in made.tensors()}
-        made, rng = self._made[dtype]
-        torch.set_rng_state(rng)  # (as right after making it: a model that draws random numbers draws the same)
-        return made.run()
+        return self._made[dtype][0]
+
+    def _build(self, dtype):
+        dtype = dtype or torch.float32
+        made = self._make(dtype)
+        if not isinstance(made, Made):
+            return made
+        torch.set_rng_state(self._made[dtype][1])  # (as right after making it: a model that draws random
+        return made.run()                          # numbers draws the same)
 
     def keeps(self, t: torch.Tensor) -> bool:
         # a built-in model's loss reads its tensors and writes none before reading it (Made's contract)
         return t.layout == torch.strided and _memory(t) in self._held
+
+    def sources(self, dtype) -> list | None:
+        # the recorded run's sources, found again in the tensors made for `dtype`: the same places
+        places = self.builtin.source_places
+        if places is None:
+            return None
+        try:
+            made = self._make(dtype or torch.float32)
+        except Exception:  # noqa: BLE001 - a run through the function mode then says what went wrong
+            return None
+        if not isinstance(made, Made):
+            return None
+        kept = made.tensors()
+        found = []
+        for k, base, place in places:
+            t = kept[k] if k < len(kept) else None
+            if t is None or _geometry(t) != base:
+                return None
+            # the tensor itself, or a view of its elements as the source was of the recorded one's
+            found.append(t if place == base else t.detach().as_strided(place[0], place[1], place[2]))
+        return found
 
     def loss_needs_grad(self) -> bool:
         return not self._made  # (Made's contract: the same value with grad off)
 
     def manual(self, leaf_values):
         return self.builtin.manual(leaf_values)
+
+
+def _geometry(t: torch.Tensor) -> tuple:
+    """A dense tensor's place in its memory: shape, strides and offset (in elements)."""
+    return tuple(t.shape), t.stride(), t.storage_offset()
 
 
 def _memory(t: torch.Tensor) -> tuple:

@@ -3,7 +3,8 @@
 `BuiltinRunner.for_reruns` makes a built-in model's tensors and modules once per dtype
 (`gradviz.core.models.Made`) and runs the model on them each time, so `PerturbedLoss` finds the
 same sources in every run (the same tensors, or new views such as ``xs[t]`` of the same elements)
-and runs the model as plain torch. The losses must be those of the general path, which builds the
+and runs the model as plain torch. The recording's own runner knows where the recorded sources lay
+in what it made, and finds them in what it makes for the re-runs before the first one. The losses must be those of the general path, which builds the
 model anew in every run and finds its sources through `SourceFinder`, bit for bit; and a wrong
 gradient must still fail.
 """
@@ -66,12 +67,16 @@ def _losses(rec, runner, moves):
 def test_builtin_reruns_go_plain_with_the_losses_of_the_general_path(name, params):
     rec = record(name, params=params)
     moves = _moves(rec)
-    made_once, plain = _losses(rec, BuiltinRunner(MODELS[name], params), moves)
+    # the recording's runner knows where the recorded sources lay in what it made: every run is plain
+    made_once, plain = _losses(rec, rerun_of(rec).runner, moves)
+    assert made_once.plain and made_once.plain_runs == len(moves)
+    # a new runner knows nothing yet: the first run, through the mode, finds the sources, all in the
+    # tensors it made; every later run is plain torch
+    found, plain_after = _losses(rec, BuiltinRunner(MODELS[name], params), moves)
+    assert found.plain and found.plain_runs == len(moves) - 1
     fresh, general = _losses(rec, FreshRunner(MODELS[name], params), moves)
-    # the first run, through the mode, finds the sources: all in the made tensors; every later run is plain torch
-    assert made_once.plain and made_once.plain_runs == len(moves) - 1
     assert not fresh.plain and fresh.plain_runs == 0
-    assert plain == general  # bit for bit, in float64
+    assert plain == general and plain_after == general  # bit for bit, in float64
     assert len(set(plain)) > len(moves) // 2  # (the moves do move the loss)
 
 
@@ -89,15 +94,29 @@ def test_every_builtin_model_keeps_the_contract_of_made(name):
     assert trusted.plain_runs == 2 and again == losses
 
 
-def test_a_run_in_another_dtype_finds_its_sources_again():
+@pytest.mark.parametrize("own", [True, False])
+def test_a_run_in_another_dtype_finds_its_sources_again(own):
     rec = record("mlp")
     moves = _moves(rec)[:3]
-    loss = PerturbedLoss(rec, BuiltinRunner(MODELS["mlp"], {}))
+    loss = PerturbedLoss(rec, rerun_of(rec).runner if own else BuiltinRunner(MODELS["mlp"], {}))
     with Sandbox(modules=rerun_of(rec).modules, cast64=True):
         in64 = [loss(i, m, torch.float64) for i, m in moves]
         in32 = [loss(i, m, None) for i, m in moves]
-    assert loss.plain_runs == 4 and loss.runs == 6  # (the first run in each dtype goes through the mode)
+    # (a new runner's first run in each dtype goes through the mode)
+    assert loss.runs == 6 and loss.plain_runs == (6 if own else 4)
     assert np.allclose(in32, in64, rtol=1e-5) and in32 != in64
+
+
+def test_a_source_outside_what_the_model_made_leaves_the_runner_without_places():
+    rec = record("rnn-unrolled", params={"T": 3})
+    runner = rerun_of(rec).runner
+    assert len(runner.source_places) == len(rec.leaf_order) == 3 + 4 + 2  # xs[0..2], the cell's 4, h0, target
+    made = runner.for_reruns()
+    (xs1,) = [t for name, t in zip(rec.leaf_order, made.sources(torch.float64)) if name == "xs[1]"]
+    assert xs1.dtype == torch.float64 and torch.equal(xs1, made._make(torch.float64).leaves["xs"][1])
+    runner.call()  # (a run: what it made is what the next note of sources is about)
+    runner.note_sources([made._make(torch.float64).leaves["h0"]])  # (not a tensor that run made)
+    assert runner.source_places is None and runner.for_reruns().sources(torch.float64) is None
 
 
 def test_a_view_of_the_same_elements_is_the_same_memory_and_other_views_are_not():
@@ -119,8 +138,8 @@ def test_a_wrong_gradient_of_a_builtin_model_fails_and_the_right_one_passes(name
     rec = record(name, params=params)
     rows = {r.leaf: r for r in run_checks(rec).rows if r.kind == "finite-diff"}
     assert rows and all(r.status == "pass" for r in rows.values()), rows
-    # one element of one recorded gradient off by 0.5%: the random direction alone must see it. The
-    # last leaf's: only the first leaf's first re-run goes through the function mode, the others are plain
+    # one element of one recorded gradient off by 0.5%: the random direction alone must see it (every
+    # re-run of the recording's own runner is plain torch)
     leaf = [n for n, info in rec.leaves.items() if info.requires_grad][-1]
     grad = np.array(rec.leaves[leaf].grad.value)
     flat = grad.reshape(-1)

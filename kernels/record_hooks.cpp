@@ -447,6 +447,7 @@ at::Tensor stack(const std::vector<at::Tensor>& tensors) {
 }  // namespace
 
 void gradviz_add_frames(py::module_& m);  // record_frames.cpp
+void gradviz_add_capture(py::module_& m);  // record_capture.cpp
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gradviz's recorder helpers: graph walk, post hooks recording in C++, row copies";
@@ -460,4 +461,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("stack_rows", &stack_rows, py::arg("tensors"), py::arg("out"));
   m.def("stack", &stack, py::arg("tensors"));
   gradviz_add_frames(m);
+  gradviz_add_capture(m);
 }

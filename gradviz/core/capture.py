@@ -27,12 +27,13 @@ LIMIT_HINT = "raise the limit with --max-nodes N (record(..., max_nodes=N)), or 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _INTERNAL_FILES = {os.path.join(_HERE, f) for f in ("recorder.py", "capture.py", "backends.py", "extension.py",
-                                                            "linear_autograd.py", "checks.py")}
+                                                            "linear_autograd.py", "checks.py", "sandbox.py")}
 _INPLACE_DUNDERS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow__", "__iand__", "__ior__",
                     "__ixor__", "__imatmul__", "__ifloordiv__", "__imod__"}
 _SKIP_FUNCS = {"__get__", "__set__", "__repr__", "__format__", "__bool__", "__len__", "__hash__"}
 _OVERLOADS = (torch._ops.OpOverload, torch._ops.OpOverloadPacket)
 _OP_NAMES: dict[str, tuple[str, bool]] = {}  # function name -> (op name, in place)
+_FACTS: dict = {}  # function -> (name, in place): what __torch_function__ needs of it
 _grad_enabled = torch.is_grad_enabled
 
 
@@ -43,6 +44,14 @@ class ForwardCapture(TorchFunctionMode):
     ``torch.autograd.Function.apply`` calls, which torch function modes do not see; `Sandbox`
     installs those hooks and patches, enters the mode and restores everything afterwards.
     """
+
+    def __new__(cls, *args, **kwargs):
+        # with the recorder's helper loaded: the class whose __torch_function__ is compiled
+        if cls is ForwardCapture:
+            lib = fastpath.helper()
+            if lib is not None and getattr(lib, "CAPTURE", False):
+                cls = _compiled_class(lib)
+        return super().__new__(cls)
 
     def __init__(self, store: TensorStore | None, on_leaf: Callable | None = None,
                  cancel: Callable | None = None, max_nodes: int | None = None):
@@ -135,9 +144,11 @@ class ForwardCapture(TorchFunctionMode):
             kwargs = {}
         if self._depth:
             return func(*args, **kwargs)
-        name = getattr(func, "__name__", None) or str(func)
+        try:
+            name, inplace = _FACTS[func]
+        except (KeyError, TypeError):
+            name, inplace = self._tf_facts(func)
         # an in-place op gives its input (and the input's base, for a view) a new node
-        inplace = name in _INPLACE_NAMES or (name.endswith("_") and not name.endswith("__"))
         before = _nodes_before(args, kwargs) if inplace and _grad_enabled() else None
         # what the op runs inside is part of this one event: the autograd Function that
         # torch.library.register_autograd runs inside a custom op is not a second user op
@@ -152,6 +163,26 @@ class ForwardCapture(TorchFunctionMode):
             return out
         if before is not None:
             self._note_inplace(before)
+        return self._tf_after(func, name, args, kwargs, out)
+
+    _tf_python = __torch_function__  # (the compiled __torch_function__ calls it for in-place ops)
+    _FACTS = _FACTS
+
+    @staticmethod
+    def _tf_facts(func) -> tuple[str, bool]:
+        """A function's (name, whether it is in place), remembered in ``_FACTS``."""
+        name = getattr(func, "__name__", None) or str(func)
+        facts = (name, name in _INPLACE_NAMES or (name.endswith("_") and not name.endswith("__")))
+        if len(_FACTS) > 4096:  # (functions made on the fly: a bound on what is kept)
+            _FACTS.clear()
+        try:
+            _FACTS[func] = facts
+        except TypeError:  # (an unhashable function: asked again each time)
+            pass
+        return facts
+
+    def _tf_after(self, func, name, args, kwargs, out):
+        """The rest of ``__torch_function__`` once the op ran under grad mode: log it if its result joins the graph."""
         # (is_leaf, not grad_fn: reading grad_fn gives the node a Python wrapper, which makes
         # freeing the graph recursive; see teardown.py)
         if isinstance(out, Tensor):
@@ -345,6 +376,23 @@ class ForwardCapture(TorchFunctionMode):
                 return f"{fname}:{f.f_lineno}"
             f = f.f_back
         return None
+
+
+_COMPILED: dict = {}  # the helper module -> its ForwardCapture class
+
+
+def _compiled_class(lib) -> type:
+    """`ForwardCapture` with the helper's ``__torch_function__`` (``kernels/record_capture.cpp``).
+
+    It does what the Python method does and calls back into it (``_tf_python``, ``_tf_after``,
+    ``_tf_facts``) for in-place ops and for results that may join the graph.
+    """
+    cls = _COMPILED.get(lib)
+    if cls is None:
+        cls = _COMPILED[lib] = type("ForwardCapture", (ForwardCapture,), {
+            "__torch_function__": lib.capture_method(), "__module__": __name__,
+            "__doc__": ForwardCapture.__doc__, "__qualname__": "ForwardCapture"})
+    return cls
 
 
 def _internal(cache: dict, fname: str) -> bool:

@@ -347,10 +347,13 @@ class Sandbox:
         # Function.apply calls, which torch function modes do not see; where the script registers
         # gradient hooks on tensors; then the function mode that logs every op
         # (a capture that does not follow modules has None for both: no hooks, torch's fast module call)
-        if capture.on_module_pre is not None:
-            stack.callback(_module.register_module_forward_pre_hook(capture.on_module_pre).remove)
-        if capture.on_module_post is not None:
-            stack.callback(_module.register_module_forward_hook(capture.on_module_post).remove)
+        if capture.on_module_pre is not None and capture.on_module_post is not None and _can_wrap_call():
+            _wrap_call_impl(stack, capture.on_module_pre, capture.on_module_post)
+        else:
+            if capture.on_module_pre is not None:
+                stack.callback(_module.register_module_forward_pre_hook(capture.on_module_pre).remove)
+            if capture.on_module_post is not None:
+                stack.callback(_module.register_module_forward_hook(capture.on_module_post).remove)
         fn_cls, tensor_cls = torch.autograd.Function, torch.Tensor
         apply, register_hook = fn_cls.__dict__["apply"], tensor_cls.__dict__["register_hook"]
         stack.callback(setattr, fn_cls, "apply", apply)
@@ -358,3 +361,90 @@ class Sandbox:
         stack.callback(setattr, tensor_cls, "register_hook", register_hook)
         tensor_cls.register_hook = capture.wrap_register_hook(register_hook)
         stack.enter_context(capture)
+
+
+# ---------------------------------------------------------------------------------------------
+# following modules without global hooks
+
+_CALL_IMPL = _module.Module._call_impl
+_GLOBAL_TABLES = ("_global_backward_pre_hooks", "_global_backward_hooks", "_global_forward_hooks",
+                  "_global_forward_pre_hooks")
+
+
+def _can_wrap_call() -> bool:
+    """Whether `_wrap_call_impl` follows modules exactly as global forward hooks would here.
+
+    Not when a global module hook is already registered (a sandbox around this one follows
+    modules, or the process registered one), when ``Module._call_impl`` is not torch's own, when
+    ``torch._dynamo`` is loaded (a compiled module runs the ``_call_impl`` it was compiled from), or
+    when a class of module holds a ``_call_impl`` of its own (it may be torch's, taken before the
+    patch).
+    """
+    if any(getattr(_module, name) for name in _GLOBAL_TABLES) or "torch._dynamo" in sys.modules:
+        return False
+    if _module.Module.__dict__.get("_call_impl") is not _CALL_IMPL:
+        return False
+    classes, seen = list(_module.Module.__subclasses__()), set()
+    while classes:  # every subclass, however deep
+        cls = classes.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        if "_call_impl" in cls.__dict__:
+            return False
+        classes.extend(cls.__subclasses__())
+    return True
+
+
+def _wrap_call_impl(stack: contextlib.ExitStack, pre, post) -> None:
+    """Call ``pre(module, args)`` and ``post(module, args, result)`` around every module's call.
+
+    What a global forward pre hook and forward hook registered now would do, without making every
+    module call take torch's slow path (a module without hooks runs its forward straight away;
+    global hooks cost 16 ms on a 1,700-step RNN cell's forward, this 5 ms). ``Module._call_impl``
+    (which ``Module.__call__`` calls) is wrapped: a module with no hooks of its own, while no global
+    hook is registered, gets `pre`, its call, then `post` (nothing when it raises), as the hooks'
+    slow path would. Anything else (the module's own hooks, which run between the global ones and
+    the forward, or global hooks the model registered) registers `pre` and `post` as global hooks
+    for the length of the call, first in their tables as if registered now, and the modules it
+    calls leave them to those hooks.
+    """
+    original = _CALL_IMPL
+    g = vars(_module)  # (read at each call, as torch's _call_impl reads them)
+    hooked = [0]  # the global hooks are registered (by a call running now)
+
+    def _call_impl(self, *args, **kwargs):
+        if hooked[0]:
+            return original(self, *args, **kwargs)
+        if not (self._backward_hooks or self._backward_pre_hooks or self._forward_hooks or self._forward_pre_hooks
+                or g["_global_backward_pre_hooks"] or g["_global_backward_hooks"]
+                or g["_global_forward_hooks"] or g["_global_forward_pre_hooks"]):
+            pre(self, args)
+            result = original(self, *args, **kwargs)
+            post(self, args, result)
+            return result
+        handles = [_first(_module._global_forward_pre_hooks, _module.register_module_forward_pre_hook(pre)),
+                   _first(_module._global_forward_hooks, _module.register_module_forward_hook(post))]
+        hooked[0] += 1
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            hooked[0] -= 1
+            for handle in handles:
+                handle.remove()
+
+    def restore():
+        _module.Module._call_impl = original  # (whatever the model put there)
+
+    stack.callback(restore)
+    _module.Module._call_impl = _call_impl
+
+
+def _first(table: dict, handle):
+    """Move `handle`'s hook to the front of `table` (hooks run in the table's order); return `handle`."""
+    if len(table) > 1:
+        items = list(table.items())
+        table.clear()
+        table[handle.id] = items[-1][1]
+        table.update(items[:-1])
+    return handle

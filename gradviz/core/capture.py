@@ -40,9 +40,11 @@ _grad_enabled = torch.is_grad_enabled
 class ForwardCapture(TorchFunctionMode):
     """A torch function mode that logs every op that takes part in autograd.
 
-    Also follows modules (global forward hooks: which module, which call of it) and custom
-    ``torch.autograd.Function.apply`` calls, which torch function modes do not see; `Sandbox`
-    installs those hooks and patches, enters the mode and restores everything afterwards.
+    Also follows modules (``on_module_pre`` and ``on_module_post`` around each module call: which
+    module, which call of it) and custom ``torch.autograd.Function.apply`` calls, which torch
+    function modes do not see; `Sandbox` installs those hooks and patches, enters the mode and
+    restores everything afterwards. Where the recorder's helper is loaded, an instance is of a
+    subclass whose ``__torch_function__`` is compiled (`_compiled_class`), with the same recording.
     """
 
     def __new__(cls, *args, **kwargs):

@@ -1,7 +1,7 @@
 """The one owner of every process-wide patch that recording a model applies.
 
 Running a user's model under observation changes state that the whole process shares:
-global module hooks, ``torch.autograd.Function.apply``, ``torch.Tensor.register_hook``,
+``Module._call_impl`` or global module hooks, ``torch.autograd.Function.apply``, ``torch.Tensor.register_hook``,
 ``torch.compile`` and the compiler stance, the default dtype, grad mode, a warnings filter,
 ``sys.stdin`` and ``builtins.input``, the parameters' ``.data`` (finite differences run on
 copies) and Python's cycle collector. `Sandbox` applies what it is asked for and, however the
@@ -161,7 +161,7 @@ class Sandbox:
 
     Always: refuse standard input, run ``torch.compile``d code eagerly, silence torch's warning
     about the recorder's global hooks, and put back the default dtype, grad mode, warnings filters,
-    the global module hook tables, ``Function.apply`` and ``Tensor.register_hook`` as they were on
+    the global module hook tables, ``Module._call_impl``, ``Function.apply`` and ``Tensor.register_hook`` as they were on
     entry (whatever the model did to them), and the cycle collector's thresholds.
 
     Parameters
@@ -169,7 +169,8 @@ class Sandbox:
     capture : object, optional
         A forward capture (a ``TorchFunctionMode`` with ``on_module_pre``, ``on_module_post`` (None
         for either: no such hook),
-        ``wrap_apply`` and ``wrap_register_hook``): its global module hooks, patched
+        ``wrap_apply`` and ``wrap_register_hook``): its module hooks (around a wrapped
+        ``Module._call_impl``, or as global hooks: `_wrap_call_impl`), patched
         ``Function.apply`` and ``Tensor.register_hook`` are installed, then the mode entered.
     dtype : torch.dtype, optional
         The default dtype inside the block.
@@ -228,6 +229,7 @@ class Sandbox:
     def _keep_torch_state(self, stack: contextlib.ExitStack) -> None:
         fn_cls, tensor_cls = torch.autograd.Function, torch.Tensor
         apply, register_hook = fn_cls.__dict__["apply"], tensor_cls.__dict__["register_hook"]
+        call_impl = _module.Module.__dict__.get("_call_impl")
         tables = {name: (table, dict(table)) for name, table in vars(_module).items()
                   if name.startswith("_global_") and isinstance(table, dict)}
         dtype, grad = torch.get_default_dtype(), torch.is_grad_enabled()
@@ -238,6 +240,8 @@ class Sandbox:
                 fn_cls.apply = apply
             if tensor_cls.__dict__.get("register_hook") is not register_hook:
                 tensor_cls.register_hook = register_hook
+            if _module.Module.__dict__.get("_call_impl") is not call_impl:
+                _module.Module._call_impl = call_impl
             # hooks the model registered (and left) on every module go; any it removed come back
             for name, (table, items) in tables.items():
                 if getattr(_module, name) is not table:
@@ -407,7 +411,8 @@ def _wrap_call_impl(stack: contextlib.ExitStack, pre, post) -> None:
     slow path would. Anything else (the module's own hooks, which run between the global ones and
     the forward, or global hooks the model registered) registers `pre` and `post` as global hooks
     for the length of the call, first in their tables as if registered now, and the modules it
-    calls leave them to those hooks.
+    calls leave them to those hooks. (Threads: a module called in another thread while they are
+    registered may be followed twice or not at all.)
     """
     original = _CALL_IMPL
     g = vars(_module)  # (read at each call, as torch's _call_impl reads them)

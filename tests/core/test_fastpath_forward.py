@@ -178,3 +178,12 @@ def test_the_wrapped_call_impl_is_put_back_when_the_model_raises():
     with pytest.raises(Exception):
         record(build)
     assert torch.nn.Module.__dict__["_call_impl"] is original
+
+
+def test_wrapped_modules_record_what_global_hooks_record_without_the_helper(script):
+    with fastpath.python_only():
+        wrapped = record(script, keep_values=False)
+        with _global_hook():
+            hooks = record(script, keep_values=False)
+    assert _text(wrapped) == _text(hooks)
+    assert ("MulBackward0", "Linear3", 1) in {(n.name, n.module, n.use) for n in wrapped.nodes}

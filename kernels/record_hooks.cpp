@@ -14,7 +14,9 @@
 //   stack(tensors)               the same into a new tensor
 // and Hooks.take() hands a gradient that only it holds back as a numpy array over the gradient's
 // memory (what Tensor.numpy() gives, without a Python tensor in between). record_frames.cpp adds
-// SourceWalk (a forward op's source line off the interpreter's frames).
+// SourceWalk (a forward op's source line off the interpreter's frames), record_capture.cpp the
+// forward capture's common case, record_saved.cpp read_saved (what every node saved for
+// backward, read in one call).
 #include <torch/extension.h>
 #include <pybind11/numpy.h>
 
@@ -448,9 +450,10 @@ at::Tensor stack(const std::vector<at::Tensor>& tensors) {
 
 void gradviz_add_frames(py::module_& m);  // record_frames.cpp
 void gradviz_add_capture(py::module_& m);  // record_capture.cpp
+void gradviz_add_saved(py::module_& m);   // record_saved.cpp
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "gradviz's recorder helpers: graph walk, post hooks recording in C++, row copies";
+  m.doc() = "gradviz's recorder helpers: graph walk, post hooks recording in C++, row copies, saved values";
   m.attr("CANCELLED") = kCancelled;
   m.def("walk", &walk, py::arg("root"), py::arg("max_nodes"), py::arg("poll") = py::none());
   py::class_<Hooks>(m, "Hooks")
@@ -462,4 +465,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("stack", &stack, py::arg("tensors"));
   gradviz_add_frames(m);
   gradviz_add_capture(m);
+  gradviz_add_saved(m);
 }

@@ -3,9 +3,10 @@
 The helper walks the autograd graph, records what the engine sends through each node while backward
 runs (a C++ post hook per node, no Python call per node), hands back the gradients only it holds
 as numpy arrays over their memory, copies gradients into one buffer, finds each forward op's
-source line on the interpreter's frame stack (CPython 3.11), and runs the forward capture's
-``__torch_function__`` for the calls that are no event (``kernels/record_capture.cpp``); the recorder (`gradviz.core.recorder`)
-uses it when it is loaded and does the same in Python when it is not, with the same recording. It
+source line on the interpreter's frame stack (CPython 3.11), runs the forward capture's
+``__torch_function__`` for the calls that are no event (``kernels/record_capture.cpp``), and reads
+what every node saved for backward (`gradviz.core.saved.read_saved_nodes`); the recorder
+(`gradviz.core.recorder`) uses it when it is loaded and does the same in Python when it is not, with the same recording. It
 is a Python extension module built with `torch.utils.cpp_extension` into the build cache of the
 linear op's backends (`gradviz.core.extension.cache_dir`), in a folder named by a hash of its
 sources, the torch and Python versions and the flags.
@@ -37,7 +38,7 @@ from . import extension as _ext
 
 __all__ = ["SOURCES", "helper", "build", "status", "python_only"]
 
-SOURCES = ("record_hooks.cpp", "record_frames.cpp", "record_capture.cpp")
+SOURCES = ("record_hooks.cpp", "record_frames.cpp", "record_capture.cpp", "record_saved.cpp")
 _CFLAGS = ["-O2", "-Wall", "-Wfatal-errors"]
 
 _lock = threading.Lock()

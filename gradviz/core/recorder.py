@@ -22,7 +22,7 @@ from .naming import grad_hooks, module_parents, name_tensors
 from .recording import Contribution, GraphNode, LeafInfo, Recording
 from .rerun import RecordedRun, Rerun, remember
 from .sandbox import Sandbox, promote_to_oldest
-from .saved import read_saved
+from .saved import read_saved_nodes
 from .sources import SourceFinder
 from .targets import resolve_target
 from .teardown import GraphKeeper, clear_exception_frames
@@ -146,15 +146,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     leaf_node_of = {n.leaf: n.id for n in nodes if n.kind == "leaf" and n.leaf}
 
     progress(0.45, "reading saved tensors")
-    capture = store.capture
-    for node, fn in zip(nodes, fns):
-        if node.kind == "leaf":
-            continue
-        try:
-            # (each saved tensor snapshotted as it is read, in the order of the names)
-            node.saved = read_saved(fn, capture)
-        except RuntimeError as exc:
-            raise _inplace_error(exc, node, nodes, cap) from None
+    read_saved_nodes(nodes, fns, store, lambda exc, node: _inplace_error(exc, node, nodes, cap))
 
     # leaves: tensors named by the user, modules, or order of first use
     leaf_tensors = {names[t]: t for t in names if t.requires_grad and t.grad_fn is None}

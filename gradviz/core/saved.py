@@ -5,7 +5,10 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["read_saved", "saved_attribute_names", "plain_value"]
+from . import fastpath
+from .tensors import TensorData, TensorStore
+
+__all__ = ["read_saved", "read_saved_nodes", "saved_attribute_names", "plain_value"]
 
 _ATTR_CACHE: dict[type, tuple[str, ...]] = {}
 _CUSTOM_CACHE: dict[type, bool] = {}
@@ -99,3 +102,48 @@ def read_saved(fn: Any, capture: Callable | None = None) -> dict[str, Any]:
             if t is not None:
                 out[f"saved_tensors[{i}]"] = t.detach() if capture is None else capture(t.detach(), True)
     return out
+
+
+def read_saved_nodes(nodes: list, fns: list, store: TensorStore,
+                     failed: Callable[[RuntimeError, Any], BaseException]) -> None:
+    """Set each node's ``saved`` to `read_saved` of its grad_fn, snapshots taken by `store`; leaves skipped.
+
+    The recorder's compiled helper (`gradviz.core.fastpath`, ``kernels/record_saved.cpp``) reads the
+    nodes when it is loaded, with the same result, numbering and order of snapshots; the nodes it
+    leaves to Python (custom Functions' nodes, unusual values, a read that raised) and every node
+    where it is not loaded are read here by `read_saved`.
+
+    Parameters
+    ----------
+    nodes : list of GraphNode
+        The graph's nodes; ``nodes[i].kind == "leaf"`` ones are skipped, and those past ``len(fns)``.
+    fns : list of torch.autograd.graph.Node
+        ``fns[i]``: the autograd node of ``nodes[i]``.
+    store : TensorStore
+        Takes the snapshots (``store.capture(t, True)`` for each detached tensor, in order).
+    failed : callable
+        ``failed(exc, node)`` gives the exception to raise when reading `node` raised a
+        RuntimeError (a saved tensor modified in place).
+    """
+    capture = store.capture
+    lib = fastpath.helper()
+    if lib is not None and torch._C._len_torch_function_stack() > 0:
+        lib = None  # (a torch function mode would see read_saved's detach(), not the helper's)
+    i, n = 0, min(len(nodes), len(fns))  # (as zip: nodes added after the walk have no fn)
+    while i < n:
+        if lib is not None:
+            # (with values each snapshot is store.capture's; without, the helper numbers them on)
+            i, uid = lib.read_saved(nodes, fns, i, capture if store.keep_values else None, store.last_uid,
+                                    saved_attribute_names, plain_value, TensorData)
+            if not store.keep_values:
+                store.last_uid = uid
+            if i >= n:
+                break
+        node = nodes[i]
+        if node.kind != "leaf":
+            try:
+                # (each saved tensor snapshotted as it is read, in the order of the names)
+                node.saved = read_saved(fns[i], capture)
+            except RuntimeError as exc:
+                raise failed(exc, node) from None
+        i += 1

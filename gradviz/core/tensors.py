@@ -90,6 +90,19 @@ class TensorStore:
         self._singles: list[TensorData] = []
         self._bad: list[TensorData] = []  # snapshots known to hold NaN or Inf (told by capture_many)
 
+    @property
+    def last_uid(self) -> int:
+        """The ``uid`` of the latest snapshot (0 before the first).
+
+        Set by code that numbers snapshots itself, in this store's order: the recorder's compiled
+        helper, reading saved tensors without values (`gradviz.core.saved.read_saved_nodes`).
+        """
+        return self._count
+
+    @last_uid.setter
+    def last_uid(self, uid: int) -> None:
+        self._count = int(uid)
+
     def capture(self, t: torch.Tensor | None, by_storage: bool = False) -> TensorData | None:
         """Return the snapshot of `t` (None stays None).
 

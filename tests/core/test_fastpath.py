@@ -11,6 +11,10 @@ import pytest
 import torch
 
 from gradviz.core import Cancelled, fastpath, record
+from gradviz.core.backward_run import walk_graph
+from gradviz.core.errors import InplaceModifiedError
+from gradviz.core.saved import plain_value, read_saved, saved_attribute_names
+from gradviz.core.tensors import TensorData
 from gradviz.core.serialize import recording_to_json
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -48,6 +52,63 @@ def build():
     return (y * w).sum(), {"w": w, "x": x}
 '''
 
+
+# saved values of every kind read_saved turns into plain Python or snapshots: a Parameter saved as
+# it is, index lists with None for ':', a list of tensors, int64 dims torch hands back as unsigned
+# (dim=-1, in an int and in a tuple), an empty tuple, bools, floats, a complex Scalar, str, None,
+# a custom Function's saved_tensors (with a None), a tensor subclass saved as it is
+SAVED_VALUES = '''
+import torch
+import torch.nn.functional as F
+
+
+class Scaled(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.save_for_backward(x, None)
+        ctx.k = k
+        return x * k
+
+    @staticmethod
+    def backward(ctx, g):
+        x, _ = ctx.saved_tensors
+        return g * ctx.k, None
+
+
+class Tagged(torch.Tensor):
+    pass
+
+
+def build():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(3, 4))
+    x = torch.randn(3, 4, requires_grad=True)
+    idx = torch.tensor([0, 2])
+    c = torch.randn(3, 4, dtype=torch.cfloat, requires_grad=True)
+    t = torch.randn(3, 4).as_subclass(Tagged).requires_grad_()
+    h = x * w
+    h = h[:, idx].sum(-1, keepdim=True) + h[idx, None].mean()
+    h = h + torch.linalg.multi_dot([x, w.t(), x]).softmax(-1)
+    h = h + F.gelu(x, approximate="tanh") + F.leaky_relu(x, 0.2) + x.abs().pow(2.5)
+    h = h + torch.clamp(x, min=-0.5) + x.div(3, rounding_mode="floor") + F.layer_norm(x, (4,))
+    h = h + torch.norm(x, p=3, dim=-1, keepdim=True) + x.sum(dim=())
+    h = h + torch.add(c, c, alpha=1j).abs() + Scaled.apply(x, 3.0) + (t * t).as_subclass(torch.Tensor)
+    h = h + x.new_zeros(3, 4).index_put((idx,), x[0, :2].sum() * torch.ones(2, 4))
+    return h.pow(2).mean(), {"x": x, "w": w, "c": c, "t": t}
+'''
+
+# a tensor saved by tanh's node, then changed in place before backward
+INPLACE_AFTER_SAVE = '''
+import torch
+
+
+def build():
+    x = torch.randn(3, requires_grad=True)
+    y = torch.tanh(x)
+    z = y * 2
+    y.add_(1)
+    return z.sum() + y.sum(), {"x": x}
+'''
 
 @pytest.fixture(scope="module")
 def helper():
@@ -237,3 +298,64 @@ def test_the_first_nan_in_backward_is_named_alike(helper):
                 record(build)
         messages.append(str(info.value))
     assert messages[0] == messages[1] and "backward pass" in messages[0]
+
+
+@pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
+def test_unusual_saved_values_record_the_same(helper, tmp_path, keep_values):
+    script = tmp_path / "saved_values.py"
+    script.write_text(textwrap.dedent(SAVED_VALUES))
+    compiled, python = _both(str(script), keep_values=keep_values)
+    _same(compiled, python)
+    saved = {}
+    for n in compiled.nodes:
+        for k, v in n.saved.items():
+            saved.setdefault((n.torch_name, k), []).append(v)
+    assert saved[("IndexBackward0", "indices[0]")][0] is None  # (x[:, idx]: None for ':')
+    assert isinstance(saved[("IndexBackward0", "indices[1]")][0], TensorData)
+    assert saved[("SoftmaxBackward0", "dim")] == [-1] and sorted(saved[("SumBackward1", "keepdim")]) == [False, True]
+    assert (-1,) in saved[("SumBackward1", "dim")] and () in saved[("SumBackward1", "dim")]
+    assert saved[("GeluBackward0", "approximate")] == ["tanh"] and saved[("AddBackward0", "alpha")].count(1j) == 1
+    assert saved[("NativeLayerNormBackward0", "weight")] == [None]
+    assert isinstance(saved[("ScaledBackward", "saved_tensors[0]")][0], TensorData)
+    assert ("ScaledBackward", "saved_tensors[1]") not in saved
+    assert sum(isinstance(v, TensorData) for v in saved[("MulBackward0", "self")]) == 2  # (x * w, t * t)
+
+
+def test_the_helper_reads_nodes_as_read_saved_does_and_leaves_custom_ones_to_python(helper, tmp_path):
+    script = tmp_path / "saved_values.py"
+    script.write_text(textwrap.dedent(SAVED_VALUES))
+    namespace: dict = {}
+    exec(compile(script.read_text(), str(script), "exec"), namespace)
+    loss, _ = namespace["build"]()
+    nodes, _, _, fns = walk_graph(loss.grad_fn, 10_000, None)
+    start, stops = 0, []
+    while start < len(fns):
+        start, _ = helper.read_saved(nodes, fns, start, None, 0, saved_attribute_names, plain_value, TensorData)
+        if start < len(fns):
+            stops.append(type(fns[start]).__name__)
+            start += 1
+    # it stops at the custom Function's node and the tensor subclass's, and reads every other node
+    assert sorted(stops) == ["MulBackward0", "ScaledBackward"]
+    for node, fn in zip(nodes, fns):
+        if node.kind == "leaf" or type(fn).__name__ in stops:
+            continue
+        expected = read_saved(fn)
+        assert list(node.saved) == list(expected), node.torch_name
+        for k, v in expected.items():
+            got = node.saved[k]
+            if isinstance(v, torch.Tensor):
+                assert (got.shape, got.dtype, got.requires_grad) == (tuple(v.shape), str(v.dtype)[6:], False)
+            else:
+                assert got == v and type(got) is type(v), (node.torch_name, k)
+
+
+def test_a_saved_tensor_changed_in_place_gives_the_same_error(helper, tmp_path):
+    script = tmp_path / "inplace.py"
+    script.write_text(textwrap.dedent(INPLACE_AFTER_SAVE))
+    messages = []
+    for python in (False, True):
+        with fastpath.python_only() if python else _nothing():
+            with pytest.raises(InplaceModifiedError) as info:
+                record(str(script))
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and "modified by an inplace operation: add_ at" in messages[0]

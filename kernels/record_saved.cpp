@@ -10,7 +10,8 @@
 //     directly, as getattr would call it;
 //   - a RuntimeError while reading skips the attribute, as read_saved does;
 //   - a tensor becomes, with values, store.capture(tensor.detach(), True) (a C++ detach: the same op
-//     Tensor.detach() runs); without values, TensorData(shape, dtype, device, None, None, False,
+//     Tensor.detach() runs), or the snapshot capture would find by its storage key in the store's
+//     table `seen` (looked up here: most saved tensors are forward outputs); without values, TensorData(shape, dtype, device, None, None, False,
 //     uid) with the next number: what capture makes of a fresh detached tensor, which nothing
 //     looks up again (so the store need not hold it);
 //   - a tuple or list of tensors and Nones becomes `name[i]` entries; a tuple of ints below 2**63,
@@ -241,26 +242,38 @@ const py::object& dtype_name(at::ScalarType s) {
   return it->second;
 }
 
+// A tuple of Python ints.
+py::tuple int_tuple_of(c10::IntArrayRef values) {
+  py::tuple out(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    PyObject* item = PyLong_FromLongLong(values[i]);
+    if (item == nullptr) throw py::error_already_set();
+    PyTuple_SET_ITEM(out.ptr(), i, item);
+  }
+  return out;
+}
+
 class Snapshots {
  public:
-  Snapshots(py::object capture, int64_t uid, py::object tensor_data)
-      : capture_(std::move(capture)), uid_(uid), tensor_data_(std::move(tensor_data)), cpu_(py::str("cpu")), true_(py::bool_(true)) {}
+  Snapshots(py::object capture, py::object seen, int64_t uid, py::object tensor_data)
+      : capture_(std::move(capture)), seen_(std::move(seen)), uid_(uid), tensor_data_(std::move(tensor_data)),
+        cpu_(py::str("cpu")), true_(py::bool_(true)) {}
 
   // The snapshot of the tensor `v` (a plain Tensor or Parameter), as read_saved takes it.
   py::object operator()(PyObject* v) {
     const at::Tensor& t = THPVariable_Unpack(v);
     if (!capture_.is_none()) {
+      PyObject* hit = storage_hit(t);
+      if (hit != nullptr) {
+        return py::reinterpret_borrow<py::object>(hit);
+      }
       py::object detached = py::reinterpret_steal<py::object>(THPVariable_Wrap(t.detach()));
       PyObject* args[] = {detached.ptr(), true_.ptr()};
       PyObject* out = PyObject_Vectorcall(capture_.ptr(), args, 2, nullptr);
       if (out == nullptr) throw py::error_already_set();
       return py::reinterpret_steal<py::object>(out);
     }
-    const auto sizes = t.sizes();
-    py::tuple shape(sizes.size());
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      PyTuple_SET_ITEM(shape.ptr(), i, PyLong_FromLongLong(sizes[i]));
-    }
+    py::tuple shape = int_tuple_of(t.sizes());
     py::object device = t.is_cpu() ? cpu_ : py::str(t.device().str());
     py::int_ uid(++uid_);
     PyObject* args[] = {shape.ptr(), dtype_name(t.scalar_type()).ptr(), device.ptr(), Py_None, Py_None,
@@ -273,7 +286,33 @@ class Snapshots {
   int64_t uid() const { return uid_; }
 
  private:
+  // With values: the snapshot that store.capture(t.detach(), True) finds by t's storage key, or
+  // null (then capture takes it). capture first looks the fresh detached tensor up by its id, which
+  // never hits, then (a strided tensor with memory) by (data_ptr, shape, strides, dtype, version,
+  // device index): the detached tensor's are t's. On a hit capture also files the detached tensor
+  // under its id, which nothing looks up again: no need to make it.
+  PyObject* storage_hit(const at::Tensor& t) {
+    if (seen_.is_none() || t.layout() != at::kStrided || t.is_meta() || t.is_nested() || !t.has_storage()) {
+      return nullptr;
+    }
+    py::object ptr = py::reinterpret_steal<py::object>(PyLong_FromVoidPtr(t.data_ptr()));
+    if (!ptr) throw py::error_already_set();
+    py::tuple key = py::make_tuple(ptr, int_tuple_of(t.sizes()), int_tuple_of(t.strides()),
+                                   py::handle(reinterpret_cast<PyObject*>(torch::getTHPDtype(t.scalar_type()))),
+                                   py::int_(static_cast<int64_t>(t._version())), py::int_(t.get_device()));
+    PyObject* hit = PyDict_GetItemWithError(seen_.ptr(), key.ptr());  // (borrowed)
+    if (hit == nullptr) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      return nullptr;
+    }
+    if (!PyTuple_CheckExact(hit) || PyTuple_GET_SIZE(hit) != 2) {
+      return nullptr;
+    }
+    return PyTuple_GET_ITEM(hit, 0);
+  }
+
   py::object capture_;
+  py::object seen_;
   int64_t uid_;
   py::object tensor_data_;
   py::object cpu_;
@@ -282,11 +321,11 @@ class Snapshots {
 
 // Sets node.saved for nodes[start:] (leaves skipped) until one is left to Python; returns (that
 // node's index or min(len(nodes), len(fns)), the last uid given). See the top of the file.
-py::tuple read_saved(py::list nodes, py::list fns, int64_t start, py::object capture, int64_t uid,
-                     py::object names_of, py::object plain_value, py::object tensor_data) {
+py::tuple read_saved(py::list nodes, py::list fns, int64_t start, py::object capture, py::object seen,
+                     int64_t uid, py::object names_of, py::object plain_value, py::object tensor_data) {
   // (as zip(nodes, fns): the recorder's nodes that need no grad come after the walk's)
   const int64_t n = static_cast<int64_t>(std::min(nodes.size(), fns.size()));
-  Snapshots snap(std::move(capture), uid, std::move(tensor_data));
+  Snapshots snap(std::move(capture), std::move(seen), uid, std::move(tensor_data));
   py::str kind("kind"), leaf("leaf"), saved("saved");
   std::vector<Read> reads;
   int64_t i = start;
@@ -328,5 +367,5 @@ py::tuple read_saved(py::list nodes, py::list fns, int64_t start, py::object cap
 // Adds read_saved to the helper's module.
 void gradviz_add_saved(py::module_& m) {
   m.def("read_saved", &read_saved, py::arg("nodes"), py::arg("fns"), py::arg("start"), py::arg("capture"),
-        py::arg("uid"), py::arg("names_of"), py::arg("plain_value"), py::arg("tensor_data"));
+        py::arg("seen"), py::arg("uid"), py::arg("names_of"), py::arg("plain_value"), py::arg("tensor_data"));
 }

@@ -133,7 +133,8 @@ def read_saved_nodes(nodes: list, fns: list, store: TensorStore,
     while i < n:
         if lib is not None:
             # (with values each snapshot is store.capture's; without, the helper numbers them on)
-            i, uid = lib.read_saved(nodes, fns, i, capture if store.keep_values else None, store.last_uid,
+            i, uid = lib.read_saved(nodes, fns, i, capture if store.keep_values else None,
+                                    store.snapshot_table() if store.keep_values else None, store.last_uid,
                                     saved_attribute_names, plain_value, TensorData)
             if not store.keep_values:
                 store.last_uid = uid

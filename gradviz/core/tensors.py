@@ -103,6 +103,16 @@ class TensorStore:
     def last_uid(self, uid: int) -> None:
         self._count = int(uid)
 
+    def snapshot_table(self) -> dict:
+        """The table `capture` finds earlier snapshots in, by tensor key; values ``(snapshot, tensor)``.
+
+        With values, a tensor's storage key is ``(t.data_ptr(), t.shape, t.stride(), t.dtype,
+        t._version, t.get_device())`` (strided tensors with memory, `by_storage`). The recorder's
+        compiled helper looks saved tensors up in it as `capture` would
+        (`gradviz.core.saved.read_saved_nodes`); nothing but `capture` writes it.
+        """
+        return self._seen
+
     def capture(self, t: torch.Tensor | None, by_storage: bool = False) -> TensorData | None:
         """Return the snapshot of `t` (None stays None).
 

@@ -330,7 +330,7 @@ def test_the_helper_reads_nodes_as_read_saved_does_and_leaves_custom_ones_to_pyt
     nodes, _, _, fns = walk_graph(loss.grad_fn, 10_000, None)
     start, stops = 0, []
     while start < len(fns):
-        start, _ = helper.read_saved(nodes, fns, start, None, 0, saved_attribute_names, plain_value, TensorData)
+        start, _ = helper.read_saved(nodes, fns, start, None, None, 0, saved_attribute_names, plain_value, TensorData)
         if start < len(fns):
             stops.append(type(fns[start]).__name__)
             start += 1

@@ -46,10 +46,14 @@ def _stopped(errors: list) -> BaseException:
 
 def _nodes(names: list[str]) -> list[GraphNode]:
     nodes = []
+    classes: dict[str, tuple[str, str]] = {}  # torch's name -> (name without namespace, kind)
     for i, raw in enumerate(names):
-        torch_name = raw.rsplit("::", 1)[-1]
-        kind = "leaf" if torch_name == "AccumulateGrad" else "op"
-        nodes.append(GraphNode(id=i, name=torch_name, kind=kind, torch_name=torch_name))
+        known = classes.get(raw)
+        if known is None:
+            torch_name = raw.rsplit("::", 1)[-1]
+            known = classes[raw] = (torch_name, "leaf" if torch_name == "AccumulateGrad" else "op")
+        # (by position: id, name, kind, torch_name; keyword arguments cost twice as much per node)
+        nodes.append(GraphNode(i, known[0], known[1], known[0]))
     return nodes
 
 

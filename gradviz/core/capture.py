@@ -290,36 +290,43 @@ class ForwardCapture(TorchFunctionMode):
         if made:
             self.seen_ops.append((made, [fn for _, fn in before if fn is not None]))
 
-    def unseen_nodes(self, fns: list, leaf_ids: set) -> list[int]:
+    def unseen_nodes(self, fns: list, leaf_ids: set, fn_ids: dict | None = None,
+                     inputs_of: list[list[int]] | None = None) -> list[int]:
         """Indices into `fns` (the graph walked from the loss) of the nodes no op seen here made.
 
         Each op seen in this thread made the nodes between its outputs' nodes and its inputs' nodes
         (one node, or several inside a composite op). A node of the graph reached from none of them
         was made where the capture could not see: by an op in another thread (torch function modes
         are per thread), or in TorchScript. A leaf's node counts as seen when a seen op used the
-        leaf (`leaf_ids`: the ids of those leaf tensors).
+        leaf (`leaf_ids`: the ids of those leaf tensors). `fn_ids` (each node's index) and
+        `inputs_of` (each index's producers, one per ``next_functions`` slot), when the walk has
+        them, save asking torch again.
         """
-        index = {fn: i for i, fn in enumerate(fns)}
-        explained: set = set()
+        index = fn_ids if fn_ids is not None else {fn: i for i, fn in enumerate(fns)}
+        if inputs_of is None:
+            inputs_of = [[index[nxt] for nxt, _ in fn.next_functions if nxt is not None] for fn in fns]
+        explained = bytearray(len(fns))
         for made, consumed in self.seen_ops:
-            stop = set(consumed)
-            stack = [fn for fn in made if fn in index]
+            # the nodes reached from the op's outputs' nodes, stopping at its inputs' nodes
+            stop = {index[fn] for fn in consumed if fn in index}
+            stack = [index[fn] for fn in made if fn in index]
             while stack:
-                fn = stack.pop()
-                if fn in explained or fn in stop:
+                i = stack.pop()
+                if explained[i] or i in stop:
                     continue
-                explained.add(fn)
-                for nxt, _ in fn.next_functions:
-                    if nxt is not None and nxt not in explained:
-                        stack.append(nxt)
+                explained[i] = 1
+                for j in inputs_of[i]:
+                    if not explained[j]:
+                        stack.append(j)
         unseen = []
-        for fn, i in index.items():
-            if fn in explained:
+        for i in range(len(fns)):
+            if explained[i]:
                 continue
+            fn = fns[i]
             if hasattr(fn, "variable") and id(fn.variable) in leaf_ids:
                 continue
             unseen.append(i)
-        return sorted(unseen)
+        return unseen
 
     def graph_roots(self) -> list:
         """Every autograd node this capture's tensors reference (for `GraphKeeper`)."""

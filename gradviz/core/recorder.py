@@ -137,11 +137,13 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     names = name_tensors(built, cap)
     progress(0.3, "walking the autograd graph")
     nodes, fn_ids, edges, fns = walk_graph(loss.grad_fn, max_nodes, cancel)
-    topo = topological_order(len(nodes), edges)
+    inputs_of = producers_of(len(nodes), edges)
+    topo = topological_order(len(nodes), edges, inputs_of)
     keeper.walked(fns, topo)
     # nodes made by ops this thread's capture did not see (another thread, TorchScript)
-    unseen = cap.unseen_nodes(fns, {id(t) for t in cap.leaf_seen})
-    _annotate_nodes(nodes, fns, edges, cap, names, topo)
+    unseen = cap.unseen_nodes(fns, {id(t) for t in cap.leaf_seen}, fn_ids, inputs_of)
+    _annotate_nodes(nodes, fns, edges, cap, names, topo, inputs_of)
+    del inputs_of
     input_edges = _input_nodes(nodes, fns, fn_ids, cap, names)
     leaf_node_of = {n.leaf: n.id for n in nodes if n.kind == "leaf" and n.leaf}
 
@@ -206,36 +208,50 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
 # ---------------------------------------------------------------------------------------------
 # graph
 
-def topological_order(n: int, edges) -> list[int]:
-    """Node ids with every sender before its receivers (Kahn's algorithm, ties by id)."""
-    indeg = [0] * n
-    out: list[list[int]] = [[] for _ in range(n)]
-    for s, d, _ in edges:
-        indeg[d] += 1
-        out[s].append(d)
+def topological_order(n: int, edges, inputs_of: list[list[int]] | None = None) -> list[int]:
+    """Node ids with every sender before its receivers (Kahn's algorithm, ties by id).
+
+    `inputs_of` (`producers_of` of the edges), when given, saves building it again.
+    """
     import heapq
 
+    out = producers_of(n, edges) if inputs_of is None else inputs_of
+    indeg = [0] * n
+    for receivers in out:
+        for d in receivers:
+            indeg[d] += 1
     ready = [i for i in range(n) if indeg[i] == 0]
     heapq.heapify(ready)
     order = []
+    pop, push = heapq.heappop, heapq.heappush
     while ready:
-        i = heapq.heappop(ready)
+        i = pop(ready)
         order.append(i)
         for d in out[i]:
             indeg[d] -= 1
             if indeg[d] == 0:
-                heapq.heappush(ready, d)
+                push(ready, d)
     return order
 
 
-def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: list[int] | None = None) -> None:
-    """Give nodes their forward event, module use, source, custom Function and backend."""
+def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: list[int] | None = None,
+                    inputs_of: list[list[int]] | None = None) -> None:
+    """Give nodes their forward event, module use, source, custom Function and backend.
+
+    `topo` (a consumers-first order) and `inputs_of` (each node's producers, one per edge) are
+    computed from `edges` when not given.
+    """
     mod_names = getattr(cap, "module_names", {})
     uses = cap.module_uses
     grad_fn_event = cap.grad_fn_event
     custom_types: dict[type, bool] = {}  # node class -> made by a custom autograd Function
+    count = len(nodes)
+    event_of: list = [None] * count  # each node's forward event, as it is settled
+    own = [False] * count  # the node is the output node of its own event
+    leaf = [False] * count
     for node, fn in zip(nodes, fns):
         if node.kind == "leaf":
+            leaf[node.id] = True
             var = fn.variable
             node.leaf = names.get(var)
             node.tensor = None
@@ -244,7 +260,8 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
             continue
         ev_index = grad_fn_event.get(fn)
         if ev_index is not None:
-            node.forward_event = ev_index
+            event_of[node.id] = ev_index
+            own[node.id] = True
         custom = custom_types.get(type(fn))
         if custom is None:
             custom = custom_types[type(fn)] = hasattr(fn, "_forward_cls")
@@ -252,82 +269,105 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
             node.kind = "custom"
             node.function = fn._forward_cls.__qualname__
             node.name = fn._forward_cls.__name__
-    own_event = {n.id for n in nodes if n.forward_event is not None}
-    # each node's inputs, one per next_functions slot (the walk's edges: no second trip through torch)
-    inputs_of: list[list[int]] = [[] for _ in nodes]
-    for s, d, _ in edges:
-        inputs_of[s].append(d)
+    if inputs_of is None:
+        inputs_of = producers_of(count, edges)
     # nodes made inside a composite op (no event of their own) belong to the earliest op that
     # consumed them; a topological order (every consumer before its inputs) settles that in one pass
-    for nid in (topological_order(len(nodes), edges) if topo is None else topo):
-        ev = nodes[nid].forward_event
-        if ev is None or nodes[nid].kind == "leaf":
+    for nid in (topological_order(count, edges) if topo is None else topo):
+        ev = event_of[nid]
+        if ev is None or leaf[nid]:
             continue
-        for child_id in inputs_of[nid]:
-            child = nodes[child_id]
-            if child.kind != "leaf" and child_id not in own_event and (
-                    child.forward_event is None or ev < child.forward_event):
-                child.forward_event = ev
+        for child in inputs_of[nid]:
+            if not leaf[child] and not own[child]:
+                now = event_of[child]
+                if now is None or ev < now:
+                    event_of[child] = ev
+    events = cap.events
+    event_module = cap.event_module
+    plain: set = set()  # node classes no backend describes (the common case: looked up once)
     for node in nodes:
-        ev_index = node.forward_event
-        if ev_index is None or node.kind == "leaf":
-            continue
-        ev = cap.events[ev_index]
-        node.source = ev.source
-        mod = cap.event_module[ev_index]
-        if mod is not None:
-            m, use = mod
-            node.module = mod_names.get(m, type(m).__name__)
-            node.use = use
-            node.uses = uses.get(m)
-            ev.module, ev.use = node.module, use
-        if ev.outputs:
-            node.device = ev.outputs[0].device
-        if node.id in own_event:
-            # the op's own output; nodes made inside a composite op have no tensor of their own
+        nid = node.id
+        ev_index = event_of[nid]
+        if ev_index is not None and not leaf[nid]:
+            node.forward_event = ev_index
+            ev = events[ev_index]
+            node.source = ev.source
+            mod = event_module[ev_index]
+            if mod is not None:
+                m, use = mod
+                node.module = mod_names.get(m, type(m).__name__)
+                node.use = use
+                node.uses = uses.get(m)
+                ev.module, ev.use = node.module, use
             if ev.outputs:
-                node.tensor = ev.outputs[0]
-            if ev.node is None:
-                ev.node = node.id
-    for node in nodes:
-        alias = _backends.describe_node(node.torch_name, node.device or "cpu")
-        if alias is not None:
-            node.name, node.backend = alias
-            node.kind = "custom"
-            if node.function is None or node.function.startswith("GeneratedBackwardFor_"):
-                # torch.library's generated Function is an implementation detail of the op
-                node.function = alias[0]
+                node.device = ev.outputs[0].device
+            if own[nid]:
+                # the op's own output; nodes made inside a composite op have no tensor of their own
+                if ev.outputs:
+                    node.tensor = ev.outputs[0]
+                if ev.node is None:
+                    ev.node = nid
+        torch_name = node.torch_name
+        if torch_name in plain:
+            continue
+        alias = _backends.describe_node(torch_name, node.device or "cpu")
+        if alias is None:
+            plain.add(torch_name)  # (no alias for a class on one device: none on any)
+            continue
+        node.name, node.backend = alias
+        node.kind = "custom"
+        if node.function is None or node.function.startswith("GeneratedBackwardFor_"):
+            # torch.library's generated Function is an implementation detail of the op
+            node.function = alias[0]
+
+
+def producers_of(count: int, edges) -> list[list[int]]:
+    """Each node's producers, one per edge (next_functions slot), in slot order."""
+    inputs_of: list[list[int]] = [[] for _ in range(count)]
+    for s, d, _ in edges:
+        inputs_of[s].append(d)
+    return inputs_of
 
 
 def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict) -> list:
     """Add a node for every tensor that needs no grad but fed an op of the graph."""
     input_edges: list[tuple[int, int, int]] = []
-    input_ids: dict = {}
-    leaf_ids = {fns[n.id].variable: n.id for n in nodes if n.kind == "leaf"}
+    # keyed by id(): a tensor's hash is a Python call. The tensors stay alive meanwhile (the leaf
+    # variables in `leaf_vars`, the inputs in cap.event_tensors), so no id is reused
+    input_ids: dict[int, int] = {}
+    leaf_nodes = [n for n in nodes if n.kind == "leaf"]
+    leaf_vars = [fns[n.id].variable for n in leaf_nodes]
+    leaf_ids = {id(v): n.id for v, n in zip(leaf_vars, leaf_nodes)}
     for ev, (ins, outs) in zip(cap.events, cap.event_tensors):
-        fn = next((t.grad_fn for t in outs if t.grad_fn is not None), None)
+        fn = None
+        for t in outs:
+            fn = t.grad_fn
+            if fn is not None:
+                break
         op_id = fn_ids.get(fn) if fn is not None else None
-        ev.input_nodes = []
+        ev.input_nodes = found = []
         for pos, t in enumerate(ins):
-            if t.grad_fn is not None:
-                ev.input_nodes.append(fn_ids.get(t.grad_fn))
+            grad_fn = t.grad_fn
+            if grad_fn is not None:
+                found.append(fn_ids.get(grad_fn))
                 continue
             if t.requires_grad:
-                ev.input_nodes.append(leaf_ids.get(t))
+                found.append(leaf_ids.get(id(t)))
                 continue
             if op_id is None:
-                ev.input_nodes.append(None)
+                found.append(None)
                 continue
-            nid = input_ids.get(t)
+            nid = input_ids.get(id(t))
             if nid is None:
                 nid = len(nodes)
-                input_ids[t] = nid
+                input_ids[id(t)] = nid
                 data = ev.inputs[pos]
                 nodes.append(GraphNode(id=nid, name=names.get(t, f"input{nid}"), kind="input", torch_name="",
                                        leaf=names.get(t), tensor=data, device=str(t.device),
                                        source=ev.source, forward_event=ev.index))
-            ev.input_nodes.append(nid)
+            found.append(nid)
             input_edges.append((op_id, nid, pos))
+    leaf_vars.clear()
     return input_edges
 
 
@@ -413,15 +453,21 @@ def _inplace_error(exc: RuntimeError, reader: GraphNode | None, nodes, cap: Forw
 
 def _collect_leaves(leaf_tensors, initial, leaf_node_of, edges, backward, store) -> dict:
     """Per leaf: the gradient on each incoming edge in the order its producer ran, with running sums."""
-    out_edges: dict[int, list[tuple[int, int]]] = {}
-    for src, dst, slot in edges:
-        out_edges.setdefault(src, []).append((slot, dst))
-    arrivals: dict[int, list[tuple[int, int, int, Any]]] = {}
+    # only the edges into a leaf's node matter: the slots of each node that feed a leaf
     leaf_ids = set(leaf_node_of.values())
-    for ev in backward:
-        for slot, dst in out_edges.get(ev.node, ()):
-            if dst in leaf_ids and slot < len(ev.grad_inputs):
-                arrivals.setdefault(dst, []).append((ev.node, slot, ev.index, ev.grad_inputs[slot]))
+    into_leaf: dict[int, list[tuple[int, int]]] = {}
+    for src, dst, slot in edges:
+        if dst in leaf_ids:
+            into_leaf.setdefault(src, []).append((slot, dst))
+    arrivals: dict[int, list[tuple[int, int, int, Any]]] = {}
+    if into_leaf:
+        for ev in backward:
+            feeds = into_leaf.get(ev.node)
+            if feeds is None:
+                continue
+            for slot, dst in feeds:
+                if slot < len(ev.grad_inputs):
+                    arrivals.setdefault(dst, []).append((ev.node, slot, ev.index, ev.grad_inputs[slot]))
     leaves: dict[str, LeafInfo] = {}
     for name, t in leaf_tensors.items():
         nid = leaf_node_of.get(name)
@@ -441,7 +487,8 @@ def _collect_leaves(leaf_tensors, initial, leaf_node_of, edges, backward, store)
                     reduced_from = tuple(g.shape)
                     g = TensorData(shape, g.dtype, g.device,
                                    None if g.value is None else sum_to(g.value, shape))
-                info.contributions.append(Contribution(producer, slot, g, bindex, info, reduced_from=reduced_from))
+                # (by position: producer, slot, value, backward_event, leaf, reduced_from)
+                info.contributions.append(Contribution(producer, slot, g, bindex, info, reduced_from))
         leaves[name] = info
     return leaves
 

@@ -168,8 +168,7 @@ def _run_compiled(lib, loss, fns, keep_values, store, cancel) -> list[BackwardEv
         return _events(counts, [None if j < 0 else snaps[j] for j in index], True)
     flat = taken[3]
     # shapes only, each snapshot numbered in the order the Python hook takes them (grad_inputs first)
-    shape_only = store.shape_only
-    return _events(counts, [None if m is None else shape_only(*m) for m in flat], False)
+    return _events(counts, store.shapes_only(flat), False)
 
 
 def _events(counts: list, snaps: list, outputs_first: bool) -> list[BackwardEvent]:

@@ -75,10 +75,13 @@ def name_tensors(built: BuildResult, cap: ForwardCapture) -> dict:
             names.setdefault(p, f"{mod_names[m]}.{pname}")
     counter = 0
     views: dict = {}
+    # named tensors by id() (a tensor's hash is a Python call; `names` holds them, so no id is reused)
+    named = {id(t) for t in names}
     for ins, _ in cap.event_tensors:
         for t in ins:
-            if t in names or t.grad_fn is not None:
+            if t.grad_fn is not None or id(t) in named:
                 continue
+            named.add(id(t))
             base = t._base
             if base is not None and base in names:
                 # a view of a named tensor (xs[t]): name it after its base, numbered by first use

@@ -183,10 +183,8 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     else:
         manual_note = "leaf values were not kept (--no-values or the memory budget)"
 
-    replays = {}
-    for node, fn in zip(nodes, fns):
-        if fn in cap.replays:
-            replays[node.id] = cap.replays[fn]
+    # each custom Function call's replay, by node id in id order (the walked nodes' id is their index)
+    replays = {i: cap.replays[fns[i]] for i in sorted(fn_ids[fn] for fn in cap.replays if fn in fn_ids)}
     store.release()
     rec = Recording(
         target=runner.name, params=dict(runner.params), forward=cap.events, nodes=nodes, edges=edges,

@@ -272,6 +272,28 @@ class TensorStore:
         return TensorData(shape, _DTYPE_NAMES.get(dtype) or _dtype_name(dtype), device, None, None,
                           requires_grad, self._count)
 
+    def shapes_only(self, described: list) -> list:
+        """`shape_only` of each ``(shape, dtype, device, requires_grad)`` in `described` (None stays None).
+
+        The same snapshots, numbered alike, as calling `shape_only` on each in turn, in one loop.
+        """
+        count = self._count
+        names: dict = {}  # dtype -> its name (a handful of dtypes among many gradients)
+        out: list = []
+        append = out.append
+        for m in described:
+            if m is None:
+                append(None)
+                continue
+            shape, dtype, device, requires_grad = m
+            name = names.get(dtype)
+            if name is None:
+                name = names[dtype] = _DTYPE_NAMES.get(dtype) or _dtype_name(dtype)
+            count += 1
+            append(TensorData(shape, name, device, None, None, requires_grad, count))
+        self._count = count
+        return out
+
     def nonfinite(self) -> set[int]:
         """Return the ids of the snapshots whose kept values hold NaN or Inf (floating and complex).
 

@@ -88,3 +88,16 @@ def test_contributions_are_the_edges_into_each_leaf_in_backward_order():
         got = [(c.producer, c.slot) for c in info.contributions]
         assert sorted(got) == sorted(into) and len(got) > 0
         assert [c.backward_event for c in info.contributions] == sorted(ran[p].index for p, _ in got)
+
+
+def test_shapes_only_numbers_snapshots_as_shape_only_one_by_one():
+    described = [((2, 3), torch.float32, "cpu", True), None, ((), torch.int64, "cpu", False),
+                 ((4,), torch.complex64, "meta", False), ((1, 1), torch.float32, "cpu", False)]
+    one, many = TensorStore(False, 0), TensorStore(False, 0)
+    one.capture(torch.ones(2)), many.capture(torch.ones(2))  # (a snapshot before: numbering goes on from it)
+    expected = [None if m is None else one.shape_only(*m) for m in described]
+    got = many.shapes_only(described)
+    assert [None if d is None else (d.shape, d.dtype, d.device, d.value, d.requires_grad, d.uid) for d in got] == \
+        [None if d is None else (d.shape, d.dtype, d.device, d.value, d.requires_grad, d.uid) for d in expected]
+    assert got[3].dtype == "complex64" and got[4].uid == 5
+    assert many.shape_only((1,), torch.float32, "cpu", False).uid == one.shape_only((1,), torch.float32, "cpu", False).uid

@@ -77,7 +77,7 @@ def walk_graph(root_fn: Any, max_nodes: int, cancel: Callable[[], bool] | None) 
         fns, edges, names, complete = out
         if not complete:
             raise _too_large(max_nodes)
-        return _nodes(names), {fn: i for i, fn in enumerate(fns)}, edges, fns
+        return _nodes(names), dict(zip(fns, range(len(fns)))), edges, fns
     fn_ids: dict[Any, int] = {root_fn: 0}
     fns = [root_fn]
     edges: list[tuple[int, int, int]] = []

@@ -359,10 +359,12 @@ def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict) -> list:
             if nid is None:
                 nid = len(nodes)
                 input_ids[id(t)] = nid
-                data = ev.inputs[pos]
-                nodes.append(GraphNode(id=nid, name=names.get(t, f"input{nid}"), kind="input", torch_name="",
-                                       leaf=names.get(t), tensor=data, device=str(t.device),
-                                       source=ev.source, forward_event=ev.index))
+                name = names.get(t)
+                # (id, name, kind, torch_name by position, the rest set: keyword arguments cost more)
+                node = GraphNode(nid, f"input{nid}" if name is None else name, "input", "")
+                node.leaf, node.tensor, node.device = name, ev.inputs[pos], str(t.device)
+                node.source, node.forward_event = ev.source, ev.index
+                nodes.append(node)
             found.append(nid)
             input_edges.append((op_id, nid, pos))
     leaf_vars.clear()

@@ -9,14 +9,15 @@
 // method does, in the same order, and calls back into Python only where the Python method would
 // do more than call the op:
 //   - `_depth` (the capture's attribute, which the Python parts raise and lower) set: call the op;
-//   - the function's facts (name, in place) from the capture's `_FACTS` dict, filled by
-//     `_tf_facts(func)` the first time a function is seen;
+//   - the function's facts (name, in place, the event's (op, in place) or None) from the
+//     capture's `_FACTS` dict, filled by `_tf_facts(func)` the first time a function is seen;
 //   - an in-place op under grad mode: the whole Python method (`_tf_python`), which notes the
 //     nodes before the op;
 //   - else `_depth` raised around the op, as in Python; then grad mode off, a result that is no
 //     tensor, tuple, list or dict, or a plain torch.Tensor that is a leaf (no grad_fn: the test
-//     of Tensor.is_leaf): the result; anything else goes to `_tf_after(func, name, args, kwargs,
-//     out)`, the rest of the Python method.
+//     of Tensor.is_leaf): the result; a plain torch.Tensor with a grad_fn from a function whose
+//     facts carry an event: logged by record_events.cpp where it takes the op; anything else goes
+//     to `_tf_after(func, name, args, kwargs, out)`, the rest of the Python method.
 // torch calls a mode's __torch_function__ with the mode taken off the stack, so the op called here
 // does not come back to it.
 #include <torch/extension.h>
@@ -25,6 +26,9 @@
 #include <torch/csrc/autograd/python_variable.h>
 
 namespace py = pybind11;
+
+PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObject* kwargs, PyObject* out);
+extern PyObject* gradviz_not_handled;
 
 namespace {
 
@@ -105,9 +109,9 @@ PyObject* capture_tf(PyObject* /*unused*/, PyObject* const* a, Py_ssize_t n) {
       return nullptr;
     }
   }
-  if (!PyTuple_Check(facts) || PyTuple_GET_SIZE(facts) != 2) {
+  if (!PyTuple_Check(facts) || PyTuple_GET_SIZE(facts) != 3) {
     Py_DECREF(facts);
-    PyErr_SetString(PyExc_TypeError, "gradviz: _tf_facts must give (name, in place)");
+    PyErr_SetString(PyExc_TypeError, "gradviz: _tf_facts must give (name, in place, event)");
     return nullptr;
   }
   PyObject* name = PyTuple_GET_ITEM(facts, 0);
@@ -149,6 +153,16 @@ PyObject* capture_tf(PyObject* /*unused*/, PyObject* const* a, Py_ssize_t n) {
   bool after;
   if (Py_TYPE(out) == reinterpret_cast<PyTypeObject*>(THPVariableClass)) {
     after = static_cast<bool>(THPVariable_Unpack(out).grad_fn());  // not a leaf
+    PyObject* log = PyTuple_GET_ITEM(facts, 2);
+    if (after && log != Py_None) {
+      // the common event, logged in C (record_events.cpp), or left to _tf_after
+      PyObject* done = gradviz_log_event(self, log, args, kwargs, out);
+      if (done != gradviz_not_handled) {
+        Py_DECREF(out);
+        Py_DECREF(facts);
+        return done;
+      }
+    }
   } else {
     after = THPVariable_Check(out) || PyTuple_Check(out) || PyList_Check(out) || PyDict_Check(out);
   }

@@ -451,6 +451,7 @@ at::Tensor stack(const std::vector<at::Tensor>& tensors) {
 void gradviz_add_frames(py::module_& m);  // record_frames.cpp
 void gradviz_add_capture(py::module_& m);  // record_capture.cpp
 void gradviz_add_saved(py::module_& m);   // record_saved.cpp
+void gradviz_add_events(py::module_& m);  // record_events.cpp
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gradviz's recorder helpers: graph walk, post hooks recording in C++, row copies, saved values";
@@ -466,4 +467,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   gradviz_add_frames(m);
   gradviz_add_capture(m);
   gradviz_add_saved(m);
+  gradviz_add_events(m);
 }

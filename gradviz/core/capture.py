@@ -33,7 +33,9 @@ _INPLACE_DUNDERS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow_
 _SKIP_FUNCS = {"__get__", "__set__", "__repr__", "__format__", "__bool__", "__len__", "__hash__"}
 _OVERLOADS = (torch._ops.OpOverload, torch._ops.OpOverloadPacket)
 _OP_NAMES: dict[str, tuple[str, bool]] = {}  # function name -> (op name, in place)
-_FACTS: dict = {}  # function -> (name, in place): what __torch_function__ needs of it
+# function -> (name, in place, the event's (op name, in place) where the compiled helper may log
+# the event itself, else None): what __torch_function__ needs of it
+_FACTS: dict = {}
 _grad_enabled = torch.is_grad_enabled
 
 
@@ -147,9 +149,9 @@ class ForwardCapture(TorchFunctionMode):
         if self._depth:
             return func(*args, **kwargs)
         try:
-            name, inplace = _FACTS[func]
+            name, inplace, _ = _FACTS[func]
         except (KeyError, TypeError):
-            name, inplace = self._tf_facts(func)
+            name, inplace, _ = self._tf_facts(func)
         # an in-place op gives its input (and the input's base, for a view) a new node
         before = _nodes_before(args, kwargs) if inplace and _grad_enabled() else None
         # what the op runs inside is part of this one event: the autograd Function that
@@ -169,12 +171,21 @@ class ForwardCapture(TorchFunctionMode):
 
     _tf_python = __torch_function__  # (the compiled __torch_function__ calls it for in-place ops)
     _FACTS = _FACTS
+    # what the compiled helper makes events and snapshots of (kernels/record_events.cpp)
+    _EVENT_CLASS = ForwardEvent
+    _SNAPSHOT_CLASS = TensorData
 
     @staticmethod
-    def _tf_facts(func) -> tuple[str, bool]:
-        """A function's (name, whether it is in place), remembered in ``_FACTS``."""
+    def _tf_facts(func) -> tuple[str, bool, tuple | None]:
+        """A function's (name, whether it is in place, its event's facts), remembered in ``_FACTS``.
+
+        The event's facts, ``(op name, in place)`` as `_event_op` gives them, are None for the
+        functions whose events only `_tf_after` logs (torch.ops overloads, attribute views).
+        """
         name = getattr(func, "__name__", None) or str(func)
-        facts = (name, name in _INPLACE_NAMES or (name.endswith("_") and not name.endswith("__")))
+        plain = not isinstance(func, _OVERLOADS) and name not in _SKIP_FUNCS
+        facts = (name, name in _INPLACE_NAMES or (name.endswith("_") and not name.endswith("__")),
+                 _event_op(name) if plain else None)
         if len(_FACTS) > 4096:  # (functions made on the fly: a bound on what is kept)
             _FACTS.clear()
         try:
@@ -244,14 +255,8 @@ class ForwardCapture(TorchFunctionMode):
         if not outs:
             return
         if self.cancel is not None and self.cancel():
-            raise Cancelled()
-        op_inplace = _OP_NAMES.get(name)
-        if op_inplace is None:
-            inplace = name in _INPLACE_DUNDERS or (name.endswith("_") and not name.endswith("__"))
-            op = name[2:-2] if name.startswith("__") and name.endswith("__") else name
-            if op.startswith("i") and name in _INPLACE_DUNDERS:
-                op = op[1:] + "_"
-            op_inplace = _OP_NAMES[name] = (op, inplace)
+            self._raise_cancelled()
+        op_inplace = _OP_NAMES.get(name) or _event_op(name)
         index = len(self.events)
         capture = self.store.capture
         self.events.append(ForwardEvent(index, op_inplace[0], [capture(t, True) for t in ins],
@@ -270,10 +275,19 @@ class ForwardCapture(TorchFunctionMode):
                         replay = (replay[0], _detached(replay[1]), _detached(replay[2]))
                     self.replays[fn] = (replay, custom)
         if self.max_nodes is not None and len(grad_fn_event) > self.max_nodes:
-            # stop while the model runs: a graph far past the limit would take minutes and
-            # gigabytes before the walk could refuse it
-            raise GraphTooLarge(f"the model made more than {self.max_nodes:,} autograd nodes while it ran "
-                                f"(the limit)", hint=LIMIT_HINT)
+            self._raise_too_large()
+
+    @staticmethod
+    def _raise_cancelled() -> None:
+        """Raise `Cancelled` (the cancel callback said yes)."""
+        raise Cancelled()
+
+    def _raise_too_large(self) -> None:
+        """Raise `GraphTooLarge`: the ops so far made more nodes than ``max_nodes``."""
+        # stop while the model runs: a graph far past the limit would take minutes and
+        # gigabytes before the walk could refuse it
+        raise GraphTooLarge(f"the model made more than {self.max_nodes:,} autograd nodes while it ran "
+                            f"(the limit)", hint=LIMIT_HINT)
 
     def _note_op(self, ins, outs) -> None:
         """Note the nodes an op seen here made (its outputs') and consumed (its inputs')."""
@@ -415,6 +429,16 @@ def _internal(cache: dict, fname: str) -> bool:
 
 
 _INPLACE_NAMES = _INPLACE_DUNDERS | {"__setitem__"}
+
+
+def _event_op(name: str) -> tuple[str, bool]:
+    """The event's (op name, whether it is in place) of a function named `name`, remembered in ``_OP_NAMES``."""
+    inplace = name in _INPLACE_DUNDERS or (name.endswith("_") and not name.endswith("__"))
+    op = name[2:-2] if name.startswith("__") and name.endswith("__") else name
+    if op.startswith("i") and name in _INPLACE_DUNDERS:
+        op = op[1:] + "_"
+    op_inplace = _OP_NAMES[name] = (op, inplace)
+    return op_inplace
 
 
 def _nodes_before(args, kwargs) -> list:

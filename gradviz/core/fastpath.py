@@ -38,7 +38,7 @@ from . import extension as _ext
 
 __all__ = ["SOURCES", "helper", "build", "status", "python_only"]
 
-SOURCES = ("record_hooks.cpp", "record_frames.cpp", "record_capture.cpp", "record_saved.cpp")
+SOURCES = ("record_hooks.cpp", "record_frames.cpp", "record_capture.cpp", "record_saved.cpp", "record_events.cpp")
 _CFLAGS = ["-O2", "-Wall", "-Wfatal-errors"]
 
 _lock = threading.Lock()

@@ -1,0 +1,450 @@
+// The forward capture's events in C: ForwardCapture._tf_after for the common op, without a Python
+// call per event or per tensor.
+//
+// Part of the recorder's helper (record_hooks.cpp holds the module; gradviz/core/fastpath.py builds
+// every file into it). record_capture.cpp's __torch_function__ hands an op here when its result is
+// a plain torch.Tensor with a grad_fn and the function's facts carry the event's (op, in place)
+// (`_tf_facts`: a plain function, not a torch.ops overload, not an attribute view). gradviz_log_event
+// then does what _tf_after, _scan_leaves and _log_op do, in the same order, or hands the op back to
+// Python (NOT_HANDLED) before doing anything when it is unusual:
+//   - the inputs are tensors_in(args) + tensors_in(kwargs) where every tensor is a plain Tensor or
+//     Parameter (strided, without symbolic sizes) and no argument is a dict or nested deeper than one
+//     list or tuple; anything else goes back to Python;
+//   - a source tensor (a leaf whose id is not in `_leaf_ids`) first used here is numbered as
+//     _scan_leaves does (`_leaf_ids`, `leaf_seen`, `source_data`), unless the capture has an
+//     `on_leaf` (finite differences run the op again: Python);
+//   - with a store: `cancel()` asked, then the snapshots of the inputs and the output as
+//     store.capture(t, True) gives them: the one in the store's table under (id(t), t._version) (most
+//     are), else without values a new TensorData numbered next (filed in the table with the tensor,
+//     as capture does), else (with values) store.capture itself; the source line from the capture's
+//     SourceWalk (the instance's `_source`; without it, Python); then the ForwardEvent,
+//     event_tensors, seen_ops, event_module, grad_fn_event and the max_nodes test as _log_op.
+// `_depth` is raised where the Python parts raise it (around _scan_leaves and _log), so that the
+// Python calls made from here (cancel, capture, the tensor's __hash__) are not logged as user ops.
+#include <torch/extension.h>
+
+#include <torch/csrc/DynamicTypes.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/autograd/python_cpp_function.h>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace {
+
+PyObject* s_depth = nullptr;
+PyObject* s_store = nullptr;
+PyObject* s_on_leaf = nullptr;
+PyObject* s_leaf_ids = nullptr;
+PyObject* s_leaf_seen = nullptr;
+PyObject* s_source_data = nullptr;
+PyObject* s_source = nullptr;
+PyObject* s_cancel = nullptr;
+PyObject* s_events = nullptr;
+PyObject* s_event_tensors = nullptr;
+PyObject* s_seen_ops = nullptr;
+PyObject* s_event_module = nullptr;
+PyObject* s_module_stack = nullptr;
+PyObject* s_grad_fn_event = nullptr;
+PyObject* s_max_nodes = nullptr;
+PyObject* s_keep_values = nullptr;
+PyObject* s_seen = nullptr;
+PyObject* s_count = nullptr;
+PyObject* s_capture = nullptr;
+PyObject* s_event_class = nullptr;
+PyObject* s_data_class = nullptr;
+PyObject* s_cancelled = nullptr;
+PyObject* s_too_many = nullptr;
+PyObject* kw_inplace = nullptr;  // ("inplace",)
+PyObject* s_cpu = nullptr;
+
+// Per dtype, torch's name without the "torch." prefix (as tensors._dtype_name writes it).
+auto& dtype_names = *new std::unordered_map<int, py::object>();
+
+PyObject* dtype_name(at::ScalarType s) {
+  auto key = static_cast<int>(s);
+  auto it = dtype_names.find(key);
+  if (it == dtype_names.end()) {
+    std::string name = py::str(py::handle(reinterpret_cast<PyObject*>(torch::getTHPDtype(s)))).cast<std::string>();
+    for (size_t at = name.find("torch."); at != std::string::npos; at = name.find("torch.", at)) {
+      name.erase(at, 6);
+    }
+    it = dtype_names.emplace(key, py::str(name)).first;
+  }
+  return it->second.ptr();
+}
+
+py::object attr(PyObject* obj, PyObject* name) {
+  PyObject* v = PyObject_GetAttr(obj, name);
+  if (v == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(v);
+}
+
+// Raises the capture's `_depth` by one for its lifetime (lowered like Python's `finally:`).
+class Depth {
+ public:
+  explicit Depth(PyObject* self) : self_(self) { add(1); }
+  ~Depth() {
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    try {
+      add(-1);
+    } catch (py::error_already_set&) {
+    }
+    PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
+  }
+
+ private:
+  void add(long k) {
+    py::object d = attr(self_, s_depth);
+    long v = PyLong_AsLong(d.ptr());
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    py::object now = py::reinterpret_steal<py::object>(PyLong_FromLong(v + k));
+    if (!now || PyObject_SetAttr(self_, s_depth, now.ptr()) < 0) throw py::error_already_set();
+  }
+  PyObject* self_;
+};
+
+// Whether `v` is a tensor this path takes: a plain Tensor or Parameter, strided, fixed sizes.
+bool plain_tensor(PyObject* v, PyObject* parameter) {
+  if (!THPVariable_CheckExact(v) && Py_TYPE(v) != reinterpret_cast<PyTypeObject*>(parameter)) {
+    return false;
+  }
+  const at::Tensor& t = THPVariable_Unpack(v);
+  return t.layout() == at::kStrided && !t.is_nested() &&
+         !t.unsafeGetTensorImpl()->has_symbolic_sizes_strides();
+}
+
+// Appends the tensors of one argument as tensors_in does; false where this path does not take it.
+bool add_tensors(PyObject* o, std::vector<PyObject*>& ins, PyObject* parameter, bool nested) {
+  if (THPVariable_Check(o)) {
+    if (!plain_tensor(o, parameter)) return false;
+    ins.push_back(o);
+    return true;
+  }
+  if (PyDict_Check(o)) return false;
+  if (PyTuple_Check(o) || PyList_Check(o)) {
+    if (nested) return false;
+    // (a list's items are read now; nothing runs between here and their use but this capture)
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+    PyObject** items = PySequence_Fast_ITEMS(o);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      if (!add_tensors(items[i], ins, parameter, true)) return false;
+    }
+  }
+  return true;
+}
+
+// The Python object of a tensor's grad_fn (what t.grad_fn gives), or None.
+py::object grad_fn_of(PyObject* v) {
+  const at::Tensor& t = THPVariable_Unpack(v);
+  const auto& fn = t.grad_fn();
+  if (!fn) return py::none();
+  return py::reinterpret_steal<py::object>(torch::autograd::functionToPyObject(fn));
+}
+
+bool is_leaf(PyObject* v) { return !THPVariable_Unpack(v).grad_fn(); }
+
+py::object id_of(PyObject* v) {
+  PyObject* id = PyLong_FromVoidPtr(v);
+  if (id == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(id);
+}
+
+// store.capture(t, True) for one plain tensor (see the top of the file).
+class Snap {
+ public:
+  Snap(PyObject* self, PyObject* store) : store_(store) {
+    keep_values_ = PyObject_IsTrue(attr(store, s_keep_values).ptr());
+    if (keep_values_ < 0) throw py::error_already_set();
+    seen_ = attr(store, s_seen);
+    if (!PyDict_CheckExact(seen_.ptr())) throw std::runtime_error("gradviz: the store's table is not a dict");
+    data_class_ = attr(self, s_data_class);
+  }
+
+  py::object operator()(PyObject* v) {
+    const at::Tensor& t = THPVariable_Unpack(v);
+    py::object version = py::reinterpret_steal<py::object>(PyLong_FromLongLong(t._version()));
+    if (!version) throw py::error_already_set();
+    py::tuple key = py::make_tuple(id_of(v), version);
+    PyObject* hit = PyDict_GetItemWithError(seen_.ptr(), key.ptr());  // (borrowed)
+    if (hit != nullptr && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2) {
+      return py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(hit, 0));
+    }
+    if (hit == nullptr && PyErr_Occurred()) throw py::error_already_set();
+    if (keep_values_ || hit != nullptr) {
+      PyObject* args[] = {v, Py_True};
+      py::object capture = attr(store_, s_capture);
+      PyObject* out = PyObject_Vectorcall(capture.ptr(), args, 2, nullptr);
+      if (out == nullptr) throw py::error_already_set();
+      return py::reinterpret_steal<py::object>(out);
+    }
+    // without values: TensorData(shape, dtype, device, None, None, requires_grad, uid), filed
+    py::object count = attr(store_, s_count);
+    long long uid = PyLong_AsLongLong(count.ptr());
+    if (uid == -1 && PyErr_Occurred()) throw py::error_already_set();
+    py::object next = py::reinterpret_steal<py::object>(PyLong_FromLongLong(uid + 1));
+    if (!next || PyObject_SetAttr(store_, s_count, next.ptr()) < 0) throw py::error_already_set();
+    const auto sizes = t.sizes();
+    py::tuple shape(sizes.size());
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      PyObject* item = PyLong_FromLongLong(sizes[i]);
+      if (item == nullptr) throw py::error_already_set();
+      PyTuple_SET_ITEM(shape.ptr(), i, item);
+    }
+    py::object device = t.is_cpu() ? py::reinterpret_borrow<py::object>(s_cpu) : py::str(t.device().str());
+    PyObject* args[] = {shape.ptr(), dtype_name(t.scalar_type()), device.ptr(), Py_None, Py_None,
+                        t.requires_grad() ? Py_True : Py_False, next.ptr()};
+    PyObject* out = PyObject_Vectorcall(data_class_.ptr(), args, 7, nullptr);
+    if (out == nullptr) throw py::error_already_set();
+    py::object data = py::reinterpret_steal<py::object>(out);
+    py::tuple held = py::make_tuple(data, py::handle(v));
+    if (PyDict_SetItem(seen_.ptr(), key.ptr(), held.ptr()) < 0) throw py::error_already_set();
+    return data;
+  }
+
+ private:
+  PyObject* store_;
+  int keep_values_ = 0;
+  py::object seen_;
+  py::object data_class_;
+};
+
+py::list snapshots(Snap& snap, const std::vector<PyObject*>& tensors) {
+  py::list out(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    py::object d = snap(tensors[i]);
+    PyList_SET_ITEM(out.ptr(), i, d.release().ptr());
+  }
+  return out;
+}
+
+void append(PyObject* list, PyObject* item) {
+  if (PyList_Append(list, item) < 0) throw py::error_already_set();
+}
+
+}  // namespace
+
+// The sentinel gradviz_log_event returns (borrowed) for an op it leaves to Python.
+PyObject* gradviz_not_handled = nullptr;
+
+// Logs the op whose result `out` (a plain Tensor with a grad_fn) joins the graph, as _tf_after
+// does; `log` is the event's (op, in place). Returns a new reference to `out`, null with an error
+// set, or gradviz_not_handled (nothing done: the caller calls _tf_after).
+PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObject* kwargs, PyObject* out) {
+  try {
+    PyObject* parameter = nullptr;
+    {
+      static py::object param_class = py::module_::import("torch.nn").attr("Parameter");
+      parameter = param_class.ptr();
+    }
+    if (!plain_tensor(out, parameter) || !PyTuple_Check(log) || PyTuple_GET_SIZE(log) != 2) {
+      return gradviz_not_handled;
+    }
+    std::vector<PyObject*> ins;
+    const Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    for (Py_ssize_t i = 0; i < nargs; ++i) {
+      if (!add_tensors(PyTuple_GET_ITEM(args, i), ins, parameter, false)) return gradviz_not_handled;
+    }
+    if (kwargs != nullptr) {
+      PyObject *k, *v;
+      Py_ssize_t pos = 0;
+      while (PyDict_Next(kwargs, &pos, &k, &v)) {
+        if (!add_tensors(v, ins, parameter, false)) return gradviz_not_handled;
+      }
+    }
+    // the instance's SourceWalk (without one, the Python walk counts frames from _log_op)
+    PyObject** dictptr = _PyObject_GetDictPtr(self);
+    PyObject* source = dictptr != nullptr && *dictptr != nullptr ? PyDict_GetItemWithError(*dictptr, s_source)
+                                                                  : nullptr;  // (borrowed)
+    if (source == nullptr) {
+      if (PyErr_Occurred()) return nullptr;
+      return gradviz_not_handled;
+    }
+    py::object hold_source = py::reinterpret_borrow<py::object>(source);
+    py::object leaf_ids = attr(self, s_leaf_ids);
+    if (!PySet_CheckExact(leaf_ids.ptr())) return gradviz_not_handled;
+    bool fresh = false;
+    for (PyObject* t : ins) {
+      if (is_leaf(t)) {
+        const int has = PySet_Contains(leaf_ids.ptr(), id_of(t).ptr());
+        if (has < 0) throw py::error_already_set();
+        if (!has) {
+          fresh = true;
+          break;
+        }
+      }
+    }
+    py::object on_leaf = attr(self, s_on_leaf);
+    if (fresh && !on_leaf.is_none()) {
+      return gradviz_not_handled;  // (finite differences may run the op again)
+    }
+    py::object store = attr(self, s_store);
+    if (fresh) {
+      // _scan_leaves: number each source first used here, in argument order
+      Depth depth(self);
+      py::object leaf_seen = attr(self, s_leaf_seen);
+      py::object source_data = attr(self, s_source_data);
+      std::unique_ptr<Snap> snap;
+      for (PyObject* t : ins) {
+        if (!is_leaf(t)) continue;
+        py::object id = id_of(t);
+        const int has = PySet_Contains(leaf_ids.ptr(), id.ptr());
+        if (has < 0) throw py::error_already_set();
+        if (has) continue;
+        if (PySet_Add(leaf_ids.ptr(), id.ptr()) < 0) throw py::error_already_set();
+        const Py_ssize_t n = PyObject_Length(leaf_seen.ptr());
+        if (n < 0) throw py::error_already_set();
+        py::object index = py::reinterpret_steal<py::object>(PyLong_FromSsize_t(n));
+        if (!index) throw py::error_already_set();
+        int rc;
+#if PY_VERSION_HEX < 0x030D0000
+        if (PyDict_CheckExact(leaf_seen.ptr())) {
+          // (hash(t) is id(t), Tensor.__hash__'s: known without calling it)
+          const Py_hash_t h = PyObject_Hash(id.ptr());
+          if (h == -1) throw py::error_already_set();
+          rc = _PyDict_SetItem_KnownHash(leaf_seen.ptr(), t, index.ptr(), h);
+        } else {
+          rc = PyObject_SetItem(leaf_seen.ptr(), t, index.ptr());
+        }
+#else
+        rc = PyObject_SetItem(leaf_seen.ptr(), t, index.ptr());
+#endif
+        if (rc < 0) throw py::error_already_set();
+        if (!store.is_none()) {
+          if (!snap) snap = std::make_unique<Snap>(self, store.ptr());
+          append(source_data.ptr(), (*snap)(t).ptr());
+        }
+      }
+    }
+    if (store.is_none()) {
+      Py_INCREF(out);
+      return out;
+    }
+    // _log_op
+    Depth depth(self);
+    py::object cancel = attr(self, s_cancel);
+    if (!cancel.is_none()) {
+      PyObject* said = PyObject_CallNoArgs(cancel.ptr());
+      if (said == nullptr) throw py::error_already_set();
+      const int yes = PyObject_IsTrue(said);
+      Py_DECREF(said);
+      if (yes < 0) throw py::error_already_set();
+      if (yes) {
+        PyObject* r = PyObject_CallMethodNoArgs(self, s_cancelled);  // (raises Cancelled)
+        if (r == nullptr) throw py::error_already_set();
+        Py_DECREF(r);
+      }
+    }
+    py::object events = attr(self, s_events);
+    const Py_ssize_t index = PyObject_Length(events.ptr());
+    if (index < 0) throw py::error_already_set();
+    Snap snap(self, store.ptr());
+    py::list in_data = snapshots(snap, ins);
+    std::vector<PyObject*> outs{out};
+    py::list out_data = snapshots(snap, outs);
+    PyObject* where = PyObject_CallNoArgs(source);
+    if (where == nullptr) throw py::error_already_set();
+    py::object hold_where = py::reinterpret_steal<py::object>(where);
+    py::object event_class = attr(self, s_event_class);
+    py::object py_index = py::reinterpret_steal<py::object>(PyLong_FromSsize_t(index));
+    if (!py_index) throw py::error_already_set();
+    PyObject* eargs[] = {py_index.ptr(), PyTuple_GET_ITEM(log, 0), in_data.ptr(), out_data.ptr(), where,
+                         PyTuple_GET_ITEM(log, 1)};
+    PyObject* event = PyObject_Vectorcall(event_class.ptr(), eargs, 5, kw_inplace);
+    if (event == nullptr) throw py::error_already_set();
+    py::object hold_event = py::reinterpret_steal<py::object>(event);
+    append(events.ptr(), event);
+    py::list in_list(ins.size());
+    for (size_t i = 0; i < ins.size(); ++i) {
+      Py_INCREF(ins[i]);
+      PyList_SET_ITEM(in_list.ptr(), i, ins[i]);
+    }
+    py::list out_list(1);
+    Py_INCREF(out);
+    PyList_SET_ITEM(out_list.ptr(), 0, out);
+    append(attr(self, s_event_tensors).ptr(), py::make_tuple(in_list, out_list).ptr());
+    // _note_op: the nodes the op made (its output's) and consumed (its inputs')
+    py::object fn = grad_fn_of(out);
+    py::list made;
+    made.append(fn);
+    py::list consumed;
+    for (PyObject* t : ins) {
+      if (!is_leaf(t)) consumed.append(grad_fn_of(t));
+    }
+    append(attr(self, s_seen_ops).ptr(), py::make_tuple(made, consumed).ptr());
+    py::object stack = attr(self, s_module_stack);
+    const Py_ssize_t depth_of_stack = PyObject_Length(stack.ptr());
+    if (depth_of_stack < 0) throw py::error_already_set();
+    if (depth_of_stack) {
+      PyObject* top = PySequence_GetItem(stack.ptr(), depth_of_stack - 1);
+      if (top == nullptr) throw py::error_already_set();
+      py::object hold_top = py::reinterpret_steal<py::object>(top);
+      append(attr(self, s_event_module).ptr(), top);
+    } else {
+      append(attr(self, s_event_module).ptr(), Py_None);
+    }
+    py::object grad_fn_event = attr(self, s_grad_fn_event);
+    const int known = PySequence_Contains(grad_fn_event.ptr(), fn.ptr());
+    if (known < 0) throw py::error_already_set();
+    if (!known && PyObject_SetItem(grad_fn_event.ptr(), fn.ptr(), py_index.ptr()) < 0) {
+      throw py::error_already_set();
+    }
+    py::object max_nodes = attr(self, s_max_nodes);
+    if (!max_nodes.is_none()) {
+      const Py_ssize_t n = PyObject_Length(grad_fn_event.ptr());
+      if (n < 0) throw py::error_already_set();
+      py::object count = py::reinterpret_steal<py::object>(PyLong_FromSsize_t(n));
+      const int over = PyObject_RichCompareBool(count.ptr(), max_nodes.ptr(), Py_GT);
+      if (over < 0) throw py::error_already_set();
+      if (over) {
+        PyObject* r = PyObject_CallMethodNoArgs(self, s_too_many);  // (raises GraphTooLarge)
+        if (r == nullptr) throw py::error_already_set();
+        Py_DECREF(r);
+      }
+    }
+    Py_INCREF(out);
+    return out;
+  } catch (py::error_already_set& e) {
+    e.restore();
+    return nullptr;
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+}
+
+// Adds `EVENTS` (this file is built in) to the helper's module.
+void gradviz_add_events(py::module_& m) {
+  s_depth = PyUnicode_InternFromString("_depth");
+  s_store = PyUnicode_InternFromString("store");
+  s_on_leaf = PyUnicode_InternFromString("on_leaf");
+  s_leaf_ids = PyUnicode_InternFromString("_leaf_ids");
+  s_leaf_seen = PyUnicode_InternFromString("leaf_seen");
+  s_source_data = PyUnicode_InternFromString("source_data");
+  s_source = PyUnicode_InternFromString("_source");
+  s_cancel = PyUnicode_InternFromString("cancel");
+  s_events = PyUnicode_InternFromString("events");
+  s_event_tensors = PyUnicode_InternFromString("event_tensors");
+  s_seen_ops = PyUnicode_InternFromString("seen_ops");
+  s_event_module = PyUnicode_InternFromString("event_module");
+  s_module_stack = PyUnicode_InternFromString("module_stack");
+  s_grad_fn_event = PyUnicode_InternFromString("grad_fn_event");
+  s_max_nodes = PyUnicode_InternFromString("max_nodes");
+  s_keep_values = PyUnicode_InternFromString("keep_values");
+  s_seen = PyUnicode_InternFromString("_seen");
+  s_count = PyUnicode_InternFromString("_count");
+  s_capture = PyUnicode_InternFromString("capture");
+  s_event_class = PyUnicode_InternFromString("_EVENT_CLASS");
+  s_data_class = PyUnicode_InternFromString("_SNAPSHOT_CLASS");
+  s_cancelled = PyUnicode_InternFromString("_raise_cancelled");
+  s_too_many = PyUnicode_InternFromString("_raise_too_large");
+  kw_inplace = Py_BuildValue("(s)", "inplace");
+  s_cpu = PyUnicode_InternFromString("cpu");
+  gradviz_not_handled = PyTuple_New(0);
+  m.attr("EVENTS") = true;
+}

@@ -16,12 +16,16 @@
 //   - with a store: `cancel()` asked, then the snapshots of the inputs and the output as
 //     store.capture(t, True) gives them: the one in the store's table under (id(t), t._version) (most
 //     are), else without values a new TensorData numbered next (filed in the table with the tensor,
-//     as capture does), else (with values) store.capture itself; the source line from the capture's
+//     as capture does), else (with values) store.capture itself, called with torch functions
+//     disabled (what it does to a plain tensor is the same; the mode would only call each tensor
+//     method it uses, at about 20 us a snapshot); the source line from the capture's
 //     SourceWalk (the instance's `_source`; without it, Python); then the ForwardEvent,
 //     event_tensors, seen_ops, event_module, grad_fn_event and the max_nodes test as _log_op.
 // `_depth` is raised where the Python parts raise it (around _scan_leaves and _log), so that the
 // Python calls made from here (cancel, capture, the tensor's __hash__) are not logged as user ops.
 #include <torch/extension.h>
+
+#include <ATen/PythonTorchFunctionTLS.h>
 
 #include <torch/csrc/DynamicTypes.h>
 #include <torch/csrc/autograd/python_variable.h>
@@ -179,7 +183,12 @@ class Snap {
     if (keep_values_ || hit != nullptr) {
       PyObject* args[] = {v, Py_True};
       py::object capture = attr(store_, s_capture);
+      // (torch functions off, as torch._C.DisableTorchFunction: the tensor methods capture calls
+      // then skip this mode, which (with _depth raised) would only call them; a fifth of the time)
+      const auto was = at::impl::PythonTorchFunctionTLS::get_disabled_state();
+      at::impl::PythonTorchFunctionTLS::set_disabled_state(at::impl::TorchFunctionDisabledState::ALL_DISABLED);
       PyObject* out = PyObject_Vectorcall(capture.ptr(), args, 2, nullptr);
+      at::impl::PythonTorchFunctionTLS::set_disabled_state(was);
       if (out == nullptr) throw py::error_already_set();
       return py::reinterpret_steal<py::object>(out);
     }

@@ -408,7 +408,9 @@ def _compiled_class(lib) -> type:
     """`ForwardCapture` with the helper's ``__torch_function__`` (``kernels/record_capture.cpp``).
 
     It does what the Python method does and calls back into it (``_tf_python``, ``_tf_after``,
-    ``_tf_facts``) for in-place ops and for results that may join the graph.
+    ``_tf_facts``) for in-place ops and for results that may join the graph, but for the common
+    event (a plain op whose Tensor result joins the graph), which ``kernels/record_events.cpp``
+    logs as `_tf_after` would.
     """
     cls = _COMPILED.get(lib)
     if cls is None:

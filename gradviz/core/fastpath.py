@@ -4,7 +4,8 @@ The helper walks the autograd graph, records what the engine sends through each 
 runs (a C++ post hook per node, no Python call per node), hands back the gradients only it holds
 as numpy arrays over their memory, copies gradients into one buffer, finds each forward op's
 source line on the interpreter's frame stack (CPython 3.11), runs the forward capture's
-``__torch_function__`` for the calls that are no event (``kernels/record_capture.cpp``), and reads
+``__torch_function__`` for the calls that are no event (``kernels/record_capture.cpp``) and logs
+the common event (``kernels/record_events.cpp``), and reads
 what every node saved for backward (`gradviz.core.saved.read_saved_nodes`); the recorder
 (`gradviz.core.recorder`) uses it when it is loaded and does the same in Python when it is not, with the same recording. It
 is a Python extension module built with `torch.utils.cpp_extension` into the build cache of the

@@ -5,7 +5,8 @@ timeline random access, and torchviz's make_dot on the same graph (and Graphviz 
 with a time limit). Every tool runs with one torch thread (`torch.set_num_threads(1)`, set before
 anything runs, and the output says so): on a loaded 2-core machine two threads made the plain run
 30-60x slower. Besides wall-clock seconds it prints CPU seconds (`time.process_time`), which other
-processes on a shared machine disturb less. Targets (issue 16): with values at most 3.5x plain,
+processes on a shared machine disturb less. Each run goes with no other recording alive, as the
+plain run has none (a values recording held meanwhile made no-values runs 40-70 ms slower). Targets (issue 16): with values at most 3.5x plain,
 --no-values at most 2.5x; (issue 4) with values under 2 s; state_at under 5 ms.
 
     .venv/bin/python benchmarks/record.py [--steps 1700] [--repeat 3] [--dot-timeout 120]
@@ -43,7 +44,9 @@ def make_build(steps: int):
 def best(fn, repeat):
     """Best wall-clock seconds, median, the result, and the best CPU seconds of `repeat` runs."""
     times, cpu = [], []
+    out = None
     for _ in range(repeat):
+        out = None  # (each run with no earlier result alive, as the plain run has none)
         gc.collect()
         t, c = time.perf_counter(), time.process_time()
         out = fn()
@@ -70,11 +73,16 @@ def main() -> None:
 
     t_plain, m_plain, _ = best(plain, args.repeat)
     c_plain = best.cpu
+    # every kind timed with no recording alive besides the one it makes, as the plain run has none
+    # (a values recording held while the no-values runs went made them 40-70 ms slower)
     t_rec, m_rec, rec = best(lambda: record(build), args.repeat)
     c_rec = best.cpu
+    n, n_edges, n_backward = len(rec.nodes), len(rec.edges), len(rec.backward)
+    del rec
     t_nov, m_nov, _ = best(lambda: record(build, keep_values=False), args.repeat)
     c_nov = best.cpu
-    n = len(rec.nodes)
+    del _
+    rec = record(build)  # (for the timeline's random access below)
 
     tl = Timeline(rec)
     import random
@@ -120,8 +128,8 @@ def main() -> None:
         pass
     print(f"machine: {os.cpu_count()} cores, {cpu}; torch {torch.__version__}, {torch.get_num_threads()} torch "
           f"thread(s) for every tool; load average {os.getloadavg()[0]:.1f}")
-    print(f"graph: RNNCell(32, 64), batch 8, {args.steps} steps -> {n} nodes, {len(rec.edges)} edges, "
-          f"{len(rec.backward)} backward steps; best of {args.repeat}")
+    print(f"graph: RNNCell(32, 64), batch 8, {args.steps} steps -> {n} nodes, {n_edges} edges, "
+          f"{n_backward} backward steps; best of {args.repeat}; each run with no other recording alive")
     print(f"{'what':44s} {'seconds':>9s} {'x plain':>8s}")
     rows = [("plain forward + backward", t_plain),
             ("gradviz record (values kept)", t_rec),

@@ -55,13 +55,27 @@ class TensorData:
 
 
 def _stats(t: torch.Tensor) -> dict | None:
+    """Min, max, mean and 2-norm of a tensor's values (of their moduli when complex), in float64; None when empty."""
     if t.numel() == 0:
         return None
-    x = t.detach()
+    return _stats_rows(t.detach().reshape(1, -1))[0]
+
+
+def _stats_rows(rows: torch.Tensor) -> list[dict]:
+    """`_stats` of each row of a 2-D tensor of at least one column, in one pass per statistic.
+
+    A tensor alone goes through here as a row of one (`_stats`), so that statistics taken one at a
+    time and per group are the same numbers.
+    """
+    x = rows.detach()
     if x.is_complex():
         x = x.abs()
     x = x.to(torch.float64)
-    return {"min": float(x.min()), "max": float(x.max()), "mean": float(x.mean()), "norm": float(x.norm())}
+    columns = (x.amin(1).tolist(), x.amax(1).tolist(), x.mean(1).tolist(), torch.linalg.vector_norm(x, dim=1).tolist())
+    return [{"min": lo, "max": hi, "mean": mean, "norm": norm} for lo, hi, mean, norm in zip(*columns)]
+
+
+_STATS_CHUNK = 4096  # rows stacked at once for statistics (bounds the float64 copy)
 
 
 class TensorStore:
@@ -195,19 +209,23 @@ class TensorStore:
         ``finite[i]``, where not None, says whether the values of an owned ``tensors[i]`` are all
         finite (`nonfinite` then need not look at them again). An owned tensor may come as a numpy
         array over its memory instead (the helper makes those without a Python tensor): its
-        snapshot is the one the tensor would get.
+        snapshot is the one the tensor would get. Past the budget, the statistics of tensors of one
+        shape and dtype are computed together (`_stats_rows`), the numbers `capture` gives.
         """
         if not self.keep_values:
             return [self.capture(t) for t in tensors]
         out: list = [None] * len(tensors)
         groups: dict[tuple, list] = {}
+        dropped: dict[tuple, list] = {}  # past the budget: (shape, dtype) -> [(snapshot, tensor)]
         seen = self._seen
         for i, t in enumerate(tensors):
             if t is None:
                 continue
             if type(t) is np.ndarray:
-                out[i] = self._owned_array(t, None if finite is None else finite[i])
-                continue
+                if self.bytes_kept + t.nbytes <= self.budget_bytes:
+                    out[i] = self._owned_array(t, None if finite is None else finite[i])
+                    continue
+                t = torch.from_numpy(t)  # (past the budget: statistics, with the tensors below)
             key = (id(t), t._version)
             hit = seen.get(key)
             if hit is not None:
@@ -220,7 +238,16 @@ class TensorStore:
                 continue
             nbytes = t.numel() * t.element_size()
             if self.bytes_kept + nbytes > self.budget_bytes:
-                out[i] = self.capture(t)  # (past the budget: statistics, as one by one)
+                # past the budget: statistics, as capture gives them, computed below per group of one shape
+                self._count += 1
+                self.dropped_count += 1
+                self.dropped_bytes += nbytes
+                shape = tuple(t.shape)
+                data = TensorData(shape, name, "cpu", None, None, t.requires_grad, self._count)
+                if nbytes:
+                    dropped.setdefault((shape, t.dtype), []).append((data, t))
+                seen[key] = (data, t)
+                out[i] = data
                 continue
             self.bytes_kept += nbytes
             self._count += 1
@@ -246,6 +273,12 @@ class TensorStore:
                 for j, d in enumerate(datas):
                     d.value = buf[j, ...]
                 self._groups.append((buf, datas))
+            for items in dropped.values():
+                for at in range(0, len(items), _STATS_CHUNK):
+                    chunk = items[at:at + _STATS_CHUNK]
+                    rows = torch.stack([t for _, t in chunk]).reshape(len(chunk), -1)
+                    for (d, _), stats in zip(chunk, _stats_rows(rows)):
+                        d.stats = stats
         return out
 
     def _owned_array(self, value: np.ndarray, ok: bool | None) -> TensorData:

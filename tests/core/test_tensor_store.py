@@ -67,3 +67,25 @@ def test_without_values_the_same_held_tensor_shares_one_snapshot():
     assert store.capture(t, True) is not a
     # gradients (not held): each capture its own
     assert store.capture(t) is not store.capture(t)
+
+
+def test_statistics_past_the_budget_per_group_equal_one_by_one_and_numpy(monkeypatch):
+    # many tensors of one shape past the budget: their statistics come from stacked chunks (two
+    # chunks of 4 and one of 2 here), and are the numbers one-by-one capture gives, and numpy's
+    from gradviz.core import tensors
+
+    monkeypatch.setattr(tensors, "_STATS_CHUNK", 4)
+    torch.manual_seed(1)
+    ts = [torch.randn(5, 7) * (k + 1) for k in range(10)] + [torch.randn(3, 2, dtype=torch.complex64) for _ in range(3)]
+    one, many = TensorStore(True, 0), TensorStore(True, 0)
+    expected = [one.capture(t) for t in ts]
+    got = many.capture_many(ts)
+    assert all(d.value is None and d.stats is not None for d in got)
+    assert all(_same(x, y) for x, y in zip(expected, got))
+    for t, d in zip(ts, got):
+        # (moduli of a complex tensor in its own precision, as torch's abs gives them, then float64)
+        a = (np.abs(t.numpy()) if t.is_complex() else t.numpy()).astype(np.float64).reshape(-1)
+        ref = {"min": a.min(), "max": a.max(), "mean": a.mean(), "norm": np.sqrt((a * a).sum())}
+        # (complex: torch's and numpy's float32 moduli may differ in the last bit)
+        rtol = 1e-6 if t.is_complex() else 1e-12
+        assert all(np.isclose(d.stats[k], ref[k], rtol=rtol, atol=0) for k in ref), (d.stats, ref)

@@ -27,7 +27,7 @@ LIMIT_HINT = "raise the limit with --max-nodes N (record(..., max_nodes=N)), or 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _INTERNAL_FILES = {os.path.join(_HERE, f) for f in ("recorder.py", "capture.py", "backends.py", "extension.py",
-                                                            "linear_autograd.py", "checks.py", "sandbox.py")}
+                                                    "linear_autograd.py", "checks.py", "sandbox.py")}
 _INPLACE_DUNDERS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow__", "__iand__", "__ior__",
                     "__ixor__", "__imatmul__", "__ifloordiv__", "__imod__"}
 _SKIP_FUNCS = {"__get__", "__set__", "__repr__", "__format__", "__bool__", "__len__", "__hash__"}

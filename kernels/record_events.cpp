@@ -37,6 +37,8 @@
 
 namespace py = pybind11;
 
+const py::object& gradviz_dtype_name(at::ScalarType s);  // record_saved.cpp
+
 namespace {
 
 PyObject* s_depth = nullptr;
@@ -65,21 +67,6 @@ PyObject* s_too_many = nullptr;
 PyObject* kw_inplace = nullptr;  // ("inplace",)
 PyObject* s_cpu = nullptr;
 
-// Per dtype, torch's name without the "torch." prefix (as tensors._dtype_name writes it).
-auto& dtype_names = *new std::unordered_map<int, py::object>();
-
-PyObject* dtype_name(at::ScalarType s) {
-  auto key = static_cast<int>(s);
-  auto it = dtype_names.find(key);
-  if (it == dtype_names.end()) {
-    std::string name = py::str(py::handle(reinterpret_cast<PyObject*>(torch::getTHPDtype(s)))).cast<std::string>();
-    for (size_t at = name.find("torch."); at != std::string::npos; at = name.find("torch.", at)) {
-      name.erase(at, 6);
-    }
-    it = dtype_names.emplace(key, py::str(name)).first;
-  }
-  return it->second.ptr();
-}
 
 py::object attr(PyObject* obj, PyObject* name) {
   PyObject* v = PyObject_GetAttr(obj, name);
@@ -206,7 +193,7 @@ class Snap {
       PyTuple_SET_ITEM(shape.ptr(), i, item);
     }
     py::object device = t.is_cpu() ? py::reinterpret_borrow<py::object>(s_cpu) : py::str(t.device().str());
-    PyObject* args[] = {shape.ptr(), dtype_name(t.scalar_type()), device.ptr(), Py_None, Py_None,
+    PyObject* args[] = {shape.ptr(), gradviz_dtype_name(t.scalar_type()).ptr(), device.ptr(), Py_None, Py_None,
                         t.requires_grad() ? Py_True : Py_False, next.ptr()};
     PyObject* out = PyObject_Vectorcall(data_class_.ptr(), args, 7, nullptr);
     if (out == nullptr) throw py::error_already_set();

@@ -37,6 +37,23 @@
 
 namespace py = pybind11;
 
+// Torch's name of a dtype without the "torch." prefix (str(dtype).replace("torch.", "")), made once
+// per dtype; record_events.cpp uses it too.
+const py::object& gradviz_dtype_name(at::ScalarType s) {
+  // (leaked on purpose: it holds Python objects past the interpreter's end)
+  static auto& names = *new std::unordered_map<int, py::object>();
+  auto key = static_cast<int>(s);
+  auto it = names.find(key);
+  if (it == names.end()) {
+    std::string name = py::str(py::handle(reinterpret_cast<PyObject*>(torch::getTHPDtype(s)))).cast<std::string>();
+    for (size_t at = name.find("torch."); at != std::string::npos; at = name.find("torch.", at)) {
+      name.erase(at, 6);
+    }
+    it = names.emplace(key, py::str(name)).first;
+  }
+  return it->second;
+}
+
 namespace {
 
 // One `_saved_*` attribute of a node class: its name, the key without the prefix, and the getset
@@ -56,8 +73,6 @@ struct NodeClass {
 
 // Per node class (leaked on purpose: it may hold Python objects after the interpreter's end).
 auto& classes = *new std::unordered_map<PyTypeObject*, NodeClass>();
-// Per dtype, torch's name without the "torch." prefix (as tensors._dtype_name writes it).
-auto& dtype_names = *new std::unordered_map<int, py::object>();
 
 const NodeClass& class_of(PyObject* fn, const py::object& names_of) {
   PyTypeObject* type = Py_TYPE(fn);
@@ -228,19 +243,6 @@ bool read_node(PyObject* fn, const NodeClass& c, const py::object& plain_value, 
   return true;
 }
 
-// Torch's name of a dtype without the "torch." prefix (str(dtype).replace("torch.", "")).
-const py::object& dtype_name(at::ScalarType s) {
-  auto key = static_cast<int>(s);
-  auto it = dtype_names.find(key);
-  if (it == dtype_names.end()) {
-    std::string name = py::str(py::handle(reinterpret_cast<PyObject*>(torch::getTHPDtype(s)))).cast<std::string>();
-    for (size_t at = name.find("torch."); at != std::string::npos; at = name.find("torch.", at)) {
-      name.erase(at, 6);
-    }
-    it = dtype_names.emplace(key, py::str(name)).first;
-  }
-  return it->second;
-}
 
 // A tuple of Python ints.
 py::tuple int_tuple_of(c10::IntArrayRef values) {
@@ -276,7 +278,7 @@ class Snapshots {
     py::tuple shape = int_tuple_of(t.sizes());
     py::object device = t.is_cpu() ? cpu_ : py::str(t.device().str());
     py::int_ uid(++uid_);
-    PyObject* args[] = {shape.ptr(), dtype_name(t.scalar_type()).ptr(), device.ptr(), Py_None, Py_None,
+    PyObject* args[] = {shape.ptr(), gradviz_dtype_name(t.scalar_type()).ptr(), device.ptr(), Py_None, Py_None,
                         Py_False, uid.ptr()};
     PyObject* out = PyObject_Vectorcall(tensor_data_.ptr(), args, 7, nullptr);
     if (out == nullptr) throw py::error_already_set();

@@ -58,26 +58,6 @@ def test_unexpected_exception_is_one_line_naming_a_bug(monkeypatch, capsys):
         cli.main(["list"])
 
 
-WRONG_BACKWARD = """
-import torch
-
-class Square(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * x  # wrong: d(x^2)/dx = 2x
-
-def build():
-    x = torch.linspace(-1.0, 1.0, 5, requires_grad=True)
-    return Square.apply(x).sum(), {"x": x}
-"""
-
-
 @pytest.mark.parametrize("argv,code,last", [(["check", "sum-xy-plus-z"], 0, "-> OK"),
                                             (["check", "wrong.py"], 1, "-> FAILED"),
                                             (["check", "no-such-model"], 2, None)])
@@ -85,8 +65,13 @@ def test_the_program_ends_with_the_code_of_main_and_all_its_output(tmp_path, cap
     """``python -m gradviz.cli`` (`gradviz.cli.run`, which freezes the collector before the end) exits
     with `main`'s code, every line printed, as `main` run in this process."""
     from gradviz import cli
+    from test_cli import WRONG_SQUARE, script
 
-    (tmp_path / "wrong.py").write_text(WRONG_BACKWARD)
+    script(tmp_path, WRONG_SQUARE + """
+        def build():
+            x = torch.linspace(-1.0, 1.0, 5, requires_grad=True)
+            return Square.apply(x).sum(), {"x": x}
+    """, name="wrong.py")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("GRADVIZ_DEBUG", None)
     proc = subprocess.run([sys.executable, "-m", "gradviz.cli", *argv], capture_output=True, text=True, env=env,

@@ -282,11 +282,8 @@ class TensorStore:
         return out
 
     def _owned_array(self, value: np.ndarray, ok: bool | None) -> TensorData:
-        """The snapshot of an owned gradient handed over as `value`, its memory (`capture_many`)."""
-        nbytes = value.nbytes
-        if self.bytes_kept + nbytes > self.budget_bytes:
-            return self.capture(torch.from_numpy(value))  # (past the budget: statistics, as one by one)
-        self.bytes_kept += nbytes
+        """The snapshot of an owned gradient handed over as `value`, its memory, within the budget (`capture_many`)."""
+        self.bytes_kept += value.nbytes
         self._count += 1
         data = TensorData(value.shape, _NUMPY_NAMES[value.dtype], "cpu", value, None, False, self._count)
         if ok is None:

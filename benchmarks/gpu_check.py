@@ -4,9 +4,10 @@ Builds the ``cuda`` backend through the same loader as everything else
 (`gradviz.core.extension`), then, in about 5 minutes at most:
 
 1. prints the backend report;
-2. runs ``torch.library.opcheck`` on every op on CUDA;
+2. runs ``torch.library.opcheck`` on every op on CUDA, float32 and float64;
 3. compares output and all gradients with ``F.linear`` + autograd on ragged shapes (1 row,
-   1 column, non-multiples of the 128 x 128 tile, K = 0, non-contiguous operands, no bias);
+   1 column, non-multiples of the 128 x 128 tile, K = 0, non-contiguous operands, no bias),
+   in float32 and in float64;
 4. times forward+backward against torch (cuBLAS, TF32 off) at n = 256 .. 8192 and prints the
    ratio torch_time / cuda_time and the fraction of the FP32 peak (H200: ~67 TFLOP/s);
 5. times each op alone against torch's own product at n = 4096 (which GEMM lags, if one does);
@@ -20,6 +21,7 @@ Exit status 0 only if every check passed. Command (repository root; see docs/ker
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -55,8 +57,8 @@ def check_opcheck() -> None:
 
     ops = torch.ops.gradviz
     torch.manual_seed(0)
-    for M, K, N in [(5, 3, 4), (33, 130, 7)]:
-        kw = dict(device=DEVICE, dtype=torch.float32, requires_grad=True)
+    for (M, K, N), dtype in itertools.product([(5, 3, 4), (33, 130, 7)], [torch.float32, torch.float64]):
+        kw = dict(device=DEVICE, dtype=dtype, requires_grad=True)
         x, w, b = torch.randn(M, K, **kw), torch.randn(N, K, **kw), torch.randn(N, **kw)
         g = torch.randn(M, N, **kw)
         opcheck(ops.linear.default, (x, w, b))
@@ -73,13 +75,13 @@ SHAPES = [(1, 1, 1), (1, 5, 7), (6, 1, 3), (4, 3, 1), (4, 0, 3), (128, 128, 128)
 
 
 def check_correctness() -> list[str]:
-    """Output and gradients vs F.linear computed in float64; returns the failures."""
+    """Output and gradients vs F.linear computed in float64 (on the CPU); returns the failures."""
     failures = []
     gen = torch.Generator(device="cpu").manual_seed(1)
-    for M, K, N in SHAPES:
+    for (M, K, N), dtype in itertools.product(SHAPES, [torch.float32, torch.float64]):
         for variant in ("plain", "no-bias", "strided"):
             def rnd(*s):
-                return torch.randn(*s, generator=gen).to(DEVICE)
+                return torch.randn(*s, generator=gen, dtype=dtype).to(DEVICE)
             x, w, b, g = rnd(M, K), rnd(N, K), rnd(N), rnd(M, N)
             if variant == "strided":
                 x = rnd(M, 2 * K)[:, ::2] if K else x      # column stride 2
@@ -90,23 +92,26 @@ def check_correctness() -> list[str]:
             bl = None if bias is None else bias.detach().clone().requires_grad_()
             y = torch.ops.gradviz.linear(leaves[0], leaves[1], bl)
             y.backward(g)
-            refs = [t.detach().double().requires_grad_() for t in (x, w)]
-            br = None if bias is None else bias.detach().double().requires_grad_()
+            refs = [t.detach().cpu().double().requires_grad_() for t in (x, w)]
+            br = None if bias is None else bias.detach().cpu().double().requires_grad_()
             yr = F.linear(refs[0], refs[1], br)
-            yr.backward(g.double())
-            # float32 sums of up to `depth` unit-variance products: error grows with depth
+            yr.backward(g.cpu().double())
+            # sums of up to `depth` unit-variance products: the rounding error grows with depth
             depth = max(M, N, K)
-            tol = dict(rtol=1e-4, atol=1e-5 + 1e-6 * depth)
+            if dtype == torch.float32:
+                tol = dict(rtol=1e-4, atol=1e-5 + 1e-6 * depth)
+            else:
+                tol = dict(rtol=1e-12, atol=1e-13 * (1 + depth))
             pairs = [("output", y, yr), ("grad_input", leaves[0].grad, refs[0].grad),
                      ("grad_weight", leaves[1].grad, refs[1].grad)]
             if bias is not None:
                 pairs.append(("grad_bias", bl.grad, br.grad))
             for name, got, want in pairs:
                 try:
-                    torch.testing.assert_close(got.double(), want, **tol)
+                    torch.testing.assert_close(got.cpu().double(), want, **tol)
                 except AssertionError as exc:
-                    failures.append(f"{(M, K, N)} {variant} {name}: {str(exc).splitlines()[1:3]}")
-    print(f"correctness: {len(SHAPES) * 3} cases, {len(failures)} failures")
+                    failures.append(f"{(M, K, N)} {dtype} {variant} {name}: {str(exc).splitlines()[1:3]}")
+    print(f"correctness: {len(SHAPES) * 3 * 2} cases (float32, float64), {len(failures)} failures")
     for f in failures:
         print("  FAIL", f)
     return failures

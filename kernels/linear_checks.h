@@ -54,10 +54,9 @@ inline void check_like(const char* op, const char* ref_name, const at::Tensor& r
 }
 
 inline void check_dtype_supported(const char* op, const at::Tensor& t) {
-  const bool cuda = t.is_cuda();
-  const bool ok = t.scalar_type() == at::kFloat || (!cuda && t.scalar_type() == at::kDouble);
+  const bool ok = t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble;
   TORCH_CHECK(ok, "gradviz::", op, ": dtype ", dtype_str(t.scalar_type()), " is not supported on ",
-              cuda ? "CUDA (float32 only)" : "CPU (float32 or float64)");
+              t.is_cuda() ? "CUDA" : "CPU", " (float32 or float64)");
 }
 
 // input (batch, in_features), weight (out_features, in_features), bias (out_features,) or None.

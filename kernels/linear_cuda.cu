@@ -1,7 +1,7 @@
 // CUDA kernels of the linear op: one tiled shared-memory GEMM for the three products and a
 // column-sum reduction for grad_bias. Plain CUDA, no torch headers; see linear_cuda.h.
 //
-// GEMM: C (M x N) = op(A) (M x K) . op(B) (K x N) [+ bias], float32, any shape.
+// GEMM: C (M x N) = op(A) (M x K) . op(B) (K x N) [+ bias], float32 or float64, any shape.
 //   Each 256-thread block computes a 128 x 128 tile of C, walking K in slices of 8 (or, when
 //   there would be fewer such tiles than SMs, a 64 x 64 tile in slices of 16). A slice of op(A)
 //   and of op(B) is staged in shared memory, double-buffered: the next slice is fetched from
@@ -10,6 +10,9 @@
 //   64+4tx..}, so a warp's shared-memory reads are conflict-free float4s).
 //   Global loads and stores are float4 when the leading dimension allows it and scalar,
 //   bounds-checked ones on the ragged edges. The bias is added in the epilogue.
+//   float64 (for gradcheck and finite differences, not for speed) runs the same kernel with the
+//   64 x 64 tile only: an 8 x 8 tile of doubles would not fit in 128 registers. Its "float4"
+//   accesses are pairs of double2.
 // Layouts (row-major storage): A_T = false: A is M x K; A_T = true: A is K x M.
 //                              B_T = false: B is K x N; B_T = true: B is N x K.
 //   forward      output      = input . weight^T        A = input (M x K),   B_T: weight (N x K)
@@ -47,28 +50,54 @@ struct Tile {
 // banks apart. Rows stay 16-byte aligned for the float4 reads.
 constexpr int PAD = 4;
 
+template <typename T>
 struct Frag {
-  float v[4];
+  T v[4];
 };
 
-__device__ __forceinline__ void load4(const float* p, bool vector, bool in0, bool in1, bool in2,
-                                      bool in3, Frag& f) {
+// Four consecutive values at a 16-byte aligned address: one float4, or two double2.
+__device__ __forceinline__ void load_vec4(const float* p, float (&v)[4]) {
+  const float4 x = *reinterpret_cast<const float4*>(p);
+  v[0] = x.x; v[1] = x.y; v[2] = x.z; v[3] = x.w;
+}
+
+__device__ __forceinline__ void load_vec4(const double* p, double (&v)[4]) {
+  const double2 x = reinterpret_cast<const double2*>(p)[0];
+  const double2 y = reinterpret_cast<const double2*>(p)[1];
+  v[0] = x.x; v[1] = x.y; v[2] = y.x; v[3] = y.y;
+}
+
+__device__ __forceinline__ void store_vec4(float* p, float a, float b, float c, float d) {
+  *reinterpret_cast<float4*>(p) = make_float4(a, b, c, d);
+}
+
+__device__ __forceinline__ void store_vec4(double* p, double a, double b, double c, double d) {
+  reinterpret_cast<double2*>(p)[0] = make_double2(a, b);
+  reinterpret_cast<double2*>(p)[1] = make_double2(c, d);
+}
+
+// a * b + c, rounded once
+__device__ __forceinline__ float fused(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ __forceinline__ double fused(double a, double b, double c) { return fma(a, b, c); }
+
+template <typename T>
+__device__ __forceinline__ void load4(const T* p, bool vector, bool in0, bool in1, bool in2,
+                                      bool in3, Frag<T>& f) {
   if (vector) {
-    const float4 x = *reinterpret_cast<const float4*>(p);
-    f.v[0] = x.x; f.v[1] = x.y; f.v[2] = x.z; f.v[3] = x.w;
+    load_vec4(p, f.v);
   } else {
-    f.v[0] = in0 ? p[0] : 0.f;
-    f.v[1] = in1 ? p[1] : 0.f;
-    f.v[2] = in2 ? p[2] : 0.f;
-    f.v[3] = in3 ? p[3] : 0.f;
+    f.v[0] = in0 ? p[0] : T(0);
+    f.v[1] = in1 ? p[1] : T(0);
+    f.v[2] = in2 ? p[2] : T(0);
+    f.v[3] = in3 ? p[3] : T(0);
   }
 }
 
 // Fetch this thread's 4 values of the op(A) slice [m0, m0+BM) x [k0, k0+BK) into registers:
 // 4 consecutive values along whichever dimension is contiguous in memory.
-template <int H, bool A_T>
-__device__ __forceinline__ void fetch_a(const float* __restrict__ A, int64_t M, int64_t K,
-                                        int64_t m0, int64_t k0, bool vec, Frag& f) {
+template <typename T, int H, bool A_T>
+__device__ __forceinline__ void fetch_a(const T* __restrict__ A, int64_t M, int64_t K,
+                                        int64_t m0, int64_t k0, bool vec, Frag<T>& f) {
   using S = Tile<H>;
   const int t = threadIdx.x;
   if (!A_T) {
@@ -87,9 +116,9 @@ __device__ __forceinline__ void fetch_a(const float* __restrict__ A, int64_t M, 
 }
 
 // Fetch this thread's 4 values of the op(B) slice [k0, k0+BK) x [n0, n0+BN) into registers.
-template <int H, bool B_T>
-__device__ __forceinline__ void fetch_b(const float* __restrict__ B, int64_t N, int64_t K,
-                                        int64_t n0, int64_t k0, bool vec, Frag& f) {
+template <typename T, int H, bool B_T>
+__device__ __forceinline__ void fetch_b(const T* __restrict__ B, int64_t N, int64_t K,
+                                        int64_t n0, int64_t k0, bool vec, Frag<T>& f) {
   using S = Tile<H>;
   const int t = threadIdx.x;
   if (!B_T) {
@@ -108,8 +137,8 @@ __device__ __forceinline__ void fetch_b(const float* __restrict__ B, int64_t N, 
 }
 
 // Write the fetched values into shared memory, laid out depth-major: As[k][m], Bs[k][n].
-template <int H, bool A_T>
-__device__ __forceinline__ void stage_a(float (*As)[Tile<H>::BM + PAD], const Frag& f) {
+template <typename T, int H, bool A_T>
+__device__ __forceinline__ void stage_a(T (*As)[Tile<H>::BM + PAD], const Frag<T>& f) {
   using S = Tile<H>;
   const int t = threadIdx.x;
   if (!A_T) {
@@ -117,18 +146,16 @@ __device__ __forceinline__ void stage_a(float (*As)[Tile<H>::BM + PAD], const Fr
     for (int i = 0; i < 4; ++i)  // transpose on the way in
       As[(t % (S::BK / 4)) * 4 + i][t / (S::BK / 4)] = f.v[i];
   } else {
-    *reinterpret_cast<float4*>(&As[t / (S::BM / 4)][(t % (S::BM / 4)) * 4]) =
-        make_float4(f.v[0], f.v[1], f.v[2], f.v[3]);
+    store_vec4(&As[t / (S::BM / 4)][(t % (S::BM / 4)) * 4], f.v[0], f.v[1], f.v[2], f.v[3]);
   }
 }
 
-template <int H, bool B_T>
-__device__ __forceinline__ void stage_b(float (*Bs)[Tile<H>::BN + PAD], const Frag& f) {
+template <typename T, int H, bool B_T>
+__device__ __forceinline__ void stage_b(T (*Bs)[Tile<H>::BN + PAD], const Frag<T>& f) {
   using S = Tile<H>;
   const int t = threadIdx.x;
   if (!B_T) {
-    *reinterpret_cast<float4*>(&Bs[t / (S::BN / 4)][(t % (S::BN / 4)) * 4]) =
-        make_float4(f.v[0], f.v[1], f.v[2], f.v[3]);
+    store_vec4(&Bs[t / (S::BN / 4)][(t % (S::BN / 4)) * 4], f.v[0], f.v[1], f.v[2], f.v[3]);
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i)  // transpose on the way in
@@ -138,8 +165,8 @@ __device__ __forceinline__ void stage_b(float (*Bs)[Tile<H>::BN + PAD], const Fr
 
 // This thread's first value of the op(A) slice at depth 0, for a tile that lies inside A, and
 // how far it moves from one slice to the next (same mapping as fetch_a).
-template <int H, bool A_T>
-__device__ __forceinline__ const float* slice_ptr_a(const float* A, int64_t M, int64_t K,
+template <typename T, int H, bool A_T>
+__device__ __forceinline__ const T* slice_ptr_a(const T* A, int64_t M, int64_t K,
                                                     int64_t m0, int64_t& step) {
   using S = Tile<H>;
   const int t = threadIdx.x;
@@ -151,8 +178,8 @@ __device__ __forceinline__ const float* slice_ptr_a(const float* A, int64_t M, i
   return A + static_cast<int64_t>(t / (S::BM / 4)) * M + m0 + (t % (S::BM / 4)) * 4;
 }
 
-template <int H, bool B_T>
-__device__ __forceinline__ const float* slice_ptr_b(const float* B, int64_t N, int64_t K,
+template <typename T, int H, bool B_T>
+__device__ __forceinline__ const T* slice_ptr_b(const T* B, int64_t N, int64_t K,
                                                     int64_t n0, int64_t& step) {
   using S = Tile<H>;
   const int t = threadIdx.x;
@@ -164,34 +191,39 @@ __device__ __forceinline__ const float* slice_ptr_b(const float* B, int64_t N, i
   return B + (n0 + t / (S::BK / 4)) * K + (t % (S::BK / 4)) * 4;
 }
 
-__device__ __forceinline__ void load4_fast(const float* p, Frag& f) {
-  const float4 x = *reinterpret_cast<const float4*>(p);
-  f.v[0] = x.x; f.v[1] = x.y; f.v[2] = x.z; f.v[3] = x.w;
+template <typename T>
+__device__ __forceinline__ void load4_fast(const T* p, Frag<T>& f) {
+  load_vec4(p, f.v);
 }
 
 // acc += (slice of op(A)) . (slice of op(B)): BK rank-1 updates of the register tile, each with
 // a column of op(A) and a row of op(B) read from shared memory as float4s.
-template <int H>
-__device__ __forceinline__ void multiply_slice(const float (*As)[Tile<H>::BM + PAD],
-                                               const float (*Bs)[Tile<H>::BN + PAD],
-                                               float (&acc)[Tile<H>::TM][Tile<H>::TM], int tx,
+template <typename T, int H>
+__device__ __forceinline__ void multiply_slice(const T (*As)[Tile<H>::BM + PAD],
+                                               const T (*Bs)[Tile<H>::BN + PAD],
+                                               T (&acc)[Tile<H>::TM][Tile<H>::TM], int tx,
                                                int ty) {
   using S = Tile<H>;
   constexpr int TM = S::TM;
 #pragma unroll
   for (int k = 0; k < S::BK; ++k) {
-    float a[TM], b[TM];
+    T a[TM], b[TM];
 #pragma unroll
     for (int h = 0; h < H; ++h) {
-      const float4 av = *reinterpret_cast<const float4*>(&As[k][h * 64 + ty * 4]);
-      const float4 bv = *reinterpret_cast<const float4*>(&Bs[k][h * 64 + tx * 4]);
-      a[4 * h] = av.x; a[4 * h + 1] = av.y; a[4 * h + 2] = av.z; a[4 * h + 3] = av.w;
-      b[4 * h] = bv.x; b[4 * h + 1] = bv.y; b[4 * h + 2] = bv.z; b[4 * h + 3] = bv.w;
+      T av[4], bv[4];
+      load_vec4(&As[k][h * 64 + ty * 4], av);
+      load_vec4(&Bs[k][h * 64 + tx * 4], bv);
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        a[4 * h + r] = av[r];
+        b[4 * h + r] = bv[r];
+      }
     }
+    // a rank-1 update: acc += (column of op(A)) (row of op(B))
 #pragma unroll
     for (int i = 0; i < TM; ++i)
 #pragma unroll
-      for (int j = 0; j < TM; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      for (int j = 0; j < TM; ++j) acc[i][j] = fused(a[i], b[j], acc[i][j]);
   }
 }
 
@@ -203,43 +235,43 @@ __device__ __forceinline__ void multiply_slice(const float (*As)[Tile<H>::BM + P
 // that advance by a constant step (no index arithmetic, no bounds tests: almost every
 // instruction of that loop is an FFMA or a shared-memory load). The last slices, and every
 // slice of an edge block, take the bounds-checked loads of fetch_a/fetch_b.
-template <int H, bool A_T, bool B_T>
+template <typename T, int H, bool A_T, bool B_T>
 __global__ void __launch_bounds__(THREADS, 2)  // <= 128 registers: two blocks per SM
-gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
-            const float* __restrict__ bias, float* __restrict__ C, int64_t M, int64_t N, int64_t K,
-            bool vec_a, bool vec_b, bool vec_c) {
+gemm_kernel(const T* __restrict__ A, const T* __restrict__ B, const T* __restrict__ bias,
+            T* __restrict__ C, int64_t M, int64_t N, int64_t K, bool vec_a, bool vec_b,
+            bool vec_c) {
   using S = Tile<H>;
   constexpr int TM = S::TM;
-  __shared__ __align__(16) float As[2][S::BK][S::BM + PAD];
-  __shared__ __align__(16) float Bs[2][S::BK][S::BN + PAD];
+  __shared__ __align__(16) T As[2][S::BK][S::BM + PAD];
+  __shared__ __align__(16) T Bs[2][S::BK][S::BN + PAD];
 
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * S::BM;
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * S::BN;
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
 
-  float acc[TM][TM];
+  T acc[TM][TM];
 #pragma unroll
   for (int i = 0; i < TM; ++i)
 #pragma unroll
-    for (int j = 0; j < TM; ++j) acc[i][j] = 0.f;
+    for (int j = 0; j < TM; ++j) acc[i][j] = T(0);
 
   // depths [0, k_fast) are whole slices of a tile that lies inside op(A) and op(B)
   const bool inside = vec_a && vec_b && m0 + S::BM <= M && n0 + S::BN <= N;
   const int64_t k_fast = inside ? K - K % S::BK : 0;
   int64_t step_a, step_b;
-  const float* pa = slice_ptr_a<H, A_T>(A, M, K, m0, step_a);
-  const float* pb = slice_ptr_b<H, B_T>(B, N, K, n0, step_b);
+  const T* pa = slice_ptr_a<T, H, A_T>(A, M, K, m0, step_a);
+  const T* pb = slice_ptr_b<T, H, B_T>(B, N, K, n0, step_b);
 
-  Frag fa, fb;
+  Frag<T> fa, fb;
   if (k_fast > 0) {
     load4_fast(pa, fa);
     load4_fast(pb, fb);
   } else {
-    fetch_a<H, A_T>(A, M, K, m0, 0, vec_a, fa);
-    fetch_b<H, B_T>(B, N, K, n0, 0, vec_b, fb);
+    fetch_a<T, H, A_T>(A, M, K, m0, 0, vec_a, fa);
+    fetch_b<T, H, B_T>(B, N, K, n0, 0, vec_b, fb);
   }
-  stage_a<H, A_T>(As[0], fa);
-  stage_b<H, B_T>(Bs[0], fb);
+  stage_a<T, H, A_T>(As[0], fa);
+  stage_b<T, H, B_T>(Bs[0], fb);
   __syncthreads();
 
   int buf = 0;
@@ -254,10 +286,10 @@ gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
       // issue the next slice's global loads now; they land while this slice is multiplied
       load4_fast(pa, fa);
       load4_fast(pb, fb);
-      multiply_slice<H>(As[b], Bs[b], acc, tx, ty);
+      multiply_slice<T, H>(As[b], Bs[b], acc, tx, ty);
       // the other buffer was last read before the previous barrier, so it is free to overwrite
-      stage_a<H, A_T>(As[b ^ 1], fa);
-      stage_b<H, B_T>(Bs[b ^ 1], fb);
+      stage_a<T, H, A_T>(As[b ^ 1], fa);
+      stage_b<T, H, B_T>(Bs[b ^ 1], fb);
       __syncthreads();
     }
   }
@@ -265,13 +297,13 @@ gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
   for (; k0 < K; k0 += S::BK) {
     const bool more = k0 + S::BK < K;
     if (more) {
-      fetch_a<H, A_T>(A, M, K, m0, k0 + S::BK, vec_a, fa);
-      fetch_b<H, B_T>(B, N, K, n0, k0 + S::BK, vec_b, fb);
+      fetch_a<T, H, A_T>(A, M, K, m0, k0 + S::BK, vec_a, fa);
+      fetch_b<T, H, B_T>(B, N, K, n0, k0 + S::BK, vec_b, fb);
     }
-    multiply_slice<H>(As[buf], Bs[buf], acc, tx, ty);
+    multiply_slice<T, H>(As[buf], Bs[buf], acc, tx, ty);
     if (more) {
-      stage_a<H, A_T>(As[buf ^ 1], fa);
-      stage_b<H, B_T>(Bs[buf ^ 1], fb);
+      stage_a<T, H, A_T>(As[buf ^ 1], fa);
+      stage_b<T, H, B_T>(Bs[buf ^ 1], fb);
     }
     __syncthreads();
     buf ^= 1;
@@ -285,15 +317,15 @@ gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
 #pragma unroll
     for (int h = 0; h < H; ++h) {
       const int64_t n = n0 + h * 64 + tx * 4;
-      float out[4];
+      T out[4];
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const float add = (bias != nullptr && n + j < N) ? bias[n + j] : 0.f;
+        const T add = (bias != nullptr && n + j < N) ? bias[n + j] : T(0);
         out[j] = acc[i][h * 4 + j] + add;
       }
-      float* p = C + m * N + n;
+      T* p = C + m * N + n;
       if (vec_c && n + 3 < N) {
-        *reinterpret_cast<float4*>(p) = make_float4(out[0], out[1], out[2], out[3]);
+        store_vec4(p, out[0], out[1], out[2], out[3]);
       } else {
 #pragma unroll
         for (int j = 0; j < 4; ++j)
@@ -305,7 +337,8 @@ gemm_kernel(const float* __restrict__ A, const float* __restrict__ B,
 
 // out[j] = sum_i G[i, j]: 32 columns per block, 8 row-strided partial sums per column,
 // accumulated in double and combined in shared memory.
-__global__ void column_sum_kernel(const float* __restrict__ G, float* __restrict__ out, int64_t M,
+template <typename T>
+__global__ void column_sum_kernel(const T* __restrict__ G, T* __restrict__ out, int64_t M,
                                   int64_t N) {
   __shared__ double part[8][33];
   const int64_t col = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
@@ -318,11 +351,12 @@ __global__ void column_sum_kernel(const float* __restrict__ G, float* __restrict
     double t = 0.0;
 #pragma unroll
     for (int y = 0; y < 8; ++y) t += part[y][threadIdx.x];
-    out[col] = static_cast<float>(t);
+    out[col] = static_cast<T>(t);
   }
 }
 
-// float4 access is safe when the base is 16-byte aligned and every row starts 16-byte aligned
+// float4 (double2) access is safe when the base is 16-byte aligned and every row starts 16-byte
+// aligned (a row length that is a multiple of 4 values keeps every 4th value so)
 bool vec_ok(const void* p, int64_t ld) {
   return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && ld % 4 == 0;
 }
@@ -338,62 +372,115 @@ int sm_count() {
   return count;
 }
 
-template <int H, bool A_T, bool B_T>
-void launch_tiles(const float* A, const float* B, const float* bias, float* C, int64_t M,
-                  int64_t N, int64_t K, bool vec_a, bool vec_b, cudaStream_t stream) {
+template <typename T, int H, bool A_T, bool B_T>
+void launch_tiles(const T* A, const T* B, const T* bias, T* C, int64_t M, int64_t N, int64_t K,
+                  bool vec_a, bool vec_b, cudaStream_t stream) {
   using S = Tile<H>;
   const dim3 grid(static_cast<unsigned>((N + S::BN - 1) / S::BN),
                   static_cast<unsigned>((M + S::BM - 1) / S::BM));
-  void (*kernel)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, bool,
-                 bool, bool) = gemm_kernel<H, A_T, B_T>;
+  void (*kernel)(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t, bool, bool, bool) =
+      gemm_kernel<T, H, A_T, B_T>;
   GV_LAUNCH(kernel, grid, THREADS, stream, A, B, bias, C, M, N, K, vec_a, vec_b, vec_ok(C, N));
 }
 
-template <bool A_T, bool B_T>
-cudaError_t launch_gemm(const float* A, const float* B, const float* bias, float* C, int64_t M,
-                        int64_t N, int64_t K, bool vec_a, bool vec_b, cudaStream_t stream) {
+template <typename T, bool A_T, bool B_T>
+cudaError_t launch_gemm(const T* A, const T* B, const T* bias, T* C, int64_t M, int64_t N,
+                        int64_t K, bool vec_a, bool vec_b, cudaStream_t stream) {
   if (M == 0 || N == 0) return cudaSuccess;
-  // 128 x 128 tiles when there are at least as many of them as SMs, else 64 x 64 tiles
-  const int64_t big_tiles = ((M + 127) / 128) * ((N + 127) / 128);
-  if (big_tiles >= sm_count())
-    launch_tiles<2, A_T, B_T>(A, B, bias, C, M, N, K, vec_a, vec_b, stream);
-  else
-    launch_tiles<1, A_T, B_T>(A, B, bias, C, M, N, K, vec_a, vec_b, stream);
+  if constexpr (sizeof(T) == sizeof(float)) {
+    // 128 x 128 tiles when there are at least as many of them as SMs, else 64 x 64 tiles
+    const int64_t big_tiles = ((M + 127) / 128) * ((N + 127) / 128);
+    if (big_tiles >= sm_count()) {
+      launch_tiles<T, 2, A_T, B_T>(A, B, bias, C, M, N, K, vec_a, vec_b, stream);
+      return cudaGetLastError();
+    }
+  }
+  launch_tiles<T, 1, A_T, B_T>(A, B, bias, C, M, N, K, vec_a, vec_b, stream);
+  return cudaGetLastError();
+}
+
+// The three products of the linear op in terms of the GEMM (see the layouts at the top).
+template <typename T>
+cudaError_t forward(const T* input, const T* weight, const T* bias, T* output, int64_t M,
+                    int64_t N, int64_t K, cudaStream_t stream) {
+  // A = input (M x K, rows of length K), B^T = weight (N x K, rows of length K)
+  return launch_gemm<T, false, true>(input, weight, bias, output, M, N, K, vec_ok(input, K),
+                                     vec_ok(weight, K), stream);
+}
+
+template <typename T>
+cudaError_t grad_input(const T* grad_output, const T* weight, T* grad_input, int64_t M, int64_t N,
+                       int64_t K, cudaStream_t stream) {
+  // C (M x K) = grad_output (M x N) . weight (N x K): the GEMM's depth is N, its width K
+  return launch_gemm<T, false, false>(grad_output, weight, nullptr, grad_input, M, K, N,
+                                      vec_ok(grad_output, N), vec_ok(weight, K), stream);
+}
+
+template <typename T>
+cudaError_t grad_weight(const T* grad_output, const T* input, T* grad_weight, int64_t M,
+                        int64_t N, int64_t K, cudaStream_t stream) {
+  // C (N x K) = grad_output^T (N x M) . input (M x K): the GEMM's depth is the batch M;
+  // grad_output is stored M x N, i.e. as the transpose of the GEMM's left operand
+  return launch_gemm<T, true, false>(grad_output, input, nullptr, grad_weight, N, K, M,
+                                     vec_ok(grad_output, N), vec_ok(input, K), stream);
+}
+
+template <typename T>
+cudaError_t grad_bias(const T* grad_output, T* grad_bias, int64_t M, int64_t N,
+                      cudaStream_t stream) {
+  if (N == 0) return cudaSuccess;
+  const dim3 block(32, 8);
+  const dim3 grid(static_cast<unsigned>((N + 31) / 32));
+  void (*kernel)(const T*, T*, int64_t, int64_t) = column_sum_kernel<T>;
+  GV_LAUNCH(kernel, grid, block, stream, grad_output, grad_bias, M, N);
   return cudaGetLastError();
 }
 
 }  // namespace
 
+// The entry points (linear_cuda.h), one per product and dtype.
 extern "C" cudaError_t gradviz_linear_forward_f32(const float* input, const float* weight,
                                                   const float* bias, float* output, int64_t M,
                                                   int64_t N, int64_t K, cudaStream_t stream) {
-  // A = input (M x K, rows of length K), B^T = weight (N x K, rows of length K)
-  return launch_gemm<false, true>(input, weight, bias, output, M, N, K, vec_ok(input, K),
-                                  vec_ok(weight, K), stream);
+  return forward(input, weight, bias, output, M, N, K, stream);
 }
 
 extern "C" cudaError_t gradviz_linear_grad_input_f32(const float* grad_output, const float* weight,
-                                                     float* grad_input, int64_t M, int64_t N,
+                                                     float* grad_input_, int64_t M, int64_t N,
                                                      int64_t K, cudaStream_t stream) {
-  // C (M x K) = grad_output (M x N) . weight (N x K): the GEMM's depth is N, its width K
-  return launch_gemm<false, false>(grad_output, weight, nullptr, grad_input, M, K, N,
-                                   vec_ok(grad_output, N), vec_ok(weight, K), stream);
+  return grad_input(grad_output, weight, grad_input_, M, N, K, stream);
 }
 
 extern "C" cudaError_t gradviz_linear_grad_weight_f32(const float* grad_output, const float* input,
-                                                      float* grad_weight, int64_t M, int64_t N,
+                                                      float* grad_weight_, int64_t M, int64_t N,
                                                       int64_t K, cudaStream_t stream) {
-  // C (N x K) = grad_output^T (N x M) . input (M x K): the GEMM's depth is the batch M;
-  // grad_output is stored M x N, i.e. as the transpose of the GEMM's left operand
-  return launch_gemm<true, false>(grad_output, input, nullptr, grad_weight, N, K, M,
-                                  vec_ok(grad_output, N), vec_ok(input, K), stream);
+  return grad_weight(grad_output, input, grad_weight_, M, N, K, stream);
 }
 
-extern "C" cudaError_t gradviz_linear_grad_bias_f32(const float* grad_output, float* grad_bias,
+extern "C" cudaError_t gradviz_linear_grad_bias_f32(const float* grad_output, float* grad_bias_,
                                                     int64_t M, int64_t N, cudaStream_t stream) {
-  if (N == 0) return cudaSuccess;
-  const dim3 block(32, 8);
-  const dim3 grid(static_cast<unsigned>((N + 31) / 32));
-  GV_LAUNCH(column_sum_kernel, grid, block, stream, grad_output, grad_bias, M, N);
-  return cudaGetLastError();
+  return grad_bias(grad_output, grad_bias_, M, N, stream);
+}
+
+extern "C" cudaError_t gradviz_linear_forward_f64(const double* input, const double* weight,
+                                                  const double* bias, double* output, int64_t M,
+                                                  int64_t N, int64_t K, cudaStream_t stream) {
+  return forward(input, weight, bias, output, M, N, K, stream);
+}
+
+extern "C" cudaError_t gradviz_linear_grad_input_f64(const double* grad_output, const double* weight,
+                                                     double* grad_input_, int64_t M, int64_t N,
+                                                     int64_t K, cudaStream_t stream) {
+  return grad_input(grad_output, weight, grad_input_, M, N, K, stream);
+}
+
+extern "C" cudaError_t gradviz_linear_grad_weight_f64(const double* grad_output, const double* input,
+                                                      double* grad_weight_, int64_t M, int64_t N,
+                                                      int64_t K, cudaStream_t stream) {
+  return grad_weight(grad_output, input, grad_weight_, M, N, K, stream);
+}
+
+extern "C" cudaError_t gradviz_linear_grad_bias_f64(const double* grad_output, double* grad_bias_,
+                                                    int64_t M, int64_t N, cudaStream_t stream) {
+  return grad_bias(grad_output, grad_bias_, M, N, stream);
 }

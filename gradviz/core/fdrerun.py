@@ -155,7 +155,8 @@ class PerturbedLoss:
 
     def _expected(self, t: torch.Tensor, idx: int, leaf_index: int | None, move) -> torch.Tensor:
         """What source `idx` holds when it was set before the run: its recorded value, moved if the leaf."""
-        expected = self._recorded_value(idx).to(t.dtype, copy=True)  # (never the recorded value itself)
+        # (on the source's device, and never the recorded value itself)
+        expected = self._recorded_value(idx).to(device=t.device, dtype=t.dtype, copy=True)
         if idx == leaf_index and move is not None:
             move(expected)
         return expected
@@ -218,6 +219,6 @@ def direction_move(step: np.ndarray) -> Callable[[torch.Tensor], None]:
     """A move that adds `step` (flat, one entry per element in row-major order) to the tensor."""
 
     def move(t: torch.Tensor) -> None:
-        t.add_(torch.from_numpy(step).reshape(t.shape).to(t.dtype))
+        t.add_(torch.from_numpy(step).reshape(t.shape).to(device=t.device, dtype=t.dtype))
 
     return move

@@ -39,11 +39,10 @@ def _check_dim(op: str, name: str, t: torch.Tensor, want: int, meaning: str) -> 
 
 def _check_dtype_supported(op: str, t: torch.Tensor) -> None:
     # mirrors check_dtype_supported in kernels/linear_checks.h; meta tensors follow the CPU rule
-    cuda = t.device.type == "cuda"
-    if t.dtype == torch.float32 or (not cuda and t.dtype == torch.float64):
+    if t.dtype in (torch.float32, torch.float64):
         return
-    where = "CUDA (float32 only)" if cuda else "CPU (float32 or float64)"
-    raise RuntimeError(f"gradviz::{op}: dtype {_dtype(t)} is not supported on {where}")
+    where = "CUDA" if t.device.type == "cuda" else "CPU"
+    raise RuntimeError(f"gradviz::{op}: dtype {_dtype(t)} is not supported on {where} (float32 or float64)")
 
 
 def _check_linear(input, weight, bias) -> None:

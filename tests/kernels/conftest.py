@@ -45,3 +45,12 @@ def device(request, build):
         if reason:
             pytest.skip(reason)
     return request.param
+
+
+@pytest.fixture
+def cuda_build(build):
+    """The build, where the cuda backend can run here; skipped with the reason elsewhere."""
+    reason = cuda_skip_reason(build)
+    if reason:
+        pytest.skip(reason)
+    return build

@@ -44,6 +44,34 @@ def test_cli_check_of_the_cpp_backend_is_strictly_ok(build, capsys):
     assert "-> OK" in capsys.readouterr().out
 
 
+def test_cli_check_of_the_cuda_backend_is_strictly_ok(cuda_build, capsys):
+    # every row checked on the GPU: gradcheck and the local rule in float64, finite differences
+    assert main(["check", "linear-function", "--param", "backend=cuda", "--param", "batch=3",
+                 "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "-> OK" in out and "LinearFunction [cuda]" in out and "skipped" not in out, out
+
+
+def test_a_wrong_gradient_of_the_cuda_op_fails_its_local_rule(cuda_build):
+    rec = record("linear-function", params={"backend": "cuda", "batch": 3})
+    node = _compiled_node(rec)
+    assert node.backend == "cuda"
+    ev = next(e for e in rec.backward if e.node == node.id)
+    weight_grad = ev.grad_inputs[1].value
+    weight_grad[0, 0] = weight_grad[0, 0] * 1.1 + 0.1
+    table = run_checks(rec, manual=False, finite_diff=False, gradcheck=False, flow=False, accumulation=False)
+    rule = next(r for r in table.rows if r.node == node.id)
+    assert rule.status == "fail" and rule.max_abs > 0.09, rule
+
+
+def test_the_backends_lesson_checks_on_cuda(cuda_build, capsys):
+    # lesson 4 on a machine with all three backends: its cuda steps run, and every check holds
+    status = main(["lesson", "cpp-and-cuda", "--check"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "step cuda-forward:" in out and "step cuda-backward:" in out and "step no-cuda:" not in out, out
+
+
 def test_a_backend_that_cannot_run_fails_the_session_with_its_reason():
     reason = _cuda_problem()
     if not reason:

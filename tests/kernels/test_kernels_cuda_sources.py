@@ -107,13 +107,16 @@ def test_cuda_kernels_under_host_emulation(tmp_path, tiles, sms):
                          env={**os.environ, "EMU_SMS": sms})
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert sum(line.startswith("ok ") for line in lines) == len(EMULATED_CASES), run.stdout
+    # each case in float32 and in float64
+    for dtype in ("f32", "f64"):
+        passed = sum(line.split()[:2] == ["ok", dtype] for line in lines)
+        assert passed == len(EMULATED_CASES), run.stdout
     # one launch per product with a non-empty output (forward, grad_input, grad_weight,
-    # grad_bias): none is skipped by mistake
+    # grad_bias) and dtype: none is skipped by mistake
     expected = 0
     for case in EMULATED_CASES:
         M, K, N = map(int, case.split(",")[:3])
-        expected += (M * N > 0) + (M * K > 0) + (N * K > 0) + (N > 0)
+        expected += 2 * ((M * N > 0) + (M * K > 0) + (N * K > 0) + (N > 0))
     assert lines[-1] == f"launches {expected}"
 
 
@@ -125,7 +128,6 @@ def _sass_mix():
     sys.modules.setdefault("sass_mix", module)  # dataclasses look their module up there
     spec.loader.exec_module(sys.modules["sass_mix"])
     return sys.modules["sass_mix"]
-    return module
 
 
 @needs_nvcc

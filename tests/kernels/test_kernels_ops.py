@@ -93,11 +93,12 @@ def test_matches_f_linear_on_cpu(isa, shape, dtype):
     _check_against_reference(*_leaves(*shape, dtype, "cpu", gen=gen), dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("shape", [(1, 5, 7), (13, 19, 17), (7, 300, 45), (130, 129, 131)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_matches_f_linear_float32_on_device(device, shape):
+def test_matches_f_linear_on_device(device, shape, dtype):
     torch.manual_seed(0)
-    _check_against_reference(*_leaves(*shape, torch.float32, device), torch.float32)
+    _check_against_reference(*_leaves(*shape, dtype, device), dtype)
 
 
 def test_non_contiguous_operands(isa):
@@ -138,12 +139,14 @@ def test_sum_backward_sends_an_expanded_gradient():
     torch.testing.assert_close(b.grad, torch.full((3,), 5.0, dtype=torch.float64))
 
 
-def test_gradcheck_and_gradgradcheck_float64(ops):
+def test_gradcheck_and_gradgradcheck_float64(device, ops):
     torch.manual_seed(2)
-    for M, K, N in [(3, 4, 5), (1, 13, 2), (14, 3, 33)]:
-        x = torch.randn(M, K, dtype=torch.float64, requires_grad=True)
-        w = torch.randn(N, K, dtype=torch.float64, requires_grad=True)
-        b = torch.randn(N, dtype=torch.float64, requires_grad=True)
+    kw = dict(dtype=torch.float64, device=device, requires_grad=True)
+    # (129, 130, 131): ragged against every tile size of the CUDA kernels
+    for M, K, N in [(3, 4, 5), (1, 13, 2), (14, 3, 33)] + ([(129, 130, 131)] if device == "cuda" else []):
+        x = torch.randn(M, K, **kw)
+        w = torch.randn(N, K, **kw)
+        b = torch.randn(N, **kw)
         assert torch.autograd.gradcheck(ops.linear, (x, w, b))
         assert torch.autograd.gradcheck(lambda x, w: ops.linear(x, w, None), (x, w))
         assert torch.autograd.gradgradcheck(ops.linear, (x, w, b))
@@ -193,8 +196,7 @@ def test_opcheck_every_op(device, ops):
     from torch.library import opcheck
 
     torch.manual_seed(4)
-    dtypes = [torch.float32] if device == "cuda" else [torch.float32, torch.float64]
-    for dtype in dtypes:
+    for dtype in (torch.float32, torch.float64):
         kw = dict(dtype=dtype, device=device)
         x = torch.randn(5, 3, **kw, requires_grad=True)
         w = torch.randn(4, 3, **kw, requires_grad=True)

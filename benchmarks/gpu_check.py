@@ -256,9 +256,9 @@ def run_cuda_tests() -> int:
     import subprocess
 
     cmd = [sys.executable, "-m", "pytest", "tests/kernels", "-q", "-p", "no:cacheprovider",
-           "-k", "cuda and not binding and not emulation and not nvcc"]
+           "--durations=8", "--timeout=120", "-k", "cuda and not binding and not emulation and not nvcc"]
     print("$", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, timeout=120).returncode
+    return subprocess.run(cmd, timeout=200).returncode
 
 
 def main(argv: list[str] | None = None) -> int:

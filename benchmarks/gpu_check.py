@@ -1,7 +1,7 @@
 """One prepared check of the CUDA backend, for a session that has a GPU (written for an H200).
 
 Builds the ``cuda`` backend through the same loader as everything else
-(`gradviz.core.extension`), then, in about 5 minutes at most:
+(`gradviz.core.extension`), then, in about 4 minutes on an H200 (7 at most):
 
 1. prints the backend report;
 2. runs ``torch.library.opcheck`` on every op on CUDA, float32 and float64;

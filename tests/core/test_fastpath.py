@@ -214,7 +214,10 @@ def test_a_gradient_the_script_still_holds_is_copied_not_shared(helper):
 
 
 def test_memory_budget_gives_the_same_statistics(helper):
-    _same(*_both("rnn-unrolled", params={"T": 12}, budget_bytes=20_000))
+    # (20,000 bytes kept every value of this graph: 2,000 keep about half of them)
+    compiled, python = _both("rnn-unrolled", params={"T": 12}, budget_bytes=2_000)
+    assert compiled.dropped["tensors"] > 50
+    _same(compiled, python)
 
 
 def test_cancel_while_backward_runs(helper, tmp_path):

@@ -16,7 +16,8 @@
 // memory (what Tensor.numpy() gives, without a Python tensor in between). record_frames.cpp adds
 // SourceWalk (a forward op's source line off the interpreter's frames), record_capture.cpp the
 // forward capture's common case, record_saved.cpp read_saved (what every node saved for
-// backward, read in one call).
+// backward, read in one call), record_stats.cpp stats_rows (the statistics of gradients past the
+// value budget).
 #include <torch/extension.h>
 #include <pybind11/numpy.h>
 
@@ -452,6 +453,7 @@ void gradviz_add_frames(py::module_& m);  // record_frames.cpp
 void gradviz_add_capture(py::module_& m);  // record_capture.cpp
 void gradviz_add_saved(py::module_& m);   // record_saved.cpp
 void gradviz_add_events(py::module_& m);  // record_events.cpp
+void gradviz_add_stats(py::module_& m);   // record_stats.cpp
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gradviz's recorder helpers: graph walk, post hooks recording in C++, row copies, saved values";
@@ -468,4 +470,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   gradviz_add_capture(m);
   gradviz_add_saved(m);
   gradviz_add_events(m);
+  gradviz_add_stats(m);
 }

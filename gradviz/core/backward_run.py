@@ -164,7 +164,7 @@ def _run_compiled(lib, loss, fns, keep_values, store, cancel) -> list[BackwardEv
     if keep_values:
         # each gradient once, in capture order (each step's grad_outputs, then its grad_inputs)
         index, unique, owned, finite = taken[3:]
-        snaps = store.capture_many(unique, stack=lib.stack, owned=owned, finite=finite)
+        snaps = store.capture_many(unique, stack=lib.stack, owned=owned, finite=finite, stats=lib.stats_rows)
         return _events(counts, [None if j < 0 else snaps[j] for j in index], True)
     flat = taken[3]
     # shapes only, each snapshot numbered in the order the Python hook takes them (grad_inputs first)

@@ -5,8 +5,10 @@ runs (a C++ post hook per node, no Python call per node), hands back the gradien
 as numpy arrays over their memory, copies gradients into one buffer, finds each forward op's
 source line on the interpreter's frame stack (CPython 3.11), runs the forward capture's
 ``__torch_function__`` for the calls that are no event (``kernels/record_capture.cpp``) and logs
-the common event (``kernels/record_events.cpp``), and reads
-what every node saved for backward (`gradviz.core.saved.read_saved_nodes`); the recorder
+the common event (``kernels/record_events.cpp``), reads
+what every node saved for backward (`gradviz.core.saved.read_saved_nodes`), and takes the summary
+statistics of the gradients past the value budget straight from their memory
+(``kernels/record_stats.cpp``, the numbers `gradviz.core.tensors` computes); the recorder
 (`gradviz.core.recorder`) uses it when it is loaded and does the same in Python when it is not, with the same recording. It
 is a Python extension module built with `torch.utils.cpp_extension` into the build cache of the
 linear op's backends (`gradviz.core.extension.cache_dir`), in a folder named by a hash of its
@@ -39,8 +41,9 @@ from . import extension as _ext
 
 __all__ = ["SOURCES", "helper", "build", "status", "python_only"]
 
-SOURCES = ("record_hooks.cpp", "record_frames.cpp", "record_capture.cpp", "record_saved.cpp", "record_events.cpp")
-_CFLAGS = ["-O2", "-Wall", "-Wfatal-errors"]
+SOURCES = ("record_hooks.cpp", "record_frames.cpp", "record_capture.cpp", "record_saved.cpp", "record_events.cpp",
+           "record_stats.cpp")
+_CFLAGS = ["-O2", "-Wall", "-Wfatal-errors", "-ffp-contract=off"]  # (no fused multiply-add: record_stats.cpp)
 
 _lock = threading.Lock()
 _module: ModuleType | None = None

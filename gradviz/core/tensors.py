@@ -62,20 +62,39 @@ def _stats(t: torch.Tensor) -> dict | None:
 
 
 def _stats_rows(rows: torch.Tensor) -> list[dict]:
-    """`_stats` of each row of a 2-D tensor of at least one column, in one pass per statistic.
+    """`_stats` of each row of a 2-D tensor of at least one column.
 
     A tensor alone goes through here as a row of one (`_stats`), so that statistics taken one at a
-    time and per group are the same numbers.
+    time and per group are the same numbers. On the CPU each row's values, converted to float64
+    exactly, are added left to right (numpy's ``cumsum``), and so are their squares, each rounded to
+    float64: the mean is that sum over the count, the norm the square root of the sum of squares,
+    the very numbers the recorder's compiled helper computes from each gradient's memory
+    (``kernels/record_stats.cpp``, `capture_many`'s ``stats``). Min and max are NaN where a value
+    is NaN, and a zero among them is +0.0 (which of -0.0 and +0.0 a comparison keeps is no
+    statistic). Tensors on other devices are reduced there by torch in float64 (no copy to the
+    CPU), numbers that may differ from the CPU's in the last bits.
     """
     x = rows.detach()
     if x.is_complex():
         x = x.abs()
-    x = x.to(torch.float64)
-    columns = (x.amin(1).tolist(), x.amax(1).tolist(), x.mean(1).tolist(), torch.linalg.vector_norm(x, dim=1).tolist())
-    return [{"min": lo, "max": hi, "mean": mean, "norm": norm} for lo, hi, mean, norm in zip(*columns)]
+    if not x.is_cpu:
+        x = x.to(torch.float64)
+        columns = (x.amin(1).tolist(), x.amax(1).tolist(), x.mean(1).tolist(),
+                   torch.linalg.vector_norm(x, dim=1).tolist())
+        return [{"min": lo, "max": hi, "mean": mean, "norm": norm} for lo, hi, mean, norm in zip(*columns)]
+    if x.dtype not in (torch.float16, torch.float32, torch.float64):
+        x = x.to(torch.float64)  # (bfloat16, integers, bool: exactly, as the helper converts them)
+    a = x.resolve_conj().resolve_neg().numpy()
+    with np.errstate(all="ignore"):  # (inf - inf, squares past float64: NaN and inf, as torch gives them)
+        lo = a.min(axis=1).astype(np.float64) + 0.0  # (min and max propagate NaN)
+        hi = a.max(axis=1).astype(np.float64) + 0.0
+        mean = np.cumsum(a, axis=1, dtype=np.float64)[:, -1] / a.shape[1]
+        norm = np.sqrt(np.cumsum(np.square(a, dtype=np.float64), axis=1)[:, -1])
+    return [{"min": v[0], "max": v[1], "mean": v[2], "norm": v[3]}
+            for v in np.stack([lo, hi, mean, norm], axis=1).tolist()]
 
 
-_STATS_CHUNK = 4096  # rows stacked at once for statistics (bounds the float64 copy)
+_STATS_CHUNK = 4096  # rows stacked at once for statistics (bounds the stacked copy and its float64 sums)
 
 
 class TensorStore:
@@ -193,7 +212,7 @@ class TensorStore:
         return data
 
     def capture_many(self, tensors: list, stack: Callable | None = None, owned: list | None = None,
-                     finite: list | None = None) -> list:
+                     finite: list | None = None, stats: Callable | None = None) -> list:
         """Return the snapshots of `tensors`, exactly as `capture` one by one would, copied in groups.
 
         Tensors of one shape and dtype (plain CPU tensors) are copied together, by one
@@ -211,12 +230,17 @@ class TensorStore:
         array over its memory instead (the helper makes those without a Python tensor): its
         snapshot is the one the tensor would get. Past the budget, the statistics of tensors of one
         shape and dtype are computed together (`_stats_rows`), the numbers `capture` gives.
+        ``stats(tensors)``, when given, computes those of the float16, float32 and float64 ones
+        instead, all in one call, without stacking them: an ``(n, 4)`` float64 array of each one's
+        min, max, mean and norm, the numbers of `_stats_rows` bit for bit (the helper's
+        ``stats_rows`` does).
         """
         if not self.keep_values:
             return [self.capture(t) for t in tensors]
         out: list = [None] * len(tensors)
         groups: dict[tuple, list] = {}
         dropped: dict[tuple, list] = {}  # past the budget: (shape, dtype) -> [(snapshot, tensor)]
+        direct: list = []  # past the budget, statistics by `stats`: [(snapshot, tensor)]
         seen = self._seen
         for i, t in enumerate(tensors):
             if t is None:
@@ -224,6 +248,16 @@ class TensorStore:
             if type(t) is np.ndarray:
                 if self.bytes_kept + t.nbytes <= self.budget_bytes:
                     out[i] = self._owned_array(t, None if finite is None else finite[i])
+                    continue
+                if stats is not None and t.dtype in _DIRECT_NUMPY:
+                    # past the budget: the snapshot the tensor below would get, its statistics by
+                    # `stats` from the array (nothing else holds its memory: no table entry)
+                    self._count += 1
+                    self.dropped_count += 1
+                    self.dropped_bytes += t.nbytes
+                    out[i] = data = TensorData(t.shape, _NUMPY_NAMES[t.dtype], "cpu", None, None, False, self._count)
+                    if t.size:
+                        direct.append((data, t))
                     continue
                 t = torch.from_numpy(t)  # (past the budget: statistics, with the tensors below)
             key = (id(t), t._version)
@@ -244,7 +278,11 @@ class TensorStore:
                 self.dropped_bytes += nbytes
                 shape = tuple(t.shape)
                 data = TensorData(shape, name, "cpu", None, None, t.requires_grad, self._count)
-                if nbytes:
+                if not nbytes:
+                    pass
+                elif stats is not None and t.dtype in _DIRECT_STATS:
+                    direct.append((data, t))
+                else:
                     dropped.setdefault((shape, t.dtype), []).append((data, t))
                 seen[key] = (data, t)
                 out[i] = data
@@ -273,6 +311,10 @@ class TensorStore:
                 for j, d in enumerate(datas):
                     d.value = buf[j, ...]
                 self._groups.append((buf, datas))
+            if direct:
+                # the real floating ones, each read where it is, in one call
+                for (d, _), (lo, hi, mean, norm) in zip(direct, stats([t for _, t in direct]).tolist()):
+                    d.stats = {"min": lo, "max": hi, "mean": mean, "norm": norm}
             for items in dropped.values():
                 for at in range(0, len(items), _STATS_CHUNK):
                     chunk = items[at:at + _STATS_CHUNK]
@@ -358,6 +400,10 @@ _DTYPE_NAMES: dict = {}
 _STACKABLE = {d: str(d).replace("torch.", "") for d in (
     torch.float16, torch.float32, torch.float64, torch.complex64, torch.complex128, torch.bool, torch.uint8,
     torch.int8, torch.int16, torch.int32, torch.int64)}
+
+# the dtypes whose statistics `capture_many`'s ``stats`` computes, of tensors and of numpy arrays
+_DIRECT_STATS = (torch.float16, torch.float32, torch.float64)
+_DIRECT_NUMPY = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 _NUMPY_NAMES = {np.dtype(torch.empty(0, dtype=d).numpy().dtype): n for d, n in _STACKABLE.items()}
 

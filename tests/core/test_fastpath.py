@@ -220,6 +220,76 @@ def test_memory_budget_gives_the_same_statistics(helper):
     _same(compiled, python)
 
 
+# gradients of float16, float32 and float64, transposed ones, ones holding NaN, +-inf and -0.0
+NONFINITE_GRADIENTS = '''
+import torch
+
+
+def build():
+    torch.manual_seed(0)
+    x = torch.tensor([[1.0, -0.0, 4.0], [0.0, 2.0, 9.0]], requires_grad=True)
+    d = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 3, dtype=torch.float16, requires_grad=True)
+    y = torch.sqrt(x) * torch.tensor([[float("inf"), 1.0, -2.0], [float("nan"), -0.0, 3.0]])
+    z = (x.t() @ d.float()).double() * d.sum() + h.float().t().sum() * 1e30
+    return y.sum() + z.sum().float(), {"x": x, "d": d, "h": h}
+'''
+
+
+@pytest.mark.parametrize("budget", [0, 200], ids=["none-kept", "some-kept"])
+def test_statistics_past_the_budget_with_nan_inf_and_dtypes_record_the_same(helper, tmp_path, budget):
+    script = tmp_path / "nonfinite_gradients.py"
+    script.write_text(NONFINITE_GRADIENTS)
+    compiled, python = _both(str(script), budget_bytes=budget, check_finite=False)
+    _same(compiled, python)
+    stats = [t.stats for e in compiled.backward for t in e.grad_outputs + e.grad_inputs if t is not None and t.stats]
+    assert len(stats) >= 4 and any(np.isnan(s["min"]) for s in stats) and any(np.isinf(s["norm"]) for s in stats)
+
+
+def _same_numbers(x: np.ndarray, y: np.ndarray) -> bool:
+    """Bit for bit (zeros by sign too), any NaN equal to any NaN."""
+    return x.shape == y.shape and np.array_equal(np.isnan(x), np.isnan(y)) and bool(
+        np.all((x == y) & (np.signbit(x) == np.signbit(y)) | np.isnan(x)))
+
+
+def test_compiled_statistics_are_stats_rows_bit_for_bit(helper):
+    from gradviz.core.tensors import _stats_rows
+
+    gen = torch.Generator().manual_seed(4)
+    tensors = []
+    for k in range(60):
+        dtype = (torch.float32, torch.float64, torch.float16, torch.bfloat16)[k % 4]
+        shape = [int(n) for n in torch.randint(1, 9, (int(torch.randint(0, 4, (1,), generator=gen)),), generator=gen)]
+        t = (torch.randn(shape, generator=gen, dtype=torch.float64) * 10.0 ** (k % 7 - 3)).to(dtype)
+        if t.numel() > 2 and k % 3 == 0:
+            flat = t.view(-1)
+            flat[0], flat[-1] = (-0.0, float("inf")) if k % 2 else (float("nan"), -float("inf"))
+        if t.dim() >= 2 and k % 5 == 0:
+            t = t.transpose(0, 1)  # (not row-major: its values in order come from a copy)
+        tensors.append(t)
+    tensors += [torch.zeros(3, 2).t(), -torch.zeros(4), torch.tensor([1e200, 1e200], dtype=torch.float64),
+                torch.tensor([float("inf"), -float("inf")]), torch.randn(5, 8)[:, ::3], torch.randn(3).expand(4, 3),
+                torch.tensor(2.5), torch.tensor([1e16, 1.0, -1e16, 1.0], dtype=torch.float64)]
+    # numpy arrays as Hooks.take hands them back: over the memory, transposed ones too
+    arrays = [t.numpy() for t in tensors if t.dtype != torch.bfloat16 and 0 not in t.stride()]
+    got = helper.stats_rows(tensors + arrays)
+    assert got.shape == (len(tensors) + len(arrays), 4) and got.dtype == np.float64
+    for t, row in zip(tensors + [torch.from_numpy(a) for a in arrays], got):
+        want = _stats_rows(t.reshape(1, -1))[0]
+        assert _same_numbers(row, np.array([want[k] for k in ("min", "max", "mean", "norm")])), (t, row, want)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.zeros(0, 3), lambda: torch.ones(3, dtype=torch.complex64), lambda: torch.arange(3),
+    lambda: torch.ones(3, dtype=torch.float64).to_sparse(), lambda: np.ones(3, dtype=np.int64),
+    lambda: np.ones(3, dtype=">f4"), lambda: np.ones(4)[::-1], lambda: np.zeros(0), lambda: [1.0, 2.0],
+], ids=["empty", "complex", "int", "sparse", "numpy-int", "numpy-big-endian", "numpy-reversed", "numpy-empty",
+        "list"])
+def test_compiled_statistics_refuse_what_they_do_not_read(helper, make):
+    with pytest.raises(TypeError, match="stats_rows: item 1 "):
+        helper.stats_rows([torch.ones(2), make()])
+
+
 def test_cancel_while_backward_runs(helper, tmp_path):
     # a cancel that says yes only once backward has run a while (after 300 polls: past the forward's)
     script = tmp_path / "long.py"

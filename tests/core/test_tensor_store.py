@@ -1,7 +1,11 @@
 """TensorStore: snapshots copied in groups are those of one-by-one capture; NaN/Inf found in bulk."""
+import math
+
 import numpy as np
+import pytest
 import torch
 
+from gradviz.core import tensors
 from gradviz.core.tensors import TensorStore
 
 
@@ -72,8 +76,6 @@ def test_without_values_the_same_held_tensor_shares_one_snapshot():
 def test_statistics_past_the_budget_per_group_equal_one_by_one_and_numpy(monkeypatch):
     # many tensors of one shape past the budget: their statistics come from stacked chunks (two
     # chunks of 4 and one of 2 here), and are the numbers one-by-one capture gives, and numpy's
-    from gradviz.core import tensors
-
     monkeypatch.setattr(tensors, "_STATS_CHUNK", 4)
     torch.manual_seed(1)
     ts = [torch.randn(5, 7) * (k + 1) for k in range(10)] + [torch.randn(3, 2, dtype=torch.complex64) for _ in range(3)]
@@ -89,3 +91,59 @@ def test_statistics_past_the_budget_per_group_equal_one_by_one_and_numpy(monkeyp
         # (complex: torch's and numpy's float32 moduli may differ in the last bit)
         rtol = 1e-6 if t.is_complex() else 1e-12
         assert all(np.isclose(d.stats[k], ref[k], rtol=rtol, atol=0) for k in ref), (d.stats, ref)
+
+
+def _sequential(values: list) -> dict:
+    """min, max, mean and norm of `values` (Python floats) as `_stats_rows` defines them, one add at a time."""
+    if any(math.isnan(v) for v in values):
+        lo = hi = math.nan
+    else:
+        lo, hi = min(values) + 0.0, max(values) + 0.0
+    total = squares = None
+    for v in values:
+        total = v if total is None else total + v
+        squares = v * v if squares is None else squares + v * v
+    return {"min": lo, "max": hi, "mean": total / len(values), "norm": math.sqrt(squares)}
+
+
+def _same_number(x: float, y: float) -> bool:
+    """The same float bit for bit (zeros by sign too), any NaN equal to any NaN."""
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    return x == y and math.copysign(1.0, x) == math.copysign(1.0, y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_statistics_add_left_to_right_in_float64_with_torchs_nan_and_inf(dtype):
+    # rows whose sums show their order (left to right 1e16 + 1 - 1e16 + 1 is 1 in float64, pairwise
+    # 0), NaN, +-inf, zeros of both signs
+    inf, nan = math.inf, math.nan
+    torch.manual_seed(2)
+    cancelling = [1e16, 1.0, -1e16, 1.0, 3.0, 1e-3, 7.0, 0.3]
+    rows = [[0.1 * k for k in range(1, 40)], cancelling,
+            [1.0, nan, -inf, 2.0, 0.5, 4.0, 2.0, 9.0], [inf, 1.0, 2.0, -3.0, 0.0, 1.0, 1.0, 1.0],
+            [inf, -inf, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [-0.0, 0.0, -0.0, 0.0, -0.0, 0.0, -0.0, 0.0],
+            [-0.0] * 8, torch.randn(8).tolist()]
+    for row in rows:
+        x = torch.tensor([row], dtype=dtype)
+        got = tensors._stats_rows(x)[0]
+        want = _sequential([float(v) for v in x[0].tolist()])
+        assert all(_same_number(got[k], want[k]) for k in want), (row, got, want)
+        # torch's float64 reductions: NaN and inf where these are, the same numbers up to rounding
+        x64 = x.to(torch.float64)
+        ref = {"min": x64.amin().item(), "max": x64.amax().item(), "mean": x64.mean().item(),
+               "norm": torch.linalg.vector_norm(x64).item()}
+        for k in ref:
+            assert math.isnan(got[k]) == math.isnan(ref[k]) and math.isinf(got[k]) == math.isinf(ref[k])
+            if row is not cancelling and math.isfinite(ref[k]):
+                assert math.isclose(got[k], ref[k], rel_tol=1e-12, abs_tol=1e-300), (row, k, got, ref)
+    # a row alone and among others: the same numbers (a row does not depend on its group)
+    group = torch.tensor([rows[0][:8], cancelling, rows[-1]])
+    assert tensors._stats_rows(group)[1] == tensors._stats_rows(group[1:2])[0]
+
+
+def test_statistics_of_a_non_contiguous_tensor_are_those_of_its_values_in_order():
+    torch.manual_seed(3)
+    t = torch.randn(6, 5, dtype=torch.float64).t()[:, ::2] * 1e3
+    got = tensors._stats(t)
+    assert all(_same_number(got[k], v) for k, v in _sequential(t.reshape(-1).tolist()).items())

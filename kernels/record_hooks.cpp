@@ -27,7 +27,9 @@
 #include <torch/csrc/autograd/python_function.h>
 #include <torch/csrc/autograd/python_variable.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -297,31 +299,29 @@ class Hooks {
       }
       return py::make_tuple(ids, n_in, n_out, flat);
     }
-    auto mine = exclusive(events);
+    // each tensor once, in order of first appearance: what is listed, and which are ours
+    Unique seen = unique_tensors(events);
+    auto mine = exclusive(seen);
     py::list index, unique, owned, finite;
     std::unordered_map<int, py::object> np_dtypes;
-    std::unordered_map<const c10::TensorImpl*, int64_t> position;
+    size_t at = 0;  // (seen.order: each place's position, in the order of the loops below)
     for (const auto& ev : events) {
       ids.append(ev.node);
       n_in.append(ev.grad_inputs.size());
       n_out.append(ev.grad_outputs.size());
       for (const auto* list : {&ev.grad_outputs, &ev.grad_inputs}) {
-        for (const auto& t : *list) {
-          if (!t.defined()) {
-            index.append(-1);
-            continue;
-          }
-          auto found = position.try_emplace(t.unsafeGetTensorImpl(), static_cast<int64_t>(position.size()));
-          index.append(found.first->second);
-          if (found.second) {
-            bool own = mine[t.unsafeGetTensorImpl()];
-            py::object array = own ? numpy_of(t, np_dtypes) : py::none();
-            unique.append(array.is_none() ? tensor_or_none(t) : array);
-            owned.append(own);
-            finite.append(own ? all_finite(t) : py::none());
-          }
-        }
+        for (size_t k = 0; k < list->size(); ++k) index.append(seen.order[at++]);
       }
+    }
+    const auto n = static_cast<size_t>(seen.count);
+    for (size_t j = 0; j < n; ++j) {
+      // (the first seen.count are tensors of `events`: at::Tensor objects)
+      const auto& t = static_cast<const at::Tensor&>(*seen.tensors[j]);
+      const bool own = mine[j];
+      py::object array = own ? numpy_of(t, np_dtypes) : py::none();
+      unique.append(array.is_none() ? tensor_or_none(t) : array);
+      owned.append(own);
+      finite.append(own ? all_finite(t) : py::none());
     }
     return py::make_tuple(ids, n_in, n_out, index, unique, owned, finite);
   }
@@ -329,75 +329,149 @@ class Hooks {
   // Whether every value of a CPU tensor that fills its memory without gaps is finite (None for
   // dtypes without NaN): its numel values start at its data pointer, in some order.
   static py::object all_finite(const at::Tensor& t) {
-    auto scan = [](const auto* p, int64_t n) {
-      for (int64_t i = 0; i < n; ++i) {
-        if (!std::isfinite(p[i])) return false;
-      }
-      return true;
-    };
     const int64_t n = t.numel();
+    const void* p = t.const_data_ptr();
     switch (t.scalar_type()) {
-      case at::kFloat: return py::bool_(scan(t.const_data_ptr<float>(), n));
-      case at::kDouble: return py::bool_(scan(t.const_data_ptr<double>(), n));
-      case at::kComplexFloat: return py::bool_(scan(reinterpret_cast<const float*>(t.const_data_ptr()), 2 * n));
-      case at::kComplexDouble: return py::bool_(scan(reinterpret_cast<const double*>(t.const_data_ptr()), 2 * n));
+      case at::kFloat: return py::bool_(finite_bits<uint32_t, 0x7f800000u>(p, n));
+      case at::kDouble: return py::bool_(finite_bits<uint64_t, 0x7ff0000000000000u>(p, n));
+      case at::kComplexFloat: return py::bool_(finite_bits<uint32_t, 0x7f800000u>(p, 2 * n));
+      case at::kComplexDouble: return py::bool_(finite_bits<uint64_t, 0x7ff0000000000000u>(p, 2 * n));
       default: return py::none();
     }
   }
 
-  // For each tensor of `events`: whether nothing but `events` can reach its memory. Every
-  // reference to the memory must be accounted for: the storage's references are the tensors of
-  // `events` on it and the bases of those that are views; each such tensor's references are those
-  // of `events` and of the views of it, none weak (a Python object holds one: then it is not ours).
-  // Only plain CPU tensors that need no grad and fill their memory without gaps or overlaps (any
-  // order of dimensions: a transposed one too) count: a snapshot may share their memory.
-  static std::unordered_map<const c10::TensorImpl*, bool> exclusive(const std::vector<Event>& events) {
-    struct Refs {
-      const at::TensorBase* tensor;
-      int64_t expected = 0;  // references we know of
-    };
-    std::unordered_map<const c10::TensorImpl*, Refs> refs;
-    auto note = [&refs](const at::TensorBase& t) {
-      auto& r = refs.try_emplace(t.unsafeGetTensorImpl(), Refs{&t}).first->second;
-      ++r.expected;
-    };
-    for (const auto& ev : events) {
-      for (const auto* list : {&ev.grad_outputs, &ev.grad_inputs}) {
-        for (const auto& t : *list) {
-          if (t.defined()) note(t);
+  // Whether none of the n floating values at `data` (IEEE, `Bits` wide) is infinite or NaN: those
+  // are the values whose exponent bits `exp` are all ones. Tested a block at a time without a
+  // branch per value (the compiler makes it a vector loop).
+  template <typename Bits, Bits exp>
+  static bool finite_bits(const void* data, int64_t n) {
+    const char* p = static_cast<const char*>(data);
+    constexpr int64_t kBlock = 256;
+    int64_t i = 0;
+    for (; i + kBlock <= n; i += kBlock) {
+      Bits block[kBlock];
+      std::memcpy(block, p + i * sizeof(Bits), sizeof(block));
+      Bits bad = 0;
+      for (int64_t k = 0; k < kBlock; ++k) bad |= static_cast<Bits>((block[k] & exp) == exp);
+      if (bad) return false;
+    }
+    for (; i < n; ++i) {
+      Bits b;
+      std::memcpy(&b, p + i * sizeof(Bits), sizeof(Bits));
+      if ((b & exp) == exp) return false;
+    }
+    return true;
+  }
+
+  // The tensors of `events`, each once: tensors[j] the j-th to appear (each step's grad_outputs,
+  // then its grad_inputs), then the bases of those that are views and are not among them;
+  // refs[j] how many references to tensors[j] we know of (its places in `events`, and one per
+  // listed view of it); order: each place's position j, -1 where the engine sent none.
+  struct Unique {
+    std::vector<const at::TensorBase*> tensors;
+    std::vector<int64_t> refs;
+    std::vector<int64_t> order;
+    int64_t count = 0;  // how many of `tensors` are in `events` (the bases come after)
+  };
+
+  // A table from TensorImpl to position (open addressing, linear probing, no deletions).
+  class Positions {
+   public:
+    explicit Positions(size_t expected) {
+      size_t size = 16;
+      while (size < 2 * expected + 16) size <<= 1;
+      keys_.assign(size, nullptr);
+      values_.assign(size, -1);
+      mask_ = size - 1;
+    }
+    // The position of `key`, or `fresh` (then stored) when it is not in the table yet.
+    int64_t find_or_add(const c10::TensorImpl* key, int64_t fresh, bool& added) {
+      size_t h = (reinterpret_cast<uintptr_t>(key) >> 4) * 0x9E3779B97F4A7C15ull;
+      for (size_t i = (h >> 20) & mask_;; i = (i + 1) & mask_) {
+        if (keys_[i] == key) {
+          added = false;
+          return values_[i];
+        }
+        if (keys_[i] == nullptr) {
+          keys_[i] = key;
+          values_[i] = fresh;
+          added = true;
+          return fresh;
         }
       }
     }
-    std::vector<const at::TensorBase*> listed;
-    listed.reserve(refs.size());
-    for (const auto& kv : refs) listed.push_back(kv.second.tensor);
-    for (const auto* t : listed) {
-      if (t->is_view()) note(t->_base());  // (the view holds its base)
+
+   private:
+    std::vector<const c10::TensorImpl*> keys_;
+    std::vector<int64_t> values_;
+    size_t mask_;
+  };
+
+  static Unique unique_tensors(const std::vector<Event>& events) {
+    Unique u;
+    size_t places = 0;
+    for (const auto& ev : events) places += ev.grad_outputs.size() + ev.grad_inputs.size();
+    u.order.reserve(places);
+    Positions positions(places);
+    auto note = [&u, &positions](const at::TensorBase& t) {
+      bool added;
+      auto j = positions.find_or_add(t.unsafeGetTensorImpl(), static_cast<int64_t>(u.tensors.size()), added);
+      if (added) {
+        u.tensors.push_back(&t);
+        u.refs.push_back(0);
+      }
+      ++u.refs[j];
+      return j;
+    };
+    for (const auto& ev : events) {
+      for (const auto* list : {&ev.grad_outputs, &ev.grad_inputs}) {
+        for (const auto& t : *list) u.order.push_back(t.defined() ? note(t) : -1);
+      }
     }
+    u.count = static_cast<int64_t>(u.tensors.size());
+    for (int64_t j = 0; j < u.count; ++j) {
+      if (u.tensors[j]->is_view()) note(u.tensors[j]->_base());  // (the view holds its base)
+    }
+    return u;
+  }
+
+  // For each tensor of `events` (u.tensors[j], j < u.count): whether nothing but `events` can
+  // reach its memory. Every reference to the memory must be accounted for: the storage's
+  // references are the tensors of `events` on it and the bases of those that are views; each such
+  // tensor's references are those of `events` and of the views of it, none weak (a Python object
+  // holds one: then it is not ours). Only plain CPU tensors that need no grad and fill their memory
+  // without gaps or overlaps (any order of dimensions: a transposed one too) count: a snapshot may
+  // share their memory.
+  static std::vector<char> exclusive(const Unique& u) {
+    const auto all = u.tensors.size();
     // the storages: how many of the tensors above hold each, and whether all of those are ours
-    std::unordered_map<const c10::StorageImpl*, std::pair<int64_t, bool>> storages;
-    for (const auto& kv : refs) {
-      const auto& t = *kv.second.tensor;
+    std::vector<std::pair<const c10::StorageImpl*, size_t>> by_storage;
+    by_storage.reserve(all);
+    std::vector<char> ours(all, 0);
+    for (size_t j = 0; j < all; ++j) {
+      const auto& t = *u.tensors[j];
       if (!t.has_storage()) continue;
       const auto& ptr = t.getIntrusivePtr();
-      bool ours = static_cast<int64_t>(ptr.use_count()) == kv.second.expected && ptr.weak_use_count() == 1;
-      auto& s = storages.try_emplace(t.storage().unsafeGetStorageImpl(), std::make_pair(int64_t(0), true))
-                    .first->second;
-      s.first += 1;
-      s.second = s.second && ours;
+      ours[j] = static_cast<int64_t>(ptr.use_count()) == u.refs[j] && ptr.weak_use_count() == 1;
+      by_storage.emplace_back(t.storage().unsafeGetStorageImpl(), j);
     }
-    std::unordered_map<const c10::TensorImpl*, bool> out;
-    for (const auto* t : listed) {
-      bool plain = t->layout() == at::kStrided && t->device().is_cpu() && t->is_non_overlapping_and_dense() &&
-                   !t->is_conj() && !t->is_neg() && !t->requires_grad() && t->has_storage();
-      bool ok = false;
-      if (plain) {
-        const auto& storage = t->storage();
-        auto it = storages.find(storage.unsafeGetStorageImpl());
-        ok = it != storages.end() && it->second.second &&
-             static_cast<int64_t>(storage.use_count()) == it->second.first;
+    std::sort(by_storage.begin(), by_storage.end());
+    std::vector<char> storage_ok(all, 0);  // for each tensor: its storage's references all known
+    for (size_t a = 0; a < by_storage.size();) {
+      size_t b = a;
+      bool all_ours = true;
+      for (; b < by_storage.size() && by_storage[b].first == by_storage[a].first; ++b) {
+        all_ours = all_ours && ours[by_storage[b].second];
       }
-      out.emplace(t->unsafeGetTensorImpl(), ok);
+      const auto holders = static_cast<int64_t>(b - a);
+      const bool ok = all_ours && static_cast<int64_t>(u.tensors[by_storage[a].second]->storage().use_count()) == holders;
+      for (; a < b; ++a) storage_ok[by_storage[a].second] = ok;
+    }
+    std::vector<char> out(static_cast<size_t>(u.count), 0);
+    for (int64_t j = 0; j < u.count; ++j) {
+      const auto* t = u.tensors[j];
+      out[j] = storage_ok[j] && t->layout() == at::kStrided && t->device().is_cpu() &&
+               t->is_non_overlapping_and_dense() && !t->is_conj() && !t->is_neg() && !t->requires_grad();
     }
     return out;
   }

@@ -3,15 +3,17 @@
 // stats_rows(items) gives, for each nonempty real floating CPU tensor (or numpy array), its min,
 // max, mean and 2-norm in float64: the numbers gradviz/core/tensors.py's _stats_rows gives for
 // the tensor's values as a row, bit for bit, without stacking the tensors or copying them to
-// float64 first. Both take the values in row-major order (whatever the strides), converted to
-// double exactly, and add them (and their squares) one after the other, left to right (numpy's
-// cumsum order):
-//   min, max   the least and greatest value; NaN when any value is NaN; a zero comes out as +0.0
-//   mean       (((v0 + v1) + v2) + ...) / n
-//   norm       sqrt(((v0*v0 + v1*v1) + v2*v2) + ...), each square rounded to double before it is
+// float64 first. Both take the values v0, v1, ... in row-major order (whatever the strides),
+// converted to double exactly, and add them (and their squares) in four lanes, value i in lane
+// i % 4, each lane left to right, then the lanes left to right:
+//   lane k     ((v[k] + v[k+4]) + v[k+8]) + ...    (numpy: cumsum of the row as (n/4, 4), padded
+//                                                   with zeros, along its first axis)
+//   mean       (((lane0 + lane1) + lane2) + lane3) / n, a zero as +0.0
+//   norm       sqrt of the same sums of the squares, each square rounded to double before it is
 //              added (the helper is built with -ffp-contract=off: no fused multiply-add)
+//   min, max   the least and greatest value; NaN when any value is NaN; a zero as +0.0
 // An infinite value makes the mean and norm infinite (or NaN: +inf and -inf in the mean), as
-// torch's reductions do.
+// torch's reductions do. (Four lanes: the compiler runs them side by side in vector registers.)
 #include <torch/extension.h>
 #include <pybind11/numpy.h>
 
@@ -26,30 +28,6 @@ namespace py = pybind11;
 
 namespace {
 
-// The running statistics of one row, its values added in order.
-struct Running {
-  double lo, hi, sum, sq;
-
-  explicit Running(double v) : lo(v), hi(v), sum(v), sq(v * v) {}
-
-  void add(double v) {
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
-    sum += v;
-    sq += v * v;
-  }
-
-  void finish(int64_t n, double* out) const {
-    // a NaN value makes the sum of squares NaN, and only a NaN does (squares are never negative)
-    const bool nan = std::isnan(sq);
-    const double q = std::numeric_limits<double>::quiet_NaN();
-    out[0] = nan ? q : lo + 0.0;  // (-0.0 + 0.0 is +0.0: which zero a comparison keeps is no statistic)
-    out[1] = nan ? q : hi + 0.0;
-    out[2] = sum / static_cast<double>(n);
-    out[3] = std::sqrt(sq);
-  }
-};
-
 // One value as double, exactly (float16 and bfloat16 through float).
 template <typename T>
 inline double wide(T v) {
@@ -59,6 +37,63 @@ template <>
 inline double wide<double>(double v) {
   return v;
 }
+
+// The running statistics of one row: value i goes to lane i % 4.
+struct Lanes {
+  double lo[4], hi[4], sum[4] = {0.0, 0.0, 0.0, 0.0}, sq[4] = {0.0, 0.0, 0.0, 0.0};
+
+  Lanes() {
+    for (int k = 0; k < 4; ++k) {
+      lo[k] = std::numeric_limits<double>::infinity();
+      hi[k] = -std::numeric_limits<double>::infinity();
+    }
+  }
+
+  inline void step(int k, double v) {
+    lo[k] = v < lo[k] ? v : lo[k];
+    hi[k] = v > hi[k] ? v : hi[k];
+    sum[k] += v;
+    sq[k] += v * v;
+  }
+
+  // The next `count` values of the row, at p; every call but the last must give a multiple of 4.
+  // (Written as a loop over the four lanes, the compiler makes each group of four two vector
+  // operations per statistic: 2.4x faster than four calls of step on this project's VM. Each
+  // lane's operations are the same either way, and so are the numbers.)
+  template <typename T>
+  void feed(const T* p, int64_t count) {
+    int64_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+      for (int k = 0; k < 4; ++k) {
+        const double v = wide(p[i + k]);
+        lo[k] = v < lo[k] ? v : lo[k];
+        hi[k] = v > hi[k] ? v : hi[k];
+        sum[k] += v;
+        sq[k] += v * v;
+      }
+    }
+    for (int k = 0; i < count; ++i, ++k) step(k, wide(p[i]));
+  }
+
+  void finish(int64_t n, double* out) const {
+    const double total = ((sum[0] + sum[1]) + sum[2]) + sum[3];
+    const double squares = ((sq[0] + sq[1]) + sq[2]) + sq[3];
+    double l = lo[0], h = hi[0];
+    for (int k = 1; k < 4; ++k) {
+      l = lo[k] < l ? lo[k] : l;
+      h = hi[k] > h ? hi[k] : h;
+    }
+    // a NaN value makes the sum of squares NaN, and only a NaN does (squares are never negative)
+    const bool nan = std::isnan(squares);
+    const double q = std::numeric_limits<double>::quiet_NaN();
+    // (x + 0.0 turns -0.0 into +0.0 and leaves every other x as it is: which zero a comparison
+    // keeps, or a sum of zeros gives, is no statistic)
+    out[0] = nan ? q : l + 0.0;
+    out[1] = nan ? q : h + 0.0;
+    out[2] = total / static_cast<double>(n) + 0.0;
+    out[3] = std::sqrt(squares);
+  }
+};
 
 // Where a row's values are: `numel` values of type `type` at `data`, in row-major order over
 // `sizes` with `strides` (in values, none negative).
@@ -75,23 +110,30 @@ template <typename T>
 void row_stats(const Row& row, double* out) {
   const T* p = reinterpret_cast<const T*>(row.data);
   const int64_t n = row.numel;
+  Lanes lanes;
   if (row.contiguous) {
-    Running r(wide(p[0]));
-    for (int64_t i = 1; i < n; ++i) r.add(wide(p[i]));
-    r.finish(n, out);
+    lanes.feed(p, n);
+    lanes.finish(n, out);
     return;
   }
-  // any strides: the innermost dimension in a loop, the outer ones counted like an odometer
+  // any strides: the values gathered in row-major order into a buffer (the innermost dimension in
+  // a loop, the outer ones counted like an odometer), fed a buffer (a multiple of 4) at a time
+  constexpr int64_t kBuffer = 1024;
+  T buffer[kBuffer];
+  int64_t filled = 0;
   const int64_t dims = static_cast<int64_t>(row.sizes.size());
   const int64_t inner = row.sizes[dims - 1], step = row.strides[dims - 1];
   std::vector<int64_t> index(dims, 0);
   int64_t offset = 0;
-  Running r(wide(p[0]));
-  bool first = true;
   for (int64_t done = 0; done < n; done += inner) {
     const T* q = p + offset;
-    for (int64_t i = first ? 1 : 0; i < inner; ++i) r.add(wide(q[i * step]));
-    first = false;
+    for (int64_t i = 0; i < inner; ++i) {
+      buffer[filled++] = q[i * step];
+      if (filled == kBuffer) {
+        lanes.feed(buffer, filled);
+        filled = 0;
+      }
+    }
     for (int64_t d = dims - 2; d >= 0; --d) {  // the next row of the innermost dimension
       offset += row.strides[d];
       if (++index[d] < row.sizes[d]) break;
@@ -99,7 +141,8 @@ void row_stats(const Row& row, double* out) {
       index[d] = 0;
     }
   }
-  r.finish(n, out);
+  lanes.feed(buffer, filled);
+  lanes.finish(n, out);
 }
 
 bool supported(at::ScalarType type) {

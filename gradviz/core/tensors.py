@@ -65,14 +65,16 @@ def _stats_rows(rows: torch.Tensor) -> list[dict]:
     """`_stats` of each row of a 2-D tensor of at least one column.
 
     A tensor alone goes through here as a row of one (`_stats`), so that statistics taken one at a
-    time and per group are the same numbers. On the CPU each row's values, converted to float64
-    exactly, are added left to right (numpy's ``cumsum``), and so are their squares, each rounded to
-    float64: the mean is that sum over the count, the norm the square root of the sum of squares,
-    the very numbers the recorder's compiled helper computes from each gradient's memory
-    (``kernels/record_stats.cpp``, `capture_many`'s ``stats``). Min and max are NaN where a value
-    is NaN, and a zero among them is +0.0 (which of -0.0 and +0.0 a comparison keeps is no
-    statistic). Tensors on other devices are reduced there by torch in float64 (no copy to the
-    CPU), numbers that may differ from the CPU's in the last bits.
+    time and per group are the same numbers. On the CPU the row's values, converted to float64
+    exactly, are added in four lanes (value i in lane i % 4, each lane left to right: numpy's
+    ``cumsum``), then the four lanes left to right; so are their squares, each rounded to float64.
+    The mean is that sum over the count, the norm the square root of the sum of squares: the very
+    numbers the recorder's compiled helper computes from each gradient's memory
+    (``kernels/record_stats.cpp``, `capture_many`'s ``stats``), whose four lanes of additions run
+    side by side. Min and max are NaN where a value is NaN; a zero among min, max and mean is +0.0
+    (which of -0.0 and +0.0 a comparison keeps, or a sum of zeros gives, is no statistic). Tensors
+    on other devices are reduced there by torch in float64 (no copy to the CPU), numbers that may
+    differ from the CPU's in the last bits.
     """
     x = rows.detach()
     if x.is_complex():
@@ -85,11 +87,19 @@ def _stats_rows(rows: torch.Tensor) -> list[dict]:
     if x.dtype not in (torch.float16, torch.float32, torch.float64):
         x = x.to(torch.float64)  # (bfloat16, integers, bool: exactly, as the helper converts them)
     a = x.resolve_conj().resolve_neg().numpy()
+    count, n = a.shape
     with np.errstate(all="ignore"):  # (inf - inf, squares past float64: NaN and inf, as torch gives them)
         lo = a.min(axis=1).astype(np.float64) + 0.0  # (min and max propagate NaN)
         hi = a.max(axis=1).astype(np.float64) + 0.0
-        mean = np.cumsum(a, axis=1, dtype=np.float64)[:, -1] / a.shape[1]
-        norm = np.sqrt(np.cumsum(np.square(a, dtype=np.float64), axis=1)[:, -1])
+        wide = a.astype(np.float64)
+        pad = -n % 4  # (zeros added to a lane change no sum but a zero's sign)
+        if pad:
+            wide = np.concatenate([wide, np.zeros((count, pad))], axis=1)
+        lanes = wide.reshape(count, -1, 4)
+        total = np.cumsum(np.cumsum(lanes, axis=1)[:, -1, :], axis=1)[:, -1]
+        squares = np.cumsum(np.cumsum(np.square(lanes), axis=1)[:, -1, :], axis=1)[:, -1]
+        mean = total / n + 0.0
+        norm = np.sqrt(squares)
     return [{"min": v[0], "max": v[1], "mean": v[2], "norm": v[3]}
             for v in np.stack([lo, hi, mean, norm], axis=1).tolist()]
 

@@ -269,7 +269,10 @@ def test_compiled_statistics_are_stats_rows_bit_for_bit(helper):
         tensors.append(t)
     tensors += [torch.zeros(3, 2).t(), -torch.zeros(4), torch.tensor([1e200, 1e200], dtype=torch.float64),
                 torch.tensor([float("inf"), -float("inf")]), torch.randn(5, 8)[:, ::3], torch.randn(3).expand(4, 3),
-                torch.tensor(2.5), torch.tensor([1e16, 1.0, -1e16, 1.0], dtype=torch.float64)]
+                torch.tensor(2.5), torch.tensor([1e16, 1.0, -1e16, 1.0], dtype=torch.float64),
+                # past the strided walk's buffer of 1,024 values, with a tail of less than 4
+                torch.randn(64, 64, generator=gen).t(), torch.randn(37, 29, generator=gen, dtype=torch.float64).t(),
+                torch.randn(5, 9, 31, generator=gen).permute(2, 0, 1), torch.randn(3, 700, generator=gen)[:, ::2]]
     # numpy arrays as Hooks.take hands them back: over the memory, transposed ones too
     arrays = [t.numpy() for t in tensors if t.dtype != torch.bfloat16 and 0 not in t.stride()]
     got = helper.stats_rows(tensors + arrays)

@@ -66,8 +66,8 @@ def _stats_rows(rows: torch.Tensor) -> list[dict]:
 
     A tensor alone goes through here as a row of one (`_stats`), so that statistics taken one at a
     time and per group are the same numbers. On the CPU the row's values, converted to float64
-    exactly, are added in four lanes (value i in lane i % 4, each lane left to right: numpy's
-    ``cumsum``), then the four lanes left to right; so are their squares, each rounded to float64.
+    exactly, are added in four lanes (value i in lane i % 4, each lane left to right: `_lane_sums`),
+    then the four lanes left to right; so are their squares, each rounded to float64.
     The mean is that sum over the count, the norm the square root of the sum of squares: the very
     numbers the recorder's compiled helper computes from each gradient's memory
     (``kernels/record_stats.cpp``, `capture_many`'s ``stats``), whose four lanes of additions run
@@ -87,21 +87,44 @@ def _stats_rows(rows: torch.Tensor) -> list[dict]:
     if x.dtype not in (torch.float16, torch.float32, torch.float64):
         x = x.to(torch.float64)  # (bfloat16, integers, bool: exactly, as the helper converts them)
     a = x.resolve_conj().resolve_neg().numpy()
-    count, n = a.shape
+    n = a.shape[1]
     with np.errstate(all="ignore"):  # (inf - inf, squares past float64: NaN and inf, as torch gives them)
         lo = a.min(axis=1).astype(np.float64) + 0.0  # (min and max propagate NaN)
         hi = a.max(axis=1).astype(np.float64) + 0.0
-        wide = a.astype(np.float64)
-        pad = -n % 4  # (zeros added to a lane change no sum but a zero's sign)
-        if pad:
-            wide = np.concatenate([wide, np.zeros((count, pad))], axis=1)
-        lanes = wide.reshape(count, -1, 4)
-        total = np.cumsum(np.cumsum(lanes, axis=1)[:, -1, :], axis=1)[:, -1]
-        squares = np.cumsum(np.cumsum(np.square(lanes), axis=1)[:, -1, :], axis=1)[:, -1]
+        sums, squares = _lane_sums(a)
+        total = ((sums[:, 0] + sums[:, 1]) + sums[:, 2]) + sums[:, 3]
         mean = total / n + 0.0
-        norm = np.sqrt(squares)
+        norm = np.sqrt(((squares[:, 0] + squares[:, 1]) + squares[:, 2]) + squares[:, 3])
     return [{"min": v[0], "max": v[1], "mean": v[2], "norm": v[3]}
             for v in np.stack([lo, hi, mean, norm], axis=1).tolist()]
+
+
+def _lane_sums(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The four lane sums of each row of `a` and of its squares, in float64, ``(rows, 4)`` each.
+
+    Value i of a row goes to lane i % 4; each lane adds its values left to right (`_stats_rows`).
+    Many rows: one vector add per group of four columns across all rows; few rows (a large tensor
+    alone): ``cumsum`` along each lane. (A lane starting at 0.0 or at its first value differs in
+    the sign of a zero sum only.)
+    """
+    count, n = a.shape
+    full = n // 4
+    body = a[:, :full * 4].reshape(count, full, 4)
+    if count >= 64 or full == 0:
+        sums, squares = np.zeros((count, 4)), np.zeros((count, 4))
+        for j in range(full):
+            v = body[:, j, :].astype(np.float64)
+            sums += v
+            squares += v * v
+    else:
+        wide = body.astype(np.float64)
+        sums = np.cumsum(wide, axis=1)[:, -1, :]
+        squares = np.cumsum(wide * wide, axis=1)[:, -1, :]
+    for k in range(n - full * 4):  # (the last values, fewer than four: lanes 0, 1, 2)
+        v = a[:, full * 4 + k].astype(np.float64)
+        sums[:, k] += v
+        squares[:, k] += v * v
+    return sums, squares
 
 
 _STATS_CHUNK = 4096  # rows stacked at once for statistics (bounds the stacked copy and its float64 sums)

@@ -153,3 +153,20 @@ def test_statistics_of_a_non_contiguous_tensor_are_those_of_its_values_in_order(
     t = torch.randn(6, 5, dtype=torch.float64).t()[:, ::2] * 1e3
     got = tensors._stats(t)
     assert all(_same_number(got[k], v) for k, v in _lanes(t.reshape(-1).tolist()).items())
+
+
+@pytest.mark.parametrize("columns", [1, 3, 4, 13, 64])
+def test_statistics_of_many_rows_at_once_are_those_of_each_row_alone(columns):
+    # (64 rows or more are summed a group of four columns at a time across the rows, fewer along
+    # each row: both must give each row's numbers)
+    torch.manual_seed(5)
+    rows = torch.randn(70, columns) * 1e3
+    rows[3, 0], rows[5, -1], rows[8, :] = math.nan, -math.inf, -0.0
+    rows[9, 0] = math.inf
+    rows[9, -1] = -math.inf if columns > 1 else math.inf
+    together = tensors._stats_rows(rows)
+    for k, row in enumerate(rows):
+        alone = tensors._stats_rows(row[None])[0]
+        want = _lanes(row.tolist())
+        assert all(_same_number(together[k][s], alone[s]) and _same_number(alone[s], want[s]) for s in want), (
+            k, together[k], alone, want)

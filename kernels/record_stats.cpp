@@ -218,13 +218,17 @@ bool row_of(py::handle obj, const NumpyFloats& floats, Row& row) {
 // (len(items), 4) float64: min, max, mean, norm of each item (see the top of the file). Each item: a
 // nonempty strided CPU tensor of float16, bfloat16, float32 or float64 without the conj or neg bit,
 // or a nonempty numpy array of float16, float32 or float64 (the numpy arrays Hooks.take hands
-// back), strides not negative; anything else raises TypeError. Reads each where it is, any strides.
+// back), strides not negative; anything else raises TypeError. Reads each where it is, any strides,
+// without the GIL: nothing may change the items' values or memory meanwhile (the recorder's
+// gradients: nothing else holds them).
 py::array_t<double> stats_rows(const py::list& items) {
   const auto count = static_cast<py::ssize_t>(items.size());
   std::vector<Row> rows(items.size());
+  std::vector<py::object> held(items.size());  // (each item held while the GIL is released)
   const NumpyFloats floats;
   for (size_t j = 0; j < items.size(); ++j) {
-    if (!row_of(items[j], floats, rows[j])) {
+    held[j] = items[j];
+    if (!row_of(held[j], floats, rows[j])) {
       throw py::type_error("stats_rows: item " + std::to_string(j) +
                            " is not a nonempty real floating CPU tensor of float16/bfloat16/float32/float64 "
                            "nor a nonempty numpy array of float16/float32/float64");
@@ -233,7 +237,7 @@ py::array_t<double> stats_rows(const py::list& items) {
   py::array_t<double> result({count, static_cast<py::ssize_t>(4)});
   double* out = result.mutable_data();
   {
-    py::gil_scoped_release nogil;  // (`items` holds the memory; nothing here touches Python)
+    py::gil_scoped_release nogil;  // (`held` holds the memory; nothing here touches Python)
     for (size_t j = 0; j < rows.size(); ++j) {
       double* o = out + 4 * j;
       switch (rows[j].type) {

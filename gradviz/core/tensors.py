@@ -311,11 +311,9 @@ class TensorStore:
                 self.dropped_bytes += nbytes
                 shape = tuple(t.shape)
                 data = TensorData(shape, name, "cpu", None, None, t.requires_grad, self._count)
-                if not nbytes:
-                    pass
-                elif stats is not None and t.dtype in _DIRECT_STATS:
+                if nbytes and stats is not None and t.dtype in _DIRECT_STATS:
                     direct.append((data, t))
-                else:
+                elif nbytes:
                     dropped.setdefault((shape, t.dtype), []).append((data, t))
                 seen[key] = (data, t)
                 out[i] = data

@@ -49,6 +49,43 @@ def test_capture_many_keeps_the_budget_in_order():
     assert (many.dropped_count, many.dropped_bytes) == (one.dropped_count, one.dropped_bytes)
 
 
+def _stats_of(ts):
+    """`capture_many`'s ``stats`` in Python: each one's `_stats` (the helper's numbers)."""
+    rows = [tensors._stats(torch.as_tensor(t)) for t in ts]
+    return np.array([[r["min"], r["max"], r["mean"], r["norm"]] for r in rows], dtype=np.float64)
+
+
+@pytest.mark.parametrize("stats", [None, _stats_of], ids=["stacked", "direct"])
+def test_capture_many_of_owned_arrays_among_tensors_counts_as_one_by_one(stats):
+    # owned gradients come as numpy arrays over their memory, other ones as tensors: the two kinds
+    # alternate across the budget's edge, each numbered and counted as captured one at a time
+    torch.manual_seed(1)
+    items = []
+    for k in range(12):
+        t = torch.randn(2, 3, dtype=torch.float64 if k % 5 == 0 else torch.float32)
+        items.append(t.numpy().copy() if k % 3 else t)
+    budget = 150  # about six of them: the later ones keep statistics only
+    one, many = TensorStore(True, budget), TensorStore(True, budget)
+    expected = [one.capture(torch.from_numpy(x) if isinstance(x, np.ndarray) else x) for x in items]
+    got = many.capture_many(items, owned=[isinstance(x, np.ndarray) for x in items], stats=stats)
+    assert any(d.value is None for d in got) and any(d.value is not None for d in got)
+    assert [d.uid for d in got] == list(range(1, 13))
+    assert all(_same(x, y) for x, y in zip(expected, got))
+    assert (many.bytes_kept, many.dropped_count, many.dropped_bytes) == (
+        one.bytes_kept, one.dropped_count, one.dropped_bytes)
+    assert many.capture(torch.ones(1)).uid == 13  # the store's count carries on from there
+
+
+def test_nonfinite_finds_single_snapshots_past_the_first_chunk():
+    store = TensorStore(True)
+    n = 3 * tensors._FINITE_CHUNK + 5
+    singles = [store.capture(torch.full((2,), float(i))) for i in range(n)]
+    bad = {n - 3: float("nan"), 2 * tensors._FINITE_CHUNK: float("inf")}
+    for i, v in bad.items():
+        singles[i].value[1] = v
+    assert store.nonfinite() == {id(singles[i]) for i in bad}
+
+
 def test_nonfinite_names_exactly_the_snapshots_with_nan_or_inf():
     store = TensorStore(True)
     good = [torch.randn(2, 2) for _ in range(3)]

@@ -63,9 +63,15 @@ c10::intrusive_ptr<ag::Node> node_of(PyObject* obj) {
 py::object walk(py::handle root, int64_t max_nodes, py::object poll) {
   std::vector<c10::intrusive_ptr<ag::Node>> nodes;
   std::unordered_map<const ag::Node*, int64_t> ids;
+  // room for a large graph up front: growing the table node by node rehashed it ~17 times at 100k
+  const size_t room = static_cast<size_t>(std::min<int64_t>(std::max<int64_t>(max_nodes, 1), 1 << 16));
+  ids.reserve(room);
+  nodes.reserve(room);
   nodes.push_back(node_of(root.ptr()));
   ids.emplace(nodes[0].get(), 0);
-  py::list edges;
+  // (src, dst, slot) of every edge, made into Python tuples once the walk is done
+  std::vector<int64_t> flat;
+  flat.reserve(room * 6);
   bool complete = true;
   for (size_t src = 0; src < nodes.size() && complete; ++src) {
     const auto& next = nodes[src]->next_edges();
@@ -74,30 +80,53 @@ py::object walk(py::handle root, int64_t max_nodes, py::object poll) {
       if (!fn) {
         continue;
       }
-      auto it = ids.find(fn.get());
-      int64_t dst;
-      if (it == ids.end()) {
-        dst = static_cast<int64_t>(nodes.size());
-        if (dst >= max_nodes) {
+      auto found = ids.emplace(fn.get(), static_cast<int64_t>(nodes.size()));
+      if (found.second) {
+        if (static_cast<int64_t>(nodes.size()) >= max_nodes) {
+          ids.erase(found.first);
           complete = false;
           break;
         }
-        ids.emplace(fn.get(), dst);
         nodes.push_back(fn);
-      } else {
-        dst = it->second;
       }
-      edges.append(py::make_tuple(static_cast<int64_t>(src), dst, static_cast<int64_t>(slot)));
+      flat.push_back(static_cast<int64_t>(src));
+      flat.push_back(found.first->second);
+      flat.push_back(static_cast<int64_t>(slot));
     }
     if (!poll.is_none() && ((src + 1) & 1023) == 0 && poll().cast<bool>()) {
       return py::none();
     }
   }
-  py::list fns;
-  py::list names;
-  for (const auto& n : nodes) {
-    fns.append(py::reinterpret_steal<py::object>(ag::functionToPyObject(n)));
-    names.append(py::str(n->name()));
+  const Py_ssize_t n_edges = static_cast<Py_ssize_t>(flat.size() / 3);
+  py::list edges(n_edges);
+  for (Py_ssize_t e = 0; e < n_edges; ++e) {
+    PyObject* t = PyTuple_New(3);
+    if (t == nullptr) {
+      throw py::error_already_set();
+    }
+    for (Py_ssize_t k = 0; k < 3; ++k) {
+      PyObject* v = PyLong_FromLongLong(flat[3 * e + k]);
+      if (v == nullptr) {
+        Py_DECREF(t);
+        throw py::error_already_set();
+      }
+      PyTuple_SET_ITEM(t, k, v);
+    }
+    PyList_SET_ITEM(edges.ptr(), e, t);
+  }
+  py::list fns(nodes.size());
+  py::list names(nodes.size());
+  // one str per node class, shared by its nodes (a handful of classes among many nodes)
+  std::unordered_map<std::string, py::str> interned;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const auto& n = nodes[i];
+    PyList_SET_ITEM(fns.ptr(), static_cast<Py_ssize_t>(i), ag::functionToPyObject(n));
+    std::string name = n->name();
+    auto it = interned.find(name);
+    if (it == interned.end()) {
+      it = interned.emplace(name, py::str(name)).first;
+    }
+    PyList_SET_ITEM(names.ptr(), static_cast<Py_ssize_t>(i), it->second.inc_ref().ptr());
   }
   return py::make_tuple(fns, edges, names, complete);
 }

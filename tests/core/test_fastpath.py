@@ -12,7 +12,7 @@ import torch
 
 from gradviz.core import Cancelled, fastpath, record
 from gradviz.core.backward_run import walk_graph
-from gradviz.core.errors import InplaceModifiedError
+from gradviz.core.errors import GraphTooLarge, InplaceModifiedError
 from gradviz.core.saved import plain_value, read_saved, saved_attribute_names
 from gradviz.core.tensors import TensorData
 from gradviz.core.serialize import recording_to_json
@@ -435,3 +435,50 @@ def test_a_saved_tensor_changed_in_place_gives_the_same_error(helper, tmp_path):
                 record(str(script))
         messages.append(str(info.value))
     assert messages[0] == messages[1] and "modified by an inplace operation: add_ at" in messages[0]
+
+
+def _shared_graph():
+    """A loss whose graph has shared nodes, repeated node classes and empty next_functions slots."""
+    torch.manual_seed(0)
+    w = torch.randn(3, requires_grad=True)
+    c = torch.randn(3)  # needs no grad: the slots it fills are None
+    h = w
+    for _ in range(6):
+        h = torch.tanh(h * c + w) * h
+    return h.sum() + w.sum()
+
+
+def test_the_compiled_walk_is_the_python_walk(helper):
+    loss = _shared_graph()
+    nodes, fn_ids, edges, fns = walk_graph(loss.grad_fn, 10_000, None)
+    with fastpath.python_only():
+        p_nodes, p_fn_ids, p_edges, p_fns = walk_graph(loss.grad_fn, 10_000, None)
+    assert len(fns) == len(p_fns) > 20 and all(a is b for a, b in zip(fns, p_fns))
+    assert fn_ids == p_fn_ids
+    assert edges == p_edges and all(type(e) is tuple and all(type(v) is int for v in e) for e in edges)
+    assert len(edges) > len(fns)  # shared nodes: more edges than nodes
+    assert [(n.id, n.name, n.kind, n.torch_name) for n in nodes] == [
+        (n.id, n.name, n.kind, n.torch_name) for n in p_nodes]
+    # one str per node class, shared by all its nodes
+    names = helper.walk(loss.grad_fn, 10_000)[2]
+    assert len({id(s) for s in names}) == len(set(names)) < len(names)
+
+
+def test_the_compiled_walk_stops_at_the_node_limit_as_python_does(helper):
+    loss = _shared_graph()
+    count = len(walk_graph(loss.grad_fn, 10_000, None)[3])
+    for limit in (1, 2, 5, count - 1, count):
+        compiled = helper.walk(loss.grad_fn, limit)
+        with fastpath.python_only():
+            try:
+                python = walk_graph(loss.grad_fn, limit, None)
+            except GraphTooLarge:
+                python = None
+        assert compiled[3] == (python is not None), limit
+        if python is not None:
+            assert compiled[1] == python[2] and list(compiled[0]) == list(python[3])
+        else:
+            # the walk stops at the first node past the limit: the nodes found before it, in order
+            assert len(compiled[0]) == limit
+            with pytest.raises(GraphTooLarge):
+                walk_graph(loss.grad_fn, limit, None)

@@ -13,7 +13,10 @@
 //   stack_rows(tensors, out)     out[j] = tensors[j], bit for bit, as torch.stack(tensors) would
 //   stack(tensors)               the same into a new tensor
 // and Hooks.take() hands a gradient that only it holds back as a numpy array over the gradient's
-// memory (what Tensor.numpy() gives, without a Python tensor in between). record_frames.cpp adds
+// memory (what Tensor.numpy() gives, without a Python tensor in between); Hooks.take_events()
+// makes the recording's BackwardEvents and their snapshots straight away (what backward_run's
+// Python path makes of take()'s lists, the same objects and numbers), leaving to Python
+// (TensorStore.capture_many) only the gradients it does not own. record_frames.cpp adds
 // SourceWalk (a forward op's source line off the interpreter's frames), record_capture.cpp the
 // forward capture's common case, record_saved.cpp read_saved (what every node saved for
 // backward, read in one call), record_stats.cpp stats_rows (the statistics of gradients past the
@@ -31,6 +34,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -39,6 +43,9 @@
 
 namespace py = pybind11;
 namespace ag = torch::autograd;
+
+const py::object& gradviz_dtype_name(at::ScalarType s);                                   // record_saved.cpp
+void gradviz_stats_of(const std::vector<const at::Tensor*>& tensors, double* out);  // record_stats.cpp
 
 namespace {
 
@@ -135,7 +142,7 @@ py::object walk(py::handle root, int64_t max_nodes, py::object poll) {
 // device and requires_grad (`defined` false where the engine sent no tensor).
 struct Meta {
   bool defined = false;
-  std::vector<int64_t> shape;
+  c10::SmallVector<int64_t, 5> shape;  // (no allocation per gradient while backward runs)
   at::ScalarType dtype = at::kFloat;
   c10::Device device = c10::Device(c10::kCPU);
   bool requires_grad = false;
@@ -271,6 +278,108 @@ py::object meta_or_none(const Meta& m, std::unordered_map<int, py::object>& dtyp
   return py::make_tuple(shape, it->second, device, m.requires_grad);
 }
 
+// New instances of the recording's dataclasses (TensorData, BackwardEvent) made as their
+// __init__ makes them, without running it: object.__new__(cls), then each field set in the order of
+// the class's fields (the order __init__ sets them, so that the instances share their attribute
+// layout as those __init__ makes do: the same memory per instance). A class whose instances are
+// not made that way (its own __new__ or __setattr__) is called instead.
+class Maker {
+ public:
+  Maker(py::handle cls, std::vector<const char*> fields) : cls_(py::reinterpret_borrow<py::object>(cls)) {
+    TORCH_CHECK(PyType_Check(cls.ptr()), "Maker: not a class");
+    type_ = reinterpret_cast<PyTypeObject*>(cls.ptr());
+    direct_ = type_->tp_new == PyBaseObject_Type.tp_new && type_->tp_setattro == PyObject_GenericSetAttr;
+    for (const char* f : fields) {
+      PyObject* name = PyUnicode_InternFromString(f);
+      if (name == nullptr) throw py::error_already_set();
+      names_.push_back(py::reinterpret_steal<py::object>(name));
+    }
+    empty_ = py::reinterpret_steal<py::object>(PyTuple_New(0));
+    if (!empty_) throw py::error_already_set();
+  }
+
+  // A new instance with values[k] for field k (borrowed references); a new reference.
+  PyObject* make(PyObject* const* values) const {
+    const size_t n = names_.size();
+    if (!direct_) {
+      PyObject* out = PyObject_Vectorcall(cls_.ptr(), values, n, nullptr);
+      if (out == nullptr) throw py::error_already_set();
+      return out;
+    }
+    PyObject* out = type_->tp_new(type_, empty_.ptr(), nullptr);
+    if (out == nullptr) throw py::error_already_set();
+    for (size_t k = 0; k < n; ++k) {
+      if (PyObject_GenericSetAttr(out, names_[k].ptr(), values[k]) < 0) {
+        Py_DECREF(out);
+        throw py::error_already_set();
+      }
+    }
+    return out;
+  }
+
+  // Sets field k of an instance (as `obj.field = value`).
+  void set(PyObject* obj, size_t k, PyObject* value) const {
+    if (PyObject_SetAttr(obj, names_[k].ptr(), value) < 0) throw py::error_already_set();
+  }
+
+ private:
+  py::object cls_;
+  PyTypeObject* type_;
+  bool direct_;
+  std::vector<py::object> names_;
+  py::object empty_;
+};
+
+// One tuple of Python ints per distinct shape, shared by the snapshots of that shape.
+class Shapes {
+ public:
+  PyObject* get(c10::IntArrayRef sizes) {  // (borrowed)
+    key_.assign(sizes.begin(), sizes.end());
+    auto it = tuples_.find(key_);
+    if (it == tuples_.end()) {
+      py::tuple t(sizes.size());
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        PyObject* v = PyLong_FromLongLong(sizes[i]);
+        if (v == nullptr) throw py::error_already_set();
+        PyTuple_SET_ITEM(t.ptr(), static_cast<Py_ssize_t>(i), v);
+      }
+      it = tuples_.emplace(key_, std::move(t)).first;
+    }
+    return it->second.ptr();
+  }
+
+ private:
+  std::vector<int64_t> key_;
+  std::map<std::vector<int64_t>, py::object> tuples_;
+};
+
+// The name of a device as TensorData holds it ("cpu", "cuda:0"), one str per device.
+class Devices {
+ public:
+  PyObject* get(const c10::Device& d) {  // (borrowed)
+    std::string name = d.is_cpu() ? std::string("cpu") : d.str();
+    auto it = names_.find(name);
+    if (it == names_.end()) it = names_.emplace(name, py::str(name)).first;
+    return it->second.ptr();
+  }
+
+ private:
+  std::unordered_map<std::string, py::object> names_;
+};
+
+py::object int_of(long long v) {
+  PyObject* o = PyLong_FromLongLong(v);
+  if (o == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(o);
+}
+
+long long get_int(py::handle obj, const char* name) {
+  py::object v = obj.attr(name);
+  long long out = PyLong_AsLongLong(v.ptr());
+  if (out == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return out;
+}
+
 // A post hook on each node of `fns` (index i: the node's id), removed by remove().
 class Hooks {
  public:
@@ -353,6 +462,195 @@ class Hooks {
       finite.append(own ? all_finite(t) : py::none());
     }
     return py::make_tuple(ids, n_in, n_out, index, unique, owned, finite);
+  }
+
+  // The BackwardEvents of the steps taken, with their snapshots: what backward_run's Python
+  // path (capture_many or shapes_only, then _events) makes of take()'s lists, the same objects,
+  // uid numbers and store counters, made here. Empties the list.
+  //
+  // Without values: per step, a TensorData(shape, dtype, device, None, None, requires_grad, uid)
+  // for each gradient (grad_inputs', then grad_outputs', numbered from store._count on, as
+  // TensorStore.shapes_only numbers them), and BackwardEvent(i, node, grad_outputs, grad_inputs).
+  //
+  // With values: the snapshots of take()'s `unique` tensors, in their order, as
+  // store.capture_many(unique, stack, owned, finite, stats) takes them. An owned gradient of a
+  // dtype numpy holds is taken here: within the budget (store.budget_bytes, store.bytes_kept),
+  // TensorData(shape, dtype, "cpu", its numpy array, None, False, uid), filed in store._singles
+  // (finite unknown) or store._bad (not finite) as _owned_array does; past the budget, for
+  // float16/32/64, TensorData(shape, dtype, "cpu", None, None, False, uid) counted as dropped,
+  // whose stats (computed at the end, from the gradient's memory: stats_rows's numbers) are
+  // set then. Every other tensor (not owned, or an unusual dtype) goes, in runs of consecutive
+  // ones, with the store's counters written back first and read again after, to
+  // `more(items, owned=..., finite=...)` (capture_many with the helper's stack and stats), with
+  // the very items, owned and finite flags take() gives. Then each place's snapshot (None where
+  // the engine sent no tensor), BackwardEvent(i, node, grad_outputs, grad_inputs).
+  py::list take_events(py::object store, py::handle data_class, py::handle event_class, py::object more) {
+    std::vector<Event> events;
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      events.swap(state_->events);
+    }
+    const Maker data(data_class, {"shape", "dtype", "device", "value", "stats", "requires_grad", "uid"});
+    const Maker event(event_class, {"index", "node", "grad_outputs", "grad_inputs"});
+    Shapes shapes;
+    Devices devices;
+    py::list out(events.size());
+    if (!state_->keep) {
+      long long count = get_int(store, "_count");
+      for (size_t i = 0; i < events.size(); ++i) {
+        const auto& ev = events[i];
+        py::list lists[2] = {py::list(ev.meta_in.size()), py::list(ev.meta_out.size())};
+        const std::vector<Meta>* metas[2] = {&ev.meta_in, &ev.meta_out};
+        for (int side = 0; side < 2; ++side) {
+          for (size_t k = 0; k < metas[side]->size(); ++k) {
+            const Meta& m = (*metas[side])[k];
+            PyObject* d;
+            if (!m.defined) {
+              d = Py_NewRef(Py_None);
+            } else {
+              py::object uid = int_of(++count);
+              PyObject* values[] = {shapes.get(m.shape), gradviz_dtype_name(m.dtype).ptr(), devices.get(m.device),
+                                    Py_None, Py_None, m.requires_grad ? Py_True : Py_False, uid.ptr()};
+              d = data.make(values);
+            }
+            PyList_SET_ITEM(lists[side].ptr(), static_cast<Py_ssize_t>(k), d);
+          }
+        }
+        py::object index = int_of(static_cast<long long>(i)), node = int_of(ev.node);
+        PyObject* values[] = {index.ptr(), node.ptr(), lists[1].ptr(), lists[0].ptr()};
+        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), event.make(values));
+      }
+      store.attr("_count") = int_of(count);
+      return out;
+    }
+    Unique seen = unique_tensors(events);
+    auto mine = exclusive(seen);
+    const auto n = static_cast<size_t>(seen.count);
+    std::vector<py::object> snaps(n);
+    const long long budget = get_int(store, "budget_bytes");
+    long long kept = 0, count = 0, dropped = 0, dropped_bytes = 0;
+    auto load = [&]() {
+      kept = get_int(store, "bytes_kept");
+      count = get_int(store, "_count");
+      dropped = get_int(store, "dropped_count");
+      dropped_bytes = get_int(store, "dropped_bytes");
+    };
+    auto save = [&]() {
+      store.attr("bytes_kept") = int_of(kept);
+      store.attr("_count") = int_of(count);
+      store.attr("dropped_count") = int_of(dropped);
+      store.attr("dropped_bytes") = int_of(dropped_bytes);
+    };
+    load();
+    py::object singles = store.attr("_singles"), bad = store.attr("_bad");
+    std::unordered_map<int, py::object> np_dtypes;
+    std::vector<size_t> run;  // the tensors for `more`, consecutive (not yet numbered)
+    auto flush = [&]() {
+      if (run.empty()) return;
+      py::list items(run.size()), owned(run.size()), finite(run.size());
+      for (size_t r = 0; r < run.size(); ++r) {
+        const auto& t = static_cast<const at::Tensor&>(*seen.tensors[run[r]]);
+        const bool own = mine[run[r]];
+        py::object array = own ? numpy_of(t, np_dtypes) : py::none();
+        py::object item = array.is_none() ? tensor_or_none(t) : array;
+        PyList_SET_ITEM(items.ptr(), static_cast<Py_ssize_t>(r), item.release().ptr());
+        PyList_SET_ITEM(owned.ptr(), static_cast<Py_ssize_t>(r), py::bool_(own).release().ptr());
+        PyList_SET_ITEM(finite.ptr(), static_cast<Py_ssize_t>(r), (own ? all_finite(t) : py::none()).release().ptr());
+      }
+      save();
+      py::list got = more(items, py::arg("owned") = owned, py::arg("finite") = finite);
+      TORCH_CHECK(got.size() == run.size(), "take_events: `more` gave ", got.size(), " snapshots for ", run.size());
+      for (size_t r = 0; r < run.size(); ++r) snaps[run[r]] = got[r];
+      load();
+      run.clear();
+    };
+    std::vector<const at::Tensor*> past;  // past the budget: statistics of these, at the end
+    std::vector<PyObject*> past_data;     // (their snapshots, held by `snaps`)
+    for (size_t j = 0; j < n; ++j) {
+      const auto& t = static_cast<const at::Tensor&>(*seen.tensors[j]);
+      const auto type = t.scalar_type();
+      if (!mine[j] || !numpy_dtype(type)) {
+        run.push_back(j);
+        continue;
+      }
+      const long long nbytes = static_cast<long long>(t.numel()) * static_cast<long long>(t.element_size());
+      const bool fits = kept + nbytes <= budget;
+      if (!fits && type != at::kFloat && type != at::kDouble && type != at::kHalf) {
+        run.push_back(j);  // (capture_many's statistics of a group of one shape)
+        continue;
+      }
+      flush();
+      py::object uid = int_of(++count);
+      PyObject* shape = shapes.get(t.sizes());
+      PyObject* name = gradviz_dtype_name(type).ptr();
+      PyObject* cpu = devices.get(t.device());
+      if (fits) {
+        // _owned_array: the gradient's own memory, within the budget
+        kept += nbytes;
+        py::object array = numpy_of(t, np_dtypes);
+        PyObject* values[] = {shape, name, cpu, array.ptr(), Py_None, Py_False, uid.ptr()};
+        snaps[j] = py::reinterpret_steal<py::object>(data.make(values));
+        py::object ok = all_finite(t);
+        if (ok.is_none()) {
+          if (PyList_Append(singles.ptr(), snaps[j].ptr()) < 0) throw py::error_already_set();
+        } else if (!ok.cast<bool>()) {
+          if (PyList_Append(bad.ptr(), snaps[j].ptr()) < 0) throw py::error_already_set();
+        }
+      } else {
+        // past the budget: counted as dropped; statistics below when it has values
+        dropped += 1;
+        dropped_bytes += nbytes;
+        PyObject* values[] = {shape, name, cpu, Py_None, Py_None, Py_False, uid.ptr()};
+        snaps[j] = py::reinterpret_steal<py::object>(data.make(values));
+        if (nbytes > 0) {
+          past.push_back(&t);
+          past_data.push_back(snaps[j].ptr());
+        }
+      }
+    }
+    flush();
+    save();
+    if (!past.empty()) {
+      std::vector<double> st(4 * past.size());
+      {
+        py::gil_scoped_release nogil;  // (only `events` holds these gradients: nobody changes them)
+        gradviz_stats_of(past, st.data());
+      }
+      static const char* const keys[] = {"min", "max", "mean", "norm"};
+      for (size_t p = 0; p < past.size(); ++p) {
+        py::dict d;
+        for (int k = 0; k < 4; ++k) d[keys[k]] = py::float_(st[4 * p + k]);
+        data.set(past_data[p], 4, d.ptr());
+      }
+    }
+    // each step's snapshots: its grad_outputs', then its grad_inputs' places (seen.order)
+    size_t at = 0;
+    for (size_t i = 0; i < events.size(); ++i) {
+      const auto& ev = events[i];
+      py::list lists[2] = {py::list(ev.grad_outputs.size()), py::list(ev.grad_inputs.size())};
+      for (int side = 0; side < 2; ++side) {
+        for (size_t k = 0; k < PyList_GET_SIZE(lists[side].ptr()); ++k) {
+          const int64_t j = seen.order[at++];
+          PyObject* d = j < 0 ? Py_None : snaps[static_cast<size_t>(j)].ptr();
+          PyList_SET_ITEM(lists[side].ptr(), static_cast<Py_ssize_t>(k), Py_NewRef(d));
+        }
+      }
+      py::object index = int_of(static_cast<long long>(i)), node = int_of(ev.node);
+      PyObject* values[] = {index.ptr(), node.ptr(), lists[0].ptr(), lists[1].ptr()};
+      PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), event.make(values));
+    }
+    return out;
+  }
+
+  // Whether numpy holds values of this dtype as they are (numpy_of makes arrays of these).
+  static bool numpy_dtype(at::ScalarType s) {
+    switch (s) {
+      case at::kHalf: case at::kFloat: case at::kDouble: case at::kComplexFloat: case at::kComplexDouble:
+      case at::kBool: case at::kByte: case at::kChar: case at::kShort: case at::kInt: case at::kLong:
+        return true;
+      default:
+        return false;
+    }
   }
 
   // Whether every value of a CPU tensor that fills its memory without gaps is finite (None for
@@ -566,6 +864,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(py::init<py::list, bool, py::object>(), py::arg("fns"), py::arg("keep"), py::arg("poll") = py::none())
       .def("remove", &Hooks::remove)
       .def("take", &Hooks::take)
+      .def("take_events", &Hooks::take_events, py::arg("store"), py::arg("data_class"), py::arg("event_class"),
+           py::arg("more") = py::none())
       .def("__len__", &Hooks::size);
   m.def("stack_rows", &stack_rows, py::arg("tensors"), py::arg("out"));
   m.def("stack", &stack, py::arg("tensors"));

@@ -21,6 +21,7 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -167,18 +168,45 @@ struct NumpyFloats {
 
 // The Row of a tensor or numpy array `obj`, which the caller keeps alive; false when stats_rows
 // does not read it.
+// The row of a tensor (see row_of), false where stats_rows refuses it.
+bool tensor_row(const at::Tensor& t, Row& row) {
+  if (!t.defined() || t.layout() != at::kStrided || !t.device().is_cpu() || t.is_conj() || t.is_neg() ||
+      !supported(t.scalar_type()) || t.numel() == 0 || !t.has_storage()) {
+    return false;
+  }
+  row.data = static_cast<const char*>(t.const_data_ptr());
+  row.type = t.scalar_type();
+  row.sizes.assign(t.sizes().begin(), t.sizes().end());
+  row.strides.assign(t.strides().begin(), t.strides().end());
+  row.numel = t.numel();
+  return true;
+}
+
+// A row's bounds: strides not negative, row-major or not, a 0-d tensor as one value.
+bool finish_row(Row& row) {
+  for (auto s : row.strides) {
+    if (s < 0) return false;
+  }
+  row.contiguous = row_major(row.sizes, row.strides);
+  if (row.sizes.empty()) {  // (a 0-d tensor: one value)
+    row.sizes.push_back(1);
+    row.strides.push_back(1);
+  }
+  return true;
+}
+
+void stats_of_row(const Row& row, double* out) {
+  switch (row.type) {
+    case at::kFloat: row_stats<float>(row, out); break;
+    case at::kDouble: row_stats<double>(row, out); break;
+    case at::kHalf: row_stats<at::Half>(row, out); break;
+    default: row_stats<at::BFloat16>(row, out); break;
+  }
+}
+
 bool row_of(py::handle obj, const NumpyFloats& floats, Row& row) {
   if (THPVariable_Check(obj.ptr())) {
-    const auto& t = THPVariable_Unpack(obj.ptr());
-    if (!t.defined() || t.layout() != at::kStrided || !t.device().is_cpu() || t.is_conj() || t.is_neg() ||
-        !supported(t.scalar_type()) || t.numel() == 0 || !t.has_storage()) {
-      return false;
-    }
-    row.data = static_cast<const char*>(t.const_data_ptr());
-    row.type = t.scalar_type();
-    row.sizes.assign(t.sizes().begin(), t.sizes().end());
-    row.strides.assign(t.strides().begin(), t.strides().end());
-    row.numel = t.numel();
+    if (!tensor_row(THPVariable_Unpack(obj.ptr()), row)) return false;
   } else if (py::isinstance<py::array>(obj)) {
     auto a = py::reinterpret_borrow<py::array>(obj);
     const auto dtype = a.dtype();
@@ -204,15 +232,7 @@ bool row_of(py::handle obj, const NumpyFloats& floats, Row& row) {
   } else {
     return false;
   }
-  for (auto s : row.strides) {
-    if (s < 0) return false;
-  }
-  row.contiguous = row_major(row.sizes, row.strides);
-  if (row.sizes.empty()) {  // (a 0-d tensor: one value)
-    row.sizes.push_back(1);
-    row.strides.push_back(1);
-  }
-  return true;
+  return finish_row(row);
 }
 
 // (len(items), 4) float64: min, max, mean, norm of each item (see the top of the file). Each item: a
@@ -239,19 +259,27 @@ py::array_t<double> stats_rows(const py::list& items) {
   {
     py::gil_scoped_release nogil;  // (`held` holds the memory; nothing here touches Python)
     for (size_t j = 0; j < rows.size(); ++j) {
-      double* o = out + 4 * j;
-      switch (rows[j].type) {
-        case at::kFloat: row_stats<float>(rows[j], o); break;
-        case at::kDouble: row_stats<double>(rows[j], o); break;
-        case at::kHalf: row_stats<at::Half>(rows[j], o); break;
-        default: row_stats<at::BFloat16>(rows[j], o); break;
-      }
+      stats_of_row(rows[j], out + 4 * j);
     }
   }
   return result;
 }
 
 }  // namespace
+
+// min, max, mean, norm of each of `tensors` into out[4 * j ...], the numbers stats_rows gives for
+// them (record_hooks.cpp's Hooks.take_events: gradients past the value budget). Each must be one
+// stats_rows takes (else std::invalid_argument, before any is read). Call without the GIL only
+// where nothing can change their memory meanwhile.
+void gradviz_stats_of(const std::vector<const at::Tensor*>& tensors, double* out) {
+  std::vector<Row> rows(tensors.size());
+  for (size_t j = 0; j < tensors.size(); ++j) {
+    if (!tensor_row(*tensors[j], rows[j]) || !finish_row(rows[j])) {
+      throw std::invalid_argument("gradviz_stats_of: tensor " + std::to_string(j) + " is not one stats_rows reads");
+    }
+  }
+  for (size_t j = 0; j < rows.size(); ++j) stats_of_row(rows[j], out + 4 * j);
+}
 
 void gradviz_add_stats(py::module_& m) {
   m.def("stats_rows", &stats_rows, py::arg("items"));

@@ -8,6 +8,7 @@ The helper is used when it is loaded; the recording is the same either way
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
@@ -16,7 +17,7 @@ from . import fastpath
 from .capture import LIMIT_HINT
 from .errors import Cancelled, GradvizError, GraphTooLarge
 from .recording import BackwardEvent, GraphNode
-from .tensors import TensorStore
+from .tensors import TensorData, TensorStore
 
 __all__ = ["walk_graph", "run_backward"]
 
@@ -159,16 +160,13 @@ def _run_compiled(lib, loss, fns, keep_values, store, cancel) -> list[BackwardEv
         raise
     finally:
         hooks.remove()
-    taken = hooks.take()
-    counts = list(zip(*taken[:3]))
     if keep_values:
-        # each gradient once, in capture order (each step's grad_outputs, then its grad_inputs)
-        index, unique, owned, finite = taken[3:]
-        snaps = store.capture_many(unique, stack=lib.stack, owned=owned, finite=finite, stats=lib.stats_rows)
-        return _events(counts, [None if j < 0 else snaps[j] for j in index], True)
-    flat = taken[3]
+        # each gradient once, in capture order (each step's grad_outputs, then its grad_inputs): the
+        # helper's own gradients taken in C++, the others by capture_many, in order
+        more = functools.partial(store.capture_many, stack=lib.stack, stats=lib.stats_rows)
+        return hooks.take_events(store, TensorData, BackwardEvent, more)
     # shapes only, each snapshot numbered in the order the Python hook takes them (grad_inputs first)
-    return _events(counts, store.shapes_only(flat), False)
+    return hooks.take_events(store, TensorData, BackwardEvent)
 
 
 def _events(counts: list, snaps: list, outputs_first: bool) -> list[BackwardEvent]:

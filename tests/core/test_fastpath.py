@@ -1,6 +1,7 @@
 """The recorder's compiled helper (walk, hooks and copies in C++) records exactly what its Python path does."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import textwrap
@@ -14,6 +15,7 @@ from gradviz.core import Cancelled, fastpath, record
 from gradviz.core.backward_run import walk_graph
 from gradviz.core.errors import GraphTooLarge, InplaceModifiedError
 from gradviz.core.saved import plain_value, read_saved, saved_attribute_names
+from gradviz.core.recording import BackwardEvent
 from gradviz.core.tensors import TensorData
 from gradviz.core.serialize import recording_to_json
 
@@ -172,6 +174,30 @@ TARGETS = [
 @pytest.mark.parametrize("target,params", TARGETS, ids=[Path(t).stem for t, _ in TARGETS])
 def test_compiled_and_python_paths_record_the_same(helper, target, params, keep_values):
     _same(*_both(target, params=params, keep_values=keep_values))
+
+
+@pytest.mark.parametrize("budget", [None, 3000], ids=["in-budget", "past-budget"])
+@pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
+def test_events_and_snapshots_made_in_cpp_are_the_dataclasses_own(helper, keep_values, budget):
+    """`Hooks.take_events` makes TensorData and BackwardEvent instances as their __init__ would:
+    the fields set in the class's order (the same attribute layout), the same numbers and counters."""
+    kw = {} if budget is None else {"budget_bytes": budget}
+    compiled, python = _both("rnn-unrolled", params={"T": 6}, keep_values=keep_values, **kw)
+    _same(compiled, python)
+    assert compiled.dropped == python.dropped
+    if keep_values and budget is not None:
+        assert compiled.dropped["tensors"] > 0
+    data_fields = [f.name for f in dataclasses.fields(TensorData)]
+    event_fields = [f.name for f in dataclasses.fields(BackwardEvent)]
+    n = 0
+    for ev in compiled.backward:
+        assert type(ev) is BackwardEvent and list(vars(ev)) == event_fields
+        for d in ev.grad_outputs + ev.grad_inputs:
+            if d is not None:
+                assert type(d) is TensorData and list(vars(d)) == data_fields
+                assert type(d.shape) is tuple and all(type(k) is int for k in d.shape)
+                n += 1
+    assert n > 0
 
 
 def test_hooks_custom_functions_and_inplace_ops_record_the_same(helper, tmp_path):

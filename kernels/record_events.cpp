@@ -16,7 +16,9 @@
 //   - with a store: `cancel()` asked, then the snapshots of the inputs and the output as
 //     store.capture(t, True) gives them: the one in the store's table under (id(t), t._version) (most
 //     are), else without values a new TensorData numbered next (filed in the table with the tensor,
-//     as capture does), else (with values) store.capture itself, called with torch functions
+//     as capture does), else with values, for a row-major CPU tensor of a dtype numpy holds within
+//     the budget, what capture makes of it (found by storage key, or a copy of its values numbered
+//     next: Snap::kept), else store.capture itself, called with torch functions
 //     disabled (what it does to a plain tensor is the same; the mode would only call each tensor
 //     method it uses, at about 20 us a snapshot); the source line from the capture's
 //     SourceWalk (the instance's `_source`; without it, Python); then the ForwardEvent,
@@ -25,12 +27,15 @@
 // Python calls made from here (cancel, capture, the tensor's __hash__) are not logged as user ops.
 #include <torch/extension.h>
 
+#include <pybind11/numpy.h>
+
 #include <ATen/PythonTorchFunctionTLS.h>
 
 #include <torch/csrc/DynamicTypes.h>
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/autograd/python_cpp_function.h>
 
+#include <cstring>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -66,6 +71,9 @@ PyObject* s_cancelled = nullptr;
 PyObject* s_too_many = nullptr;
 PyObject* kw_inplace = nullptr;  // ("inplace",)
 PyObject* s_cpu = nullptr;
+PyObject* s_bytes_kept = nullptr;
+PyObject* s_budget_bytes = nullptr;
+PyObject* s_singles = nullptr;
 
 
 py::object attr(PyObject* obj, PyObject* name) {
@@ -146,6 +154,57 @@ py::object id_of(PyObject* v) {
   return py::reinterpret_steal<py::object>(id);
 }
 
+// A tuple of Python ints (a tensor's sizes or strides; equal to, and hashed as, torch.Size).
+py::object int_tuple(c10::IntArrayRef v) {
+  PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(v.size()));
+  if (out == nullptr) throw py::error_already_set();
+  py::object held = py::reinterpret_steal<py::object>(out);
+  for (size_t i = 0; i < v.size(); ++i) {
+    PyObject* item = PyLong_FromLongLong(v[i]);
+    if (item == nullptr) throw py::error_already_set();
+    PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(i), item);
+  }
+  return held;
+}
+
+long long int_attr(PyObject* obj, PyObject* name) {
+  py::object v = attr(obj, name);
+  const long long n = PyLong_AsLongLong(v.ptr());
+  if (n == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return n;
+}
+
+void set_int_attr(PyObject* obj, PyObject* name, long long n) {
+  py::object v = py::reinterpret_steal<py::object>(PyLong_FromLongLong(n));
+  if (!v || PyObject_SetAttr(obj, name, v.ptr()) < 0) throw py::error_already_set();
+}
+
+// The numpy dtype (borrowed, made once) of the dtypes numpy holds as they are, else null.
+PyObject* numpy_dtype(at::ScalarType s) {
+  const char* name = nullptr;
+  switch (s) {
+    case at::kHalf: name = "float16"; break;
+    case at::kFloat: name = "float32"; break;
+    case at::kDouble: name = "float64"; break;
+    case at::kComplexFloat: name = "complex64"; break;
+    case at::kComplexDouble: name = "complex128"; break;
+    case at::kBool: name = "bool"; break;
+    case at::kByte: name = "uint8"; break;
+    case at::kChar: name = "int8"; break;
+    case at::kShort: name = "int16"; break;
+    case at::kInt: name = "int32"; break;
+    case at::kLong: name = "int64"; break;
+    default: return nullptr;
+  }
+  // (leaked on purpose: it holds Python objects past the interpreter's end)
+  static auto& dtypes = *new std::unordered_map<int, py::object>();
+  auto it = dtypes.find(static_cast<int>(s));
+  if (it == dtypes.end()) {
+    it = dtypes.emplace(static_cast<int>(s), py::dtype(name)).first;
+  }
+  return it->second.ptr();
+}
+
 // store.capture(t, True) for one plain tensor (see the top of the file).
 class Snap {
  public:
@@ -167,6 +226,10 @@ class Snap {
       return py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(hit, 0));
     }
     if (hit == nullptr && PyErr_Occurred()) throw py::error_already_set();
+    if (keep_values_ && hit == nullptr) {
+      PyObject* data = kept(v, t, key.ptr());
+      if (data != nullptr) return py::reinterpret_steal<py::object>(data);
+    }
     if (keep_values_ || hit != nullptr) {
       PyObject* args[] = {v, Py_True};
       py::object capture = attr(store_, s_capture);
@@ -204,6 +267,63 @@ class Snap {
   }
 
  private:
+  // With values, for a tensor not in the table under `key` (its (id, version)): the snapshot
+  // store.capture(t, True) gives a CPU tensor of a dtype numpy holds that fills its memory in
+  // row-major order, made here (a new reference), or null (nothing done: capture takes it).
+  // capture looks it up by its storage key (data_ptr, shape, strides, dtype, version, device
+  // index: -1 on the CPU) and, on a hit, files the tensor under its id with that snapshot; else,
+  // within the budget, numbers it next (_count), copies its values (t.numpy(force=True).copy():
+  // a row-major array of the same dtype, here one memcpy), counts the bytes (bytes_kept), lists
+  // the snapshot in _singles and files it under both keys. Past the budget (statistics): capture.
+  PyObject* kept(PyObject* v, const at::Tensor& t, PyObject* key) {
+    if (!t.is_cpu() || t.layout() != at::kStrided || !t.has_storage() || t.is_conj() || t.is_neg() ||
+        !t.is_contiguous() || t.numel() == 0) {
+      return nullptr;
+    }
+    PyObject* np_dtype = numpy_dtype(t.scalar_type());
+    if (np_dtype == nullptr) return nullptr;
+    py::object ptr = py::reinterpret_steal<py::object>(PyLong_FromVoidPtr(t.data_ptr()));
+    if (!ptr) throw py::error_already_set();
+    py::tuple skey = py::make_tuple(ptr, int_tuple(t.sizes()), int_tuple(t.strides()),
+                                    py::handle(reinterpret_cast<PyObject*>(torch::getTHPDtype(t.scalar_type()))),
+                                    py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(key, 1)),
+                                    py::int_(-1));
+    PyObject* hit = PyDict_GetItemWithError(seen_.ptr(), skey.ptr());  // (borrowed)
+    if (hit == nullptr && PyErr_Occurred()) throw py::error_already_set();
+    if (hit != nullptr) {
+      if (!PyTuple_CheckExact(hit) || PyTuple_GET_SIZE(hit) != 2) return nullptr;
+      py::object data = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(hit, 0));
+      // (this object held too, or its id could be reused by a later tensor)
+      py::tuple held = py::make_tuple(data, py::handle(v));
+      if (PyDict_SetItem(seen_.ptr(), key, held.ptr()) < 0) throw py::error_already_set();
+      return data.release().ptr();
+    }
+    const long long nbytes = static_cast<long long>(t.numel()) * static_cast<long long>(t.element_size());
+    const long long bytes_kept = int_attr(store_, s_bytes_kept);
+    const long long budget = int_attr(store_, s_budget_bytes);
+    if (bytes_kept + nbytes > budget) return nullptr;  // (statistics: capture)
+    const long long uid = int_attr(store_, s_count) + 1;
+    std::vector<py::ssize_t> shape(t.sizes().begin(), t.sizes().end());
+    py::array value(py::reinterpret_borrow<py::dtype>(np_dtype), shape);
+    if (value.nbytes() != nbytes) throw std::runtime_error("gradviz: a snapshot's copy has the wrong size");
+    std::memcpy(value.mutable_data(), t.const_data_ptr(), static_cast<size_t>(nbytes));
+    set_int_attr(store_, s_count, uid);
+    set_int_attr(store_, s_bytes_kept, bytes_kept + nbytes);
+    py::object uid_obj = py::int_(uid);
+    py::object shape_obj = int_tuple(t.sizes());
+    PyObject* args[] = {shape_obj.ptr(), gradviz_dtype_name(t.scalar_type()).ptr(), s_cpu, value.ptr(),
+                        Py_None, t.requires_grad() ? Py_True : Py_False, uid_obj.ptr()};
+    PyObject* out = PyObject_Vectorcall(data_class_.ptr(), args, 7, nullptr);
+    if (out == nullptr) throw py::error_already_set();
+    py::object data = py::reinterpret_steal<py::object>(out);
+    if (PyList_Append(attr(store_, s_singles).ptr(), out) < 0) throw py::error_already_set();
+    py::tuple held = py::make_tuple(data, py::handle(v));
+    if (PyDict_SetItem(seen_.ptr(), key, held.ptr()) < 0) throw py::error_already_set();
+    py::tuple held2 = py::make_tuple(data, py::handle(v));
+    if (PyDict_SetItem(seen_.ptr(), skey.ptr(), held2.ptr()) < 0) throw py::error_already_set();
+    return data.release().ptr();
+  }
+
   PyObject* store_;
   int keep_values_ = 0;
   py::object seen_;
@@ -441,6 +561,9 @@ void gradviz_add_events(py::module_& m) {
   s_too_many = PyUnicode_InternFromString("_raise_too_large");
   kw_inplace = Py_BuildValue("(s)", "inplace");
   s_cpu = PyUnicode_InternFromString("cpu");
+  s_bytes_kept = PyUnicode_InternFromString("bytes_kept");
+  s_budget_bytes = PyUnicode_InternFromString("budget_bytes");
+  s_singles = PyUnicode_InternFromString("_singles");
   gradviz_not_handled = PyTuple_New(0);
   m.attr("EVENTS") = true;
 }

@@ -204,3 +204,43 @@ def test_a_cancel_that_raises_in_the_forward_leaves_depth_at_zero(helper):
         with Sandbox(cap):
             _rnn()
     assert cap._depth == 0 and len(cap.events) == 0 and len(cap.source_data) == 6  # (the first op's sources: numbered before it is logged)
+
+
+def _views(steps=3):
+    # float32, float64, int64 and bool results; a view with the memory, shape and strides of its
+    # source (one snapshot by storage), a transposed one (not row-major), a zero-dim one, a slice
+    torch.manual_seed(0)
+    a = torch.randn(3, 4, requires_grad=True)
+    w = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    h = a * 2
+    for _ in range(steps):
+        h = torch.tanh(h[:] + h)
+        h = (h.t() * 1.5).t() + h[1:2]
+    v = (h.double() * w).sum(0)
+    n = (h > 0).long() + 1
+    return (v.sum() + h.sum() * n.sum() + (h[0, 0] * 3) + (h.t()[1] * (h[:, 1] > 0)).sum()), {"a": a}
+
+
+def test_values_snapshots_made_in_the_helper_are_capture_s(helper):
+    # (the common snapshot with values is made in C++: no call of TensorStore.capture, the same
+    # snapshots, numbers, values, byte count and table as capture's)
+    def state(store, cap):
+        values = [(d.uid, d.shape, d.dtype, d.device, d.requires_grad, d.stats,
+                   None if d.value is None else (d.value.dtype.str, d.value.shape, d.value.tobytes(),
+                                                 d.value.flags.c_contiguous, d.value.flags.writeable))
+                  for e in cap.events for d in e.inputs + e.outputs]
+        table = sorted((len(k), v[0].uid) for k, v in store._seen.items())  # (by id, by storage)
+        return (_state(cap), values, store.bytes_kept, store._count, store.dropped_count, len(store._singles),
+                table)
+
+    for fn in (_rnn, _views):
+        states, calls = [], []
+        for python in (False, True):
+            with fastpath.python_only() if python else _nothing():
+                calls.append(_calls(lambda: _capture(TensorStore(True), fn=fn), "capture"))
+                cap, _ = _capture(store := TensorStore(True), fn=fn)
+                states.append(state(store, cap))
+        assert states[0] == states[1]
+        assert calls[1] > 0 and calls[0] < calls[1]
+        if fn is _rnn:
+            assert calls[0] == 0  # (every snapshot of its forward made in C++)

@@ -39,8 +39,19 @@ PyObject* s_tf_python = nullptr;
 PyObject* s_tf_after = nullptr;
 PyObject* empty_tuple = nullptr;
 
-// The capture's `_depth` (a Python int), or -1 with an error set.
+// The capture's `_depth` (a Python int), or -1 with an error set. Read from the instance's dict,
+// where getattr finds it (the class has no data descriptor of that name), else by getattr.
 long get_depth(PyObject* self) {
+  PyObject** dict = _PyObject_GetDictPtr(self);
+  if (dict != nullptr && *dict != nullptr) {
+    PyObject* d = PyDict_GetItemWithError(*dict, s_depth);  // (borrowed)
+    if (d != nullptr) {
+      return PyLong_AsLong(d);
+    }
+    if (PyErr_Occurred()) {
+      return -1;
+    }
+  }
   PyObject* d = PyObject_GetAttr(self, s_depth);
   if (d == nullptr) {
     return -1;
@@ -50,12 +61,14 @@ long get_depth(PyObject* self) {
   return v;
 }
 
+// Sets `_depth` (into the instance's dict, where setattr puts it).
 int set_depth(PyObject* self, long v) {
   PyObject* d = PyLong_FromLong(v);
   if (d == nullptr) {
     return -1;
   }
-  int rc = PyObject_SetAttr(self, s_depth, d);
+  PyObject** dict = _PyObject_GetDictPtr(self);
+  int rc = dict != nullptr && *dict != nullptr ? PyDict_SetItem(*dict, s_depth, d) : PyObject_SetAttr(self, s_depth, d);
   Py_DECREF(d);
   return rc;
 }

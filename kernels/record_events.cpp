@@ -36,6 +36,8 @@
 #include <torch/csrc/autograd/python_cpp_function.h>
 
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -82,6 +84,26 @@ py::object attr(PyObject* obj, PyObject* name) {
   return py::reinterpret_steal<py::object>(v);
 }
 
+// An instance attribute of `obj` (the capture's lists and counters, the store's): read from the
+// instance's dict, where Python's getattr finds it too (neither class has a data descriptor of
+// these names), else by getattr. Saves the class lookup of each of some thirty reads an event.
+py::object iattr(PyObject* obj, PyObject* name) {
+  PyObject** dict = _PyObject_GetDictPtr(obj);
+  if (dict != nullptr && *dict != nullptr) {
+    PyObject* v = PyDict_GetItemWithError(*dict, name);  // (borrowed)
+    if (v != nullptr) return py::reinterpret_borrow<py::object>(v);
+    if (PyErr_Occurred()) throw py::error_already_set();
+  }
+  return attr(obj, name);
+}
+
+// Sets an instance attribute of `obj` (into the instance's dict, where setattr puts it).
+void set_iattr(PyObject* obj, PyObject* name, PyObject* v) {
+  PyObject** dict = _PyObject_GetDictPtr(obj);
+  const int rc = dict != nullptr && *dict != nullptr ? PyDict_SetItem(*dict, name, v) : PyObject_SetAttr(obj, name, v);
+  if (rc < 0) throw py::error_already_set();
+}
+
 // Raises the capture's `_depth` by one for its lifetime (lowered like Python's `finally:`).
 class Depth {
  public:
@@ -99,11 +121,12 @@ class Depth {
 
  private:
   void add(long k) {
-    py::object d = attr(self_, s_depth);
+    py::object d = iattr(self_, s_depth);
     long v = PyLong_AsLong(d.ptr());
     if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
     py::object now = py::reinterpret_steal<py::object>(PyLong_FromLong(v + k));
-    if (!now || PyObject_SetAttr(self_, s_depth, now.ptr()) < 0) throw py::error_already_set();
+    if (!now) throw py::error_already_set();
+    set_iattr(self_, s_depth, now.ptr());
   }
   PyObject* self_;
 };
@@ -168,7 +191,7 @@ py::object int_tuple(c10::IntArrayRef v) {
 }
 
 long long int_attr(PyObject* obj, PyObject* name) {
-  py::object v = attr(obj, name);
+  py::object v = iattr(obj, name);
   const long long n = PyLong_AsLongLong(v.ptr());
   if (n == -1 && PyErr_Occurred()) throw py::error_already_set();
   return n;
@@ -176,7 +199,8 @@ long long int_attr(PyObject* obj, PyObject* name) {
 
 void set_int_attr(PyObject* obj, PyObject* name, long long n) {
   py::object v = py::reinterpret_steal<py::object>(PyLong_FromLongLong(n));
-  if (!v || PyObject_SetAttr(obj, name, v.ptr()) < 0) throw py::error_already_set();
+  if (!v) throw py::error_already_set();
+  set_iattr(obj, name, v.ptr());
 }
 
 // The numpy dtype (borrowed, made once) of the dtypes numpy holds as they are, else null.
@@ -209,9 +233,9 @@ PyObject* numpy_dtype(at::ScalarType s) {
 class Snap {
  public:
   Snap(PyObject* self, PyObject* store) : store_(store) {
-    keep_values_ = PyObject_IsTrue(attr(store, s_keep_values).ptr());
+    keep_values_ = PyObject_IsTrue(iattr(store, s_keep_values).ptr());
     if (keep_values_ < 0) throw py::error_already_set();
-    seen_ = attr(store, s_seen);
+    seen_ = iattr(store, s_seen);
     if (!PyDict_CheckExact(seen_.ptr())) throw std::runtime_error("gradviz: the store's table is not a dict");
     data_class_ = attr(self, s_data_class);
   }
@@ -243,11 +267,12 @@ class Snap {
       return py::reinterpret_steal<py::object>(out);
     }
     // without values: TensorData(shape, dtype, device, None, None, requires_grad, uid), filed
-    py::object count = attr(store_, s_count);
+    py::object count = iattr(store_, s_count);
     long long uid = PyLong_AsLongLong(count.ptr());
     if (uid == -1 && PyErr_Occurred()) throw py::error_already_set();
     py::object next = py::reinterpret_steal<py::object>(PyLong_FromLongLong(uid + 1));
-    if (!next || PyObject_SetAttr(store_, s_count, next.ptr()) < 0) throw py::error_already_set();
+    if (!next) throw py::error_already_set();
+    set_iattr(store_, s_count, next.ptr());
     const auto sizes = t.sizes();
     py::tuple shape(sizes.size());
     for (size_t i = 0; i < sizes.size(); ++i) {
@@ -316,7 +341,7 @@ class Snap {
     PyObject* out = PyObject_Vectorcall(data_class_.ptr(), args, 7, nullptr);
     if (out == nullptr) throw py::error_already_set();
     py::object data = py::reinterpret_steal<py::object>(out);
-    if (PyList_Append(attr(store_, s_singles).ptr(), out) < 0) throw py::error_already_set();
+    if (PyList_Append(iattr(store_, s_singles).ptr(), out) < 0) throw py::error_already_set();
     py::tuple held = py::make_tuple(data, py::handle(v));
     if (PyDict_SetItem(seen_.ptr(), key, held.ptr()) < 0) throw py::error_already_set();
     py::tuple held2 = py::make_tuple(data, py::handle(v));
@@ -382,7 +407,7 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
       return gradviz_not_handled;
     }
     py::object hold_source = py::reinterpret_borrow<py::object>(source);
-    py::object leaf_ids = attr(self, s_leaf_ids);
+    py::object leaf_ids = iattr(self, s_leaf_ids);
     if (!PySet_CheckExact(leaf_ids.ptr())) return gradviz_not_handled;
     bool fresh = false;
     for (PyObject* t : ins) {
@@ -395,17 +420,20 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
         }
       }
     }
-    py::object on_leaf = attr(self, s_on_leaf);
+    py::object on_leaf = iattr(self, s_on_leaf);
     if (fresh && !on_leaf.is_none()) {
       return gradviz_not_handled;  // (finite differences may run the op again)
     }
-    py::object store = attr(self, s_store);
+    py::object store = iattr(self, s_store);
+    // _depth raised around _scan_leaves and around _log: here once around both (nothing runs
+    // between them), lowered on the way out
+    std::optional<Depth> depth;
+    if (fresh || !store.is_none()) depth.emplace(self);
+    std::unique_ptr<Snap> snap;  // (made once an event, where a snapshot is taken)
     if (fresh) {
       // _scan_leaves: number each source first used here, in argument order
-      Depth depth(self);
-      py::object leaf_seen = attr(self, s_leaf_seen);
-      py::object source_data = attr(self, s_source_data);
-      std::unique_ptr<Snap> snap;
+      py::object leaf_seen = iattr(self, s_leaf_seen);
+      py::object source_data = iattr(self, s_source_data);
       for (PyObject* t : ins) {
         if (!is_leaf(t)) continue;
         py::object id = id_of(t);
@@ -442,8 +470,7 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
       return out;
     }
     // _log_op
-    Depth depth(self);
-    py::object cancel = attr(self, s_cancel);
+    py::object cancel = iattr(self, s_cancel);
     if (!cancel.is_none()) {
       PyObject* said = PyObject_CallNoArgs(cancel.ptr());
       if (said == nullptr) throw py::error_already_set();
@@ -456,13 +483,13 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
         Py_DECREF(r);
       }
     }
-    py::object events = attr(self, s_events);
+    py::object events = iattr(self, s_events);
     const Py_ssize_t index = PyObject_Length(events.ptr());
     if (index < 0) throw py::error_already_set();
-    Snap snap(self, store.ptr());
-    py::list in_data = snapshots(snap, ins);
+    if (!snap) snap = std::make_unique<Snap>(self, store.ptr());
+    py::list in_data = snapshots(*snap, ins);
     std::vector<PyObject*> outs{out};
-    py::list out_data = snapshots(snap, outs);
+    py::list out_data = snapshots(*snap, outs);
     PyObject* where = PyObject_CallNoArgs(source);
     if (where == nullptr) throw py::error_already_set();
     py::object hold_where = py::reinterpret_steal<py::object>(where);
@@ -483,7 +510,7 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
     py::list out_list(1);
     Py_INCREF(out);
     PyList_SET_ITEM(out_list.ptr(), 0, out);
-    append(attr(self, s_event_tensors).ptr(), py::make_tuple(in_list, out_list).ptr());
+    append(iattr(self, s_event_tensors).ptr(), py::make_tuple(in_list, out_list).ptr());
     // _note_op: the nodes the op made (its output's) and consumed (its inputs')
     py::object fn = grad_fn_of(out);
     py::list made;
@@ -492,25 +519,25 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
     for (PyObject* t : ins) {
       if (!is_leaf(t)) consumed.append(grad_fn_of(t));
     }
-    append(attr(self, s_seen_ops).ptr(), py::make_tuple(made, consumed).ptr());
-    py::object stack = attr(self, s_module_stack);
+    append(iattr(self, s_seen_ops).ptr(), py::make_tuple(made, consumed).ptr());
+    py::object stack = iattr(self, s_module_stack);
     const Py_ssize_t depth_of_stack = PyObject_Length(stack.ptr());
     if (depth_of_stack < 0) throw py::error_already_set();
     if (depth_of_stack) {
       PyObject* top = PySequence_GetItem(stack.ptr(), depth_of_stack - 1);
       if (top == nullptr) throw py::error_already_set();
       py::object hold_top = py::reinterpret_steal<py::object>(top);
-      append(attr(self, s_event_module).ptr(), top);
+      append(iattr(self, s_event_module).ptr(), top);
     } else {
-      append(attr(self, s_event_module).ptr(), Py_None);
+      append(iattr(self, s_event_module).ptr(), Py_None);
     }
-    py::object grad_fn_event = attr(self, s_grad_fn_event);
+    py::object grad_fn_event = iattr(self, s_grad_fn_event);
     const int known = PySequence_Contains(grad_fn_event.ptr(), fn.ptr());
     if (known < 0) throw py::error_already_set();
     if (!known && PyObject_SetItem(grad_fn_event.ptr(), fn.ptr(), py_index.ptr()) < 0) {
       throw py::error_already_set();
     }
-    py::object max_nodes = attr(self, s_max_nodes);
+    py::object max_nodes = iattr(self, s_max_nodes);
     if (!max_nodes.is_none()) {
       const Py_ssize_t n = PyObject_Length(grad_fn_event.ptr());
       if (n < 0) throw py::error_already_set();

@@ -229,6 +229,80 @@ PyObject* numpy_dtype(at::ScalarType s) {
   return it->second.ptr();
 }
 
+// New instances of a recording dataclass (TensorData, ForwardEvent) as its __init__ makes them,
+// without running it: object.__new__(cls), then each field set in the order of the class's fields
+// (the order __init__ sets them, so the instances share their attribute layout with those __init__
+// makes). Only where the class's fields are the ones named here and it has no __new__,
+// __setattr__ or __post_init__ of its own; else the class is called with the same values.
+class Maker {
+ public:
+  Maker(PyObject* cls, std::vector<const char*> fields) : cls_(py::reinterpret_borrow<py::object>(cls)) {
+    for (const char* f : fields) {
+      PyObject* name = PyUnicode_InternFromString(f);
+      if (name == nullptr) throw py::error_already_set();
+      names_.push_back(py::reinterpret_steal<py::object>(name));
+    }
+    empty_ = py::reinterpret_steal<py::object>(PyTuple_New(0));
+    if (!empty_) throw py::error_already_set();
+    if (!PyType_Check(cls)) return;
+    auto* type = reinterpret_cast<PyTypeObject*>(cls);
+    if (type->tp_new != PyBaseObject_Type.tp_new || type->tp_setattro != PyObject_GenericSetAttr ||
+        PyObject_HasAttrString(cls, "__post_init__")) {
+      return;
+    }
+    py::object names = py::module_::import("dataclasses").attr("fields")(py::handle(cls));
+    py::list want;
+    for (const auto& n : names_) want.append(n);
+    py::list have;
+    for (py::handle f : names) have.append(f.attr("name"));
+    direct_ = have.equal(want);
+  }
+
+  bool is(PyObject* cls) const { return cls == cls_.ptr(); }
+
+  // A new instance with values[k] for field k (borrowed references); a new reference.
+  PyObject* make(PyObject* const* values, size_t n_args) const {
+    if (!direct_) {
+      PyObject* out = PyObject_Vectorcall(cls_.ptr(), values, n_args, nullptr);
+      if (out == nullptr) throw py::error_already_set();
+      return out;
+    }
+    auto* type = reinterpret_cast<PyTypeObject*>(cls_.ptr());
+    PyObject* out = type->tp_new(type, empty_.ptr(), nullptr);
+    if (out == nullptr) throw py::error_already_set();
+    for (size_t k = 0; k < names_.size(); ++k) {
+      if (PyObject_GenericSetAttr(out, names_[k].ptr(), values[k]) < 0) {
+        Py_DECREF(out);
+        throw py::error_already_set();
+      }
+    }
+    return out;
+  }
+
+  bool direct() const { return direct_; }
+
+ private:
+  py::object cls_;
+  bool direct_ = false;
+  std::vector<py::object> names_;
+  py::object empty_;
+};
+
+// The Maker of class `cls` (made once per class, kept: the class is held).
+const Maker& maker_of(PyObject* cls, std::vector<const char*> fields) {
+  // (leaked on purpose: it holds Python objects past the interpreter's end)
+  static auto& makers = *new std::vector<std::unique_ptr<Maker>>();
+  for (const auto& m : makers) {
+    if (m->is(cls)) return *m;
+  }
+  makers.push_back(std::make_unique<Maker>(cls, std::move(fields)));
+  return *makers.back();
+}
+
+const Maker& data_maker(PyObject* cls) {
+  return maker_of(cls, {"shape", "dtype", "device", "value", "stats", "requires_grad", "uid"});
+}
+
 // store.capture(t, True) for one plain tensor (see the top of the file).
 class Snap {
  public:
@@ -283,8 +357,7 @@ class Snap {
     py::object device = t.is_cpu() ? py::reinterpret_borrow<py::object>(s_cpu) : py::str(t.device().str());
     PyObject* args[] = {shape.ptr(), gradviz_dtype_name(t.scalar_type()).ptr(), device.ptr(), Py_None, Py_None,
                         t.requires_grad() ? Py_True : Py_False, next.ptr()};
-    PyObject* out = PyObject_Vectorcall(data_class_.ptr(), args, 7, nullptr);
-    if (out == nullptr) throw py::error_already_set();
+    PyObject* out = data_maker(data_class_.ptr()).make(args, 7);
     py::object data = py::reinterpret_steal<py::object>(out);
     py::tuple held = py::make_tuple(data, py::handle(v));
     if (PyDict_SetItem(seen_.ptr(), key.ptr(), held.ptr()) < 0) throw py::error_already_set();
@@ -338,8 +411,7 @@ class Snap {
     py::object shape_obj = int_tuple(t.sizes());
     PyObject* args[] = {shape_obj.ptr(), gradviz_dtype_name(t.scalar_type()).ptr(), s_cpu, value.ptr(),
                         Py_None, t.requires_grad() ? Py_True : Py_False, uid_obj.ptr()};
-    PyObject* out = PyObject_Vectorcall(data_class_.ptr(), args, 7, nullptr);
-    if (out == nullptr) throw py::error_already_set();
+    PyObject* out = data_maker(data_class_.ptr()).make(args, 7);
     py::object data = py::reinterpret_steal<py::object>(out);
     if (PyList_Append(iattr(store_, s_singles).ptr(), out) < 0) throw py::error_already_set();
     py::tuple held = py::make_tuple(data, py::handle(v));
@@ -496,10 +568,21 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
     py::object event_class = attr(self, s_event_class);
     py::object py_index = py::reinterpret_steal<py::object>(PyLong_FromSsize_t(index));
     if (!py_index) throw py::error_already_set();
-    PyObject* eargs[] = {py_index.ptr(), PyTuple_GET_ITEM(log, 0), in_data.ptr(), out_data.ptr(), where,
-                         PyTuple_GET_ITEM(log, 1)};
-    PyObject* event = PyObject_Vectorcall(event_class.ptr(), eargs, 5, kw_inplace);
-    if (event == nullptr) throw py::error_already_set();
+    const Maker& event_maker = maker_of(event_class.ptr(), {"index", "op", "inputs", "outputs", "source", "module",
+                                                             "use", "node", "inplace", "input_nodes"});
+    PyObject* event;
+    if (event_maker.direct()) {
+      // (the fields __init__ leaves at their defaults: None, and a new list for input_nodes)
+      py::list input_nodes;
+      PyObject* fields[] = {py_index.ptr(), PyTuple_GET_ITEM(log, 0), in_data.ptr(), out_data.ptr(), where,
+                            Py_None, Py_None, Py_None, PyTuple_GET_ITEM(log, 1), input_nodes.ptr()};
+      event = event_maker.make(fields, 10);
+    } else {
+      PyObject* eargs[] = {py_index.ptr(), PyTuple_GET_ITEM(log, 0), in_data.ptr(), out_data.ptr(), where,
+                           PyTuple_GET_ITEM(log, 1)};
+      event = PyObject_Vectorcall(event_class.ptr(), eargs, 5, kw_inplace);
+      if (event == nullptr) throw py::error_already_set();
+    }
     py::object hold_event = py::reinterpret_steal<py::object>(event);
     append(events.ptr(), event);
     py::list in_list(ins.size());

@@ -244,3 +244,20 @@ def test_values_snapshots_made_in_the_helper_are_capture_s(helper):
         assert calls[1] > 0 and calls[0] < calls[1]
         if fn is _rnn:
             assert calls[0] == 0  # (every snapshot of its forward made in C++)
+
+
+def test_events_and_snapshots_made_in_the_helper_are_instances_as_init_makes_them(helper):
+    # (made without running __init__: the same attributes, in the same order, the same sizes;
+    # each event's input_nodes a list of its own)
+    made = []
+    for python in (False, True):
+        with fastpath.python_only() if python else _nothing():
+            cap, _ = _capture(TensorStore(True), fn=_rnn)
+            ev = cap.events[2]
+            made.append([(list(vars(o).items()), sys.getsizeof(vars(o))) for o in [ev] + ev.inputs + ev.outputs])
+            assert ev.input_nodes == [] and ev.input_nodes is not cap.events[3].input_nodes
+    same = lambda a, b: [(list(k for k, _ in items), size) for items, size in a] == \
+        [(list(k for k, _ in items), size) for items, size in b]  # noqa: E731
+    assert same(made[0], made[1])
+    assert [type(v).__name__ for v in vars(cap.events[2]).values()] == \
+        ["int", "str", "list", "list", "str", "NoneType", "NoneType", "NoneType", "bool", "list"]

@@ -855,6 +855,7 @@ void gradviz_add_capture(py::module_& m);  // record_capture.cpp
 void gradviz_add_saved(py::module_& m);   // record_saved.cpp
 void gradviz_add_events(py::module_& m);  // record_events.cpp
 void gradviz_add_stats(py::module_& m);   // record_stats.cpp
+void gradviz_add_graph(py::module_& m);   // record_graph.cpp
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gradviz's recorder helpers: graph walk, post hooks recording in C++, row copies, saved values";
@@ -874,4 +875,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   gradviz_add_saved(m);
   gradviz_add_events(m);
   gradviz_add_stats(m);
+  gradviz_add_graph(m);
 }

@@ -319,7 +319,24 @@ class ForwardCapture(TorchFunctionMode):
         index = fn_ids if fn_ids is not None else {fn: i for i, fn in enumerate(fns)}
         if inputs_of is None:
             inputs_of = [[index[nxt] for nxt, _ in fn.next_functions if nxt is not None] for fn in fns]
-        explained = bytearray(len(fns))
+        lib = fastpath.helper()
+        if lib is not None:
+            # (the same flags from the helper, in one call)
+            explained = lib.explained(inputs_of, index, self.seen_ops)
+        else:
+            explained = self._explained(len(fns), index, inputs_of)
+        unseen = []
+        i = explained.find(0)
+        while i >= 0:
+            fn = fns[i]
+            if not (hasattr(fn, "variable") and id(fn.variable) in leaf_ids):
+                unseen.append(i)
+            i = explained.find(0, i + 1)
+        return unseen
+
+    def _explained(self, count: int, index: dict, inputs_of: list[list[int]]) -> bytearray:
+        """One flag per node: whether an op seen here made it (see `unseen_nodes`)."""
+        explained = bytearray(count)
         for made, consumed in self.seen_ops:
             # the nodes reached from the op's outputs' nodes, stopping at its inputs' nodes
             stop = {index[fn] for fn in consumed if fn in index}
@@ -332,15 +349,7 @@ class ForwardCapture(TorchFunctionMode):
                 for j in inputs_of[i]:
                     if not explained[j]:
                         stack.append(j)
-        unseen = []
-        for i in range(len(fns)):
-            if explained[i]:
-                continue
-            fn = fns[i]
-            if hasattr(fn, "variable") and id(fn.variable) in leaf_ids:
-                continue
-            unseen.append(i)
-        return unseen
+        return explained
 
     def graph_roots(self) -> list:
         """Every autograd node this capture's tensors reference (for `GraphKeeper`)."""
@@ -348,6 +357,10 @@ class ForwardCapture(TorchFunctionMode):
         for made, consumed in self.seen_ops:
             roots.extend(made)
             roots.extend(consumed)
+        lib = fastpath.helper()
+        if lib is not None:
+            roots += lib.grad_fns(self.event_tensors)  # (the loop below in one call)
+            return roots
         for ins, outs in self.event_tensors:
             for t in ins:
                 if not t.is_leaf:

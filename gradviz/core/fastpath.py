@@ -42,7 +42,7 @@ from . import extension as _ext
 __all__ = ["SOURCES", "helper", "build", "status", "python_only"]
 
 SOURCES = ("record_hooks.cpp", "record_frames.cpp", "record_capture.cpp", "record_saved.cpp", "record_events.cpp",
-           "record_stats.cpp")
+           "record_stats.cpp", "record_graph.cpp")
 _CFLAGS = ["-O2", "-Wall", "-Wfatal-errors", "-ffp-contract=off"]  # (no fused multiply-add: record_stats.cpp)
 
 _lock = threading.Lock()

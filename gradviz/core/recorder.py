@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import backends as _backends
+from . import fastpath
 from .backward_run import run_backward, walk_graph
 from .buildresult import BuildResult
 from .capture import ForwardCapture
@@ -137,8 +138,7 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     names = name_tensors(built, cap)
     progress(0.3, "walking the autograd graph")
     nodes, fn_ids, edges, fns = walk_graph(loss.grad_fn, max_nodes, cancel)
-    inputs_of = producers_of(len(nodes), edges)
-    topo = topological_order(len(nodes), edges, inputs_of)
+    inputs_of, topo = _graph_order(len(nodes), edges)
     keeper.walked(fns, topo)
     # nodes made by ops this thread's capture did not see (another thread, TorchScript)
     unseen = cap.unseen_nodes(fns, {id(t) for t in cap.leaf_seen}, fn_ids, inputs_of)
@@ -232,6 +232,9 @@ def topological_order(n: int, edges, inputs_of: list[list[int]] | None = None) -
     return order
 
 
+_LEAF, _OWN = 1, 2  # (see _annotate_nodes; kernels/record_graph.cpp's settle_events reads them so)
+
+
 def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: list[int] | None = None,
                     inputs_of: list[list[int]] | None = None) -> None:
     """Give nodes their forward event, module use, source, custom Function and backend.
@@ -245,11 +248,11 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
     custom_types: dict[type, bool] = {}  # node class -> made by a custom autograd Function
     count = len(nodes)
     event_of: list = [None] * count  # each node's forward event, as it is settled
-    own = [False] * count  # the node is the output node of its own event
-    leaf = [False] * count
+    # per node: _LEAF, _OWN (the node is the output node of its own event) or 0
+    fixed = bytearray(count)
     for node, fn in zip(nodes, fns):
         if node.kind == "leaf":
-            leaf[node.id] = True
+            fixed[node.id] = _LEAF
             var = fn.variable
             node.leaf = names.get(var)
             node.tensor = None
@@ -259,7 +262,7 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
         ev_index = grad_fn_event.get(fn)
         if ev_index is not None:
             event_of[node.id] = ev_index
-            own[node.id] = True
+            fixed[node.id] = _OWN
         custom = custom_types.get(type(fn))
         if custom is None:
             custom = custom_types[type(fn)] = hasattr(fn, "_forward_cls")
@@ -269,24 +272,30 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
             node.name = fn._forward_cls.__name__
     if inputs_of is None:
         inputs_of = producers_of(count, edges)
+    if topo is None:
+        topo = topological_order(count, edges)
     # nodes made inside a composite op (no event of their own) belong to the earliest op that
     # consumed them; a topological order (every consumer before its inputs) settles that in one pass
-    for nid in (topological_order(count, edges) if topo is None else topo):
-        ev = event_of[nid]
-        if ev is None or leaf[nid]:
-            continue
-        for child in inputs_of[nid]:
-            if not leaf[child] and not own[child]:
-                now = event_of[child]
-                if now is None or ev < now:
-                    event_of[child] = ev
+    lib = fastpath.helper()
+    if lib is not None:
+        lib.settle_events(topo, inputs_of, event_of, bytes(fixed))  # (the same pass in one call)
+    else:
+        for nid in topo:
+            ev = event_of[nid]
+            if ev is None or fixed[nid] == _LEAF:
+                continue
+            for child in inputs_of[nid]:
+                if not fixed[child]:
+                    now = event_of[child]
+                    if now is None or ev < now:
+                        event_of[child] = ev
     events = cap.events
     event_module = cap.event_module
     plain: set = set()  # node classes no backend describes (the common case: looked up once)
     for node in nodes:
         nid = node.id
         ev_index = event_of[nid]
-        if ev_index is not None and not leaf[nid]:
+        if ev_index is not None and fixed[nid] != _LEAF:
             node.forward_event = ev_index
             ev = events[ev_index]
             node.source = ev.source
@@ -299,7 +308,7 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
                 ev.module, ev.use = node.module, use
             if ev.outputs:
                 node.device = ev.outputs[0].device
-            if own[nid]:
+            if fixed[nid] == _OWN:
                 # the op's own output; nodes made inside a composite op have no tensor of their own
                 if ev.outputs:
                     node.tensor = ev.outputs[0]
@@ -319,6 +328,15 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
             node.function = alias[0]
 
 
+def _graph_order(count: int, edges) -> tuple[list[list[int]], list[int]]:
+    """`producers_of` and `topological_order` of the edges (in one call to the helper when it is loaded)."""
+    lib = fastpath.helper()
+    if lib is not None:
+        return lib.order(count, edges)
+    inputs_of = producers_of(count, edges)
+    return inputs_of, topological_order(count, edges, inputs_of)
+
+
 def producers_of(count: int, edges) -> list[list[int]]:
     """Each node's producers, one per edge (next_functions slot), in slot order."""
     inputs_of: list[list[int]] = [[] for _ in range(count)]
@@ -336,18 +354,23 @@ def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict) -> list:
     leaf_nodes = [n for n in nodes if n.kind == "leaf"]
     leaf_vars = [fns[n.id].variable for n in leaf_nodes]
     leaf_ids = {id(v): n.id for v, n in zip(leaf_vars, leaf_nodes)}
+    name_of = {id(t): name for t, name in names.items()}  # (`names` holds the tensors meanwhile)
+    node_of = fn_ids.get  # (None is no key: None for a tensor without grad_fn)
+    append_node = nodes.append
     for ev, (ins, outs) in zip(cap.events, cap.event_tensors):
         fn = None
         for t in outs:
             fn = t.grad_fn
             if fn is not None:
                 break
-        op_id = fn_ids.get(fn) if fn is not None else None
+        op_id = node_of(fn)
         ev.input_nodes = found = []
-        for pos, t in enumerate(ins):
+        pos = -1
+        for t in ins:
+            pos += 1
             grad_fn = t.grad_fn
             if grad_fn is not None:
-                found.append(fn_ids.get(grad_fn))
+                found.append(node_of(grad_fn))
                 continue
             if t.requires_grad:
                 found.append(leaf_ids.get(id(t)))
@@ -359,12 +382,12 @@ def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict) -> list:
             if nid is None:
                 nid = len(nodes)
                 input_ids[id(t)] = nid
-                name = names.get(t)
+                name = name_of.get(id(t))
                 # (id, name, kind, torch_name by position, the rest set: keyword arguments cost more)
                 node = GraphNode(nid, f"input{nid}" if name is None else name, "input", "")
-                node.leaf, node.tensor, node.device = name, ev.inputs[pos], str(t.device)
+                node.leaf, node.tensor, node.device = name, ev.inputs[pos], "cpu" if t.is_cpu else str(t.device)
                 node.source, node.forward_event = ev.source, ev.index
-                nodes.append(node)
+                append_node(node)
             found.append(nid)
             input_edges.append((op_id, nid, pos))
     leaf_vars.clear()
@@ -453,22 +476,8 @@ def _inplace_error(exc: RuntimeError, reader: GraphNode | None, nodes, cap: Forw
 
 def _collect_leaves(leaf_tensors, initial, leaf_node_of, edges, backward, store) -> dict:
     """Per leaf: the gradient on each incoming edge in the order its producer ran, with running sums."""
-    # only the edges into a leaf's node matter: the slots of each node that feed a leaf
-    leaf_ids = set(leaf_node_of.values())
-    into_leaf: dict[int, list[tuple[int, int]]] = {}
-    for src, dst, slot in edges:
-        if dst in leaf_ids:
-            into_leaf.setdefault(src, []).append((slot, dst))
-    arrivals: dict[int, list[tuple[int, int, int, Any]]] = {}
-    if into_leaf:
-        for ev in backward:
-            feeds = into_leaf.get(ev.node)
-            if feeds is None:
-                continue
-            for slot, dst in feeds:
-                if slot < len(ev.grad_inputs):
-                    arrivals.setdefault(dst, []).append((ev.node, slot, ev.index, ev.grad_inputs[slot]))
     leaves: dict[str, LeafInfo] = {}
+    into: dict[int, tuple[LeafInfo, tuple]] = {}  # leaf node id -> (its LeafInfo, its tensor's shape)
     for name, t in leaf_tensors.items():
         nid = leaf_node_of.get(name)
         init = initial.get(name)
@@ -477,19 +486,35 @@ def _collect_leaves(leaf_tensors, initial, leaf_node_of, edges, backward, store)
         info.tensor.requires_grad = bool(t.requires_grad)
         info.grad = store.capture(t.grad.detach()) if t.grad is not None else None
         if nid is not None:
-            shape = tuple(t.shape)
-            for producer, slot, bindex, g in arrivals.get(nid, []):
-                if g is None:
-                    continue
-                reduced_from = None
-                if tuple(g.shape) != shape:
-                    # the engine sums a broadcast gradient down to the leaf's shape before it arrives
-                    reduced_from = tuple(g.shape)
-                    g = TensorData(shape, g.dtype, g.device,
-                                   None if g.value is None else sum_to(g.value, shape))
-                # (by position: producer, slot, value, backward_event, leaf, reduced_from)
-                info.contributions.append(Contribution(producer, slot, g, bindex, info, reduced_from))
+            into[nid] = (info, tuple(t.shape))
         leaves[name] = info
+    # only the edges into a leaf's node matter: the slots of each node that feed a leaf
+    into_leaf: dict[int, list[tuple[int, LeafInfo, tuple]]] = {}
+    for src, dst, slot in edges:
+        if dst in into:
+            into_leaf.setdefault(src, []).append((slot, *into[dst]))
+    if not into_leaf:
+        return leaves
+    # each leaf's contributions in the order their producers ran (then by slot)
+    feeds_of = into_leaf.get
+    for ev in backward:
+        feeds = feeds_of(ev.node)
+        if feeds is None:
+            continue
+        grads = ev.grad_inputs
+        for slot, info, shape in feeds:
+            if slot >= len(grads):
+                continue
+            g = grads[slot]
+            if g is None:
+                continue
+            reduced_from = None
+            if tuple(g.shape) != shape:
+                # the engine sums a broadcast gradient down to the leaf's shape before it arrives
+                reduced_from = tuple(g.shape)
+                g = TensorData(shape, g.dtype, g.device, None if g.value is None else sum_to(g.value, shape))
+            # (by position: producer, slot, value, backward_event, leaf, reduced_from)
+            info.contributions.append(Contribution(ev.node, slot, g, ev.index, info, reduced_from))
     return leaves
 
 

@@ -14,11 +14,16 @@
 //                                      every input, then every output, of each event that is no leaf
 //   settle_events(topo, inputs_of,    recorder._annotate_nodes' passing on of forward events to the
 //                 event_of, fixed)     nodes made inside a composite op (see settle_events)
+//   input_refs(events, event_tensors, recorder._input_nodes' loop over the events' inputs, leaving
+//              fn_ids, leaf_ids)       to Python only the inputs that get a node of their own
+//   unnamed_inputs(event_tensors,     naming.name_tensors' scan for the inputs it names inputN
+//                  named)
 #include <torch/extension.h>
 
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/autograd/python_cpp_function.h>
 
+#include <algorithm>
 #include <functional>
 #include <queue>
 #include <vector>
@@ -143,41 +148,6 @@ py::bytearray explained(py::list inputs_of, py::dict fn_ids, py::list ops) {
   return py::bytearray(flag.data(), flag.size());
 }
 
-// Appends t.grad_fn for each tensor of `tensors` that is no leaf (a plain Tensor's or Parameter's
-// from C++; Python's attributes for any other class, which may answer them itself).
-void add_grad_fns(PyObject* tensors, py::list& out) {
-  // (leaked on purpose: a Python object past the interpreter's end)
-  static PyObject* parameter = py::object(py::module_::import("torch.nn").attr("Parameter")).release().ptr();
-  py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(tensors, "tensors"));
-  if (!seq) throw py::error_already_set();
-  const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
-  for (Py_ssize_t k = 0; k < n; ++k) {
-    PyObject* t = PySequence_Fast_GET_ITEM(seq.ptr(), k);
-    if (THPVariable_CheckExact(t) || Py_TYPE(t) == reinterpret_cast<PyTypeObject*>(parameter)) {
-      const auto& fn = THPVariable_Unpack(t).grad_fn();
-      if (!fn) continue;
-      py::object f = py::reinterpret_steal<py::object>(torch::autograd::functionToPyObject(fn));
-      if (!f) throw py::error_already_set();
-      if (PyList_Append(out.ptr(), f.ptr()) < 0) throw py::error_already_set();
-      continue;
-    }
-    py::handle h(t);
-    if (!h.attr("is_leaf").cast<bool>()) out.append(h.attr("grad_fn"));
-  }
-}
-
-py::list grad_fns(py::list event_tensors) {
-  py::list out;
-  const Py_ssize_t n = PyList_GET_SIZE(event_tensors.ptr());
-  for (Py_ssize_t e = 0; e < n; ++e) {
-    PyObject* pair = PyList_GET_ITEM(event_tensors.ptr(), e);
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) throw py::type_error("gradviz: an event's tensors are not a pair");
-    add_grad_fns(PyTuple_GET_ITEM(pair, 0), out);
-    add_grad_fns(PyTuple_GET_ITEM(pair, 1), out);
-  }
-  return out;
-}
-
 // Each node's forward event, settled as recorder._annotate_nodes settles it: going through `topo`
 // (every consumer before its producers), a node with an event passes it on to each producer that is
 // neither a leaf nor the output node of its own event (`fixed`), where that producer has none yet
@@ -225,12 +195,156 @@ void settle_events(py::list topo, py::list inputs_of, py::list event_of, py::byt
   }
 }
 
+// Whether a tensor's attributes can be read from C++: a plain Tensor or a Parameter (any other
+// class may answer them itself, through its __torch_function__).
+bool plain_class(PyObject* t) {
+  // (leaked on purpose: a Python object past the interpreter's end)
+  static PyObject* parameter = py::object(py::module_::import("torch.nn").attr("Parameter")).release().ptr();
+  return THPVariable_CheckExact(t) || Py_TYPE(t) == reinterpret_cast<PyTypeObject*>(parameter);
+}
+
+// t.grad_fn (a new reference; None for none).
+py::object grad_fn_of(PyObject* t) {
+  if (plain_class(t)) {
+    const auto& fn = THPVariable_Unpack(t).grad_fn();
+    if (!fn) return py::none();
+    py::object f = py::reinterpret_steal<py::object>(torch::autograd::functionToPyObject(fn));
+    if (!f) throw py::error_already_set();
+    return f;
+  }
+  return py::handle(t).attr("grad_fn");
+}
+
+bool requires_grad_of(PyObject* t) {
+  if (plain_class(t)) return THPVariable_Unpack(t).requires_grad();
+  return py::handle(t).attr("requires_grad").cast<bool>();
+}
+
+// dict.get(key) (a new reference; None for a missing key).
+py::object get(PyObject* dict, PyObject* key) {
+  PyObject* v = PyDict_GetItemWithError(dict, key);  // (borrowed)
+  if (v == nullptr) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    return py::none();
+  }
+  return py::reinterpret_borrow<py::object>(v);
+}
+
+py::object id_of(PyObject* v) {
+  PyObject* id = PyLong_FromVoidPtr(v);
+  if (id == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(id);
+}
+
+// Fast sequence items of one side of an event's (inputs, outputs) pair.
+py::object side(PyObject* pair, Py_ssize_t k) {
+  if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) throw py::type_error("gradviz: an event's tensors are not a pair");
+  py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(PyTuple_GET_ITEM(pair, k), "tensors"));
+  if (!seq) throw py::error_already_set();
+  return seq;
+}
+
+// recorder._input_nodes' loop over the events, but for the inputs that need a node of their own:
+// sets each event's input_nodes (per input: its grad_fn's node id, else the leaf's node id where it
+// requires grad, else None) and returns (event index, input position, the op's node id) for each
+// input that needs no grad where the op's output has a node of the graph (the caller gives those
+// their node and fills their place in input_nodes).
+py::list input_refs(py::list events, py::list event_tensors, py::dict fn_ids, py::dict leaf_ids) {
+  static PyObject* name = PyUnicode_InternFromString("input_nodes");
+  const Py_ssize_t n = std::min(PyList_GET_SIZE(events.ptr()), PyList_GET_SIZE(event_tensors.ptr()));
+  py::list pending;
+  for (Py_ssize_t e = 0; e < n; ++e) {
+    PyObject* pair = PyList_GET_ITEM(event_tensors.ptr(), e);
+    py::object ins = side(pair, 0), outs = side(pair, 1);
+    py::object fn = py::none();
+    const Py_ssize_t n_out = PySequence_Fast_GET_SIZE(outs.ptr());
+    for (Py_ssize_t k = 0; k < n_out; ++k) {
+      fn = grad_fn_of(PySequence_Fast_GET_ITEM(outs.ptr(), k));
+      if (!fn.is_none()) break;
+    }
+    py::object op_id = fn.is_none() ? py::none() : get(fn_ids.ptr(), fn.ptr());
+    const Py_ssize_t n_in = PySequence_Fast_GET_SIZE(ins.ptr());
+    py::list found(n_in);
+    for (Py_ssize_t k = 0; k < n_in; ++k) {
+      PyObject* t = PySequence_Fast_GET_ITEM(ins.ptr(), k);
+      py::object got;
+      py::object g = grad_fn_of(t);
+      if (!g.is_none()) {
+        got = get(fn_ids.ptr(), g.ptr());
+      } else if (requires_grad_of(t)) {
+        got = get(leaf_ids.ptr(), id_of(t).ptr());
+      } else {
+        got = py::none();
+        if (!op_id.is_none()) pending.append(py::make_tuple(e, k, op_id));
+      }
+      PyList_SET_ITEM(found.ptr(), k, got.release().ptr());
+    }
+    if (PyObject_SetAttr(PyList_GET_ITEM(events.ptr(), e), name, found.ptr()) < 0) throw py::error_already_set();
+  }
+  return pending;
+}
+
+// naming.name_tensors' scan of the events' inputs: each input without a grad_fn whose id is not in
+// `named` yet, in order of first use (its id added to `named`).
+py::list unnamed_inputs(py::list event_tensors, py::set named) {
+  py::list out;
+  const Py_ssize_t n = PyList_GET_SIZE(event_tensors.ptr());
+  for (Py_ssize_t e = 0; e < n; ++e) {
+    py::object ins = side(PyList_GET_ITEM(event_tensors.ptr(), e), 0);
+    const Py_ssize_t n_in = PySequence_Fast_GET_SIZE(ins.ptr());
+    for (Py_ssize_t k = 0; k < n_in; ++k) {
+      PyObject* t = PySequence_Fast_GET_ITEM(ins.ptr(), k);
+      if (!grad_fn_of(t).is_none()) continue;
+      py::object id = id_of(t);
+      const int known = PySet_Contains(named.ptr(), id.ptr());
+      if (known < 0) throw py::error_already_set();
+      if (known) continue;
+      if (PySet_Add(named.ptr(), id.ptr()) < 0 || PyList_Append(out.ptr(), t) < 0) throw py::error_already_set();
+    }
+  }
+  return out;
+}
+
+// Appends t.grad_fn for each tensor of `tensors` that is no leaf.
+void add_grad_fns(PyObject* tensors, py::list& out) {
+  py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(tensors, "tensors"));
+  if (!seq) throw py::error_already_set();
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    PyObject* t = PySequence_Fast_GET_ITEM(seq.ptr(), k);
+    if (plain_class(t)) {
+      const auto& fn = THPVariable_Unpack(t).grad_fn();
+      if (!fn) continue;
+      py::object f = py::reinterpret_steal<py::object>(torch::autograd::functionToPyObject(fn));
+      if (!f) throw py::error_already_set();
+      if (PyList_Append(out.ptr(), f.ptr()) < 0) throw py::error_already_set();
+      continue;
+    }
+    py::handle h(t);
+    if (!h.attr("is_leaf").cast<bool>()) out.append(h.attr("grad_fn"));
+  }
+}
+
+py::list grad_fns(py::list event_tensors) {
+  py::list out;
+  const Py_ssize_t n = PyList_GET_SIZE(event_tensors.ptr());
+  for (Py_ssize_t e = 0; e < n; ++e) {
+    PyObject* pair = PyList_GET_ITEM(event_tensors.ptr(), e);
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) throw py::type_error("gradviz: an event's tensors are not a pair");
+    add_grad_fns(PyTuple_GET_ITEM(pair, 0), out);
+    add_grad_fns(PyTuple_GET_ITEM(pair, 1), out);
+  }
+  return out;
+}
+
 }  // namespace
 
-// Adds order, explained, grad_fns and settle_events to the helper's module.
+// Adds the functions above to the helper's module.
 void gradviz_add_graph(py::module_& m) {
   m.def("order", &order, py::arg("count"), py::arg("edges"));
   m.def("explained", &explained, py::arg("inputs_of"), py::arg("fn_ids"), py::arg("ops"));
   m.def("grad_fns", &grad_fns, py::arg("event_tensors"));
+  m.def("input_refs", &input_refs, py::arg("events"), py::arg("event_tensors"), py::arg("fn_ids"), py::arg("leaf_ids"));
+  m.def("unnamed_inputs", &unnamed_inputs, py::arg("event_tensors"), py::arg("named"));
   m.def("settle_events", &settle_events, py::arg("topo"), py::arg("inputs_of"), py::arg("event_of"), py::arg("fixed"));
 }

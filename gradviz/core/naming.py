@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fastpath
 from .buildresult import BuildResult
 from .capture import ForwardCapture
 
@@ -74,21 +75,38 @@ def name_tensors(built: BuildResult, cap: ForwardCapture) -> dict:
         for pname, p in m.named_parameters(recurse=False):
             names.setdefault(p, f"{mod_names[m]}.{pname}")
     counter = 0
-    views: dict = {}
+    views: dict[int, int] = {}  # id of a named base -> the views of it named so far
     # named tensors by id() (a tensor's hash is a Python call; `names` holds them, so no id is reused)
-    named = {id(t) for t in names}
+    name_of = {id(t): name for t, name in names.items()}
+    named = set(name_of)
+    for t in _unnamed_inputs(cap, named):
+        base = t._base
+        base_name = None if base is None else name_of.get(id(base))
+        if base_name is not None:
+            # a view of a named tensor (xs[t]): name it after its base, numbered by first use
+            k = views.get(id(base), 0)
+            views[id(base)] = k + 1
+            name = f"{base_name}[{k}]"
+        else:
+            name = f"input{counter}"
+            counter += 1
+        names[t] = name_of[id(t)] = name  # (a later view of it is named after it)
+    return names
+
+
+def _unnamed_inputs(cap: ForwardCapture, named: set):
+    """The events' inputs without a grad_fn whose id is not in `named`, in order of first use
+    (each id added to `named`; the helper's scan where it is loaded)."""
+    lib = fastpath.helper()
+    if lib is not None:
+        return lib.unnamed_inputs(cap.event_tensors, named)
+    return _scan_inputs(cap, named)
+
+
+def _scan_inputs(cap: ForwardCapture, named: set):
     for ins, _ in cap.event_tensors:
         for t in ins:
             if t.grad_fn is not None or id(t) in named:
                 continue
             named.add(id(t))
-            base = t._base
-            if base is not None and base in names:
-                # a view of a named tensor (xs[t]): name it after its base, numbered by first use
-                k = views.get(base, 0)
-                views[base] = k + 1
-                names[t] = f"{names[base]}[{k}]"
-            else:
-                names[t] = f"input{counter}"
-                counter += 1
-    return names
+            yield t

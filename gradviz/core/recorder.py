@@ -239,8 +239,9 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
                     inputs_of: list[list[int]] | None = None) -> None:
     """Give nodes their forward event, module use, source, custom Function and backend.
 
-    `topo` (a consumers-first order) and `inputs_of` (each node's producers, one per edge) are
-    computed from `edges` when not given.
+    `nodes` are fresh from the walk (no module, use, uses or device yet). `topo` (a consumers-first
+    order) and `inputs_of` (each node's producers, one per edge) are computed from `edges` when not
+    given.
     """
     mod_names = getattr(cap, "module_names", {})
     uses = cap.module_uses
@@ -292,22 +293,27 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
     events = cap.events
     event_module = cap.event_module
     plain: set = set()  # node classes no backend describes (the common case: looked up once)
+    # per event: what each of its nodes takes from it (source, module, use, uses, device), found once
+    settled: list = [None] * len(events)
     for node in nodes:
         nid = node.id
         ev_index = event_of[nid]
         if ev_index is not None and fixed[nid] != _LEAF:
-            node.forward_event = ev_index
             ev = events[ev_index]
-            node.source = ev.source
-            mod = event_module[ev_index]
-            if mod is not None:
-                m, use = mod
-                node.module = mod_names.get(m, type(m).__name__)
-                node.use = use
-                node.uses = uses.get(m)
-                ev.module, ev.use = node.module, use
-            if ev.outputs:
-                node.device = ev.outputs[0].device
+            taken = settled[ev_index]
+            if taken is None:
+                module = use = uses_m = None  # (a node's own when its event ran in no module)
+                mod = event_module[ev_index]
+                if mod is not None:
+                    m, use = mod
+                    module = mod_names.get(m, type(m).__name__)
+                    uses_m = uses.get(m)
+                    ev.module, ev.use = module, use
+                taken = settled[ev_index] = (ev.source, module, use, uses_m,
+                                             ev.outputs[0].device if ev.outputs else None)
+            # (None where the event has no module or outputs: what a node fresh from the walk has)
+            node.forward_event = ev_index
+            node.source, node.module, node.use, node.uses, node.device = taken
             if fixed[nid] == _OWN:
                 # the op's own output; nodes made inside a composite op have no tensor of their own
                 if ev.outputs:
@@ -355,8 +361,32 @@ def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict) -> list:
     leaf_vars = [fns[n.id].variable for n in leaf_nodes]
     leaf_ids = {id(v): n.id for v, n in zip(leaf_vars, leaf_nodes)}
     name_of = {id(t): name for t, name in names.items()}  # (`names` holds the tensors meanwhile)
+
+    def input_node(ev, pos: int, t) -> int:
+        """The node of input `t` of `ev`, which needs no grad (made at its first use)."""
+        nid = input_ids.get(id(t))
+        if nid is None:
+            nid = len(nodes)
+            input_ids[id(t)] = nid
+            name = name_of.get(id(t))
+            # (id, name, kind, torch_name by position, the rest set: keyword arguments cost more)
+            node = GraphNode(nid, f"input{nid}" if name is None else name, "input", "")
+            node.leaf, node.tensor, node.device = name, ev.inputs[pos], "cpu" if t.is_cpu else str(t.device)
+            node.source, node.forward_event = ev.source, ev.index
+            nodes.append(node)
+        return nid
+
+    lib = fastpath.helper()
+    if lib is not None:
+        # the loop below in one call, but for the inputs that get a node of their own
+        events, event_tensors = cap.events, cap.event_tensors
+        for e, pos, op_id in lib.input_refs(events, event_tensors, fn_ids, leaf_ids):
+            ev = events[e]
+            nid = ev.input_nodes[pos] = input_node(ev, pos, event_tensors[e][0][pos])
+            input_edges.append((op_id, nid, pos))
+        leaf_vars.clear()
+        return input_edges
     node_of = fn_ids.get  # (None is no key: None for a tensor without grad_fn)
-    append_node = nodes.append
     for ev, (ins, outs) in zip(cap.events, cap.event_tensors):
         fn = None
         for t in outs:
@@ -378,16 +408,7 @@ def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict) -> list:
             if op_id is None:
                 found.append(None)
                 continue
-            nid = input_ids.get(id(t))
-            if nid is None:
-                nid = len(nodes)
-                input_ids[id(t)] = nid
-                name = name_of.get(id(t))
-                # (id, name, kind, torch_name by position, the rest set: keyword arguments cost more)
-                node = GraphNode(nid, f"input{nid}" if name is None else name, "input", "")
-                node.leaf, node.tensor, node.device = name, ev.inputs[pos], "cpu" if t.is_cpu else str(t.device)
-                node.source, node.forward_event = ev.source, ev.index
-                append_node(node)
+            nid = input_node(ev, pos, t)
             found.append(nid)
             input_edges.append((op_id, nid, pos))
     leaf_vars.clear()

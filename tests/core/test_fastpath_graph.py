@@ -110,3 +110,48 @@ def test_grad_fns_of_parameters_subclasses_and_leaves(helper):
     expected = [y.grad_fn, t.grad_fn, t.grad_fn, y.grad_fn]
     got = helper.grad_fns(pairs)
     assert len(got) == 4 and all(a is b for a, b in zip(got, expected))
+
+
+class _Tagged(torch.Tensor):
+    pass
+
+
+def _inputs_of_every_kind():
+    """Inputs that need no grad (one used twice, views of a named one, a subclass), Parameters,
+    a leaf the user names, ops inside a composite op, and an op whose output needs no grad."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 3)
+    xs = torch.randn(4, 3)
+    c = torch.randn(3)
+    w = torch.randn(3, requires_grad=True)
+    tagged = torch.randn(3).as_subclass(_Tagged)
+    h = w
+    for t in range(4):
+        h = torch.tanh(lin(xs[t] * c + h)) * c + tagged
+    side = (c * 2).sum()  # needs no grad: no node
+    loss = torch.nn.functional.mse_loss(h, xs[0]) + side
+    return loss, {"w": w, "xs": xs}
+
+
+def _json(rec) -> str:
+    import json
+
+    from gradviz.core.serialize import recording_to_json
+
+    data = recording_to_json(rec)
+    data["meta"].pop("seconds", None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+@pytest.mark.parametrize("keep_values", [True, False])
+def test_inputs_names_and_events_of_every_kind_record_the_same(helper, keep_values):
+    from gradviz.core import record
+
+    compiled = record(_inputs_of_every_kind, keep_values=keep_values)
+    with fastpath.python_only():
+        python = record(_inputs_of_every_kind, keep_values=keep_values)
+    assert _json(compiled) == _json(python)
+    inputs = [n for n in compiled.nodes if n.kind == "input"]
+    assert "xs[0]" in {n.leaf for n in inputs} and len(inputs) >= 6
+    assert all(ev.input_nodes for ev in compiled.forward)
+    assert [ev.input_nodes for ev in compiled.forward] == [ev.input_nodes for ev in python.forward]

@@ -142,10 +142,11 @@ def _record(runner, keep_values, budget_bytes, max_nodes, check_finite, progress
     keeper.walked(fns, topo)
     # nodes made by ops this thread's capture did not see (another thread, TorchScript)
     unseen = cap.unseen_nodes(fns, {id(t) for t in cap.leaf_seen}, fn_ids, inputs_of)
-    _annotate_nodes(nodes, fns, edges, cap, names, topo, inputs_of)
+    walked_leaves = _annotate_nodes(nodes, fns, edges, cap, names, topo, inputs_of)
     del inputs_of
-    input_edges = _input_nodes(nodes, fns, fn_ids, cap, names)
-    leaf_node_of = {n.leaf: n.id for n in nodes if n.kind == "leaf" and n.leaf}
+    input_edges = _input_nodes(nodes, fns, fn_ids, cap, names, walked_leaves)
+    leaf_node_of = {n.leaf: n.id for n, _ in walked_leaves if n.leaf}
+    del walked_leaves
 
     progress(0.45, "reading saved tensors")
     read_saved_nodes(nodes, fns, store, lambda exc, node: _inplace_error(exc, node, nodes, cap))
@@ -236,8 +237,10 @@ _LEAF, _OWN = 1, 2  # (see _annotate_nodes; kernels/record_graph.cpp's settle_ev
 
 
 def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: list[int] | None = None,
-                    inputs_of: list[list[int]] | None = None) -> None:
+                    inputs_of: list[list[int]] | None = None) -> list:
     """Give nodes their forward event, module use, source, custom Function and backend.
+
+    Returns the leaf nodes with their variables, ``(node, tensor)`` in id order.
 
     `nodes` are fresh from the walk (no module, use, uses or device yet). `topo` (a consumers-first
     order) and `inputs_of` (each node's producers, one per edge) are computed from `edges` when not
@@ -251,10 +254,12 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
     event_of: list = [None] * count  # each node's forward event, as it is settled
     # per node: _LEAF, _OWN (the node is the output node of its own event) or 0
     fixed = bytearray(count)
+    leaves: list = []
     for node, fn in zip(nodes, fns):
         if node.kind == "leaf":
             fixed[node.id] = _LEAF
             var = fn.variable
+            leaves.append((node, var))
             node.leaf = names.get(var)
             node.tensor = None
             node.device = str(var.device)
@@ -332,6 +337,7 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
         if node.function is None or node.function.startswith("GeneratedBackwardFor_"):
             # torch.library's generated Function is an implementation detail of the op
             node.function = alias[0]
+    return leaves
 
 
 def _graph_order(count: int, edges) -> tuple[list[list[int]], list[int]]:
@@ -351,15 +357,19 @@ def producers_of(count: int, edges) -> list[list[int]]:
     return inputs_of
 
 
-def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict) -> list:
-    """Add a node for every tensor that needs no grad but fed an op of the graph."""
+def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict, leaves: list | None = None) -> list:
+    """Add a node for every tensor that needs no grad but fed an op of the graph.
+
+    `leaves`: the leaf nodes with their variables as `_annotate_nodes` returns them (found when not given).
+    """
     input_edges: list[tuple[int, int, int]] = []
     # keyed by id(): a tensor's hash is a Python call. The tensors stay alive meanwhile (the leaf
     # variables in `leaf_vars`, the inputs in cap.event_tensors), so no id is reused
     input_ids: dict[int, int] = {}
-    leaf_nodes = [n for n in nodes if n.kind == "leaf"]
-    leaf_vars = [fns[n.id].variable for n in leaf_nodes]
-    leaf_ids = {id(v): n.id for v, n in zip(leaf_vars, leaf_nodes)}
+    if leaves is None:
+        leaves = [(n, fns[n.id].variable) for n in nodes if n.kind == "leaf"]
+    leaf_vars = [v for _, v in leaves]
+    leaf_ids = {id(v): n.id for n, v in leaves}
     name_of = {id(t): name for t, name in names.items()}  # (`names` holds the tensors meanwhile)
 
     def input_node(ev, pos: int, t) -> int:

@@ -236,10 +236,13 @@ py::object id_of(PyObject* v) {
   return py::reinterpret_steal<py::object>(id);
 }
 
-// Fast sequence items of one side of an event's (inputs, outputs) pair.
+// Fast sequence items of one side of an event's (inputs, outputs) pair (any sequence of two).
 py::object side(PyObject* pair, Py_ssize_t k) {
-  if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) throw py::type_error("gradviz: an event's tensors are not a pair");
-  py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(PyTuple_GET_ITEM(pair, k), "tensors"));
+  py::object both = py::reinterpret_steal<py::object>(PySequence_Fast(pair, "an event's tensors"));
+  if (!both) throw py::error_already_set();
+  if (PySequence_Fast_GET_SIZE(both.ptr()) != 2) throw py::type_error("gradviz: an event's tensors are not a pair");
+  py::object seq = py::reinterpret_steal<py::object>(
+      PySequence_Fast(PySequence_Fast_GET_ITEM(both.ptr(), k), "tensors"));
   if (!seq) throw py::error_already_set();
   return seq;
 }
@@ -247,8 +250,8 @@ py::object side(PyObject* pair, Py_ssize_t k) {
 // recorder._input_nodes' loop over the events, but for the inputs that need a node of their own:
 // sets each event's input_nodes (per input: its grad_fn's node id, else the leaf's node id where it
 // requires grad, else None) and returns (event index, input position, the op's node id) for each
-// input that needs no grad where the op's output has a node of the graph (the caller gives those
-// their node and fills their place in input_nodes).
+// input that needs no grad where the op's output has a node of the graph, with the input itself
+// (the caller gives those their node and fills their place in input_nodes).
 py::list input_refs(py::list events, py::list event_tensors, py::dict fn_ids, py::dict leaf_ids) {
   static PyObject* name = PyUnicode_InternFromString("input_nodes");
   const Py_ssize_t n = std::min(PyList_GET_SIZE(events.ptr()), PyList_GET_SIZE(event_tensors.ptr()));
@@ -275,7 +278,7 @@ py::list input_refs(py::list events, py::list event_tensors, py::dict fn_ids, py
         got = get(leaf_ids.ptr(), id_of(t).ptr());
       } else {
         got = py::none();
-        if (!op_id.is_none()) pending.append(py::make_tuple(e, k, op_id));
+        if (!op_id.is_none()) pending.append(py::make_tuple(e, k, op_id, py::handle(t)));
       }
       PyList_SET_ITEM(found.ptr(), k, got.release().ptr());
     }
@@ -330,9 +333,8 @@ py::list grad_fns(py::list event_tensors) {
   const Py_ssize_t n = PyList_GET_SIZE(event_tensors.ptr());
   for (Py_ssize_t e = 0; e < n; ++e) {
     PyObject* pair = PyList_GET_ITEM(event_tensors.ptr(), e);
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) throw py::type_error("gradviz: an event's tensors are not a pair");
-    add_grad_fns(PyTuple_GET_ITEM(pair, 0), out);
-    add_grad_fns(PyTuple_GET_ITEM(pair, 1), out);
+    add_grad_fns(side(pair, 0).ptr(), out);
+    add_grad_fns(side(pair, 1).ptr(), out);
   }
   return out;
 }

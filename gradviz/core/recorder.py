@@ -389,10 +389,10 @@ def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict, leaves: l
     lib = fastpath.helper()
     if lib is not None:
         # the loop below in one call, but for the inputs that get a node of their own
-        events, event_tensors = cap.events, cap.event_tensors
-        for e, pos, op_id in lib.input_refs(events, event_tensors, fn_ids, leaf_ids):
+        events = cap.events
+        for e, pos, op_id, t in lib.input_refs(events, cap.event_tensors, fn_ids, leaf_ids):
             ev = events[e]
-            nid = ev.input_nodes[pos] = input_node(ev, pos, event_tensors[e][0][pos])
+            nid = ev.input_nodes[pos] = input_node(ev, pos, t)
             input_edges.append((op_id, nid, pos))
         leaf_vars.clear()
         return input_edges

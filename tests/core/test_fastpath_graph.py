@@ -106,10 +106,12 @@ def test_grad_fns_of_parameters_subclasses_and_leaves(helper):
     t = (p * 2).as_subclass(Tagged)
     x = torch.randn(3)
     y = p + 1
-    pairs = [([p, x, y], [t]), ((t, p), (y,))]
-    expected = [y.grad_fn, t.grad_fn, t.grad_fn, y.grad_fn]
+    pairs = [([p, x, y], [t]), ((t, p), (y,)), [[x], [y]]]  # (a pair may be any sequence of two)
+    expected = [y.grad_fn, t.grad_fn, t.grad_fn, y.grad_fn, y.grad_fn]
     got = helper.grad_fns(pairs)
-    assert len(got) == 4 and all(a is b for a, b in zip(got, expected))
+    assert len(got) == 5 and all(a is b for a, b in zip(got, expected))
+    with pytest.raises(TypeError):
+        helper.grad_fns([([p], [y], [t])])
 
 
 class _Tagged(torch.Tensor):

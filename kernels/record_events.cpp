@@ -42,11 +42,23 @@
 #include <unordered_map>
 #include <vector>
 
+#include "record_objects.h"
+
 namespace py = pybind11;
 
 const py::object& gradviz_dtype_name(at::ScalarType s);  // record_saved.cpp
 
 namespace {
+
+using gradviz_record::attr;
+using gradviz_record::data_maker;
+using gradviz_record::iattr;
+using gradviz_record::int_attr;
+using gradviz_record::Maker;
+using gradviz_record::maker_of;
+using gradviz_record::numpy_dtype;
+using gradviz_record::set_iattr;
+using gradviz_record::set_int_attr;
 
 PyObject* s_depth = nullptr;
 PyObject* s_store = nullptr;
@@ -76,33 +88,6 @@ PyObject* s_cpu = nullptr;
 PyObject* s_bytes_kept = nullptr;
 PyObject* s_budget_bytes = nullptr;
 PyObject* s_singles = nullptr;
-
-
-py::object attr(PyObject* obj, PyObject* name) {
-  PyObject* v = PyObject_GetAttr(obj, name);
-  if (v == nullptr) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(v);
-}
-
-// An instance attribute of `obj` (the capture's lists and counters, the store's): read from the
-// instance's dict, where Python's getattr finds it too (neither class has a data descriptor of
-// these names), else by getattr. Saves the class lookup of each of some thirty reads an event.
-py::object iattr(PyObject* obj, PyObject* name) {
-  PyObject** dict = _PyObject_GetDictPtr(obj);
-  if (dict != nullptr && *dict != nullptr) {
-    PyObject* v = PyDict_GetItemWithError(*dict, name);  // (borrowed)
-    if (v != nullptr) return py::reinterpret_borrow<py::object>(v);
-    if (PyErr_Occurred()) throw py::error_already_set();
-  }
-  return attr(obj, name);
-}
-
-// Sets an instance attribute of `obj` (into the instance's dict, where setattr puts it).
-void set_iattr(PyObject* obj, PyObject* name, PyObject* v) {
-  PyObject** dict = _PyObject_GetDictPtr(obj);
-  const int rc = dict != nullptr && *dict != nullptr ? PyDict_SetItem(*dict, name, v) : PyObject_SetAttr(obj, name, v);
-  if (rc < 0) throw py::error_already_set();
-}
 
 // Raises the capture's `_depth` by one for its lifetime (lowered like Python's `finally:`).
 class Depth {
@@ -190,119 +175,6 @@ py::object int_tuple(c10::IntArrayRef v) {
   return held;
 }
 
-long long int_attr(PyObject* obj, PyObject* name) {
-  py::object v = iattr(obj, name);
-  const long long n = PyLong_AsLongLong(v.ptr());
-  if (n == -1 && PyErr_Occurred()) throw py::error_already_set();
-  return n;
-}
-
-void set_int_attr(PyObject* obj, PyObject* name, long long n) {
-  py::object v = py::reinterpret_steal<py::object>(PyLong_FromLongLong(n));
-  if (!v) throw py::error_already_set();
-  set_iattr(obj, name, v.ptr());
-}
-
-// The numpy dtype (borrowed, made once) of the dtypes numpy holds as they are, else null.
-PyObject* numpy_dtype(at::ScalarType s) {
-  const char* name = nullptr;
-  switch (s) {
-    case at::kHalf: name = "float16"; break;
-    case at::kFloat: name = "float32"; break;
-    case at::kDouble: name = "float64"; break;
-    case at::kComplexFloat: name = "complex64"; break;
-    case at::kComplexDouble: name = "complex128"; break;
-    case at::kBool: name = "bool"; break;
-    case at::kByte: name = "uint8"; break;
-    case at::kChar: name = "int8"; break;
-    case at::kShort: name = "int16"; break;
-    case at::kInt: name = "int32"; break;
-    case at::kLong: name = "int64"; break;
-    default: return nullptr;
-  }
-  // (leaked on purpose: it holds Python objects past the interpreter's end)
-  static auto& dtypes = *new std::unordered_map<int, py::object>();
-  auto it = dtypes.find(static_cast<int>(s));
-  if (it == dtypes.end()) {
-    it = dtypes.emplace(static_cast<int>(s), py::dtype(name)).first;
-  }
-  return it->second.ptr();
-}
-
-// New instances of a recording dataclass (TensorData, ForwardEvent) as its __init__ makes them,
-// without running it: object.__new__(cls), then each field set in the order of the class's fields
-// (the order __init__ sets them, so the instances share their attribute layout with those __init__
-// makes). Only where the class's fields are the ones named here and it has no __new__,
-// __setattr__ or __post_init__ of its own; else the class is called with the same values.
-class Maker {
- public:
-  Maker(PyObject* cls, std::vector<const char*> fields) : cls_(py::reinterpret_borrow<py::object>(cls)) {
-    for (const char* f : fields) {
-      PyObject* name = PyUnicode_InternFromString(f);
-      if (name == nullptr) throw py::error_already_set();
-      names_.push_back(py::reinterpret_steal<py::object>(name));
-    }
-    empty_ = py::reinterpret_steal<py::object>(PyTuple_New(0));
-    if (!empty_) throw py::error_already_set();
-    if (!PyType_Check(cls)) return;
-    auto* type = reinterpret_cast<PyTypeObject*>(cls);
-    if (type->tp_new != PyBaseObject_Type.tp_new || type->tp_setattro != PyObject_GenericSetAttr ||
-        PyObject_HasAttrString(cls, "__post_init__")) {
-      return;
-    }
-    py::object names = py::module_::import("dataclasses").attr("fields")(py::handle(cls));
-    py::list want;
-    for (const auto& n : names_) want.append(n);
-    py::list have;
-    for (py::handle f : names) have.append(f.attr("name"));
-    direct_ = have.equal(want);
-  }
-
-  bool is(PyObject* cls) const { return cls == cls_.ptr(); }
-
-  // A new instance with values[k] for field k (borrowed references); a new reference.
-  PyObject* make(PyObject* const* values, size_t n_args) const {
-    if (!direct_) {
-      PyObject* out = PyObject_Vectorcall(cls_.ptr(), values, n_args, nullptr);
-      if (out == nullptr) throw py::error_already_set();
-      return out;
-    }
-    auto* type = reinterpret_cast<PyTypeObject*>(cls_.ptr());
-    PyObject* out = type->tp_new(type, empty_.ptr(), nullptr);
-    if (out == nullptr) throw py::error_already_set();
-    for (size_t k = 0; k < names_.size(); ++k) {
-      if (PyObject_GenericSetAttr(out, names_[k].ptr(), values[k]) < 0) {
-        Py_DECREF(out);
-        throw py::error_already_set();
-      }
-    }
-    return out;
-  }
-
-  bool direct() const { return direct_; }
-
- private:
-  py::object cls_;
-  bool direct_ = false;
-  std::vector<py::object> names_;
-  py::object empty_;
-};
-
-// The Maker of class `cls` (made once per class, kept: the class is held).
-const Maker& maker_of(PyObject* cls, std::vector<const char*> fields) {
-  // (leaked on purpose: it holds Python objects past the interpreter's end)
-  static auto& makers = *new std::vector<std::unique_ptr<Maker>>();
-  for (const auto& m : makers) {
-    if (m->is(cls)) return *m;
-  }
-  makers.push_back(std::make_unique<Maker>(cls, std::move(fields)));
-  return *makers.back();
-}
-
-const Maker& data_maker(PyObject* cls) {
-  return maker_of(cls, {"shape", "dtype", "device", "value", "stats", "requires_grad", "uid"});
-}
-
 // store.capture(t, True) for one plain tensor (see the top of the file).
 class Snap {
  public:
@@ -357,7 +229,7 @@ class Snap {
     py::object device = t.is_cpu() ? py::reinterpret_borrow<py::object>(s_cpu) : py::str(t.device().str());
     PyObject* args[] = {shape.ptr(), gradviz_dtype_name(t.scalar_type()).ptr(), device.ptr(), Py_None, Py_None,
                         t.requires_grad() ? Py_True : Py_False, next.ptr()};
-    PyObject* out = data_maker(data_class_.ptr()).make(args, 7);
+    PyObject* out = data_maker(data_class_.ptr()).make(args);
     py::object data = py::reinterpret_steal<py::object>(out);
     py::tuple held = py::make_tuple(data, py::handle(v));
     if (PyDict_SetItem(seen_.ptr(), key.ptr(), held.ptr()) < 0) throw py::error_already_set();
@@ -411,7 +283,7 @@ class Snap {
     py::object shape_obj = int_tuple(t.sizes());
     PyObject* args[] = {shape_obj.ptr(), gradviz_dtype_name(t.scalar_type()).ptr(), s_cpu, value.ptr(),
                         Py_None, t.requires_grad() ? Py_True : Py_False, uid_obj.ptr()};
-    PyObject* out = data_maker(data_class_.ptr()).make(args, 7);
+    PyObject* out = data_maker(data_class_.ptr()).make(args);
     py::object data = py::reinterpret_steal<py::object>(out);
     if (PyList_Append(iattr(store_, s_singles).ptr(), out) < 0) throw py::error_already_set();
     py::tuple held = py::make_tuple(data, py::handle(v));
@@ -576,7 +448,7 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
       py::list input_nodes;
       PyObject* fields[] = {py_index.ptr(), PyTuple_GET_ITEM(log, 0), in_data.ptr(), out_data.ptr(), where,
                             Py_None, Py_None, Py_None, PyTuple_GET_ITEM(log, 1), input_nodes.ptr()};
-      event = event_maker.make(fields, 10);
+      event = event_maker.make(fields);
     } else {
       PyObject* eargs[] = {py_index.ptr(), PyTuple_GET_ITEM(log, 0), in_data.ptr(), out_data.ptr(), where,
                            PyTuple_GET_ITEM(log, 1)};

@@ -2,7 +2,7 @@
 
 The helper walks the autograd graph, records what the engine sends through each node while backward
 runs (a C++ post hook per node, no Python call per node), hands back the gradients only it holds
-as numpy arrays over their memory, copies gradients into one buffer, finds each forward op's
+as numpy arrays over their memory and makes the backward events (``kernels/record_take.cpp``), copies gradients into one buffer, finds each forward op's
 source line on the interpreter's frame stack (CPython 3.11), runs the forward capture's
 ``__torch_function__`` for the calls that are no event (``kernels/record_capture.cpp``) and logs
 the common event (``kernels/record_events.cpp``), reads
@@ -42,10 +42,11 @@ import torch
 
 from . import extension as _ext
 
-__all__ = ["SOURCES", "helper", "build", "status", "python_only"]
+__all__ = ["SOURCES", "HEADERS", "helper", "build", "status", "python_only"]
 
-SOURCES = ("record_hooks.cpp", "record_frames.cpp", "record_capture.cpp", "record_saved.cpp", "record_events.cpp",
-           "record_stats.cpp", "record_graph.cpp")
+SOURCES = ("record_hooks.cpp", "record_take.cpp", "record_frames.cpp", "record_capture.cpp", "record_saved.cpp",
+           "record_events.cpp", "record_stats.cpp", "record_graph.cpp")
+HEADERS = ("record_objects.h", "record_take.h")  # (included by the sources: part of the build's name)
 _CFLAGS = ["-O2", "-Wall", "-Wfatal-errors", "-ffp-contract=off"]  # (no fused multiply-add: record_stats.cpp)
 
 _lock = threading.Lock()
@@ -56,9 +57,9 @@ _forced_python = 0
 
 
 def _key() -> str:
-    """The build's name: a hash of the sources, the torch and Python versions, the flags."""
+    """The build's name: a hash of the sources and headers, the torch and Python versions, the flags."""
     h = hashlib.sha256()
-    for source in SOURCES:
+    for source in SOURCES + HEADERS:
         h.update(source.encode())
         h.update((_ext.KERNELS_DIR / source).read_bytes())
     h.update(f"torch={torch.__version__} python={sys.version} abi={sysconfig.get_config_var('SOABI')}".encode())

@@ -200,6 +200,29 @@ def test_events_and_snapshots_made_in_cpp_are_the_dataclasses_own(helper, keep_v
     assert n > 0
 
 
+@dataclasses.dataclass
+class _MoreFields(BackwardEvent):
+    """A BackwardEvent with a field more (and a default): not the fields the helper sets itself."""
+
+    extra: int = 7
+
+
+@pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
+def test_take_events_calls_an_event_class_with_other_fields(helper, monkeypatch, keep_values):
+    """`Hooks.take_events` sets the fields itself only where the class's fields are the ones it
+    names; a class with a field more is called, as the Python path calls it (its __init__ sets
+    `extra`: in the instance, not only the class's default)."""
+    from gradviz.core import backward_run
+
+    monkeypatch.setattr(backward_run, "BackwardEvent", _MoreFields)
+    compiled, python = _both("rnn-unrolled", params={"T": 4}, keep_values=keep_values)
+    _same(compiled, python)
+    fields = [f.name for f in dataclasses.fields(_MoreFields)]
+    assert fields[-1] == "extra" and compiled.backward
+    for ev in compiled.backward:
+        assert type(ev) is _MoreFields and list(vars(ev)) == fields and ev.extra == 7
+
+
 def test_hooks_custom_functions_and_inplace_ops_record_the_same(helper, tmp_path):
     script = tmp_path / "hooks.py"
     script.write_text(textwrap.dedent(HOOKS_AND_FUNCTIONS))

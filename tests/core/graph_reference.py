@@ -1,4 +1,20 @@
-"""Independent references for graph tests: torch's own graph, walked without gradviz."""
+"""Independent references for graph tests: torch's own graph, walked without gradviz; and a graph
+part that graph tests share."""
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+
+def threaded_half(w):
+    """sigmoid(tanh(randn(5, 4) @ w)) * w.sum(), the tanh(... @ w) half made in a worker thread (a
+    capture in this thread does not see its nodes), the leaf `w` used in both halves."""
+
+    def part():
+        return torch.tanh(torch.randn(5, 4) @ w)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        a = pool.submit(part).result()
+    return torch.sigmoid(a) * w.sum()
 
 
 def torch_edges(loss):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from gradviz.core.capture import ForwardCapture
 from gradviz.core.recorder import producers_of, topological_order
 from gradviz.core.sandbox import Sandbox
 from gradviz.core.tensors import TensorStore
+from graph_reference import threaded_half
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +40,7 @@ def _model():
     """A graph with shared nodes, a leaf used twice, a part made in another thread and an in-place op."""
     torch.manual_seed(0)
     w = torch.randn(4, 3, requires_grad=True)
-
-    def part():
-        return torch.tanh(torch.randn(5, 4) @ w)
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        a = pool.submit(part).result()
-    b = torch.sigmoid(a) * w.sum()
+    b = threaded_half(w)
     c = b.clone()
     c.mul_(b)
     h = c

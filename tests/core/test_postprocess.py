@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import heapq
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -12,18 +11,13 @@ from gradviz.core.capture import ForwardCapture
 from gradviz.core.recorder import producers_of, topological_order
 from gradviz.core.sandbox import Sandbox
 from gradviz.core.tensors import TensorStore
+from graph_reference import threaded_half
 
 
 def _threaded_model():
     """A forward half run in a worker thread (its nodes unseen), half here, with a leaf used in both."""
     w = torch.randn(4, 3, requires_grad=True)
-
-    def part():
-        return torch.tanh(torch.randn(5, 4) @ w)
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        a = pool.submit(part).result()
-    b = torch.sigmoid(a) * w.sum()
+    b = threaded_half(w)
     return (b * b).sum(), w
 
 

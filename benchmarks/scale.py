@@ -5,7 +5,8 @@ For a layer reused k times, an RNN cell unrolled T steps, a ResNet-style stack a
 process, **one torch thread for every tool** (`torch.set_num_threads(1)`, OMP_NUM_THREADS=1):
 
 * nodes, edges;
-* the plain forward+backward (best of 3) and `gradviz.record` with values and without, as ratios;
+* the plain forward+backward and `gradviz.record` with values and without, as ratios: best of 3 each,
+  taken alternating (plain, no values, values) at the end of the row;
 * `Timeline` build, one forward step (`Stepper.next`, median), a random jump (`state_at`, median
   and max of 50);
 * peak RSS of the process, and bytes per node: the RSS the recording (with values) and its
@@ -30,6 +31,7 @@ Results and the load they were taken under: the Scale section of benchmarks/RESU
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import os
@@ -146,17 +148,19 @@ def capped(seconds: float, fn):
         signal.signal(signal.SIGALRM, old)
 
 
+def plain_run(build) -> None:
+    """One plain forward+backward of `build`'s model."""
+    loss, _ = build()
+    loss.backward()
+
+
 def plain_time(build) -> float:
     """Best of 3 plain forward+backward runs (after one warm-up run)."""
-    def plain():
-        loss, _ = build()
-        loss.backward()
-
-    plain()
+    plain_run(build)
     times = []
     for _ in range(3):
         t = time.perf_counter()
-        plain()
+        plain_run(build)
         times.append(time.perf_counter() - t)
     return min(times)
 
@@ -210,8 +214,29 @@ def measure(family: str, n: int, draw: bool, cap: float) -> None:
     emit(row)
     if draw:
         measure_draw(rec, tl, row, cap)
+    # the times the ratios use: plain and record runs alternating (plain, no values, values; 3 rounds;
+    # best of each), each with no recording alive but its own, so that a drift of the machine's speed
+    # during the row (other VMs on the host) moves both alike. The first runs above (plain, then
+    # record at this size for the first time) stay in the row if this part does not finish
+    del stepper, tl, rec
+    times: dict = {"plain_s": [], "record_novalues_s": [], "record_values_s": []}
+    for _ in range(3):
+        times["plain_s"].append(run_time(lambda: plain_run(build)))
+        times["record_novalues_s"].append(run_time(lambda: gradviz.record(build, keep_values=False)))
+        times["record_values_s"].append(run_time(lambda: gradviz.record(build)))
+    row.update({k: min(v) for k, v in times.items()})
     row["load_end"] = os.getloadavg()[0]
     emit(row)
+
+
+def run_time(fn) -> float:
+    """Seconds of one ``fn()`` run, started with no garbage left of earlier runs (its result freed untimed)."""
+    gc.collect()
+    t = time.perf_counter()
+    out = fn()
+    elapsed = time.perf_counter() - t
+    del out
+    return elapsed
 
 
 def open_view(rec, stepper, layout):

@@ -458,10 +458,39 @@ def _check_finite_without_values(loss, leaf_tensors) -> None:
     hint = "record again with values kept (without --no-values) to find the first op that made it"
     if not bool(torch.isfinite(loss.detach()).all()):
         raise NonFiniteError("the loss is NaN or Inf", hint=hint)
-    for name, t in leaf_tensors.items():
-        g = t.grad
-        if g is not None and g.is_floating_point() and not bool(torch.isfinite(g).all()):
+    grads = [(name, t.grad) for name, t in leaf_tensors.items()
+             if t.grad is not None and t.grad.is_floating_point()]
+    if _all_finite([g for _, g in grads]):
+        return
+    for name, g in grads:  # (the first leaf, in order, whose gradient is not finite)
+        if not bool(torch.isfinite(g).all()):
             raise NonFiniteError(f"{name}.grad holds NaN or Inf", hint=hint)
+
+
+def _all_finite(tensors: list) -> bool:
+    """Whether every value of every tensor in `tensors` is finite, tested a group at a time.
+
+    Tensors of one dtype and device are joined, up to `_FINITE_JOIN` values at once, and tested
+    together: a model's thousands of small parameter gradients in a few calls, not one each.
+    """
+    groups: dict = {}
+    for g in tensors:
+        groups.setdefault((g.dtype, g.device), []).append(g)
+    with torch.no_grad():
+        for group in groups.values():
+            chunk, size = [], 0
+            for g in group + [None]:
+                if g is None or (chunk and size + g.numel() > _FINITE_JOIN):
+                    if chunk and not bool(torch.isfinite(torch.cat(chunk)).all()):
+                        return False
+                    chunk, size = [], 0
+                if g is not None:
+                    chunk.append(g.reshape(-1))
+                    size += g.numel()
+    return True
+
+
+_FINITE_JOIN = 1 << 22  # values joined for one finiteness test (16 MiB of float32)
 
 
 def _inplace_error(exc: RuntimeError, reader: GraphNode | None, nodes, cap: ForwardCapture) -> GradvizError:

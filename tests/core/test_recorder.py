@@ -269,3 +269,36 @@ def test_recording_a_model_that_never_compiles_does_not_import_dynamo():
                          env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(
                              os.path.abspath(__file__))))})
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("bad_at", [0, 7, 199])
+def test_no_values_names_the_first_leaf_whose_gradient_is_not_finite_among_many(bad_at, monkeypatch):
+    """Many leaves' gradients are tested together (in joined chunks); the message still names the first bad one."""
+    from gradviz.core import recorder
+    from gradviz.core.errors import NonFiniteError
+
+    monkeypatch.setattr(recorder, "_FINITE_JOIN", 50)  # (several chunks of the 200 leaves)
+
+    def build():
+        ws = {f"w{i}": torch.full((3,), 1.0 + i, requires_grad=True) for i in range(200)}
+        # sqrt(0) at the bad leaf and at the one after it: an infinite gradient there
+        ws[f"w{bad_at}"].data[1] = 0.0
+        if bad_at + 1 < 200:
+            ws[f"w{bad_at + 1}"].data[2] = 0.0
+        loss = sum(torch.sqrt(w).sum() for w in ws.values())
+        return loss, ws
+
+    with pytest.raises(NonFiniteError, match=rf"error: w{bad_at}\.grad holds NaN or Inf"):
+        record(build, keep_values=False)
+
+
+def test_all_finite_joins_by_dtype_and_finds_a_nan_in_any_chunk():
+    from gradviz.core.recorder import _all_finite
+
+    ts = [torch.ones(5), torch.ones(3, dtype=torch.float64), torch.ones(2, 2)]
+    assert _all_finite(ts)
+    assert _all_finite([])
+    for i in range(3):
+        bad = [t.clone() for t in ts]
+        bad[i].view(-1)[-1] = float("nan") if i != 1 else float("-inf")
+        assert not _all_finite(bad)

@@ -43,11 +43,14 @@ def module_parents(cap: ForwardCapture) -> dict:
     return out
 
 
-def module_names(built: BuildResult, cap: ForwardCapture) -> dict:
-    """Name every module that ran: its path in the returned module, else its class name (numbered when shared)."""
+def module_names(built: BuildResult, cap: ForwardCapture, named_modules: list | None = None) -> dict:
+    """Name every module that ran: its path in the returned module, else its class name (numbered when shared).
+
+    `named_modules`, when given, is ``list(built.module.named_modules())``, already walked.
+    """
     names: dict = {}
     if built.module is not None:
-        for path, m in built.module.named_modules():
+        for path, m in (built.module.named_modules() if named_modules is None else named_modules):
             names.setdefault(m, path or type(m).__name__)
     # modules outside the returned one: class name, numbered when several share a class
     by_class: dict[str, list] = {}
@@ -66,14 +69,22 @@ def name_tensors(built: BuildResult, cap: ForwardCapture) -> dict:
     for name, t in built.leaves.items():
         if isinstance(t, torch.Tensor) and t not in names:
             names[t] = name
-    mod_names = module_names(built, cap)
+    walked = None if built.module is None else list(built.module.named_modules())
+    mod_names = module_names(built, cap, walked)
     cap.module_names = mod_names
     if built.module is not None:
-        for pname, p in built.module.named_parameters():
-            names.setdefault(p, pname)
+        # named_parameters(): each module's own parameters under its path, modules in
+        # named_modules() order, the first name of a parameter kept (read from the modules
+        # `module_names` walked, not by a generator per module)
+        for path, m in walked:
+            for pname, p in m._parameters.items():
+                if p is not None:
+                    names.setdefault(p, f"{path}.{pname}" if path else pname)
     for m in cap.module_order:
-        for pname, p in m.named_parameters(recurse=False):
-            names.setdefault(p, f"{mod_names[m]}.{pname}")
+        # the module's own parameters, as named_parameters(recurse=False) gives them
+        for pname, p in m._parameters.items():
+            if p is not None and p not in names:
+                names[p] = f"{mod_names[m]}.{pname}"
     counter = 0
     views: dict[int, int] = {}  # id of a named base -> the views of it named so far
     # named tensors by id() (a tensor's hash is a Python call; `names` holds them, so no id is reused)

@@ -538,16 +538,20 @@ def _collect_leaves(leaf_tensors, initial, leaf_node_of, edges, backward, store)
     """Per leaf: the gradient on each incoming edge in the order its producer ran, with running sums."""
     leaves: dict[str, LeafInfo] = {}
     into: dict[int, tuple[LeafInfo, tuple]] = {}  # leaf node id -> (its LeafInfo, its tensor's shape)
-    for name, t in leaf_tensors.items():
-        nid = leaf_node_of.get(name)
-        init = initial.get(name)
-        info = LeafInfo(name=name, node=nid, tensor=store.capture(t.detach()), requires_grad=bool(t.requires_grad),
-                        initial_grad=store.capture(init) if init is not None else None)
-        info.tensor.requires_grad = bool(t.requires_grad)
-        info.grad = store.capture(t.grad.detach()) if t.grad is not None else None
-        if nid is not None:
-            into[nid] = (info, tuple(t.shape))
-        leaves[name] = info
+    if store.keep_values:
+        for name, t in leaf_tensors.items():
+            nid = leaf_node_of.get(name)
+            init = initial.get(name)
+            info = LeafInfo(name=name, node=nid, tensor=store.capture(t.detach()),
+                            requires_grad=bool(t.requires_grad),
+                            initial_grad=store.capture(init) if init is not None else None)
+            info.tensor.requires_grad = bool(t.requires_grad)
+            info.grad = store.capture(t.grad.detach()) if t.grad is not None else None
+            if nid is not None:
+                into[nid] = (info, tuple(t.shape))
+            leaves[name] = info
+    else:
+        _leaves_without_values(leaf_tensors, initial, leaf_node_of, store, leaves, into)
     # only the edges into a leaf's node matter: the slots of each node that feed a leaf
     into_leaf: dict[int, list[tuple[int, LeafInfo, tuple]]] = {}
     for src, dst, slot in edges:
@@ -576,6 +580,37 @@ def _collect_leaves(leaf_tensors, initial, leaf_node_of, edges, backward, store)
             # (by position: producer, slot, value, backward_event, leaf, reduced_from)
             info.contributions.append(Contribution(ev.node, slot, g, ev.index, info, reduced_from))
     return leaves
+
+
+def _leaves_without_values(leaf_tensors, initial, leaf_node_of, store, leaves, into) -> None:
+    """`_collect_leaves`'s snapshots without values, numbered as its captures one by one would be.
+
+    Per leaf, in order: the tensor (its own requires_grad), the gradient it had before backward
+    (when it had one), its ``.grad`` after backward (a detached copy's: requires_grad False), all
+    described first and made by one `TensorStore.shapes_only`. Fills `leaves` and `into`.
+    """
+    described: list = []
+    add = described.append
+    rows: list = []  # per leaf: (name, tensor, node id, requires_grad, has an initial grad, has a grad)
+    for name, t in leaf_tensors.items():
+        rg = bool(t.requires_grad)
+        add((tuple(t.shape), t.dtype, "cpu" if t.is_cpu else str(t.device), rg))
+        init = initial.get(name)
+        if init is not None:
+            add((tuple(init.shape), init.dtype, "cpu" if init.is_cpu else str(init.device), init.requires_grad))
+        g = t.grad
+        if g is not None:
+            add((tuple(g.shape), g.dtype, "cpu" if g.is_cpu else str(g.device), False))
+        rows.append((name, t, leaf_node_of.get(name), rg, init is not None, g is not None))
+    snaps = iter(store.shapes_only(described))
+    for name, t, nid, rg, has_init, has_grad in rows:
+        tensor = next(snaps)
+        info = LeafInfo(name, nid, tensor, rg, None, next(snaps) if has_init else None)
+        if has_grad:
+            info.grad = next(snaps)
+        if nid is not None:
+            into[nid] = (info, tensor.shape)
+        leaves[name] = info
 
 
 def sum_to(value: np.ndarray, shape: tuple) -> np.ndarray:

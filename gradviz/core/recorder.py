@@ -262,7 +262,7 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
             leaves.append((node, var))
             node.leaf = names.get(var)
             node.tensor = None
-            node.device = str(var.device)
+            node.device = "cpu" if var.is_cpu else str(var.device)  # (str(var.device) without a device object on the CPU)
             node.source = None
             continue
         ev_index = grad_fn_event.get(fn)
@@ -458,8 +458,8 @@ def _check_finite_without_values(loss, leaf_tensors) -> None:
     hint = "record again with values kept (without --no-values) to find the first op that made it"
     if not bool(torch.isfinite(loss.detach()).all()):
         raise NonFiniteError("the loss is NaN or Inf", hint=hint)
-    grads = [(name, t.grad) for name, t in leaf_tensors.items()
-             if t.grad is not None and t.grad.is_floating_point()]
+    grads = [(name, g) for name, t in leaf_tensors.items()
+             if (g := t.grad) is not None and g.is_floating_point()]
     if _all_finite([g for _, g in grads]):
         return
     for name, g in grads:  # (the first leaf, in order, whose gradient is not finite)
@@ -475,18 +475,20 @@ def _all_finite(tensors: list) -> bool:
     """
     groups: dict = {}
     for g in tensors:
-        groups.setdefault((g.dtype, g.device), []).append(g)
+        # (by dtype and device; None for the CPU, without making a device object per tensor)
+        groups.setdefault((g.dtype, None if g.is_cpu else g.device), []).append(g)
     with torch.no_grad():
         for group in groups.values():
             chunk, size = [], 0
             for g in group + [None]:
-                if g is None or (chunk and size + g.numel() > _FINITE_JOIN):
+                n = 0 if g is None else g.numel()
+                if g is None or (chunk and size + n > _FINITE_JOIN):
                     if chunk and not bool(torch.isfinite(torch.cat(chunk)).all()):
                         return False
                     chunk, size = [], 0
                 if g is not None:
                     chunk.append(g.reshape(-1))
-                    size += g.numel()
+                    size += n
     return True
 
 

@@ -80,7 +80,11 @@ def name_tensors(built: BuildResult, cap: ForwardCapture) -> dict:
             for pname, p in m._parameters.items():
                 if p is not None:
                     names.setdefault(p, f"{path}.{pname}" if path else pname)
+    # (the returned module's own modules: their parameters are all named above)
+    inside = set() if walked is None else {id(m) for _, m in walked}
     for m in cap.module_order:
+        if id(m) in inside:
+            continue
         # the module's own parameters, as named_parameters(recurse=False) gives them
         for pname, p in m._parameters.items():
             if p is not None and p not in names:

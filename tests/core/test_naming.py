@@ -70,22 +70,26 @@ def _leaf_tensors():
     return {"w": w, "v": v, "x": x, "u": u}, {"w": torch.ones(2, 3), "v": None, "x": None, "u": None}
 
 
-def test_leaf_snapshots_without_values_are_the_captures_one_by_one():
+@pytest.mark.parametrize("keep_values,budget", [(False, 1 << 20), (True, 1 << 20), (True, 100)])
+def test_leaf_snapshots_are_the_captures_one_by_one(keep_values, budget):
     leaf_tensors, initial = _leaf_tensors()
     node_of = {"w": 3, "v": 5, "u": 8}
-    store = TensorStore(keep_values=False)
+    store = TensorStore(keep_values=keep_values, budget_bytes=budget)
     store.last_uid = 10
     leaves = _collect_leaves(leaf_tensors, initial, node_of, [], [], store)
 
     # what capturing each tensor in turn gives: the tensor, its earlier gradient, its .grad
-    ref = TensorStore(keep_values=False)
+    ref = TensorStore(keep_values=keep_values, budget_bytes=budget)
     ref.last_uid = 10
 
     def snap(t):
         return None if t is None else ref.capture(t)
 
     def fields(d):
-        return None if d is None else (d.shape, d.dtype, d.device, d.value, d.stats, d.requires_grad, d.uid)
+        if d is None:
+            return None
+        value = None if d.value is None else (d.value.dtype, d.value.tolist())
+        return d.shape, d.dtype, d.device, value, d.stats, d.requires_grad, d.uid
 
     assert list(leaves) == list(leaf_tensors)
     for name, t in leaf_tensors.items():
@@ -100,3 +104,7 @@ def test_leaf_snapshots_without_values_are_the_captures_one_by_one():
         assert fields(info.grad) == fields(grad)
         assert info.contributions == []
     assert store.last_uid == ref.last_uid
+    assert (store.bytes_kept, store.dropped_count, store.dropped_bytes) == (
+        ref.bytes_kept, ref.dropped_count, ref.dropped_bytes)
+    if keep_values and budget == 100:
+        assert store.dropped_count and store.bytes_kept  # (some values kept, some past the budget)

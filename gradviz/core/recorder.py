@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch._utils import _flatten_dense_tensors
 
 from . import backends as _backends
 from . import fastpath
@@ -483,11 +484,12 @@ def _all_finite(tensors: list) -> bool:
             for g in group + [None]:
                 n = 0 if g is None else g.numel()
                 if g is None or (chunk and size + n > _FINITE_JOIN):
-                    if chunk and not bool(torch.isfinite(torch.cat(chunk)).all()):
+                    # (the chunk's values joined into one flat tensor by one call, not a reshape each)
+                    if chunk and not bool(torch.isfinite(_flatten_dense_tensors(chunk)).all()):
                         return False
                     chunk, size = [], 0
                 if g is not None:
-                    chunk.append(g.reshape(-1))
+                    chunk.append(g)
                     size += n
     return True
 

@@ -302,3 +302,8 @@ def test_all_finite_joins_by_dtype_and_finds_a_nan_in_any_chunk():
         bad = [t.clone() for t in ts]
         bad[i].view(-1)[-1] = float("nan") if i != 1 else float("-inf")
         assert not _all_finite(bad)
+    # gradients that are not contiguous (a transposed view) are read as they are laid out
+    strided = torch.ones(3, 4).t()
+    assert _all_finite([torch.ones(2), strided])
+    strided[3, 1] = float("inf")
+    assert not _all_finite([torch.ones(2), strided])

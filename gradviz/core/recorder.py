@@ -28,7 +28,7 @@ from .saved import read_saved_nodes
 from .sources import SourceFinder
 from .targets import resolve_target
 from .teardown import GraphKeeper, clear_exception_frames
-from .tensors import DEFAULT_BUDGET_BYTES, TensorData, TensorStore
+from .tensors import DEFAULT_BUDGET_BYTES, TensorData, TensorStore, device_name
 
 # BuildResult and Cancelled lived here once: still importable from here
 __all__ = ["record", "record_run", "RecordedRun", "BuildResult", "Cancelled", "DEFAULT_MAX_NODES",
@@ -263,7 +263,7 @@ def _annotate_nodes(nodes, fns, edges, cap: ForwardCapture, names: dict, topo: l
             leaves.append((node, var))
             node.leaf = names.get(var)
             node.tensor = None
-            node.device = "cpu" if var.is_cpu else str(var.device)  # (str(var.device) without a device object on the CPU)
+            node.device = device_name(var)
             node.source = None
             continue
         ev_index = grad_fn_event.get(fn)
@@ -382,7 +382,7 @@ def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict, leaves: l
             name = name_of.get(id(t))
             # (id, name, kind, torch_name by position, the rest set: keyword arguments cost more)
             node = GraphNode(nid, f"input{nid}" if name is None else name, "input", "")
-            node.leaf, node.tensor, node.device = name, ev.inputs[pos], "cpu" if t.is_cpu else str(t.device)
+            node.leaf, node.tensor, node.device = name, ev.inputs[pos], device_name(t)
             node.source, node.forward_event = ev.source, ev.index
             nodes.append(node)
         return nid
@@ -600,13 +600,13 @@ def _leaves_without_values(leaf_tensors, initial, leaf_node_of, store, leaves, i
     rows: list = []  # per leaf: (name, tensor, node id, requires_grad, has an initial grad, has a grad)
     for name, t in leaf_tensors.items():
         rg = bool(t.requires_grad)
-        add((tuple(t.shape), t.dtype, "cpu" if t.is_cpu else str(t.device), rg))
+        add((tuple(t.shape), t.dtype, device_name(t), rg))
         init = initial.get(name)
         if init is not None:
-            add((tuple(init.shape), init.dtype, "cpu" if init.is_cpu else str(init.device), init.requires_grad))
+            add((tuple(init.shape), init.dtype, device_name(init), init.requires_grad))
         g = t.grad
         if g is not None:
-            add((tuple(g.shape), g.dtype, "cpu" if g.is_cpu else str(g.device), False))
+            add((tuple(g.shape), g.dtype, device_name(g), False))
         rows.append((name, t, leaf_node_of.get(name), rg, init is not None, g is not None))
     snaps = iter(store.shapes_only(described))
     for name, t, nid, rg, has_init, has_grad in rows:

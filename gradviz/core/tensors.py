@@ -195,14 +195,14 @@ class TensorStore:
             self._count += 1
             if not by_storage:
                 return TensorData(tuple(t.shape), _DTYPE_NAMES.get(t.dtype) or _dtype_name(t.dtype),
-                                  "cpu" if t.is_cpu else str(t.device), None, None, t.requires_grad, self._count)
+                                  device_name(t), None, None, t.requires_grad, self._count)
             key = (id(t), t._version)
             hit = self._seen.get(key)
             if hit is not None:
                 self._count -= 1
                 return hit[0]
             data = TensorData(tuple(t.shape), _DTYPE_NAMES.get(t.dtype) or _dtype_name(t.dtype),
-                              "cpu" if t.is_cpu else str(t.device), None, None, t.requires_grad, self._count)
+                              device_name(t), None, None, t.requires_grad, self._count)
             self._seen[key] = (data, t)
             return data
         # one snapshot per unchanged tensor object; the object is held, so its id is not reused
@@ -235,7 +235,7 @@ class TensorStore:
             self.dropped_count += 1
             self.dropped_bytes += nbytes
             stats = _stats(t) if t.layout == torch.strided and not t.is_meta else None
-        data = TensorData(tuple(t.shape), _dtype_name(t.dtype), _device_name(t), value, stats,
+        data = TensorData(tuple(t.shape), _dtype_name(t.dtype), device_name(t), value, stats,
                           t.requires_grad, self._count)
         if value is not None:
             self._singles.append(data)
@@ -445,7 +445,8 @@ _DIRECT_NUMPY = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64
 _NUMPY_NAMES = {np.dtype(torch.empty(0, dtype=d).numpy().dtype): n for d, n in _STACKABLE.items()}
 
 
-def _device_name(t: torch.Tensor) -> str:
+def device_name(t: torch.Tensor) -> str:
+    """The name of `t`'s device as a snapshot holds it (``"cpu"``, ``"cuda:0"``; no device object made on the CPU)."""
     return "cpu" if t.is_cpu else str(t.device)
 
 

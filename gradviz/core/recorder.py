@@ -365,11 +365,10 @@ def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict, leaves: l
     """
     input_edges: list[tuple[int, int, int]] = []
     # keyed by id(): a tensor's hash is a Python call. The tensors stay alive meanwhile (the leaf
-    # variables in `leaf_vars`, the inputs in cap.event_tensors), so no id is reused
+    # variables in `leaves`, the inputs in cap.event_tensors), so no id is reused
     input_ids: dict[int, int] = {}
     if leaves is None:
         leaves = [(n, fns[n.id].variable) for n in nodes if n.kind == "leaf"]
-    leaf_vars = [v for _, v in leaves]
     leaf_ids = {id(v): n.id for n, v in leaves}
     name_of = {id(t): name for t, name in names.items()}  # (`names` holds the tensors meanwhile)
 
@@ -395,7 +394,6 @@ def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict, leaves: l
             ev = events[e]
             nid = ev.input_nodes[pos] = input_node(ev, pos, t)
             input_edges.append((op_id, nid, pos))
-        leaf_vars.clear()
         return input_edges
     node_of = fn_ids.get  # (None is no key: None for a tensor without grad_fn)
     for ev, (ins, outs) in zip(cap.events, cap.event_tensors):
@@ -422,7 +420,6 @@ def _input_nodes(nodes, fns, fn_ids, cap: ForwardCapture, names: dict, leaves: l
             nid = input_node(ev, pos, t)
             found.append(nid)
             input_edges.append((op_id, nid, pos))
-    leaf_vars.clear()
     return input_edges
 
 

@@ -203,10 +203,12 @@ class Hooks {
   Hooks(py::list fns, bool keep, py::object poll) : state_(std::make_shared<State>()) {
     state_->keep = keep;
     state_->poll = std::move(poll);
-    nodes_.reserve(fns.size());
-    keys_.reserve(fns.size());
-    for (size_t i = 0; i < fns.size(); ++i) {
-      auto node = node_of(fns[i].ptr());
+    const Py_ssize_t n = PyList_GET_SIZE(fns.ptr());
+    nodes_.reserve(n);
+    keys_.reserve(n);
+    state_->events.reserve(n);  // (each node runs once in most graphs: no regrowth while backward runs)
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      auto node = node_of(PyList_GET_ITEM(fns.ptr(), i));
       keys_.push_back(node->add_post_hook(std::make_unique<RecordHook>(state_, static_cast<int64_t>(i))));
       nodes_.push_back(std::move(node));
     }

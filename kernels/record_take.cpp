@@ -317,7 +317,7 @@ py::list take_events(std::vector<Event> events, bool keep, py::object store, py:
     for (size_t i = 0; i < events.size(); ++i) {
       const auto& ev = events[i];
       py::list lists[2] = {py::list(ev.meta_in.size()), py::list(ev.meta_out.size())};
-      const std::vector<Meta>* metas[2] = {&ev.meta_in, &ev.meta_out};
+      const gradviz_record::Metas* metas[2] = {&ev.meta_in, &ev.meta_out};
       for (int side = 0; side < 2; ++side) {
         for (size_t k = 0; k < metas[side]->size(); ++k) {
           const Meta& m = (*metas[side])[k];

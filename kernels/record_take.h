@@ -21,12 +21,15 @@ struct Meta {
   bool requires_grad = false;
 };
 
+// A node's metadata of one side (most nodes have one or two gradients a side: no allocation then).
+using Metas = c10::SmallVector<Meta, 2>;
+
 struct Event {
   int64_t node;
   torch::autograd::variable_list grad_inputs;   // keep: the node's outputs (gradients of its inputs)
   torch::autograd::variable_list grad_outputs;  // keep: the node's inputs (gradients of its outputs)
-  std::vector<Meta> meta_in;                    // not keep: grad_inputs' metadata
-  std::vector<Meta> meta_out;                   // not keep: grad_outputs' metadata
+  Metas meta_in;                                // not keep: grad_inputs' metadata
+  Metas meta_out;                               // not keep: grad_outputs' metadata
 };
 
 // Hooks.take() of the steps `events` (recorded with values where `keep`).

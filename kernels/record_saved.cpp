@@ -24,6 +24,8 @@
 // Python and calls again from the next one.
 #include <torch/extension.h>
 
+#include "record_objects.h"
+
 #include <torch/csrc/autograd/python_cpp_function.h>
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/DynamicTypes.h>
@@ -259,7 +261,7 @@ class Snapshots {
  public:
   Snapshots(py::object capture, py::object seen, int64_t uid, py::object tensor_data)
       : capture_(std::move(capture)), seen_(std::move(seen)), uid_(uid), tensor_data_(std::move(tensor_data)),
-        cpu_(py::str("cpu")), true_(py::bool_(true)) {}
+        data_(gradviz_record::data_maker(tensor_data_.ptr())), true_(py::bool_(true)) {}
 
   // The snapshot of the tensor `v` (a plain Tensor or Parameter), as read_saved takes it.
   py::object operator()(PyObject* v) {
@@ -275,14 +277,12 @@ class Snapshots {
       if (out == nullptr) throw py::error_already_set();
       return py::reinterpret_steal<py::object>(out);
     }
-    py::tuple shape = int_tuple_of(t.sizes());
-    py::object device = t.is_cpu() ? cpu_ : py::str(t.device().str());
-    py::int_ uid(++uid_);
-    PyObject* args[] = {shape.ptr(), gradviz_dtype_name(t.scalar_type()).ptr(), device.ptr(), Py_None, Py_None,
-                        Py_False, uid.ptr()};
-    PyObject* out = PyObject_Vectorcall(tensor_data_.ptr(), args, 7, nullptr);
-    if (out == nullptr) throw py::error_already_set();
-    return py::reinterpret_steal<py::object>(out);
+    // (one shape tuple and one device name per distinct value, shared by the snapshots; the
+    // instance made as TensorData's __init__ makes it: record_objects.h's Maker)
+    py::object uid = gradviz_record::int_of(++uid_);
+    PyObject* args[] = {shapes_.get(t.sizes()), gradviz_dtype_name(t.scalar_type()).ptr(), devices_.get(t.device()),
+                        Py_None, Py_None, Py_False, uid.ptr()};
+    return py::reinterpret_steal<py::object>(data_.make(args));
   }
 
   int64_t uid() const { return uid_; }
@@ -317,7 +317,9 @@ class Snapshots {
   py::object seen_;
   int64_t uid_;
   py::object tensor_data_;
-  py::object cpu_;
+  const gradviz_record::Maker& data_;
+  gradviz_record::Shapes shapes_;
+  gradviz_record::Devices devices_;
   py::object true_;
 };
 

@@ -142,6 +142,24 @@ class ForwardCapture(TorchFunctionMode):
             if m is module:
                 break
 
+    def compiled_call_impl(self, original, pre, post, hooked_call, hooked, g):
+        """The sandbox's wrapped ``Module._call_impl`` in C (``kernels/record_modules.cpp``), or None.
+
+        See `gradviz.core.sandbox._wrap_call_impl`, which asks for it; None where the recorder's
+        helper is not loaded (the sandbox then wraps it in Python). Where `pre` and `post` are this
+        capture's own `on_module_pre` and `on_module_post` (not overridden), the helper does their
+        bookkeeping itself, with the same module_uses, module_order, module_parent and module_stack.
+        """
+        lib = fastpath.helper()
+        if lib is None or not getattr(lib, "CALL_IMPL", False):
+            return None
+        cls = type(self)
+        own = (pre == self.on_module_pre and post == self.on_module_post
+               and cls.on_module_pre is ForwardCapture.on_module_pre
+               and cls.on_module_post is ForwardCapture.on_module_post
+               and "on_module_pre" not in vars(self) and "on_module_post" not in vars(self))
+        return lib.call_impl(original, pre, post, hooked_call, hooked, g, self if own else None)
+
     # --- ops -------------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if kwargs is None:

@@ -5,7 +5,8 @@ runs (a C++ post hook per node, no Python call per node), hands back the gradien
 as numpy arrays over their memory and makes the backward events (``kernels/record_take.cpp``), copies gradients into one buffer, finds each forward op's
 source line on the interpreter's frame stack (CPython 3.11), runs the forward capture's
 ``__torch_function__`` for the calls that are no event (``kernels/record_capture.cpp``) and logs
-the common event (``kernels/record_events.cpp``), reads
+the common event (``kernels/record_events.cpp``), wraps ``Module._call_impl`` for the sandbox with the
+capture's module bookkeeping (``kernels/record_modules.cpp``), reads
 what every node saved for backward (`gradviz.core.saved.read_saved_nodes`), and takes the summary
 statistics of the gradients past the value budget straight from their memory
 (``kernels/record_stats.cpp``, the numbers `gradviz.core.tensors` computes), and runs the recorder's
@@ -45,7 +46,7 @@ from . import extension as _ext
 __all__ = ["SOURCES", "HEADERS", "helper", "build", "status", "python_only"]
 
 SOURCES = ("record_hooks.cpp", "record_take.cpp", "record_frames.cpp", "record_capture.cpp", "record_saved.cpp",
-           "record_events.cpp", "record_stats.cpp", "record_graph.cpp")
+           "record_events.cpp", "record_stats.cpp", "record_graph.cpp", "record_modules.cpp")
 HEADERS = ("record_objects.h", "record_take.h")  # (included by the sources: part of the build's name)
 _CFLAGS = ["-O2", "-Wall", "-Wfatal-errors", "-ffp-contract=off"]  # (no fused multiply-add: record_stats.cpp)
 

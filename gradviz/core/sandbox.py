@@ -169,7 +169,8 @@ class Sandbox:
     capture : object, optional
         A forward capture (a ``TorchFunctionMode`` with ``on_module_pre``, ``on_module_post`` (None
         for either: no such hook),
-        ``wrap_apply`` and ``wrap_register_hook``): its module hooks (around a wrapped
+        ``wrap_apply`` and ``wrap_register_hook``, and optionally ``compiled_call_impl``: see
+        `_wrap_call_impl`): its module hooks (around a wrapped
         ``Module._call_impl``, or as global hooks: `_wrap_call_impl`), patched
         ``Function.apply`` and ``Tensor.register_hook`` are installed, then the mode entered.
     dtype : torch.dtype, optional
@@ -352,7 +353,8 @@ class Sandbox:
         # gradient hooks on tensors; then the function mode that logs every op
         # (a capture that does not follow modules has None for both: no hooks, torch's fast module call)
         if capture.on_module_pre is not None and capture.on_module_post is not None and _can_wrap_call():
-            _wrap_call_impl(stack, capture.on_module_pre, capture.on_module_post)
+            _wrap_call_impl(stack, capture.on_module_pre, capture.on_module_post,
+                            getattr(capture, "compiled_call_impl", None))
         else:
             if capture.on_module_pre is not None:
                 stack.callback(_module.register_module_forward_pre_hook(capture.on_module_pre).remove)
@@ -400,7 +402,7 @@ def _can_wrap_call() -> bool:
     return True
 
 
-def _wrap_call_impl(stack: contextlib.ExitStack, pre, post) -> None:
+def _wrap_call_impl(stack: contextlib.ExitStack, pre, post, compiled=None) -> None:
     """Call ``pre(module, args)`` and ``post(module, args, result)`` around every module's call.
 
     What a global forward pre hook and forward hook registered now would do, without making every
@@ -413,10 +415,26 @@ def _wrap_call_impl(stack: contextlib.ExitStack, pre, post) -> None:
     for the length of the call, first in their tables as if registered now, and the modules it
     calls leave them to those hooks. (Threads: a module called in another thread while they are
     registered may be followed twice or not at all.)
+
+    `compiled`, when given, is asked for the same wrapper in C: ``compiled(original, pre, post,
+    hooked_call, hooked, g)`` (`hooked_call`: the slow path above, as a function of the module and
+    its arguments; `hooked`: the one-item list that counts the calls running it; `g`: torch's
+    module's globals, where the tables are read at each call) returns it, or None (this Python one).
     """
     original = _CALL_IMPL
     g = vars(_module)  # (read at each call, as torch's _call_impl reads them)
     hooked = [0]  # the global hooks are registered (by a call running now)
+
+    def hooked_call(self, *args, **kwargs):
+        handles = [_first(_module._global_forward_pre_hooks, _module.register_module_forward_pre_hook(pre)),
+                   _first(_module._global_forward_hooks, _module.register_module_forward_hook(post))]
+        hooked[0] += 1
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            hooked[0] -= 1
+            for handle in handles:
+                handle.remove()
 
     def _call_impl(self, *args, **kwargs):
         if hooked[0]:
@@ -428,21 +446,15 @@ def _wrap_call_impl(stack: contextlib.ExitStack, pre, post) -> None:
             result = original(self, *args, **kwargs)
             post(self, args, result)
             return result
-        handles = [_first(_module._global_forward_pre_hooks, _module.register_module_forward_pre_hook(pre)),
-                   _first(_module._global_forward_hooks, _module.register_module_forward_hook(post))]
-        hooked[0] += 1
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            hooked[0] -= 1
-            for handle in handles:
-                handle.remove()
+        return hooked_call(self, *args, **kwargs)
+
+    wrapper = compiled(original, pre, post, hooked_call, hooked, g) if compiled is not None else None
 
     def restore():
         _module.Module._call_impl = original  # (whatever the model put there)
 
     stack.callback(restore)
-    _module.Module._call_impl = _call_impl
+    _module.Module._call_impl = wrapper if wrapper is not None else _call_impl
 
 
 def _first(table: dict, handle):

@@ -1,0 +1,165 @@
+"""The sandbox's wrapped ``Module._call_impl`` in C (``kernels/record_modules.cpp``) follows modules
+exactly as the Python wrapper does: the same module_uses, module_order, module_parent, module
+stack and module of each event, and the same results, whatever hooks the model has."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch.nn.modules import module as _module
+
+from gradviz.core import fastpath
+from gradviz.core.capture import ForwardCapture
+from gradviz.core.sandbox import _CALL_IMPL, Sandbox
+from gradviz.core.tensors import TensorStore
+
+
+@pytest.fixture(scope="module")
+def helper():
+    """The helper, built or loaded from the cache; skipped only where it cannot be built."""
+    ok, reason = fastpath.build()
+    if not ok or fastpath.helper() is None:
+        if reason.startswith("compiler missing") or "GRADVIZ_NO_BUILD" in reason or \
+                os.environ.get("GRADVIZ_RECORD_PYTHON", "") not in ("", "0"):
+            pytest.skip(reason or fastpath.status())
+        pytest.fail(f"the recorder's helper failed to build: {reason}")
+    return fastpath.helper()
+
+
+class Fails(torch.nn.Module):
+    def forward(self, x):
+        torch.tanh(x)
+        raise ValueError("no")
+
+
+class Keywords(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x, *, scale=1.0, extra=None):
+        return self.lin(x) * scale + (0 if extra is None else extra)
+
+
+class Net(torch.nn.Module):
+    """Nested modules, a module used twice, one that raises (caught), keyword arguments, a module
+    with hooks of its own, a global hook the model registers while it runs, a direct _call_impl."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(4, 4)
+        self.kw = Keywords()
+        self.fails = Fails()
+        self.hooked = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+        self.hooked.register_forward_pre_hook(lambda m, a: (a[0] * 1.5,))
+        self.hooked.register_forward_hook(lambda m, a, out: out.sigmoid())
+        self.late = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh())
+        self.direct = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.a(x)
+        try:
+            self.fails(h)
+        except ValueError:
+            pass
+        h = self.kw(h, scale=2.0, extra=h)
+        h = self.hooked(h)
+        handle = _module.register_module_forward_hook(lambda m, a, out: None)
+        try:
+            h = self.late(h)
+        finally:
+            handle.remove()
+        h = self.direct._call_impl(h)
+        return self.a(h).sum()
+
+
+def _run(capture_cls=ForwardCapture):
+    torch.manual_seed(0)
+    net = Net()
+    names = {m: name or "net" for name, m in net.named_modules()}
+    x = torch.randn(3, 4, requires_grad=True)
+    cap = capture_cls(TensorStore(False))
+    with Sandbox(cap):
+        impl = _module.Module.__dict__["_call_impl"]
+        out = net(x)
+    follow = {
+        "uses": sorted((names[m], u) for m, u in cap.module_uses.items()),
+        "order": [names[m] for m in cap.module_order],
+        "parent": sorted((names[m], names.get(p)) for m, p in cap.module_parent.items()),
+        "stack": [(names[m], u) for m, u in cap.module_stack],
+        "events": [(e.op, names[w[0]] if w else None, w[1] if w else None)
+                   for e, w in zip(cap.events, cap.event_module)],
+        "out": out.item(),
+    }
+    return follow, impl, cap
+
+
+def test_the_compiled_wrapper_follows_modules_as_the_python_one(helper):
+    fast, impl, _ = _run()
+    with fastpath.python_only():
+        slow, py_impl, _ = _run()
+    assert fast == slow
+    # the compiled wrapper was the one installed, and the Python one without the helper
+    assert not hasattr(impl, "__code__") and hasattr(py_impl, "__code__")
+    assert ("kw.lin", "kw") in fast["parent"] and ("fails", "net") in fast["parent"]
+    assert ("a", 2) in fast["uses"] and ("direct", 1) in fast["uses"]
+    # the ops inside the modules with hooks of their own and the one called under the model's
+    # global hook are seen in their modules
+    assert ("linear", "hooked.0", 1) in fast["events"] and ("tanh", "late.1", 1) in fast["events"]
+    assert ("tanh", "fails", 1) in fast["events"]
+
+
+class OwnHooks(ForwardCapture):
+    """A capture whose module hooks are its own: the compiled wrapper calls them."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.calls = 0
+
+    def on_module_pre(self, module, args):
+        self.calls += 1
+        super().on_module_pre(module, args)
+
+    def on_module_post(self, module, args, output):
+        self.calls += 1
+        super().on_module_post(module, args, output)
+
+
+def test_the_compiled_wrapper_calls_hooks_a_capture_overrides(helper):
+    fast, impl, cap = _run(OwnHooks)
+    with fastpath.python_only():
+        slow, _, slow_cap = _run(OwnHooks)
+    assert fast == slow
+    assert cap.calls == slow_cap.calls == 2 * sum(u for _, u in fast["uses"]) - 1  # (no post: Fails raised)
+    assert not hasattr(impl, "__code__")
+
+
+class ListStack(list):
+    pass
+
+
+def test_a_module_stack_of_another_type_is_left_to_the_python_methods(helper):
+    class Capture(type(ForwardCapture(None))):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.module_stack = ListStack()
+
+    fast, _, cap = _run(Capture)
+    with fastpath.python_only():
+        slow, _, _ = _run(ForwardCapture)
+    assert type(cap.module_stack) is ListStack
+    assert fast == slow
+
+
+def test_an_error_in_a_module_leaves_no_post_and_is_raised(helper):
+    torch.manual_seed(0)
+    fails = Fails()
+    outer = torch.nn.Sequential(fails)
+    cap = ForwardCapture(TensorStore(False))
+    with pytest.raises(ValueError, match="no"):
+        with Sandbox(cap):
+            outer(torch.randn(2, 4, requires_grad=True))
+    # the raising modules were not popped (no post hook after an error), as global hooks have it
+    assert [(type(m).__name__, u) for m, u in cap.module_stack] == [("Sequential", 1), ("Fails", 1)]
+    assert _module.Module.__dict__["_call_impl"] is _CALL_IMPL

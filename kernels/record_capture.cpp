@@ -12,10 +12,13 @@
 //   - the function's facts (name, in place, the event's (op, in place) or None) from the
 //     capture's `_FACTS` dict, filled by `_tf_facts(func)` the first time a function is seen;
 //   - an in-place op under grad mode: the whole Python method (`_tf_python`), which notes the
-//     nodes before the op;
+//     nodes before the op, but where every tensor of its arguments is a plain Tensor or Parameter
+//     that is a leaf and no view (nn.init filling a parameter): then nothing to note before it,
+//     and after it `_note_inplace` only where one of them got a node, then as below, but for the
+//     event (no record_events.cpp: `_tf_after`);
 //   - else `_depth` raised around the op, as in Python; then grad mode off, a result that is no
-//     tensor, tuple, list or dict, or a plain torch.Tensor that is a leaf (no grad_fn: the test
-//     of Tensor.is_leaf): the result; a plain torch.Tensor with a grad_fn from a function whose
+//     tensor, tuple, list or dict, or a plain torch.Tensor or Parameter that is a leaf (no
+//     grad_fn: the test of Tensor.is_leaf): the result; a plain torch.Tensor with a grad_fn from a function whose
 //     facts carry an event: logged by record_events.cpp where it takes the op; anything else goes
 //     to `_tf_after(func, name, args, kwargs, out)`, the rest of the Python method.
 // torch calls a mode's __torch_function__ with the mode taken off the stack, so the op called here
@@ -24,6 +27,8 @@
 
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/python_variable.h>
+
+#include <vector>
 
 namespace py = pybind11;
 
@@ -37,6 +42,7 @@ PyObject* s_facts = nullptr;
 PyObject* s_tf_facts = nullptr;
 PyObject* s_tf_python = nullptr;
 PyObject* s_tf_after = nullptr;
+PyObject* s_note_inplace = nullptr;
 PyObject* empty_tuple = nullptr;
 
 // The capture's `_depth` (a Python int), or -1 with an error set. Read from the instance's dict,
@@ -84,6 +90,84 @@ PyObject* call_method(PyObject* self, PyObject* name, std::initializer_list<PyOb
   return PyObject_VectorcallMethod(name, argv, n | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
 }
 
+// torch.nn.Parameter (held for the module's life).
+PyTypeObject* parameter_type() {
+  static PyObject* parameter = py::object(py::module_::import("torch.nn").attr("Parameter")).release().ptr();
+  return reinterpret_cast<PyTypeObject*>(parameter);
+}
+
+// Whether this tensor is one the in-place path takes: a plain Tensor or Parameter (whose
+// attributes no __torch_function__ of its own intercepts) with no grad_fn that is no view, so
+// _nodes_before would note it as (t, None) and nothing for a base.
+bool plain_leaf(PyObject* v) {
+  if (!THPVariable_CheckExact(v) && Py_TYPE(v) != parameter_type()) return false;
+  const at::Tensor& t = THPVariable_Unpack(v);
+  return !t.grad_fn() && !t.is_view();
+}
+
+// The tensors of an in-place op's arguments as tensors_in(args) + tensors_in(kwargs) lists them,
+// into `out`, where each is a `plain_leaf` and no argument is a dict or nested deeper than one
+// list or tuple (else false: the Python method takes the op).
+bool plain_leaves(PyObject* args, PyObject* kwargs, std::vector<PyObject*>& out) {
+  auto add = [&](PyObject* o) -> bool {
+    if (THPVariable_Check(o)) {
+      if (!plain_leaf(o)) return false;
+      out.push_back(o);
+      return true;
+    }
+    if (PyDict_Check(o)) return false;
+    if (PyTuple_Check(o) || PyList_Check(o)) {
+      const Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+      PyObject** items = PySequence_Fast_ITEMS(o);
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* item = items[i];
+        if (THPVariable_Check(item)) {
+          if (!plain_leaf(item)) return false;
+          out.push_back(item);
+        } else if (PyDict_Check(item) || PyTuple_Check(item) || PyList_Check(item)) {
+          return false;
+        }
+      }
+    }
+    return true;
+  };
+  const Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+  for (Py_ssize_t i = 0; i < nargs; ++i) {
+    if (!add(PyTuple_GET_ITEM(args, i))) return false;
+  }
+  if (kwargs != nullptr) {
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(kwargs, &pos, &k, &v)) {
+      if (!add(v)) return false;
+    }
+  }
+  return true;
+}
+
+// _note_inplace(before) for `leaves` (each noted as (t, None) before the op): where one of them
+// has a node now, the Python method is called with that list. 0, or -1 with an error set.
+int note_inplace(PyObject* self, const std::vector<PyObject*>& leaves) {
+  bool changed = false;
+  for (PyObject* t : leaves) changed = changed || static_cast<bool>(THPVariable_Unpack(t).grad_fn());
+  if (!changed) return 0;  // (made would be empty: nothing noted)
+  PyObject* before = PyList_New(static_cast<Py_ssize_t>(leaves.size()));
+  if (before == nullptr) return -1;
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    PyObject* pair = PyTuple_Pack(2, leaves[i], Py_None);
+    if (pair == nullptr) {
+      Py_DECREF(before);
+      return -1;
+    }
+    PyList_SET_ITEM(before, static_cast<Py_ssize_t>(i), pair);
+  }
+  PyObject* r = call_method(self, s_note_inplace, {before});
+  Py_DECREF(before);
+  if (r == nullptr) return -1;
+  Py_DECREF(r);
+  return 0;
+}
+
 // __torch_function__(self, func, types, args=(), kwargs=None)
 PyObject* capture_tf(PyObject* /*unused*/, PyObject* const* a, Py_ssize_t n) {
   if (n < 3 || n > 5) {
@@ -129,7 +213,11 @@ PyObject* capture_tf(PyObject* /*unused*/, PyObject* const* a, Py_ssize_t n) {
   }
   PyObject* name = PyTuple_GET_ITEM(facts, 0);
   const bool inplace = PyTuple_GET_ITEM(facts, 1) == Py_True;
-  if (inplace && at::GradMode::is_enabled()) {
+  // an in-place op under grad mode on tensors that are all leaves and no views (what the nn.init
+  // functions do to parameters as a model is built): here; any other, the whole Python method
+  std::vector<PyObject*> leaves;
+  const bool inplace_here = inplace && at::GradMode::is_enabled();
+  if (inplace_here && !plain_leaves(args, kwargs, leaves)) {
     Py_DECREF(facts);
     return call_method(self, s_tf_python, {func, types, args, kwargs ? kwargs : Py_None});
   }
@@ -163,11 +251,17 @@ PyObject* capture_tf(PyObject* /*unused*/, PyObject* const* a, Py_ssize_t n) {
     Py_DECREF(facts);
     return out;
   }
+  if (inplace_here && note_inplace(self, leaves) < 0) {
+    Py_DECREF(facts);
+    Py_DECREF(out);
+    return nullptr;
+  }
   bool after;
-  if (Py_TYPE(out) == reinterpret_cast<PyTypeObject*>(THPVariableClass)) {
+  // (a Parameter result, like nn.init's: a Tensor whose is_leaf is the same test)
+  if (Py_TYPE(out) == reinterpret_cast<PyTypeObject*>(THPVariableClass) || Py_TYPE(out) == parameter_type()) {
     after = static_cast<bool>(THPVariable_Unpack(out).grad_fn());  // not a leaf
     PyObject* log = PyTuple_GET_ITEM(facts, 2);
-    if (after && log != Py_None) {
+    if (after && log != Py_None && !inplace_here) {
       // the common event, logged in C (record_events.cpp), or left to _tf_after
       PyObject* done = gradviz_log_event(self, log, args, kwargs, out);
       if (done != gradviz_not_handled) {
@@ -228,6 +322,7 @@ void gradviz_add_capture(py::module_& m) {
   s_tf_facts = PyUnicode_InternFromString("_tf_facts");
   s_tf_python = PyUnicode_InternFromString("_tf_python");
   s_tf_after = PyUnicode_InternFromString("_tf_after");
+  s_note_inplace = PyUnicode_InternFromString("_note_inplace");
   empty_tuple = PyTuple_New(0);
   m.attr("CAPTURE") = true;
   m.def("capture_method", &capture_method);

@@ -163,3 +163,67 @@ def test_an_error_in_a_module_leaves_no_post_and_is_raised(helper):
     # the raising modules were not popped (no post hook after an error), as global hooks have it
     assert [(type(m).__name__, u) for m, u in cap.module_stack] == [("Sequential", 1), ("Fails", 1)]
     assert _module.Module.__dict__["_call_impl"] is _CALL_IMPL
+
+
+# in-place ops under grad mode on leaves (nn.init on parameters made inside build(), a leaf buffer
+# that gets a node from an in-place add, keyword arguments), on a view of a leaf and on non-leaves
+# (the Python method's cases)
+INPLACE_MODEL = '''
+import torch
+
+
+def build():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 4)
+    torch.nn.init.uniform_(lin.bias, -0.5, b=0.5)
+    w = torch.nn.Parameter(torch.empty(4, 4))
+    torch.nn.init.kaiming_uniform_(w, a=5 ** 0.5)
+    x = torch.randn(3, 4, requires_grad=True)
+    h = lin(x) @ w
+    buf = torch.zeros(3, 4)
+    buf.add_(h)
+    grid = torch.zeros(3, 4)
+    grid[:, 1].add_(h[:, 1])
+    torch.clamp_(buf, min=-1.0)
+    h2 = h.clone()
+    h2.mul_(2.0)
+    return (buf.sum() + grid.sum() + h2.sum()), {"x": x, "w": w}
+'''
+
+
+@pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
+def test_in_place_ops_on_leaves_record_what_the_python_method_records(helper, tmp_path, keep_values):
+    import json
+
+    from gradviz.core import record
+    from gradviz.core.serialize import recording_to_json
+
+    def text(rec):
+        data = recording_to_json(rec)
+        data["meta"].pop("seconds", None)
+        return json.dumps(data, sort_keys=True, default=str)
+
+    path = tmp_path / "inplace.py"
+    path.write_text(INPLACE_MODEL)
+    fast = record(str(path), keep_values=keep_values)
+    with fastpath.python_only():
+        slow = record(str(path), keep_values=keep_values)
+    assert text(fast) == text(slow)
+    ops = [e.op for e in fast.forward]
+    assert ops.count("add_") == 2 and "clamp_" in ops and "mul_" in ops, ops
+    assert not fast.meta["unseen_nodes"]  # (the leaf buffer's new node was noted as seen)
+
+
+def test_an_in_place_op_on_a_leaf_notes_the_node_it_made(helper):
+    cap = ForwardCapture(TensorStore(False))
+    x = torch.randn(3, requires_grad=True)
+    buf = torch.zeros(3)
+    with Sandbox(cap):
+        torch.nn.init.ones_(torch.nn.Parameter(torch.empty(2)))  # (a leaf still: nothing noted)
+        before = len(cap.seen_ops)
+        buf.add_(x)
+    assert type(cap).__torch_function__ is not ForwardCapture.__torch_function__
+    assert before == 0
+    made, consumed = cap.seen_ops[before]
+    assert made == [buf.grad_fn] and consumed == []
+    assert [e.op for e in cap.events] == ["add_"]

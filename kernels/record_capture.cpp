@@ -19,7 +19,8 @@
 //   - else `_depth` raised around the op, as in Python; then grad mode off, a result that is no
 //     tensor, tuple, list or dict, or a plain torch.Tensor or Parameter that is a leaf (no
 //     grad_fn: the test of Tensor.is_leaf): the result; a plain torch.Tensor with a grad_fn from a function whose
-//     facts carry an event: logged by record_events.cpp where it takes the op; anything else goes
+//     facts carry an event, or a tuple or list (split's results) from one: logged by
+//     record_events.cpp where it takes the op; anything else goes
 //     to `_tf_after(func, name, args, kwargs, out)`, the rest of the Python method.
 // torch calls a mode's __torch_function__ with the mode taken off the stack, so the op called here
 // does not come back to it.
@@ -272,6 +273,16 @@ PyObject* capture_tf(PyObject* /*unused*/, PyObject* const* a, Py_ssize_t n) {
     }
   } else {
     after = THPVariable_Check(out) || PyTuple_Check(out) || PyList_Check(out) || PyDict_Check(out);
+    PyObject* log = PyTuple_GET_ITEM(facts, 2);
+    if ((PyTuple_CheckExact(out) || PyList_CheckExact(out)) && log != Py_None && !inplace_here) {
+      // a tuple or list of results (split, max with its indices): logged in C too where it takes them
+      PyObject* done = gradviz_log_event(self, log, args, kwargs, out);
+      if (done != gradviz_not_handled) {
+        Py_DECREF(out);
+        Py_DECREF(facts);
+        return done;
+      }
+    }
   }
   if (!after) {
     Py_DECREF(facts);

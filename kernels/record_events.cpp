@@ -3,10 +3,12 @@
 //
 // Part of the recorder's helper (record_hooks.cpp holds the module; gradviz/core/fastpath.py builds
 // every file into it). record_capture.cpp's __torch_function__ hands an op here when its result is
-// a plain torch.Tensor with a grad_fn and the function's facts carry the event's (op, in place)
+// a plain torch.Tensor with a grad_fn, or a tuple or list, and the function's facts carry the event's (op, in place)
 // (`_tf_facts`: a plain function, not a torch.ops overload, not an attribute view). gradviz_log_event
 // then does what _tf_after, _scan_leaves and _log_op do, in the same order, or hands the op back to
-// Python (NOT_HANDLED) before doing anything when it is unusual:
+// Python (NOT_HANDLED) before doing anything when it is unusual (a tuple or list result, like
+// split's, is taken where its tensors are plain Tensors or Parameters and nothing in it is nested;
+// its outputs are those tensors, in order):
 //   - the inputs are tensors_in(args) + tensors_in(kwargs) where every tensor is a plain Tensor or
 //     Parameter (strided, without symbolic sizes) and no argument is a dict or nested deeper than one
 //     list or tuple; anything else goes back to Python;
@@ -317,8 +319,10 @@ void append(PyObject* list, PyObject* item) {
 // The sentinel gradviz_log_event returns (borrowed) for an op it leaves to Python.
 PyObject* gradviz_not_handled = nullptr;
 
-// Logs the op whose result `out` (a plain Tensor with a grad_fn) joins the graph, as _tf_after
-// does; `log` is the event's (op, in place). Returns a new reference to `out`, null with an error
+// Logs the op whose result `out` (a plain Tensor with a grad_fn, or a tuple or list of results)
+// joins the graph, as _tf_after does; `log` is the event's (op, in place). A tuple or list whose
+// tensors (tensors_in: its items that are tensors; nothing nested) are all leaves is no event: `out`
+// is returned as it is, as _tf_after does before anything else. Returns a new reference to `out`, null with an error
 // set, or gradviz_not_handled (nothing done: the caller calls _tf_after).
 PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObject* kwargs, PyObject* out) {
   try {
@@ -327,8 +331,31 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
       static py::object param_class = py::module_::import("torch.nn").attr("Parameter");
       parameter = param_class.ptr();
     }
-    if (!plain_tensor(out, parameter) || !PyTuple_Check(log) || PyTuple_GET_SIZE(log) != 2) {
-      return gradviz_not_handled;
+    if (!PyTuple_Check(log) || PyTuple_GET_SIZE(log) != 2) return gradviz_not_handled;
+    // the outputs: the tensor, or tensors_in of a tuple or list of tensors (and other values)
+    std::vector<PyObject*> outs;
+    const bool several = PyTuple_CheckExact(out) || PyList_CheckExact(out);
+    if (several) {
+      const Py_ssize_t n = PySequence_Fast_GET_SIZE(out);
+      PyObject** items = PySequence_Fast_ITEMS(out);
+      bool all_leaves = true;
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* item = items[i];
+        if (THPVariable_Check(item)) {
+          if (!plain_tensor(item, parameter)) return gradviz_not_handled;
+          outs.push_back(item);
+          all_leaves = all_leaves && is_leaf(item);
+        } else if (PyDict_Check(item) || PyTuple_Check(item) || PyList_Check(item)) {
+          return gradviz_not_handled;
+        }
+      }
+      if (all_leaves) {  // (no result joins the graph: no event)
+        Py_INCREF(out);
+        return out;
+      }
+    } else {
+      if (!plain_tensor(out, parameter)) return gradviz_not_handled;
+      outs.push_back(out);
     }
     std::vector<PyObject*> ins;
     const Py_ssize_t nargs = PyTuple_GET_SIZE(args);
@@ -432,7 +459,6 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
     if (index < 0) throw py::error_already_set();
     if (!snap) snap = std::make_unique<Snap>(self, store.ptr());
     py::list in_data = snapshots(*snap, ins);
-    std::vector<PyObject*> outs{out};
     py::list out_data = snapshots(*snap, outs);
     PyObject* where = PyObject_CallNoArgs(source);
     if (where == nullptr) throw py::error_already_set();
@@ -462,14 +488,20 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
       Py_INCREF(ins[i]);
       PyList_SET_ITEM(in_list.ptr(), i, ins[i]);
     }
-    py::list out_list(1);
-    Py_INCREF(out);
-    PyList_SET_ITEM(out_list.ptr(), 0, out);
+    py::list out_list(outs.size());
+    for (size_t i = 0; i < outs.size(); ++i) {
+      Py_INCREF(outs[i]);
+      PyList_SET_ITEM(out_list.ptr(), i, outs[i]);
+    }
     append(iattr(self, s_event_tensors).ptr(), py::make_tuple(in_list, out_list).ptr());
     // _note_op: the nodes the op made (its output's) and consumed (its inputs')
-    py::object fn = grad_fn_of(out);
+    // (each output's node, None for a leaf: read once, for made and for grad_fn_event)
+    std::vector<py::object> out_fns;
     py::list made;
-    made.append(fn);
+    for (PyObject* t : outs) {
+      out_fns.push_back(grad_fn_of(t));
+      if (!out_fns.back().is_none()) made.append(out_fns.back());
+    }
     py::list consumed;
     for (PyObject* t : ins) {
       if (!is_leaf(t)) consumed.append(grad_fn_of(t));
@@ -487,10 +519,13 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
       append(iattr(self, s_event_module).ptr(), Py_None);
     }
     py::object grad_fn_event = iattr(self, s_grad_fn_event);
-    const int known = PySequence_Contains(grad_fn_event.ptr(), fn.ptr());
-    if (known < 0) throw py::error_already_set();
-    if (!known && PyObject_SetItem(grad_fn_event.ptr(), fn.ptr(), py_index.ptr()) < 0) {
-      throw py::error_already_set();
+    for (const py::object& fn : out_fns) {
+      if (fn.is_none()) continue;
+      const int known = PySequence_Contains(grad_fn_event.ptr(), fn.ptr());
+      if (known < 0) throw py::error_already_set();
+      if (!known && PyObject_SetItem(grad_fn_event.ptr(), fn.ptr(), py_index.ptr()) < 0) {
+        throw py::error_already_set();
+      }
     }
     py::object max_nodes = iattr(self, s_max_nodes);
     if (!max_nodes.is_none()) {

@@ -227,3 +227,66 @@ def test_an_in_place_op_on_a_leaf_notes_the_node_it_made(helper):
     made, consumed = cap.seen_ops[before]
     assert made == [buf.grad_fn] and consumed == []
     assert [e.op for e in cap.events] == ["add_"]
+
+
+TUPLE_MODEL = '''
+import torch
+
+
+def build():
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, requires_grad=True)
+    a, b, c = torch.split(x * 2, 2, dim=1)
+    p, q = (x + 1).chunk(2, dim=0)
+    rows = torch.unbind(x.tanh(), dim=0)
+    plain = torch.split(torch.randn(4, 6), 3, dim=1)  # (leaves only: no event)
+    values, where = torch.max(x, dim=1)  # (a structseq: the Python method)
+    parts = list(torch.tensor_split(x.sigmoid(), 3, dim=1))
+    loss = a.sum() + (b * c).sum() + p.sum() * q.mean() + sum(r.sum() for r in rows[1:])
+    return loss + plain[0].sum() + values.sum() + parts[2].sum(), {"x": x}
+'''
+
+
+@pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
+def test_tuple_results_record_what_the_python_method_records(helper, tmp_path, keep_values):
+    import json
+
+    from gradviz.core import record
+    from gradviz.core.serialize import recording_to_json
+
+    def text(rec):
+        data = recording_to_json(rec)
+        data["meta"].pop("seconds", None)
+        return json.dumps(data, sort_keys=True, default=str)
+
+    path = tmp_path / "tuples.py"
+    path.write_text(TUPLE_MODEL)
+    fast = record(str(path), keep_values=keep_values)
+    with fastpath.python_only():
+        slow = record(str(path), keep_values=keep_values)
+    assert text(fast) == text(slow)
+    outputs = {e.op: len(e.outputs) for e in fast.forward}
+    assert outputs["split"] == 3 and outputs["chunk"] == 2 and outputs["unbind"] == 4, outputs
+    assert [e.op for e in fast.forward].count("split") == 1  # (the leaves' split is no event)
+
+
+def test_a_split_is_logged_without_the_python_method(helper):
+    calls = []
+
+    class Counting(type(ForwardCapture(None))):
+        def _tf_after(self, *a):
+            calls.append(a[1])
+            return super()._tf_after(*a)
+
+    cap = Counting(TensorStore(False))
+    x = torch.randn(4, 6, requires_grad=True)
+    with Sandbox(cap):
+        parts = torch.split(x * 1.0, 2, dim=1)
+        torch.split(torch.randn(4, 6), 2, dim=1)
+        torch.max(x, dim=1)
+    assert calls == ["max"]  # (a structseq result: the Python method)
+    split = [e for e in cap.events if e.op == "split"]
+    assert len(split) == 1 and len(split[0].outputs) == 3
+    outs = cap.event_tensors[split[0].index][1]
+    assert len(outs) == 3 and all(t is p for t, p in zip(outs, parts))
+    assert cap.grad_fn_event[parts[0].grad_fn] == split[0].index

@@ -26,6 +26,8 @@
 #include <algorithm>
 #include <functional>
 #include <queue>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace py = pybind11;
@@ -255,6 +257,17 @@ py::object side(PyObject* pair, Py_ssize_t k) {
 py::list input_refs(py::list events, py::list event_tensors, py::dict fn_ids, py::dict leaf_ids) {
   static PyObject* name = PyUnicode_InternFromString("input_nodes");
   const Py_ssize_t n = std::min(PyList_GET_SIZE(events.ptr()), PyList_GET_SIZE(event_tensors.ptr()));
+  // leaf_ids by pointer (no int made per input; borrowed values: the dict holds them)
+  std::unordered_map<const void*, PyObject*> leaf_of;
+  {
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(leaf_ids.ptr(), &pos, &key, &value)) {
+      void* p = PyLong_AsVoidPtr(key);
+      if (p == nullptr && PyErr_Occurred()) throw py::error_already_set();
+      leaf_of[p] = value;
+    }
+  }
   py::list pending;
   for (Py_ssize_t e = 0; e < n; ++e) {
     PyObject* pair = PyList_GET_ITEM(event_tensors.ptr(), e);
@@ -275,7 +288,8 @@ py::list input_refs(py::list events, py::list event_tensors, py::dict fn_ids, py
       if (!g.is_none()) {
         got = get(fn_ids.ptr(), g.ptr());
       } else if (requires_grad_of(t)) {
-        got = get(leaf_ids.ptr(), id_of(t).ptr());
+        auto leaf = leaf_of.find(t);
+        got = leaf == leaf_of.end() ? py::none() : py::reinterpret_borrow<py::object>(leaf->second);
       } else {
         got = py::none();
         if (!op_id.is_none()) pending.append(py::make_tuple(e, k, op_id, py::handle(t)));
@@ -287,22 +301,41 @@ py::list input_refs(py::list events, py::list event_tensors, py::dict fn_ids, py
   return pending;
 }
 
+// Whether t.grad_fn is not None (no Python object made for it where `t` is a plain tensor).
+bool has_grad_fn(PyObject* t) {
+  if (plain_class(t)) return static_cast<bool>(THPVariable_Unpack(t).grad_fn());
+  return !py::handle(t).attr("grad_fn").is_none();
+}
+
+// The ints of a set or a dict's keys (ids of Python objects) as the pointers they stand for.
+std::unordered_set<const void*> pointers_of(PyObject* ids) {
+  std::unordered_set<const void*> out;
+  py::object it = py::reinterpret_steal<py::object>(PyObject_GetIter(ids));
+  if (!it) throw py::error_already_set();
+  while (PyObject* id = PyIter_Next(it.ptr())) {
+    py::object held = py::reinterpret_steal<py::object>(id);
+    void* p = PyLong_AsVoidPtr(id);
+    if (p == nullptr && PyErr_Occurred()) throw py::error_already_set();
+    out.insert(p);
+  }
+  if (PyErr_Occurred()) throw py::error_already_set();
+  return out;
+}
+
 // naming.name_tensors' scan of the events' inputs: each input without a grad_fn whose id is not in
-// `named` yet, in order of first use (its id added to `named`).
+// `named` yet, in order of first use (its id added to `named`). The ids are looked up as pointers
+// (no int made per input): `named` holds ids of tensors that live on meanwhile, and so do the inputs.
 py::list unnamed_inputs(py::list event_tensors, py::set named) {
   py::list out;
+  std::unordered_set<const void*> seen = pointers_of(named.ptr());
   const Py_ssize_t n = PyList_GET_SIZE(event_tensors.ptr());
   for (Py_ssize_t e = 0; e < n; ++e) {
     py::object ins = side(PyList_GET_ITEM(event_tensors.ptr(), e), 0);
     const Py_ssize_t n_in = PySequence_Fast_GET_SIZE(ins.ptr());
     for (Py_ssize_t k = 0; k < n_in; ++k) {
       PyObject* t = PySequence_Fast_GET_ITEM(ins.ptr(), k);
-      if (!grad_fn_of(t).is_none()) continue;
-      py::object id = id_of(t);
-      const int known = PySet_Contains(named.ptr(), id.ptr());
-      if (known < 0) throw py::error_already_set();
-      if (known) continue;
-      if (PySet_Add(named.ptr(), id.ptr()) < 0 || PyList_Append(out.ptr(), t) < 0) throw py::error_already_set();
+      if (has_grad_fn(t) || !seen.insert(t).second) continue;
+      if (PySet_Add(named.ptr(), id_of(t).ptr()) < 0 || PyList_Append(out.ptr(), t) < 0) throw py::error_already_set();
     }
   }
   return out;

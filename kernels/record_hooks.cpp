@@ -300,6 +300,7 @@ void gradviz_add_events(py::module_& m);  // record_events.cpp
 void gradviz_add_stats(py::module_& m);   // record_stats.cpp
 void gradviz_add_graph(py::module_& m);   // record_graph.cpp
 void gradviz_add_modules(py::module_& m);  // record_modules.cpp
+void gradviz_add_leaves(py::module_& m);  // record_leaves.cpp
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gradviz's recorder helpers: graph walk, post hooks recording in C++, row copies, saved values";
@@ -321,4 +322,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   gradviz_add_stats(m);
   gradviz_add_graph(m);
   gradviz_add_modules(m);
+  gradviz_add_leaves(m);
 }

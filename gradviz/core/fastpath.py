@@ -46,7 +46,8 @@ from . import extension as _ext
 __all__ = ["SOURCES", "HEADERS", "helper", "build", "status", "python_only"]
 
 SOURCES = ("record_hooks.cpp", "record_take.cpp", "record_frames.cpp", "record_capture.cpp", "record_saved.cpp",
-           "record_events.cpp", "record_stats.cpp", "record_graph.cpp", "record_modules.cpp")
+           "record_events.cpp", "record_stats.cpp", "record_graph.cpp", "record_modules.cpp",
+           "record_leaves.cpp")
 HEADERS = ("record_objects.h", "record_take.h")  # (included by the sources: part of the build's name)
 _CFLAGS = ["-O2", "-Wall", "-Wfatal-errors", "-ffp-contract=off"]  # (no fused multiply-add: record_stats.cpp)
 

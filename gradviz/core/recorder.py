@@ -456,6 +456,16 @@ def _check_finite_without_values(loss, leaf_tensors) -> None:
     hint = "record again with values kept (without --no-values) to find the first op that made it"
     if not bool(torch.isfinite(loss.detach()).all()):
         raise NonFiniteError("the loss is NaN or Inf", hint=hint)
+    lib = fastpath.helper()
+    if lib is not None:
+        tensors = list(leaf_tensors.values())
+        found = lib.grads_finite(tensors)
+        if found is not None:
+            # the floating gradients in CPU memory read in place by the helper, the others joined
+            finite, others = found
+            if finite and (not others or _all_finite([tensors[i].grad for i in others])):
+                return
+    # (no helper, a leaf it leaves to Python, or a gradient that is not finite: the first one named)
     grads = [(name, g) for name, t in leaf_tensors.items()
              if (g := t.grad) is not None and g.is_floating_point()]
     if _all_finite([g for _, g in grads]):
@@ -554,7 +564,18 @@ def _collect_leaves(leaf_tensors, initial, leaf_node_of, edges, backward, store)
                 into[nid] = (info, tuple(t.shape))
             leaves[name] = info
     else:
-        _leaves_without_values(leaf_tensors, initial, leaf_node_of, store, leaves, into)
+        lib = fastpath.helper()
+        made = None if lib is None else lib.leaves_shapes_only(leaf_tensors, initial, leaf_node_of, store,
+                                                                TensorData, LeafInfo)
+        if made is not None:
+            leaves, into = made
+        else:  # (no helper, or a leaf the helper leaves to Python: a subclass, a tensor with a grad_fn)
+            _leaves_without_values(leaf_tensors, initial, leaf_node_of, store, leaves, into)
+    lib = fastpath.helper()
+    if lib is not None:
+        # the two loops below in one call
+        lib.leaf_contributions(edges, backward, into, Contribution, _reduced)
+        return leaves
     # only the edges into a leaf's node matter: the slots of each node that feed a leaf
     into_leaf: dict[int, list[tuple[int, LeafInfo, tuple]]] = {}
     for src, dst, slot in edges:
@@ -579,10 +600,15 @@ def _collect_leaves(leaf_tensors, initial, leaf_node_of, edges, backward, store)
             if tuple(g.shape) != shape:
                 # the engine sums a broadcast gradient down to the leaf's shape before it arrives
                 reduced_from = tuple(g.shape)
-                g = TensorData(shape, g.dtype, g.device, None if g.value is None else sum_to(g.value, shape))
+                g = _reduced(g, shape)
             # (by position: producer, slot, value, backward_event, leaf, reduced_from)
             info.contributions.append(Contribution(ev.node, slot, g, ev.index, info, reduced_from))
     return leaves
+
+
+def _reduced(g: TensorData, shape: tuple) -> TensorData:
+    """The snapshot of broadcast gradient `g` summed down to the leaf's `shape` (its value, where kept)."""
+    return TensorData(shape, g.dtype, g.device, None if g.value is None else sum_to(g.value, shape))
 
 
 def _leaves_without_values(leaf_tensors, initial, leaf_node_of, store, leaves, into) -> None:

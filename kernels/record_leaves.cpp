@@ -36,7 +36,6 @@ namespace {
 using gradviz_record::attr;
 using gradviz_record::data_maker;
 using gradviz_record::Devices;
-using gradviz_record::iattr;
 using gradviz_record::int_attr;
 using gradviz_record::int_of;
 using gradviz_record::int_value;
@@ -159,13 +158,14 @@ void leaf_contributions(py::list edges, py::list backward, py::dict into, py::ha
   const Py_ssize_t n = PyList_GET_SIZE(backward.ptr());
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* ev = PyList_GET_ITEM(backward.ptr(), i);
-    py::object node = iattr(ev, s_node);
+    // (getattr: reading the instance's dict directly would make one of its inline attributes)
+    py::object node = attr(ev, s_node);
     auto found = into_leaf.find(int_value(node.ptr()));
     if (found == into_leaf.end()) continue;
-    py::object grads = iattr(ev, s_grad_inputs);
+    py::object grads = attr(ev, s_grad_inputs);
     const Py_ssize_t n_grads = PyObject_Length(grads.ptr());
     if (n_grads < 0) throw py::error_already_set();
-    py::object index = iattr(ev, s_index);
+    py::object index = attr(ev, s_index);
     for (const Feed& f : found->second) {
       if (f.slot_value >= n_grads) continue;
       py::object g = py::reinterpret_steal<py::object>(PySequence_GetItem(grads.ptr(), f.slot_value));

@@ -26,7 +26,6 @@
 #include <algorithm>
 #include <functional>
 #include <queue>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -257,62 +256,30 @@ py::object side(PyObject* pair, Py_ssize_t k) {
 py::list input_refs(py::list events, py::list event_tensors, py::dict fn_ids, py::dict leaf_ids) {
   static PyObject* name = PyUnicode_InternFromString("input_nodes");
   const Py_ssize_t n = std::min(PyList_GET_SIZE(events.ptr()), PyList_GET_SIZE(event_tensors.ptr()));
-  // leaf_ids by pointer (no int made per input; borrowed values: the dict holds them)
-  std::unordered_map<const void*, PyObject*> leaf_of;
-  {
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(leaf_ids.ptr(), &pos, &key, &value)) {
-      void* p = PyLong_AsVoidPtr(key);
-      if (p == nullptr && PyErr_Occurred()) throw py::error_already_set();
-      leaf_of[p] = value;
-    }
-  }
-  // fn_ids.get(t.grad_fn) by node, each node's Python object made and looked up once (a node is an
-  // op's output and some op's input); `none` set where t.grad_fn is None
-  std::unordered_map<const torch::autograd::Node*, py::object> id_of_node;
-  auto fn_id = [&](PyObject* t, bool& none) -> py::object {
-    if (plain_class(t)) {
-      const auto& fn = THPVariable_Unpack(t).grad_fn();
-      none = !fn;
-      if (none) return py::none();
-      auto it = id_of_node.find(fn.get());
-      if (it != id_of_node.end()) return it->second;
-      py::object f = py::reinterpret_steal<py::object>(torch::autograd::functionToPyObject(fn));
-      if (!f) throw py::error_already_set();
-      py::object id = get(fn_ids.ptr(), f.ptr());
-      id_of_node.emplace(fn.get(), id);
-      return id;
-    }
-    py::object g = py::handle(t).attr("grad_fn");
-    none = g.is_none();
-    return none ? g : get(fn_ids.ptr(), g.ptr());
-  };
   py::list pending;
   for (Py_ssize_t e = 0; e < n; ++e) {
     PyObject* pair = PyList_GET_ITEM(event_tensors.ptr(), e);
     py::object ins = side(pair, 0), outs = side(pair, 1);
-    py::object op_id = py::none();  // (the node of the first output with a grad_fn)
+    py::object fn = py::none();
     const Py_ssize_t n_out = PySequence_Fast_GET_SIZE(outs.ptr());
     for (Py_ssize_t k = 0; k < n_out; ++k) {
-      bool none = true;
-      py::object id = fn_id(PySequence_Fast_GET_ITEM(outs.ptr(), k), none);
-      if (!none) {
-        op_id = id;
-        break;
-      }
+      fn = grad_fn_of(PySequence_Fast_GET_ITEM(outs.ptr(), k));
+      if (!fn.is_none()) break;
     }
+    py::object op_id = fn.is_none() ? py::none() : get(fn_ids.ptr(), fn.ptr());
     const Py_ssize_t n_in = PySequence_Fast_GET_SIZE(ins.ptr());
     py::list found(n_in);
     for (Py_ssize_t k = 0; k < n_in; ++k) {
       PyObject* t = PySequence_Fast_GET_ITEM(ins.ptr(), k);
-      bool none = true;
-      py::object got = fn_id(t, none);  // (its grad_fn's node)
-      if (none && requires_grad_of(t)) {
-        auto leaf = leaf_of.find(t);
-        got = leaf == leaf_of.end() ? py::none() : py::reinterpret_borrow<py::object>(leaf->second);
-      } else if (none && !op_id.is_none()) {
-        pending.append(py::make_tuple(e, k, op_id, py::handle(t)));
+      py::object got;
+      py::object g = grad_fn_of(t);
+      if (!g.is_none()) {
+        got = get(fn_ids.ptr(), g.ptr());
+      } else if (requires_grad_of(t)) {
+        got = get(leaf_ids.ptr(), id_of(t).ptr());
+      } else {
+        got = py::none();
+        if (!op_id.is_none()) pending.append(py::make_tuple(e, k, op_id, py::handle(t)));
       }
       PyList_SET_ITEM(found.ptr(), k, got.release().ptr());
     }

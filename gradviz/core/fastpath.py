@@ -12,7 +12,8 @@ statistics of the gradients past the value budget straight from their memory
 (``kernels/record_stats.cpp``, the numbers `gradviz.core.tensors` computes), and runs the recorder's
 passes over the walked graph and the events' tensors (``kernels/record_graph.cpp``: producers and a
 topological order, the unseen nodes' flags, the events settled on nodes inside composite ops, the
-inputs' node ids and the inputs to name); the recorder
+inputs' node ids and the inputs to name) and over the leaves after backward (``kernels/record_leaves.cpp``:
+their snapshots without values, their contributions, the NaN/Inf test of their gradients); the recorder
 (`gradviz.core.recorder`) uses it when it is loaded and does the same in Python when it is not, with the same recording. It
 is a Python extension module built with `torch.utils.cpp_extension` into the build cache of the
 linear op's backends (`gradviz.core.extension.cache_dir`), in a folder named by a hash of its

@@ -251,3 +251,46 @@ def test_broadcast_gradients_are_summed_down_alike(helper, keep_values):
     assert [r[:6] for r in compiled] == [
         ("b", 0, 1, 0, (2, 5), (5,)), ("b", 1, 0, 2, None, (5,)), ("b", 1, 1, 2, (1, 5), (5,)),
         ("c", 2, 0, 1, (3, 4), (3, 1)), ("c", 3, 0, 3, None, (3, 1))]
+
+
+@pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
+def test_cuda_leaves_record_the_same(helper, keep_values):
+    """CUDA leaves: their snapshots' device names and their gradients' NaN/Inf test (left to Python's
+    joined test by the helper) as in the Python path."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+
+    def build():
+        torch.manual_seed(5)
+        w = torch.randn(3, 4, device="cuda", requires_grad=True)
+        b = torch.randn(4, device="cuda", requires_grad=True)
+        return torch.tanh(torch.randn(2, 3, device="cuda") @ w + b).sum(), {"w": w, "b": b}
+
+    compiled, python = _both(build, keep_values=keep_values)
+    assert _leaf_rows(compiled) == _leaf_rows(python)
+    assert compiled.leaves["w"].tensor.device.startswith("cuda")
+    assert _text(compiled) == _text(python)
+
+    def bad():
+        x = torch.tensor([0.0, 1.0], device="cuda", requires_grad=True)
+        return torch.sqrt(x).sum(), {"x": x}
+
+    with pytest.raises(NonFiniteError, match="x.grad holds NaN or Inf"):
+        record(bad, keep_values=False)
+
+
+def test_the_helper_takes_the_leaves_of_plain_models(helper, monkeypatch):
+    """Where every leaf is a plain tensor the helper makes the snapshots and tests the gradients (the
+    comparisons above then compare two paths, not the Python one twice); a named tensor with a
+    grad_fn leaves both to Python."""
+    from gradviz.core import recorder
+
+    def python_called(*args, **kw):
+        raise AssertionError("the Python path ran")
+
+    monkeypatch.setattr(recorder, "_leaves_without_values", python_called)
+    monkeypatch.setattr(recorder, "_all_finite", python_called)
+    for model in (tied, broadcast, many_uses, half_and_double):
+        record(model, keep_values=False)
+    with pytest.raises(AssertionError, match="the Python path ran"):
+        record(named, keep_values=False)

@@ -4,12 +4,13 @@ stack and module of each event, and the same results, whatever hooks the model h
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import torch
 from torch.nn.modules import module as _module
 
-from gradviz.core import fastpath
+from gradviz.core import fastpath, sandbox
 from gradviz.core.capture import ForwardCapture
 from gradviz.core.sandbox import _CALL_IMPL, Sandbox
 from gradviz.core.tensors import TensorStore
@@ -25,6 +26,27 @@ def helper():
             pytest.skip(reason or fastpath.status())
         pytest.fail(f"the recorder's helper failed to build: {reason}")
     return fastpath.helper()
+
+
+@pytest.fixture(autouse=True)
+def _wrappable(monkeypatch):
+    """Modules followed by the wrapper, as in a fresh process, after another test loaded torch._dynamo.
+
+    (``torch.utils.checkpoint`` loads it, which turns the wrapper off for the process: a compiled
+    module runs the ``_call_impl`` it was compiled from. Nothing here compiles a module.)
+    """
+    if "torch._dynamo" in sys.modules:
+        can_wrap = sandbox._can_wrap_call
+        dynamo = sys.modules["torch._dynamo"]
+
+        def without_dynamo():
+            del sys.modules["torch._dynamo"]
+            try:
+                return can_wrap()
+            finally:
+                sys.modules["torch._dynamo"] = dynamo
+
+        monkeypatch.setattr(sandbox, "_can_wrap_call", without_dynamo)
 
 
 class Fails(torch.nn.Module):

@@ -184,6 +184,8 @@ def test_finite_differences_rerun_outside_the_recorders_capture(monkeypatch):
     # the capture's class, and the subclass with the compiled __torch_function__ where the
     # recorder's helper is loaded (the recording above made it)
     for cls in (recorder.ForwardCapture, *recorder.ForwardCapture.__subclasses__()):
+        if "__torch_function__" not in cls.__dict__:  # (a test's subclass that overrides other methods)
+            continue
         monkeypatch.setattr(cls, "__torch_function__", counting(cls.__dict__["__torch_function__"]))
     table = run_checks(rec, manual=False, gradcheck=False, rules=False, flow=False, accumulation=False)
     rows = [r for r in table.rows if r.kind == "finite-diff"]

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from gradviz.core import fastpath, record
+from gradviz.core.recording import BackwardEvent
+from gradviz.core.tensors import TensorData, TensorStore
 
 from test_fastpath import _both, _same, helper  # noqa: F401 (the fixture; tests/core is on sys.path)
 
@@ -171,24 +173,56 @@ def test_a_recording_in_another_thread_walks_that_threads_frames(helper, model):
     _check_sources(compiled)
 
 
-def test_owned_gradients_come_back_as_numpy_arrays_over_their_memory(helper):  # noqa: F811
+@pytest.mark.parametrize("poisoned", [False, True], ids=["finite", "nan"])
+def test_owned_gradients_come_back_as_numpy_arrays_over_their_memory(helper, poisoned):  # noqa: F811
     torch.manual_seed(0)
     cell = torch.nn.RNNCell(3, 5)
     h = torch.zeros(2, 5)
     for _ in range(4):
         h = cell(torch.randn(2, 3), h)
     loss = h.pow(2).mean()
+    if poisoned:
+        loss = loss * float("nan")  # (every gradient below the product is NaN)
     fns, _, _, _ = helper.walk(loss.grad_fn, 10_000)
     hooks = helper.Hooks(fns, True)
     torch.autograd.backward(loss)
     hooks.remove()
-    _, _, _, index, unique, owned, finite = hooks.take()
-    arrays = [u for u in unique if isinstance(u, np.ndarray)]
-    assert arrays and len(arrays) == sum(owned)
-    for u, own, ok in zip(unique, owned, finite):
-        assert isinstance(u, np.ndarray) == own
-        if own:
-            assert u.flags.writeable and ok is True and np.isfinite(u).all()
+    # what the recorder does (backward_run._run_compiled), noting what the helper leaves to Python
+    store = TensorStore(True)
+    handed: list = []
+
+    def more(items, owned, finite):
+        handed.append((items, owned, finite))
+        return store.capture_many(items, stack=helper.stack, stats=helper.stats_rows, owned=owned, finite=finite)
+
+    events = hooks.take_events(store, TensorData, BackwardEvent, more)
+    assert events and len(hooks) == 0
+    # each gradient once: one snapshot per uid, numbered 1, 2, ... as the store counts them
+    by_uid: dict = {}
+    for e in events:
+        for d in [*e.grad_outputs, *e.grad_inputs]:
+            if d is not None:
+                assert by_uid.setdefault(d.uid, d) is d
+    assert sorted(by_uid) == list(range(1, store.last_uid + 1))
+    # the owned ones (the others are rows of one copy per group, made by capture_many): numpy
+    # arrays over the gradient's own memory (held by the helper's capsule, not copied), writeable
+    grouped = {id(d) for _, datas in store._groups for d in datas}
+    owned = [d for d in by_uid.values() if id(d) not in grouped]
+    assert owned
+    for d in owned:
+        assert isinstance(d.value, np.ndarray) and d.value.flags.writeable
+        assert type(d.value.base).__name__ == "PyCapsule"
+        assert d.value.shape == d.shape and d.dtype == "float32"
+    # finiteness told by the helper: a finite one in neither list, a NaN one filed as bad
+    bad, singles = {id(d) for d in store._bad}, {id(d) for d in store._singles}
+    for d in owned:
+        assert (id(d) in bad) == (not np.isfinite(d.value).all()) and id(d) not in singles
+    assert bool(bad) == poisoned
+    # what the helper left to Python: tensors it does not own, told so, finiteness unknown
+    assert len(owned) + sum(len(items) for items, _, _ in handed) == len(by_uid)
+    for items, flags, finite in handed:
+        assert all(isinstance(t, torch.Tensor) for t in items)
+        assert flags == [False] * len(items) and finite == [None] * len(items)
     # a recording's snapshot of such a gradient keeps its memory: the same values as the Python path
     compiled, python = _both("rnn-unrolled", params={"T": 4})
     _same(compiled, python)

@@ -12,8 +12,8 @@
 //                                dtype, device and requires_grad, holding no gradient)
 //   stack_rows(tensors, out)     out[j] = tensors[j], bit for bit, as torch.stack(tensors) would
 //   stack(tensors)               the same into a new tensor
-// and Hooks.take() / Hooks.take_events() hand what the hooks recorded to Python (record_take.cpp:
-// the gradients' lists, or the recording's BackwardEvents). record_frames.cpp adds
+// and Hooks.take_events() hands what the hooks recorded to Python (record_take.cpp: the
+// recording's BackwardEvents). record_frames.cpp adds
 // SourceWalk (a forward op's source line off the interpreter's frames), record_capture.cpp the
 // forward capture's common case, record_saved.cpp read_saved (what every node saved for
 // backward, read in one call), record_stats.cpp stats_rows (the statistics of gradients past the
@@ -229,9 +229,7 @@ class Hooks {
   }
 
 
-  // take() and take_events(): record_take.cpp (empty the list).
-  py::tuple take() { return gradviz_record::take(steps(), state_->keep); }
-
+  // take_events(): record_take.cpp (empties the list).
   py::list take_events(py::object store, py::handle data_class, py::handle event_class, py::object more) {
     return gradviz_record::take_events(steps(), state_->keep, std::move(store), data_class, event_class,
                                        std::move(more));
@@ -309,7 +307,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   py::class_<Hooks>(m, "Hooks")
       .def(py::init<py::list, bool, py::object>(), py::arg("fns"), py::arg("keep"), py::arg("poll") = py::none())
       .def("remove", &Hooks::remove)
-      .def("take", &Hooks::take)
       .def("take_events", &Hooks::take_events, py::arg("store"), py::arg("data_class"), py::arg("event_class"),
            py::arg("more") = py::none())
       .def("__len__", &Hooks::size);

@@ -237,8 +237,8 @@ bool row_of(py::handle obj, const NumpyFloats& floats, Row& row) {
 
 // (len(items), 4) float64: min, max, mean, norm of each item (see the top of the file). Each item: a
 // nonempty strided CPU tensor of float16, bfloat16, float32 or float64 without the conj or neg bit,
-// or a nonempty numpy array of float16, float32 or float64 (the numpy arrays Hooks.take hands
-// back), strides not negative; anything else raises TypeError. Reads each where it is, any strides,
+// or a nonempty numpy array of float16, float32 or float64 (owned gradients as numpy arrays, as
+// capture_many may get them), strides not negative; anything else raises TypeError. Reads each where it is, any strides,
 // without the GIL: nothing may change the items' values or memory meanwhile (the recorder's
 // gradients: nothing else holds them).
 py::array_t<double> stats_rows(const py::list& items) {

@@ -1,22 +1,19 @@
-// Hooks.take() and Hooks.take_events() (record_hooks.cpp holds the Hooks class and the module):
-// what the hooks recorded while backward ran, handed to Python. take() gives the gradients' lists,
-// a gradient that only the recording holds as a numpy array over its memory (what Tensor.numpy()
-// gives, without a Python tensor in between); take_events() makes the recording's BackwardEvents
-// and their snapshots straight away (what backward_run's Python path makes of take()'s lists, the
-// same objects and numbers), leaving to Python (TensorStore.capture_many) only the gradients it
-// does not own.
+// Hooks.take_events() (record_hooks.cpp holds the Hooks class and the module): what the hooks
+// recorded while backward ran, handed to Python as the recording's BackwardEvents and their
+// snapshots (what backward_run's Python path makes of the same steps, the same objects and
+// numbers). A gradient that only the recording holds becomes a numpy array over its memory (what
+// Tensor.numpy() gives, without a Python tensor in between); Python (TensorStore.capture_many)
+// takes only the gradients the helper does not own.
 //
 // Part of the recorder's helper (gradviz/core/fastpath.py builds every file into one module).
 #include "record_take.h"
 #include "record_objects.h"
 
-#include <torch/csrc/DynamicTypes.h>
 #include <torch/csrc/autograd/python_variable.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <unordered_map>
 #include <vector>
 
 namespace py = pybind11;
@@ -61,24 +58,6 @@ py::object numpy_of(const at::Tensor& t) {
   py::capsule base(held, [](void* p) { delete static_cast<at::Tensor*>(p); });
   return py::array(py::reinterpret_borrow<py::dtype>(dtype), std::move(shape), std::move(strides), held->data_ptr(),
                    base);
-}
-
-py::object meta_or_none(const Meta& m, std::unordered_map<int, py::object>& dtypes) {
-  if (!m.defined) {
-    return py::none();
-  }
-  py::tuple shape(m.shape.size());
-  for (size_t i = 0; i < m.shape.size(); ++i) {
-    shape[i] = py::int_(m.shape[i]);
-  }
-  auto key = static_cast<int>(m.dtype);
-  auto it = dtypes.find(key);
-  if (it == dtypes.end()) {
-    it = dtypes.emplace(key, py::reinterpret_borrow<py::object>(
-                                 reinterpret_cast<PyObject*>(torch::getTHPDtype(m.dtype)))).first;
-  }
-  py::str device = m.device.is_cpu() ? py::str("cpu") : py::str(m.device.str());
-  return py::make_tuple(shape, it->second, device, m.requires_grad);
 }
 
 // Whether none of the n floating values at `data` (IEEE, `Bits` wide) is infinite or NaN: those
@@ -235,76 +214,31 @@ std::vector<char> exclusive(const Unique& u) {
 
 namespace gradviz_record __attribute__((visibility("hidden"))) {  // (as pybind11's own)
 
-// With values: (node ids, grad_inputs counts, grad_outputs counts, index, unique, owned,
-// finite). `unique` holds each tensor once, in the order of first appearance in the steps, each
-// step giving its grad_outputs, then its grad_inputs; `index` gives each of those places' tensor
-// (its position in `unique`, -1 where the engine sent none). owned[j]: whether nothing but this
-// list can reach the memory of unique[j] (see exclusive); such a tensor of a dtype numpy holds
-// comes as a numpy array over its memory instead of a tensor (numpy_of). finite[j]: for an owned
-// floating or complex tensor, whether all its values are finite, else None. Without values: (node ids,
-// counts, counts, flat), flat holding each step's grad_inputs' then grad_outputs' (shape,
-// dtype, device, requires_grad) or None. Empties the list.
-py::tuple take(std::vector<Event> events, bool keep) {
-  py::list ids, n_in, n_out;
-  if (!keep) {
-    py::list flat;
-    std::unordered_map<int, py::object> dtypes;
-    for (const auto& ev : events) {
-      ids.append(ev.node);
-      n_in.append(ev.meta_in.size());
-      n_out.append(ev.meta_out.size());
-      for (const auto& m : ev.meta_in) flat.append(meta_or_none(m, dtypes));
-      for (const auto& m : ev.meta_out) flat.append(meta_or_none(m, dtypes));
-    }
-    return py::make_tuple(ids, n_in, n_out, flat);
-  }
-  // each tensor once, in order of first appearance: what is listed, and which are ours
-  Unique seen = unique_tensors(events);
-  auto mine = exclusive(seen);
-  py::list index, unique, owned, finite;
-  size_t at = 0;  // (seen.order: each place's position, in the order of the loops below)
-  for (const auto& ev : events) {
-    ids.append(ev.node);
-    n_in.append(ev.grad_inputs.size());
-    n_out.append(ev.grad_outputs.size());
-    for (const auto* list : {&ev.grad_outputs, &ev.grad_inputs}) {
-      for (size_t k = 0; k < list->size(); ++k) index.append(seen.order[at++]);
-    }
-  }
-  const auto n = static_cast<size_t>(seen.count);
-  for (size_t j = 0; j < n; ++j) {
-    // (the first seen.count are tensors of `events`: at::Tensor objects)
-    const auto& t = static_cast<const at::Tensor&>(*seen.tensors[j]);
-    const bool own = mine[j];
-    py::object array = own ? numpy_of(t) : py::none();
-    unique.append(array.is_none() ? tensor_or_none(t) : array);
-    owned.append(own);
-    finite.append(own ? all_finite(t) : py::none());
-  }
-  return py::make_tuple(ids, n_in, n_out, index, unique, owned, finite);
-}
-
 
 // The BackwardEvents of the steps taken, with their snapshots: what backward_run's Python
-// path (capture_many or shapes_only, then _events) makes of take()'s lists, the same objects,
+// path (capture_many or shapes_only, then _events) makes of the same steps, the same objects,
 // uid numbers and store counters, made here. Empties the list.
 //
 // Without values: per step, a TensorData(shape, dtype, device, None, None, requires_grad, uid)
 // for each gradient (grad_inputs', then grad_outputs', numbered from store._count on, as
 // TensorStore.shapes_only numbers them), and BackwardEvent(i, node, grad_outputs, grad_inputs).
 //
-// With values: the snapshots of take()'s `unique` tensors, in their order, as
-// store.capture_many(unique, stack, owned, finite, stats) takes them. An owned gradient of a
-// dtype numpy holds is taken here: within the budget (store.budget_bytes, store.bytes_kept),
-// TensorData(shape, dtype, "cpu", its numpy array, None, False, uid), filed in store._singles
-// (finite unknown) or store._bad (not finite) as _owned_array does; past the budget, for
-// float16/32/64, TensorData(shape, dtype, "cpu", None, None, False, uid) counted as dropped,
-// whose stats (computed at the end, from the gradient's memory: stats_rows's numbers) are
-// set then. Every other tensor (not owned, or an unusual dtype) goes, in runs of consecutive
-// ones, with the store's counters written back first and read again after, to
-// `more(items, owned=..., finite=...)` (capture_many with the helper's stack and stats), with
-// the very items, owned and finite flags take() gives. Then each place's snapshot (None where
-// the engine sent no tensor), BackwardEvent(i, node, grad_outputs, grad_inputs).
+// With values: each tensor of the steps once (unique_tensors: in the order of first appearance,
+// each step giving its grad_outputs, then its grad_inputs), snapshotted in that order as
+// store.capture_many(tensors, stack, owned, finite, stats) takes them, owned[j] telling whether
+// nothing but the steps can reach the tensor's memory (exclusive) and finite[j], for an owned
+// floating or complex one, whether all its values are finite (all_finite; else None). An owned
+// gradient of a dtype numpy holds is taken here: within the budget (store.budget_bytes,
+// store.bytes_kept), TensorData(shape, dtype, "cpu", a numpy array over its memory (numpy_of),
+// None, False, uid), filed in store._singles (finite unknown) or store._bad (not finite) as
+// _owned_array does; past the budget, for float16/32/64, TensorData(shape, dtype, "cpu", None,
+// None, False, uid) counted as dropped, whose stats (computed at the end, from the gradient's
+// memory: stats_rows's numbers) are set then. Every other tensor (not owned, or an unusual
+// dtype) goes, in runs of consecutive ones, with the store's counters written back first and
+// read again after, to `more(items, owned=..., finite=...)` (capture_many with the helper's stack
+// and stats): items the tensors (an owned one as its numpy array where numpy holds its dtype),
+// with their owned and finite flags. Then each place's snapshot (None where the engine sent no
+// tensor), BackwardEvent(i, node, grad_outputs, grad_inputs).
 py::list take_events(std::vector<Event> events, bool keep, py::object store, py::handle data_class, py::handle event_class,
                      py::object more) {
   const Maker& data = data_maker(data_class.ptr());

@@ -1,5 +1,5 @@
-// What the hooks of record_hooks.cpp record while backward runs, and record_take.cpp's functions
-// that hand it to Python (Hooks.take, Hooks.take_events; see there). Part of the recorder's helper
+// What the hooks of record_hooks.cpp record while backward runs, and record_take.cpp's function
+// that hands it to Python (Hooks.take_events; see there). Part of the recorder's helper
 // (gradviz/core/fastpath.py builds every file into one module and hashes this header with them).
 #pragma once
 
@@ -31,9 +31,6 @@ struct Event {
   Metas meta_in;                                // not keep: grad_inputs' metadata
   Metas meta_out;                               // not keep: grad_outputs' metadata
 };
-
-// Hooks.take() of the steps `events` (recorded with values where `keep`).
-py::tuple take(std::vector<Event> events, bool keep);
 
 // Hooks.take_events(store, data_class, event_class, more) of the steps `events`.
 py::list take_events(std::vector<Event> events, bool keep, py::object store, py::handle data_class,

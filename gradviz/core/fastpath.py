@@ -1,8 +1,9 @@
 """The recorder's compiled helper (``kernels/record_*.cpp``): load it, build it, or say why not.
 
 The helper walks the autograd graph, records what the engine sends through each node while backward
-runs (a C++ post hook per node, no Python call per node), hands back the gradients only it holds
-as numpy arrays over their memory and makes the backward events (``kernels/record_take.cpp``), copies gradients into one buffer, finds each forward op's
+runs (a C++ post hook per node, no Python call per node), makes the backward events and their
+snapshots, those of the gradients only it holds over their memory (``kernels/record_take.cpp``,
+``Hooks.take_events``), copies gradients into one buffer, finds each forward op's
 source line on the interpreter's frame stack (CPython 3.11), runs the forward capture's
 ``__torch_function__`` for the calls that are no event (``kernels/record_capture.cpp``) and logs
 the common event (``kernels/record_events.cpp``), wraps ``Module._call_impl`` for the sandbox with the

@@ -322,7 +322,7 @@ def test_compiled_statistics_are_stats_rows_bit_for_bit(helper):
                 # past the strided walk's buffer of 1,024 values, with a tail of less than 4
                 torch.randn(64, 64, generator=gen).t(), torch.randn(37, 29, generator=gen, dtype=torch.float64).t(),
                 torch.randn(5, 9, 31, generator=gen).permute(2, 0, 1), torch.randn(3, 700, generator=gen)[:, ::2]]
-    # numpy arrays as Hooks.take hands them back: over the memory, transposed ones too
+    # numpy arrays over a gradient's memory, as the helper hands owned ones over: transposed ones too
     arrays = [t.numpy() for t in tensors if t.dtype != torch.bfloat16 and 0 not in t.stride()]
     got = helper.stats_rows(tensors + arrays)
     assert got.shape == (len(tensors) + len(arrays), 4) and got.dtype == np.float64

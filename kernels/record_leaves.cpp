@@ -36,6 +36,7 @@ namespace {
 using gradviz_record::attr;
 using gradviz_record::data_maker;
 using gradviz_record::Devices;
+using gradviz_record::finite_bits;
 using gradviz_record::int_attr;
 using gradviz_record::int_of;
 using gradviz_record::int_value;
@@ -188,27 +189,6 @@ void leaf_contributions(py::list edges, py::list backward, py::dict into, py::ha
   }
 }
 
-// Whether none of the n values of `Bits` width at `data` has all its exponent bits `exp` set (the
-// infinities and NaNs of an IEEE format), a block at a time without a branch per value.
-template <typename Bits, Bits exp>
-bool finite_bits(const void* data, int64_t n) {
-  const char* p = static_cast<const char*>(data);
-  constexpr int64_t kBlock = 256;
-  int64_t i = 0;
-  for (; i + kBlock <= n; i += kBlock) {
-    Bits block[kBlock];
-    std::memcpy(block, p + i * sizeof(Bits), sizeof(block));
-    Bits bad = 0;
-    for (int64_t k = 0; k < kBlock; ++k) bad |= static_cast<Bits>((block[k] & exp) == exp);
-    if (bad) return false;
-  }
-  for (; i < n; ++i) {
-    Bits b;
-    std::memcpy(&b, p + i * sizeof(Bits), sizeof(Bits));
-    if ((b & exp) == exp) return false;
-  }
-  return true;
-}
 
 // 1 where every value of `g` is finite, 0 where one is not, -1 where its memory is not read here
 // (not a CPU tensor filling its memory without gaps, a dtype other than float16/32/64, bfloat16).

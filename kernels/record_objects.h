@@ -12,6 +12,8 @@
 #include <torch/extension.h>
 #include <pybind11/numpy.h>
 
+#include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -236,5 +238,28 @@ class Devices {
  private:
   std::unordered_map<std::string, py::object> names_;
 };
+
+// Whether none of the n floating values at `data` (IEEE, `Bits` wide) is infinite or NaN: those
+// are the values whose exponent bits `exp` are all ones. Tested a block at a time without a
+// branch per value (the compiler makes it a vector loop).
+template <typename Bits, Bits exp>
+bool finite_bits(const void* data, int64_t n) {
+  const char* p = static_cast<const char*>(data);
+  constexpr int64_t kBlock = 256;
+  int64_t i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    Bits block[kBlock];
+    std::memcpy(block, p + i * sizeof(Bits), sizeof(block));
+    Bits bad = 0;
+    for (int64_t k = 0; k < kBlock; ++k) bad |= static_cast<Bits>((block[k] & exp) == exp);
+    if (bad) return false;
+  }
+  for (; i < n; ++i) {
+    Bits b;
+    std::memcpy(&b, p + i * sizeof(Bits), sizeof(Bits));
+    if ((b & exp) == exp) return false;
+  }
+  return true;
+}
 
 }  // namespace gradviz_record

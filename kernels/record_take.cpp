@@ -26,6 +26,7 @@ namespace {
 using gradviz_record::data_maker;
 using gradviz_record::Devices;
 using gradviz_record::Event;
+using gradviz_record::finite_bits;
 using gradviz_record::int_attr;
 using gradviz_record::int_of;
 using gradviz_record::Maker;
@@ -60,28 +61,6 @@ py::object numpy_of(const at::Tensor& t) {
                    base);
 }
 
-// Whether none of the n floating values at `data` (IEEE, `Bits` wide) is infinite or NaN: those
-// are the values whose exponent bits `exp` are all ones. Tested a block at a time without a
-// branch per value (the compiler makes it a vector loop).
-template <typename Bits, Bits exp>
-bool finite_bits(const void* data, int64_t n) {
-  const char* p = static_cast<const char*>(data);
-  constexpr int64_t kBlock = 256;
-  int64_t i = 0;
-  for (; i + kBlock <= n; i += kBlock) {
-    Bits block[kBlock];
-    std::memcpy(block, p + i * sizeof(Bits), sizeof(block));
-    Bits bad = 0;
-    for (int64_t k = 0; k < kBlock; ++k) bad |= static_cast<Bits>((block[k] & exp) == exp);
-    if (bad) return false;
-  }
-  for (; i < n; ++i) {
-    Bits b;
-    std::memcpy(&b, p + i * sizeof(Bits), sizeof(Bits));
-    if ((b & exp) == exp) return false;
-  }
-  return true;
-}
 
 // Whether every value of a CPU tensor that fills its memory without gaps is finite (None for
 // dtypes without NaN): its numel values start at its data pointer, in some order.

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import textwrap
 from pathlib import Path
 
@@ -17,7 +15,9 @@ from gradviz.core.errors import GraphTooLarge, InplaceModifiedError
 from gradviz.core.saved import plain_value, read_saved, saved_attribute_names
 from gradviz.core.recording import BackwardEvent
 from gradviz.core.tensors import TensorData
-from gradviz.core.serialize import recording_to_json
+
+from both_paths import record_both, recording_text
+
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -112,20 +112,6 @@ def build():
     return z.sum() + y.sum(), {"x": x}
 '''
 
-@pytest.fixture(scope="module")
-def helper():
-    """The helper, built or loaded from the cache; skipped only where it cannot be built."""
-    ok, reason = fastpath.build()
-    if not ok:
-        if reason.startswith("compiler missing") or "GRADVIZ_NO_BUILD" in reason:
-            pytest.skip(reason)
-        if os.environ.get("GRADVIZ_RECORD_PYTHON", "") not in ("", "0"):
-            pytest.skip("GRADVIZ_RECORD_PYTHON is set")
-        pytest.fail(f"the recorder's helper failed to build: {reason}")
-    if fastpath.helper() is None:
-        pytest.skip(fastpath.status())
-    return fastpath.helper()
-
 
 def _uids(rec) -> list:
     out = []
@@ -136,24 +122,10 @@ def _uids(rec) -> list:
     return out
 
 
-def _text(rec) -> str:
-    data = recording_to_json(rec)
-    data["meta"].pop("seconds", None)
-    return json.dumps(data, sort_keys=True, default=str)
-
-
-def _both(target, **kw):
-    compiled = record(target, **kw)
-    with fastpath.python_only():
-        assert fastpath.helper() is None
-        python = record(target, **kw)
-    return compiled, python
-
-
 def _same(compiled, python) -> None:
     assert [(e.index, e.node) for e in compiled.backward] == [(e.index, e.node) for e in python.backward]
     assert _uids(compiled) == _uids(python)
-    assert _text(compiled) == _text(python)
+    assert recording_text(compiled) == recording_text(python)
 
 
 TARGETS = [
@@ -173,7 +145,7 @@ TARGETS = [
 @pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
 @pytest.mark.parametrize("target,params", TARGETS, ids=[Path(t).stem for t, _ in TARGETS])
 def test_compiled_and_python_paths_record_the_same(helper, target, params, keep_values):
-    _same(*_both(target, params=params, keep_values=keep_values))
+    _same(*record_both(target, params=params, keep_values=keep_values))
 
 
 @pytest.mark.parametrize("budget", [None, 3000], ids=["in-budget", "past-budget"])
@@ -182,7 +154,7 @@ def test_events_and_snapshots_made_in_cpp_are_the_dataclasses_own(helper, keep_v
     """`Hooks.take_events` makes TensorData and BackwardEvent instances as their __init__ would:
     the fields set in the class's order (the same attribute layout), the same numbers and counters."""
     kw = {} if budget is None else {"budget_bytes": budget}
-    compiled, python = _both("rnn-unrolled", params={"T": 6}, keep_values=keep_values, **kw)
+    compiled, python = record_both("rnn-unrolled", params={"T": 6}, keep_values=keep_values, **kw)
     _same(compiled, python)
     assert compiled.dropped == python.dropped
     if keep_values and budget is not None:
@@ -215,7 +187,7 @@ def test_take_events_calls_an_event_class_with_other_fields(helper, monkeypatch,
     from gradviz.core import backward_run
 
     monkeypatch.setattr(backward_run, "BackwardEvent", _MoreFields)
-    compiled, python = _both("rnn-unrolled", params={"T": 4}, keep_values=keep_values)
+    compiled, python = record_both("rnn-unrolled", params={"T": 4}, keep_values=keep_values)
     _same(compiled, python)
     fields = [f.name for f in dataclasses.fields(_MoreFields)]
     assert fields[-1] == "extra" and compiled.backward
@@ -227,7 +199,7 @@ def test_hooks_custom_functions_and_inplace_ops_record_the_same(helper, tmp_path
     script = tmp_path / "hooks.py"
     script.write_text(textwrap.dedent(HOOKS_AND_FUNCTIONS))
     for keep_values in (True, False):
-        compiled, python = _both(str(script), keep_values=keep_values)
+        compiled, python = record_both(str(script), keep_values=keep_values)
         _same(compiled, python)
     # the script's post hook halved what the Linear node sent on: both paths saw it halved
     assert any(n.kind == "custom" for n in compiled.nodes)
@@ -264,7 +236,7 @@ def test_a_gradient_the_script_still_holds_is_copied_not_shared(helper):
 
 def test_memory_budget_gives_the_same_statistics(helper):
     # (20,000 bytes kept every value of this graph: 2,000 keep about half of them)
-    compiled, python = _both("rnn-unrolled", params={"T": 12}, budget_bytes=2_000)
+    compiled, python = record_both("rnn-unrolled", params={"T": 12}, budget_bytes=2_000)
     assert compiled.dropped["tensors"] > 50
     _same(compiled, python)
 
@@ -289,7 +261,7 @@ def build():
 def test_statistics_past_the_budget_with_nan_inf_and_dtypes_record_the_same(helper, tmp_path, budget):
     script = tmp_path / "nonfinite_gradients.py"
     script.write_text(NONFINITE_GRADIENTS)
-    compiled, python = _both(str(script), budget_bytes=budget, check_finite=False)
+    compiled, python = record_both(str(script), budget_bytes=budget, check_finite=False)
     _same(compiled, python)
     stats = [t.stats for e in compiled.backward for t in e.grad_outputs + e.grad_inputs if t is not None and t.stats]
     assert len(stats) >= 4 and any(np.isnan(s["min"]) for s in stats) and any(np.isinf(s["norm"]) for s in stats)
@@ -429,7 +401,7 @@ def test_the_first_nan_in_backward_is_named_alike(helper):
 def test_unusual_saved_values_record_the_same(helper, tmp_path, keep_values):
     script = tmp_path / "saved_values.py"
     script.write_text(textwrap.dedent(SAVED_VALUES))
-    compiled, python = _both(str(script), keep_values=keep_values)
+    compiled, python = record_both(str(script), keep_values=keep_values)
     _same(compiled, python)
     saved = {}
     for n in compiled.nodes:

@@ -15,7 +15,8 @@ from gradviz.core.errors import GraphTooLarge
 from gradviz.core.sandbox import Sandbox
 from gradviz.core.tensors import TensorStore
 
-from test_fastpath import _both, _same, helper  # noqa: F401 (the fixture; tests/core is on sys.path)
+from both_paths import record_both
+from test_fastpath import _same
 
 # sources first used inside a list, a tuple and a keyword argument, a source used twice by its
 # first op, a Parameter, a source that needs no grad (a view of a batch, as xs[t]), integer and
@@ -72,14 +73,14 @@ def script(tmp_path):
 
 @pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
 def test_events_record_the_same(helper, script, keep_values):
-    compiled, python = _both(script, keep_values=keep_values)
+    compiled, python = record_both(script, keep_values=keep_values)
     _same(compiled, python)
     ops = [e.op for e in compiled.forward]
     assert {"cat", "stack", "add", "Twice", "max", "mul_", "where"} <= set(ops), ops
 
 
 def test_events_past_the_memory_budget_record_the_same(helper, script):
-    _same(*_both(script, budget_bytes=600))
+    _same(*record_both(script, budget_bytes=600))
 
 
 def _calls(fn, name: str) -> int:

@@ -2,8 +2,6 @@
 record exactly what the Python method and global module hooks record."""
 from __future__ import annotations
 
-import json
-import os
 import sys
 import textwrap
 
@@ -13,7 +11,9 @@ from torch.nn.modules import module as _module
 
 from gradviz.core import fastpath, record
 from gradviz.core.capture import ForwardCapture
-from gradviz.core.serialize import recording_to_json
+
+from both_paths import recording_text
+
 
 # in-place ops (on a view too), a custom Function, views (.T, .mT), tuple and list results, no_grad
 # blocks, nested modules, a module used twice, a module whose forward raises (caught by the model),
@@ -89,24 +89,6 @@ def build():
 
 
 @pytest.fixture(scope="module")
-def helper():
-    """The helper, built or loaded from the cache; skipped only where it cannot be built."""
-    ok, reason = fastpath.build()
-    if not ok or fastpath.helper() is None:
-        if reason.startswith("compiler missing") or "GRADVIZ_NO_BUILD" in reason or \
-                os.environ.get("GRADVIZ_RECORD_PYTHON", "") not in ("", "0"):
-            pytest.skip(reason or fastpath.status())
-        pytest.fail(f"the recorder's helper failed to build: {reason}")
-    return fastpath.helper()
-
-
-def _text(rec) -> str:
-    data = recording_to_json(rec)
-    data["meta"].pop("seconds", None)
-    return json.dumps(data, sort_keys=True, default=str)
-
-
-@pytest.fixture(scope="module")
 def script(tmp_path_factory):
     path = tmp_path_factory.mktemp("fwd") / "model.py"
     path.write_text(textwrap.dedent(MODEL))
@@ -138,7 +120,7 @@ def test_compiled_capture_and_wrapped_modules_record_what_python_and_hooks_recor
         fast_hooks = record(script, keep_values=keep_values)
     with fastpath.python_only():
         slow_wrapped = record(script, keep_values=keep_values)
-    assert _text(fast) == _text(slow) == _text(fast_hooks) == _text(slow_wrapped)
+    assert recording_text(fast) == recording_text(slow) == recording_text(fast_hooks) == recording_text(slow_wrapped)
     # the model's modules, their uses and what ran in them were seen
     # (a module's own pre hook runs inside it, its forward hook after it, as global hooks have it;
     # a module that raised stays on the stack until its parent returns)
@@ -162,7 +144,7 @@ def test_models_record_the_same_with_python_and_global_hooks(helper, target, par
     fast = record(target, params=params)
     with fastpath.python_only(), _global_hook():
         slow = record(target, params=params)
-    assert _text(fast) == _text(slow)
+    assert recording_text(fast) == recording_text(slow)
     if params.get("backend") == "cpp":
         assert [e.op for e in fast.forward] == ["gradviz::linear", "sum"]
 
@@ -185,5 +167,5 @@ def test_wrapped_modules_record_what_global_hooks_record_without_the_helper(scri
         wrapped = record(script, keep_values=False)
         with _global_hook():
             hooks = record(script, keep_values=False)
-    assert _text(wrapped) == _text(hooks)
+    assert recording_text(wrapped) == recording_text(hooks)
     assert ("MulBackward0", "Linear3", 1) in {(n.name, n.module, n.use) for n in wrapped.nodes}

@@ -12,15 +12,9 @@ from gradviz.core.capture import ForwardCapture
 from gradviz.core.recorder import producers_of, topological_order
 from gradviz.core.sandbox import Sandbox
 from gradviz.core.tensors import TensorStore
+
+from both_paths import recording_text
 from graph_reference import threaded_half
-
-
-@pytest.fixture(scope="module")
-def helper():
-    ok, reason = fastpath.build()
-    if not ok:
-        pytest.skip(reason)
-    return fastpath.helper()
 
 
 def _random_dag(seed: int, n: int) -> list[tuple[int, int, int]]:
@@ -129,16 +123,6 @@ def _inputs_of_every_kind():
     return loss, {"w": w, "xs": xs}
 
 
-def _json(rec) -> str:
-    import json
-
-    from gradviz.core.serialize import recording_to_json
-
-    data = recording_to_json(rec)
-    data["meta"].pop("seconds", None)
-    return json.dumps(data, sort_keys=True, default=str)
-
-
 @pytest.mark.parametrize("keep_values", [True, False])
 def test_inputs_names_and_events_of_every_kind_record_the_same(helper, keep_values):
     from gradviz.core import record
@@ -146,7 +130,7 @@ def test_inputs_names_and_events_of_every_kind_record_the_same(helper, keep_valu
     compiled = record(_inputs_of_every_kind, keep_values=keep_values)
     with fastpath.python_only():
         python = record(_inputs_of_every_kind, keep_values=keep_values)
-    assert _json(compiled) == _json(python)
+    assert recording_text(compiled) == recording_text(python)
     inputs = [n for n in compiled.nodes if n.kind == "input"]
     assert "xs[0]" in {n.leaf for n in inputs} and len(inputs) >= 6
     assert all(ev.input_nodes for ev in compiled.forward)

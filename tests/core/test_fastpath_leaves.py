@@ -3,8 +3,6 @@ kernels/record_graph.cpp) record what the Python passes record."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 
 import pytest
 import torch
@@ -13,23 +11,9 @@ from gradviz.core import fastpath, record
 from gradviz.core.errors import NonFiniteError
 from gradviz.core.recorder import _collect_leaves
 from gradviz.core.recording import BackwardEvent, Contribution, LeafInfo
-from gradviz.core.serialize import recording_to_json
 from gradviz.core.tensors import TensorData, TensorStore
 
-
-@pytest.fixture(scope="module")
-def helper():
-    """The helper, built or loaded from the cache; skipped only where it cannot be built."""
-    ok, reason = fastpath.build()
-    if not ok:
-        if reason.startswith("compiler missing") or "GRADVIZ_NO_BUILD" in reason:
-            pytest.skip(reason)
-        if os.environ.get("GRADVIZ_RECORD_PYTHON", "") not in ("", "0"):
-            pytest.skip("GRADVIZ_RECORD_PYTHON is set")
-        pytest.fail(f"the recorder's helper failed to build: {reason}")
-    if fastpath.helper() is None:
-        pytest.skip(fastpath.status())
-    return fastpath.helper()
+from both_paths import record_both, recording_text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,20 +76,6 @@ def half_and_double():
 MODELS = [tied, broadcast, many_uses, named, half_and_double]
 
 
-def _both(target, **kw):
-    compiled = record(target, **kw)
-    with fastpath.python_only():
-        assert fastpath.helper() is None
-        python = record(target, **kw)
-    return compiled, python
-
-
-def _text(rec) -> str:
-    data = recording_to_json(rec)
-    data["meta"].pop("seconds", None)
-    return json.dumps(data, sort_keys=True, default=str)
-
-
 def _leaf_rows(rec) -> list:
     """Everything of the leaves and their contributions, the snapshots' numbers included."""
     def snap(d):
@@ -126,12 +96,12 @@ def _leaf_rows(rec) -> list:
 @pytest.mark.parametrize("model", MODELS, ids=[m.__name__ for m in MODELS])
 def test_leaves_contributions_and_inputs_are_the_python_ones(helper, model, keep_values, budget):
     kw = {} if budget is None else {"budget_bytes": budget}
-    compiled, python = _both(model, keep_values=keep_values, **kw)
+    compiled, python = record_both(model, keep_values=keep_values, **kw)
     assert _leaf_rows(compiled) == _leaf_rows(python)
     assert compiled.input_edges == python.input_edges
     assert [ev.input_nodes for ev in compiled.forward] == [ev.input_nodes for ev in python.forward]
     assert compiled.leaf_order == python.leaf_order
-    assert _text(compiled) == _text(python)
+    assert recording_text(compiled) == recording_text(python)
     assert any(info.contributions for info in compiled.leaves.values())
 
 
@@ -266,10 +236,10 @@ def test_cuda_leaves_record_the_same(helper, keep_values):
         b = torch.randn(4, device="cuda", requires_grad=True)
         return torch.tanh(torch.randn(2, 3, device="cuda") @ w + b).sum(), {"w": w, "b": b}
 
-    compiled, python = _both(build, keep_values=keep_values)
+    compiled, python = record_both(build, keep_values=keep_values)
     assert _leaf_rows(compiled) == _leaf_rows(python)
     assert compiled.leaves["w"].tensor.device.startswith("cuda")
-    assert _text(compiled) == _text(python)
+    assert recording_text(compiled) == recording_text(python)
 
     def bad():
         x = torch.tensor([0.0, 1.0], device="cuda", requires_grad=True)

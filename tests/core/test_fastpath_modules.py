@@ -3,7 +3,6 @@ exactly as the Python wrapper does: the same module_uses, module_order, module_p
 stack and module of each event, and the same results, whatever hooks the model has."""
 from __future__ import annotations
 
-import os
 import sys
 
 import pytest
@@ -15,17 +14,7 @@ from gradviz.core.capture import ForwardCapture
 from gradviz.core.sandbox import _CALL_IMPL, Sandbox
 from gradviz.core.tensors import TensorStore
 
-
-@pytest.fixture(scope="module")
-def helper():
-    """The helper, built or loaded from the cache; skipped only where it cannot be built."""
-    ok, reason = fastpath.build()
-    if not ok or fastpath.helper() is None:
-        if reason.startswith("compiler missing") or "GRADVIZ_NO_BUILD" in reason or \
-                os.environ.get("GRADVIZ_RECORD_PYTHON", "") not in ("", "0"):
-            pytest.skip(reason or fastpath.status())
-        pytest.fail(f"the recorder's helper failed to build: {reason}")
-    return fastpath.helper()
+from both_paths import record_both, recording_text
 
 
 @pytest.fixture(autouse=True)
@@ -215,22 +204,11 @@ def build():
 
 @pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
 def test_in_place_ops_on_leaves_record_what_the_python_method_records(helper, tmp_path, keep_values):
-    import json
-
     from gradviz.core import record
-    from gradviz.core.serialize import recording_to_json
-
-    def text(rec):
-        data = recording_to_json(rec)
-        data["meta"].pop("seconds", None)
-        return json.dumps(data, sort_keys=True, default=str)
-
     path = tmp_path / "inplace.py"
     path.write_text(INPLACE_MODEL)
-    fast = record(str(path), keep_values=keep_values)
-    with fastpath.python_only():
-        slow = record(str(path), keep_values=keep_values)
-    assert text(fast) == text(slow)
+    fast, slow = record_both(str(path), keep_values=keep_values)
+    assert recording_text(fast) == recording_text(slow)
     ops = [e.op for e in fast.forward]
     assert ops.count("add_") == 2 and "clamp_" in ops and "mul_" in ops, ops
     assert not fast.meta["unseen_nodes"]  # (the leaf buffer's new node was noted as seen)
@@ -271,22 +249,11 @@ def build():
 
 @pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
 def test_tuple_results_record_what_the_python_method_records(helper, tmp_path, keep_values):
-    import json
-
     from gradviz.core import record
-    from gradviz.core.serialize import recording_to_json
-
-    def text(rec):
-        data = recording_to_json(rec)
-        data["meta"].pop("seconds", None)
-        return json.dumps(data, sort_keys=True, default=str)
-
     path = tmp_path / "tuples.py"
     path.write_text(TUPLE_MODEL)
-    fast = record(str(path), keep_values=keep_values)
-    with fastpath.python_only():
-        slow = record(str(path), keep_values=keep_values)
-    assert text(fast) == text(slow)
+    fast, slow = record_both(str(path), keep_values=keep_values)
+    assert recording_text(fast) == recording_text(slow)
     outputs = {e.op: len(e.outputs) for e in fast.forward}
     assert outputs["split"] == 3 and outputs["chunk"] == 2 and outputs["unbind"] == 4, outputs
     assert [e.op for e in fast.forward].count("split") == 1  # (the leaves' split is no event)

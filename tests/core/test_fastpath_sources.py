@@ -13,7 +13,8 @@ from gradviz.core import fastpath, record
 from gradviz.core.recording import BackwardEvent
 from gradviz.core.tensors import TensorData, TensorStore
 
-from test_fastpath import _both, _same, helper  # noqa: F401 (the fixture; tests/core is on sys.path)
+from both_paths import record_both
+from test_fastpath import _same
 
 # a model spread over two files whose ops run in every kind of frame: a decorator's wrapper, a
 # lambda, a generator, a generator expression, a comprehension, a contextlib generator, a
@@ -137,7 +138,7 @@ def test_the_helper_walks_frames_on_this_python(helper):  # noqa: F811
 
 @pytest.mark.parametrize("keep_values", [True, False], ids=["values", "no-values"])
 def test_source_lines_of_every_kind_of_frame_are_the_same(helper, model, keep_values):  # noqa: F811
-    compiled, python = _both(model, keep_values=keep_values)
+    compiled, python = record_both(model, keep_values=keep_values)
     _same(compiled, python)
     assert [e.source for e in compiled.forward] == [e.source for e in python.forward]
     _check_sources(compiled)
@@ -154,7 +155,7 @@ def test_source_lines_under_a_tracer_are_the_same(helper, model):  # noqa: F811
     previous = sys.gettrace()
     sys.settrace(tracer)
     try:
-        compiled, python = _both(model, keep_values=False)
+        compiled, python = record_both(model, keep_values=False)
     finally:
         sys.settrace(previous)
     assert [e.source for e in compiled.forward] == [e.source for e in python.forward]
@@ -165,7 +166,7 @@ def test_a_recording_in_another_thread_walks_that_threads_frames(helper, model):
     import threading
 
     out = {}
-    worker = threading.Thread(target=lambda: out.update(both=_both(model)))
+    worker = threading.Thread(target=lambda: out.update(both=record_both(model)))
     worker.start()
     worker.join()
     compiled, python = out["both"]
@@ -224,6 +225,6 @@ def test_owned_gradients_come_back_as_numpy_arrays_over_their_memory(helper, poi
         assert all(isinstance(t, torch.Tensor) for t in items)
         assert flags == [False] * len(items) and finite == [None] * len(items)
     # a recording's snapshot of such a gradient keeps its memory: the same values as the Python path
-    compiled, python = _both("rnn-unrolled", params={"T": 4})
+    compiled, python = record_both("rnn-unrolled", params={"T": 4})
     _same(compiled, python)
     assert fastpath.helper() is helper

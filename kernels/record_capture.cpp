@@ -31,12 +31,16 @@
 
 #include <vector>
 
+#include "record_objects.h"
+
 namespace py = pybind11;
 
 PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObject* kwargs, PyObject* out);
 extern PyObject* gradviz_not_handled;
 
 namespace {
+
+using gradviz_record::plain_class;
 
 PyObject* s_depth = nullptr;
 PyObject* s_facts = nullptr;
@@ -91,17 +95,11 @@ PyObject* call_method(PyObject* self, PyObject* name, std::initializer_list<PyOb
   return PyObject_VectorcallMethod(name, argv, n | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
 }
 
-// torch.nn.Parameter (held for the module's life).
-PyTypeObject* parameter_type() {
-  static PyObject* parameter = py::object(py::module_::import("torch.nn").attr("Parameter")).release().ptr();
-  return reinterpret_cast<PyTypeObject*>(parameter);
-}
-
 // Whether this tensor is one the in-place path takes: a plain Tensor or Parameter (whose
 // attributes no __torch_function__ of its own intercepts) with no grad_fn that is no view, so
 // _nodes_before would note it as (t, None) and nothing for a base.
 bool plain_leaf(PyObject* v) {
-  if (!THPVariable_CheckExact(v) && Py_TYPE(v) != parameter_type()) return false;
+  if (!plain_class(v)) return false;
   const at::Tensor& t = THPVariable_Unpack(v);
   return !t.grad_fn() && !t.is_view();
 }
@@ -259,7 +257,7 @@ PyObject* capture_tf(PyObject* /*unused*/, PyObject* const* a, Py_ssize_t n) {
   }
   bool after;
   // (a Parameter result, like nn.init's: a Tensor whose is_leaf is the same test)
-  if (Py_TYPE(out) == reinterpret_cast<PyTypeObject*>(THPVariableClass) || Py_TYPE(out) == parameter_type()) {
+  if (plain_class(out)) {
     after = static_cast<bool>(THPVariable_Unpack(out).grad_fn());  // not a leaf
     PyObject* log = PyTuple_GET_ITEM(facts, 2);
     if (after && log != Py_None && !inplace_here) {

@@ -52,6 +52,8 @@ const py::object& gradviz_dtype_name(at::ScalarType s);  // record_saved.cpp
 
 namespace {
 
+using gradviz_record::plain_class;
+
 using gradviz_record::attr;
 using gradviz_record::data_maker;
 using gradviz_record::iattr;
@@ -119,19 +121,17 @@ class Depth {
 };
 
 // Whether `v` is a tensor this path takes: a plain Tensor or Parameter, strided, fixed sizes.
-bool plain_tensor(PyObject* v, PyObject* parameter) {
-  if (!THPVariable_CheckExact(v) && Py_TYPE(v) != reinterpret_cast<PyTypeObject*>(parameter)) {
-    return false;
-  }
+bool plain_tensor(PyObject* v) {
+  if (!plain_class(v)) return false;
   const at::Tensor& t = THPVariable_Unpack(v);
   return t.layout() == at::kStrided && !t.is_nested() &&
          !t.unsafeGetTensorImpl()->has_symbolic_sizes_strides();
 }
 
 // Appends the tensors of one argument as tensors_in does; false where this path does not take it.
-bool add_tensors(PyObject* o, std::vector<PyObject*>& ins, PyObject* parameter, bool nested) {
+bool add_tensors(PyObject* o, std::vector<PyObject*>& ins, bool nested) {
   if (THPVariable_Check(o)) {
-    if (!plain_tensor(o, parameter)) return false;
+    if (!plain_tensor(o)) return false;
     ins.push_back(o);
     return true;
   }
@@ -142,7 +142,7 @@ bool add_tensors(PyObject* o, std::vector<PyObject*>& ins, PyObject* parameter, 
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
     PyObject** items = PySequence_Fast_ITEMS(o);
     for (Py_ssize_t i = 0; i < n; ++i) {
-      if (!add_tensors(items[i], ins, parameter, true)) return false;
+      if (!add_tensors(items[i], ins, true)) return false;
     }
   }
   return true;
@@ -326,11 +326,6 @@ PyObject* gradviz_not_handled = nullptr;
 // set, or gradviz_not_handled (nothing done: the caller calls _tf_after).
 PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObject* kwargs, PyObject* out) {
   try {
-    PyObject* parameter = nullptr;
-    {
-      static py::object param_class = py::module_::import("torch.nn").attr("Parameter");
-      parameter = param_class.ptr();
-    }
     if (!PyTuple_Check(log) || PyTuple_GET_SIZE(log) != 2) return gradviz_not_handled;
     // the outputs: the tensor, or tensors_in of a tuple or list of tensors (and other values)
     std::vector<PyObject*> outs;
@@ -342,7 +337,7 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
       for (Py_ssize_t i = 0; i < n; ++i) {
         PyObject* item = items[i];
         if (THPVariable_Check(item)) {
-          if (!plain_tensor(item, parameter)) return gradviz_not_handled;
+          if (!plain_tensor(item)) return gradviz_not_handled;
           outs.push_back(item);
           all_leaves = all_leaves && is_leaf(item);
         } else if (PyDict_Check(item) || PyTuple_Check(item) || PyList_Check(item)) {
@@ -354,19 +349,19 @@ PyObject* gradviz_log_event(PyObject* self, PyObject* log, PyObject* args, PyObj
         return out;
       }
     } else {
-      if (!plain_tensor(out, parameter)) return gradviz_not_handled;
+      if (!plain_tensor(out)) return gradviz_not_handled;
       outs.push_back(out);
     }
     std::vector<PyObject*> ins;
     const Py_ssize_t nargs = PyTuple_GET_SIZE(args);
     for (Py_ssize_t i = 0; i < nargs; ++i) {
-      if (!add_tensors(PyTuple_GET_ITEM(args, i), ins, parameter, false)) return gradviz_not_handled;
+      if (!add_tensors(PyTuple_GET_ITEM(args, i), ins, false)) return gradviz_not_handled;
     }
     if (kwargs != nullptr) {
       PyObject *k, *v;
       Py_ssize_t pos = 0;
       while (PyDict_Next(kwargs, &pos, &k, &v)) {
-        if (!add_tensors(v, ins, parameter, false)) return gradviz_not_handled;
+        if (!add_tensors(v, ins, false)) return gradviz_not_handled;
       }
     }
     // the instance's SourceWalk (without one, the Python walk counts frames from _log_op)

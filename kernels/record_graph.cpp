@@ -23,6 +23,8 @@
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/autograd/python_cpp_function.h>
 
+#include "record_objects.h"
+
 #include <algorithm>
 #include <functional>
 #include <queue>
@@ -32,6 +34,8 @@
 namespace py = pybind11;
 
 namespace {
+
+using gradviz_record::plain_class;
 
 // An index in [0, count) from a Python int (IndexError past it, as a Python list would raise).
 Py_ssize_t index_of(PyObject* v, Py_ssize_t count) {
@@ -194,14 +198,6 @@ void settle_events(py::list topo, py::list inputs_of, py::list event_of, py::byt
     PyList_SET_ITEM(event_of.ptr(), i, v);
     Py_DECREF(old);
   }
-}
-
-// Whether a tensor's attributes can be read from C++: a plain Tensor or a Parameter (any other
-// class may answer them itself, through its __torch_function__).
-bool plain_class(PyObject* t) {
-  // (leaked on purpose: a Python object past the interpreter's end)
-  static PyObject* parameter = py::object(py::module_::import("torch.nn").attr("Parameter")).release().ptr();
-  return THPVariable_CheckExact(t) || Py_TYPE(t) == reinterpret_cast<PyTypeObject*>(parameter);
 }
 
 // t.grad_fn (a new reference; None for none).

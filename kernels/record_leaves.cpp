@@ -33,6 +33,8 @@ const py::object& gradviz_dtype_name(at::ScalarType s);  // record_saved.cpp
 
 namespace {
 
+using gradviz_record::plain_class;
+
 using gradviz_record::attr;
 using gradviz_record::data_maker;
 using gradviz_record::Devices;
@@ -48,9 +50,7 @@ using gradviz_record::Shapes;
 // Whether `t` is a plain Tensor or a Parameter (any other class may answer its attributes itself)
 // without a grad_fn (reading .grad of a tensor with one warns in Python).
 bool plain_leaf(PyObject* t) {
-  // (leaked on purpose: a Python object past the interpreter's end)
-  static PyObject* parameter = py::object(py::module_::import("torch.nn").attr("Parameter")).release().ptr();
-  if (!THPVariable_CheckExact(t) && Py_TYPE(t) != reinterpret_cast<PyTypeObject*>(parameter)) return false;
+  if (!plain_class(t)) return false;
   return !THPVariable_Unpack(t).grad_fn();
 }
 

@@ -11,6 +11,7 @@
 
 #include <torch/extension.h>
 #include <pybind11/numpy.h>
+#include <torch/csrc/autograd/python_variable.h>
 
 #include <cstdint>
 #include <cstring>
@@ -260,6 +261,14 @@ bool finite_bits(const void* data, int64_t n) {
     if ((b & exp) == exp) return false;
   }
   return true;
+}
+
+// Whether a tensor's attributes can be read from C++: a plain Tensor or a Parameter (any other
+// class may answer them itself, through its __torch_function__).
+inline bool plain_class(PyObject* t) {
+  // (leaked on purpose: a Python object past the interpreter's end)
+  static PyObject* parameter = py::object(py::module_::import("torch.nn").attr("Parameter")).release().ptr();
+  return THPVariable_CheckExact(t) || Py_TYPE(t) == reinterpret_cast<PyTypeObject*>(parameter);
 }
 
 }  // namespace gradviz_record
